@@ -1,4 +1,8 @@
 //! mcpstorm: an io_uring, thread-per-core load engine and reference server for MCP
-//! (Model Context Protocol) over streamable HTTP. See ../shared/ARCHITECTURE.md.
+//! (Model Context Protocol) over streamable HTTP. Data flows one way: options → plan →
+//! shards → merged figures → report (see ../shared/ARCHITECTURE.md).
 
+pub mod cli;
 pub mod proto;
+pub mod ring;
+pub mod server;

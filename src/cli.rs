@@ -1,0 +1,139 @@
+//! Command-line options (clap derive) and the human-friendly value parsers they use:
+//! durations like `30s`/`15m`/`500ms`, counts like `100k`. No I/O here: `main.rs` turns these
+//! into validated plans.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpstorm",
+    version,
+    about = "io_uring load engine and reference server for MCP over streamable HTTP"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the embedded MCP server (streamable HTTP) until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; repeat for several (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// HTTP path of the MCP endpoint.
+    #[arg(long, default_value = "/mcp")]
+    pub path: String,
+    /// Shard threads, each pinned to a CPU [default: online CPUs].
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// How POST requests are answered.
+    #[arg(long, value_enum, default_value = "json")]
+    pub response: crate::server::mcp::ResponseMode,
+    /// Sessions held at once; initialize beyond this gets 503.
+    #[arg(long, default_value = "131072", value_parser = parse_count_u32)]
+    pub max_sessions: u32,
+    /// Connections the server sizes its rings for (rings per shard = this ÷ shards ÷ ring slots).
+    #[arg(long, default_value = "120k", value_parser = parse_count_u32)]
+    pub max_connections: u32,
+    /// A session unused for this long is ended.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub session_idle_timeout: Duration,
+    /// Direct descriptors per ring [default and maximum: RLIMIT_NOFILE]. Lower values force
+    /// several rings per shard (used by tests of the multi-ring path).
+    #[arg(long, value_parser = parse_count_u32)]
+    pub ring_slots: Option<u32>,
+    /// Write the bound addresses, one per line, to this file once listening (for scripts).
+    #[arg(long)]
+    pub ready_file: Option<std::path::PathBuf>,
+}
+
+/// Parses `250ms`, `30s`, `15m`, `2h`, `1.5s`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (try 30s, 15m, 500ms)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" => value,
+        "ms" => value / 1e3,
+        "us" | "µs" => value / 1e6,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("duration out of range: {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses `20000`, `100k`, `1.5m` (million), `20_000`.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .filter(|&c| c != '_' && c != ',')
+        .collect();
+    let (number, multiplier) = match cleaned.chars().last() {
+        Some('k') | Some('K') => (&cleaned[..cleaned.len() - 1], 1e3),
+        Some('m') | Some('M') => (&cleaned[..cleaned.len() - 1], 1e6),
+        _ => (&cleaned[..], 1.0),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a count: {text:?} (try 20000 or 100k)"))?;
+    let count = value * multiplier;
+    if !count.is_finite() || count < 0.0 || count.fract() != 0.0 || count > u64::MAX as f64 {
+        return Err(format!("count out of range: {text:?}"));
+    }
+    Ok(count as u64)
+}
+
+pub fn parse_count_u32(text: &str) -> Result<u32, String> {
+    let count = parse_count(text)?;
+    u32::try_from(count).map_err(|_| format!("count too large: {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("100k").unwrap(), 100_000);
+        assert_eq!(parse_count("1.5m").unwrap(), 1_500_000);
+        assert_eq!(parse_count("20_000").unwrap(), 20_000);
+        assert!(parse_count("1.5").is_err());
+        assert!(parse_count("lots").is_err());
+        assert!(parse_count_u32("5000000k").is_err());
+    }
+}

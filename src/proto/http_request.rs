@@ -1,0 +1,732 @@
+//! Server side of streamable-HTTP MCP: the HTTP/1.1 request parser of the embedded server.
+//!
+//! The bytes of one connection accumulate in a buffer owned by the caller; each time more arrive
+//! the server calls [`parse_request`], which either says [`Parse::Incomplete`] or returns one
+//! whole request (head and body) borrowing from that buffer, with the number of bytes it used so
+//! the caller can parse a pipelined request behind it.
+//!
+//! This module must not touch sockets or clocks, must not allocate (only
+//! [`decode_chunked_body`] appends to a caller's `Vec`), and must not panic on any input: every
+//! bad byte from a peer becomes a [`RequestError`] that maps to a status code and a counter name.
+//! Framing is strict where leniency would let two parsers disagree about where a request ends
+//! (request smuggling): obs-fold, whitespace before a colon, Content-Length together with
+//! Transfer-Encoding, and differing Content-Lengths are all refused. Line ends are lenient (bare
+//! LF is accepted as well as CRLF), like the servers MCP clients are used to.
+
+use std::fmt;
+
+use crate::proto::chunked::ChunkedDecoder;
+
+/// How large one request may be. The caller's connection buffer needs
+/// [`RequestLimits::request_bytes_max`] bytes to hold the largest acceptable request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Request line, header lines and the empty line that ends them (and any empty lines a
+    /// client sent before the request line).
+    pub head_bytes_max: usize,
+    /// The body as the application sees it: Content-Length, or decoded size when chunked.
+    pub body_bytes_max: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            head_bytes_max: 8192,
+            body_bytes_max: 1 << 20,
+        }
+    }
+}
+
+impl RequestLimits {
+    /// Largest encoded chunked body accepted. Chunk-size lines, extensions and trailers carry no
+    /// payload, so without this bound a peer could make the connection buffer grow forever while
+    /// the decoded size stays small. Twice the payload plus a head's worth leaves room for any
+    /// sane chunking.
+    pub fn chunked_raw_bytes_max(&self) -> usize {
+        self.body_bytes_max
+            .saturating_mul(2)
+            .saturating_add(self.head_bytes_max)
+    }
+
+    /// Bytes one request can occupy in the connection buffer at most.
+    pub fn request_bytes_max(&self) -> usize {
+        let body_raw_bytes_max = self.body_bytes_max.max(self.chunked_raw_bytes_max());
+        self.head_bytes_max.saturating_add(body_raw_bytes_max)
+    }
+}
+
+/// The request method. Methods are case-sensitive (RFC 9110 §9.1), so `get` is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+    Delete,
+    Options,
+    Head,
+    /// Any other syntactically valid method token (the server answers 405).
+    Other,
+}
+
+impl Method {
+    fn from_token(token: &[u8]) -> Self {
+        match token {
+            b"GET" => Self::Get,
+            b"POST" => Self::Post,
+            b"DELETE" => Self::Delete,
+            b"OPTIONS" => Self::Options,
+            b"HEAD" => Self::Head,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+            Self::Head => "HEAD",
+            Self::Other => "OTHER",
+        }
+    }
+}
+
+/// The request line and the header fields the MCP server acts on, borrowed from the buffer.
+/// Header values are trimmed of optional whitespace; other header fields are checked for syntax
+/// and then ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    pub method: Method,
+    /// The request-target as sent, e.g. `/mcp` or `/mcp?x=1`.
+    pub target: &'a [u8],
+    /// The target without its query. For an absolute-form target (`http://host/mcp`, as sent
+    /// to proxies) this is the path part, `/` when the target has none.
+    pub path: &'a [u8],
+    /// 0 or 1. `HTTP/1.2`..`HTTP/1.9` are read as 1.1 (RFC 9112 §2.3).
+    pub http_minor: u8,
+    /// `Host`. A missing Host is not an error here (the server decides: RFC 9112 wants 400 for
+    /// HTTP/1.1, the Python SDK answers 421 when the port is missing); two Hosts are.
+    pub host: Option<&'a [u8]>,
+    pub content_type: Option<&'a [u8]>,
+    /// The first `Accept` field only: a second one is not merged (that would need a copy).
+    pub accept: Option<&'a [u8]>,
+    pub origin: Option<&'a [u8]>,
+    /// `Mcp-Session-Id`.
+    pub session_id: Option<&'a [u8]>,
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<&'a [u8]>,
+    /// `Mcp-Method` (2026-07-28 spec).
+    pub mcp_method: Option<&'a [u8]>,
+    /// `Mcp-Name` (2026-07-28 spec: tools/call, resources/read, prompts/get).
+    pub mcp_name: Option<&'a [u8]>,
+    /// `Last-Event-ID`.
+    pub last_event_id: Option<&'a [u8]>,
+    /// HTTP/1.1: true unless `Connection: close`; HTTP/1.0: only with `Connection: keep-alive`.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request (RFC 9110 §10.1.1: ignored for 1.0).
+    pub expect_continue: bool,
+    pub content_length: Option<u64>,
+    /// `Transfer-Encoding: chunked` (the only coding accepted).
+    pub chunked: bool,
+}
+
+/// The request body, borrowed from the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// Neither Content-Length nor Transfer-Encoding: a request without framing has no body.
+    Empty,
+    /// The Content-Length bytes (empty for `Content-Length: 0`).
+    Plain(&'a [u8]),
+    /// The encoded bytes, terminal chunk and trailers included; see [`decode_chunked_body`].
+    Chunked { raw: &'a [u8] },
+}
+
+/// One whole request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub head: RequestHead<'a>,
+    pub body: Body<'a>,
+    /// Bytes of the buffer this request used; a pipelined request starts here.
+    pub total_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned by value and matched at once, never stored; boxing would allocate per request"
+)]
+pub enum Parse<'a> {
+    /// More bytes are needed; call again when they arrive (with the same buffer grown).
+    Incomplete,
+    Complete(Request<'a>),
+}
+
+/// A complete head, before the body has necessarily arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedHead<'a> {
+    pub head: RequestHead<'a>,
+    /// Bytes of the buffer the head used; the body starts here.
+    pub head_len: usize,
+}
+
+/// Everything a peer can get wrong in a request. Each maps to the status to answer with
+/// (the connection is closed afterwards: after a framing error the next request's start is
+/// unknown) and a stable counter name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestError {
+    /// The head did not end within `head_bytes_max` bytes.
+    HeadTooLarge,
+    /// Content-Length, or the decoded chunked size, passes `body_bytes_max`; or the encoded
+    /// chunked body passes [`RequestLimits::chunked_raw_bytes_max`].
+    BodyTooLarge,
+    BadRequestLine,
+    /// Bad field name or value, obs-fold, whitespace before a colon, a duplicated field that must
+    /// be unique, or Transfer-Encoding on HTTP/1.0 (RFC 9112 §6.1: framing is faulty).
+    BadHeader,
+    BadContentLength,
+    /// Content-Length and Transfer-Encoding both present, or Content-Lengths that differ.
+    ConflictingLength,
+    /// A transfer coding other than a single `chunked`.
+    UnsupportedTransferEncoding,
+    /// An HTTP version other than 1.x.
+    UnsupportedVersion,
+    /// Malformed chunked encoding.
+    BadChunk,
+}
+
+impl RequestError {
+    pub const ALL: [RequestError; 9] = [
+        Self::HeadTooLarge,
+        Self::BodyTooLarge,
+        Self::BadRequestLine,
+        Self::BadHeader,
+        Self::BadContentLength,
+        Self::ConflictingLength,
+        Self::UnsupportedTransferEncoding,
+        Self::UnsupportedVersion,
+        Self::BadChunk,
+    ];
+
+    /// The status code to answer with.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::HeadTooLarge => 431,
+            Self::BodyTooLarge => 413,
+            Self::BadRequestLine
+            | Self::BadHeader
+            | Self::BadContentLength
+            | Self::ConflictingLength
+            | Self::BadChunk => 400,
+            Self::UnsupportedTransferEncoding => 501,
+            Self::UnsupportedVersion => 505,
+        }
+    }
+
+    /// The reason phrase that goes with [`RequestError::status`].
+    pub fn reason_phrase(self) -> &'static str {
+        match self.status() {
+            431 => "Request Header Fields Too Large",
+            413 => "Content Too Large",
+            501 => "Not Implemented",
+            505 => "HTTP Version Not Supported",
+            _ => "Bad Request",
+        }
+    }
+
+    /// Stable snake_case name, used as a counter name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HeadTooLarge => "head_too_large",
+            Self::BodyTooLarge => "body_too_large",
+            Self::BadRequestLine => "bad_request_line",
+            Self::BadHeader => "bad_header",
+            Self::BadContentLength => "bad_content_length",
+            Self::ConflictingLength => "conflicting_length",
+            Self::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::BadChunk => "bad_chunk",
+        }
+    }
+
+    /// Position in [`RequestError::ALL`], for counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Parses one request from the start of `buf`. Call again with the same (grown) buffer after
+/// `Incomplete`; after `Complete`, drop `total_len` bytes and call again for a pipelined
+/// request. Errors are final for the connection.
+///
+/// Errors come as early as the bytes allow: a bad request line as soon as it is complete, an
+/// unterminated head as soon as `head_bytes_max` bytes have arrived, a too large Content-Length
+/// as soon as the head is complete. The head is re-parsed on every call: it is at most
+/// `head_bytes_max` bytes, and keeping no state makes the parser trivially restartable.
+pub fn parse_request<'a>(buf: &'a [u8], limits: &RequestLimits) -> Result<Parse<'a>, RequestError> {
+    let Some(ParsedHead { head, head_len }) = parse_head(buf, limits)? else {
+        return Ok(Parse::Incomplete);
+    };
+    let rest = &buf[head_len..];
+    let (body, body_len) = if head.chunked {
+        match chunked_body_len(rest, limits)? {
+            Some(raw_len) => (
+                Body::Chunked {
+                    raw: &rest[..raw_len],
+                },
+                raw_len,
+            ),
+            None => return Ok(Parse::Incomplete),
+        }
+    } else if let Some(content_length) = head.content_length {
+        // parse_head refused lengths above body_bytes_max, which is a usize.
+        let body_len = usize::try_from(content_length).map_err(|_| RequestError::BodyTooLarge)?;
+        if rest.len() < body_len {
+            return Ok(Parse::Incomplete);
+        }
+        (Body::Plain(&rest[..body_len]), body_len)
+    } else {
+        (Body::Empty, 0)
+    };
+    Ok(Parse::Complete(Request {
+        head,
+        body,
+        total_len: head_len + body_len,
+    }))
+}
+
+/// Parses only the head: `Ok(None)` until it is complete. For a server that wants to act
+/// before the body arrives (send `100 Continue`, refuse a wrong path early).
+pub fn parse_head<'a>(
+    buf: &'a [u8],
+    limits: &RequestLimits,
+) -> Result<Option<ParsedHead<'a>>, RequestError> {
+    // Only the first head_bytes_max bytes can hold the head; bytes after it are body or the
+    // next request and must not change the verdict on this head.
+    let window = &buf[..buf.len().min(limits.head_bytes_max)];
+    let start = skip_leading_empty_lines(window);
+    let Some(head_len) = find_head_end(window, start) else {
+        // With head_bytes_max bytes and no end in them, the head is already too large.
+        if buf.len() >= limits.head_bytes_max {
+            return Err(RequestError::HeadTooLarge);
+        }
+        // Refuse a peer that does not speak HTTP without waiting for a whole head.
+        if let Some(line_end) = find_byte(&window[start..], b'\n') {
+            parse_request_line(strip_cr(&window[start..start + line_end]))?;
+        }
+        return Ok(None);
+    };
+    let head = parse_head_lines(&window[start..head_len], limits)?;
+    Ok(Some(ParsedHead { head, head_len }))
+}
+
+/// Decodes a [`Body::Chunked`] body, appending the payload to `out`. On error `out` may hold
+/// part of the payload.
+pub fn decode_chunked_body(raw: &[u8], out: &mut Vec<u8>) -> Result<(), RequestError> {
+    let mut decoder = ChunkedDecoder::new();
+    let mut pos = 0;
+    loop {
+        let progress = decoder
+            .decode(&raw[pos..], &mut |data: &[u8]| out.extend_from_slice(data))
+            .map_err(|_| RequestError::BadChunk)?;
+        assert!(
+            progress.consumed <= raw.len() - pos,
+            "chunked decoder consumed more than it was given"
+        );
+        pos += progress.consumed;
+        if progress.done {
+            // Bytes after the trailers are not part of this body.
+            return if pos == raw.len() {
+                Ok(())
+            } else {
+                Err(RequestError::BadChunk)
+            };
+        }
+        if progress.consumed == 0 {
+            return Err(RequestError::BadChunk);
+        }
+    }
+}
+
+/// Length of the encoded chunked body at the start of `rest`, or `None` while it is incomplete.
+fn chunked_body_len(rest: &[u8], limits: &RequestLimits) -> Result<Option<usize>, RequestError> {
+    let raw_bytes_max = limits.chunked_raw_bytes_max();
+    // Never look past the bound: a body that has not ended within it is too large whatever
+    // follows, and this keeps the work per call bounded.
+    let input = &rest[..rest.len().min(raw_bytes_max)];
+    let mut decoder = ChunkedDecoder::new();
+    let mut decoded_bytes: usize = 0;
+    let mut pos = 0;
+    loop {
+        let progress = decoder
+            .decode(&input[pos..], &mut |data: &[u8]| {
+                decoded_bytes = decoded_bytes.saturating_add(data.len());
+            })
+            .map_err(|_| RequestError::BadChunk)?;
+        assert!(
+            progress.consumed <= input.len() - pos,
+            "chunked decoder consumed more than it was given"
+        );
+        pos += progress.consumed;
+        if decoded_bytes > limits.body_bytes_max {
+            return Err(RequestError::BodyTooLarge);
+        }
+        if progress.done {
+            return Ok(Some(pos));
+        }
+        if progress.consumed == 0 || pos == input.len() {
+            break;
+        }
+    }
+    if rest.len() > raw_bytes_max {
+        return Err(RequestError::BodyTooLarge);
+    }
+    Ok(None)
+}
+
+/// RFC 9112 §2.2: a server SHOULD ignore empty lines before the request line (some clients
+/// send a CRLF after a POST body).
+fn skip_leading_empty_lines(window: &[u8]) -> usize {
+    let mut pos = 0;
+    loop {
+        match window.get(pos..pos + 2) {
+            Some(b"\r\n") => pos += 2,
+            _ if window.get(pos) == Some(&b'\n') => pos += 1,
+            _ => return pos,
+        }
+    }
+}
+
+/// End of the head (just past the empty line) searching from `from`, which is at a non-empty
+/// line. An empty line is `\n` or `\r\n` right after a `\n`.
+fn find_head_end(window: &[u8], from: usize) -> Option<usize> {
+    let mut pos = from;
+    while let Some(offset) = find_byte(&window[pos..], b'\n') {
+        let line_feed = pos + offset;
+        match window.get(line_feed + 1) {
+            Some(b'\n') => return Some(line_feed + 2),
+            Some(b'\r') if window.get(line_feed + 2) == Some(&b'\n') => return Some(line_feed + 3),
+            _ => {}
+        }
+        pos = line_feed + 1;
+    }
+    None
+}
+
+/// Transfer-Encoding as seen so far.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TransferCoding {
+    Chunked,
+    Unsupported,
+}
+
+/// Parses a complete head: request line, header lines, empty line.
+fn parse_head_lines<'a>(
+    head: &'a [u8],
+    limits: &RequestLimits,
+) -> Result<RequestHead<'a>, RequestError> {
+    let mut lines = Lines { rest: head };
+    let request_line = lines.next().ok_or(RequestError::BadRequestLine)?;
+    let (method, target, http_minor) = parse_request_line(request_line)?;
+    let mut parsed = RequestHead {
+        method,
+        target,
+        path: path_of(target),
+        http_minor,
+        host: None,
+        content_type: None,
+        accept: None,
+        origin: None,
+        session_id: None,
+        protocol_version: None,
+        mcp_method: None,
+        mcp_name: None,
+        last_event_id: None,
+        keep_alive: false,
+        expect_continue: false,
+        content_length: None,
+        chunked: false,
+    };
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    let mut transfer_coding: Option<TransferCoding> = None;
+
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = split_header_line(line)?;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let length = parse_content_length(value)?;
+            match parsed.content_length {
+                Some(previous) if previous != length => {
+                    return Err(RequestError::ConflictingLength);
+                }
+                _ => parsed.content_length = Some(length),
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // A second field extends the coding list, and only a lone `chunked` is accepted.
+            transfer_coding = Some(match transfer_coding {
+                None if is_lone_chunked(value) => TransferCoding::Chunked,
+                _ => TransferCoding::Unsupported,
+            });
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for option in value.split(|&b| b == b',').map(trim_ows) {
+                connection_close |= option.eq_ignore_ascii_case(b"close");
+                connection_keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            parsed.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            // Lists may legitimately repeat; keep the first rather than refuse.
+            parsed.accept.get_or_insert(value);
+        } else if let Some(slot) = unique_field(&mut parsed, name) {
+            // Two values for a field that identifies the host or session would let the server
+            // and a proxy in front of it act on different ones.
+            if slot.replace(value).is_some() {
+                return Err(RequestError::BadHeader);
+            }
+        }
+    }
+
+    if let Some(coding) = transfer_coding {
+        if parsed.content_length.is_some() {
+            return Err(RequestError::ConflictingLength);
+        }
+        if http_minor == 0 {
+            return Err(RequestError::BadHeader);
+        }
+        if coding == TransferCoding::Unsupported {
+            return Err(RequestError::UnsupportedTransferEncoding);
+        }
+        parsed.chunked = true;
+    }
+    if let Some(length) = parsed.content_length
+        && length > limits.body_bytes_max as u64
+    {
+        return Err(RequestError::BodyTooLarge);
+    }
+    parsed.keep_alive = if http_minor == 0 {
+        connection_keep_alive && !connection_close
+    } else {
+        !connection_close
+    };
+    parsed.expect_continue &= http_minor == 1;
+    Ok(parsed)
+}
+
+/// The slot for a header field that may appear at most once.
+fn unique_field<'h, 'a>(
+    head: &'h mut RequestHead<'a>,
+    name: &[u8],
+) -> Option<&'h mut Option<&'a [u8]>> {
+    let slot = match name.len() {
+        4 if name.eq_ignore_ascii_case(b"host") => &mut head.host,
+        6 if name.eq_ignore_ascii_case(b"origin") => &mut head.origin,
+        8 if name.eq_ignore_ascii_case(b"mcp-name") => &mut head.mcp_name,
+        10 if name.eq_ignore_ascii_case(b"mcp-method") => &mut head.mcp_method,
+        12 if name.eq_ignore_ascii_case(b"content-type") => &mut head.content_type,
+        13 if name.eq_ignore_ascii_case(b"last-event-id") => &mut head.last_event_id,
+        14 if name.eq_ignore_ascii_case(b"mcp-session-id") => &mut head.session_id,
+        20 if name.eq_ignore_ascii_case(b"mcp-protocol-version") => &mut head.protocol_version,
+        _ => return None,
+    };
+    Some(slot)
+}
+
+/// `method SP request-target SP HTTP-version`, single spaces only: RFC 9112 §3 allows lenient
+/// whitespace, but a proxy that splits differently is how smuggling starts.
+fn parse_request_line(line: &[u8]) -> Result<(Method, &[u8], u8), RequestError> {
+    let method_end = find_byte(line, b' ').ok_or(RequestError::BadRequestLine)?;
+    let method = &line[..method_end];
+    let rest = &line[method_end + 1..];
+    let target_end = find_byte(rest, b' ').ok_or(RequestError::BadRequestLine)?;
+    let target = &rest[..target_end];
+    let version = &rest[target_end + 1..];
+    if method.is_empty() || !method.iter().all(|&b| is_token_byte(b)) {
+        return Err(RequestError::BadRequestLine);
+    }
+    // Visible ASCII only: clients percent-encode everything else.
+    if target.is_empty() || !target.iter().all(|&b| b.is_ascii_graphic()) {
+        return Err(RequestError::BadRequestLine);
+    }
+    let http_minor = parse_version(version)?;
+    Ok((Method::from_token(method), target, http_minor))
+}
+
+/// `HTTP/` DIGIT `.` DIGIT.
+fn parse_version(version: &[u8]) -> Result<u8, RequestError> {
+    let &[b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = version else {
+        return Err(RequestError::BadRequestLine);
+    };
+    if !major.is_ascii_digit() || !minor.is_ascii_digit() {
+        return Err(RequestError::BadRequestLine);
+    }
+    match (major, minor) {
+        (b'1', b'0') => Ok(0),
+        // A higher 1.x minor is processed as the highest we implement (RFC 9112 §2.3).
+        (b'1', _) => Ok(1),
+        _ => Err(RequestError::UnsupportedVersion),
+    }
+}
+
+/// The target without its query; for absolute-form, the path part of the URI.
+fn path_of(target: &[u8]) -> &[u8] {
+    let without_query = match find_byte(target, b'?') {
+        Some(query_start) => &target[..query_start],
+        None => target,
+    };
+    let after_scheme = [&b"http://"[..], b"https://"].iter().find_map(|scheme| {
+        let prefix = without_query.get(..scheme.len())?;
+        prefix
+            .eq_ignore_ascii_case(scheme)
+            .then(|| &without_query[scheme.len()..])
+    });
+    match after_scheme {
+        Some(authority_and_path) => match find_byte(authority_and_path, b'/') {
+            Some(path_start) => &authority_and_path[path_start..],
+            None => b"/",
+        },
+        None => without_query,
+    }
+}
+
+/// `field-name ":" OWS field-value OWS` → (name, trimmed value).
+fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
+    // A line starting with whitespace is obs-fold (or whitespace before the first field):
+    // RFC 9112 §5.2 lets a server refuse it, and joining lines is how smuggling payloads hide.
+    let colon = find_byte(line, b':').ok_or(RequestError::BadHeader)?;
+    let name = &line[..colon];
+    // Whitespace before the colon is not a token byte, so this refuses it too (RFC 9112 §5.1).
+    if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+        return Err(RequestError::BadHeader);
+    }
+    let value = trim_ows(&line[colon + 1..]);
+    if !value.iter().all(|&b| is_field_value_byte(b)) {
+        return Err(RequestError::BadHeader);
+    }
+    Ok((name, value))
+}
+
+/// `1*DIGIT`, or a list of identical ones (RFC 9110 §8.6 lets a recipient accept `5, 5`).
+fn parse_content_length(value: &[u8]) -> Result<u64, RequestError> {
+    let mut length: Option<u64> = None;
+    for element in value.split(|&b| b == b',').map(trim_ows) {
+        let parsed = parse_decimal(element).ok_or(RequestError::BadContentLength)?;
+        match length {
+            Some(previous) if previous != parsed => return Err(RequestError::ConflictingLength),
+            _ => length = Some(parsed),
+        }
+    }
+    length.ok_or(RequestError::BadContentLength)
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+/// Exactly one non-empty list element, `chunked` (empty elements are ignored, RFC 9110 §5.6.1).
+fn is_lone_chunked(value: &[u8]) -> bool {
+    let mut codings = value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|coding| !coding.is_empty());
+    matches!(
+        (codings.next(), codings.next()),
+        (Some(coding), None) if coding.eq_ignore_ascii_case(b"chunked")
+    )
+}
+
+/// Lines of a head, without their `\n` or `\r\n`. A bare `\r` elsewhere stays in the line and
+/// is refused by the syntax checks.
+struct Lines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let line_feed = find_byte(self.rest, b'\n')?;
+        let line = &self.rest[..line_feed];
+        self.rest = &self.rest[line_feed + 1..];
+        Some(strip_cr(line))
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_ows(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// tchar (RFC 9110 §5.6.2).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// field-vchar, SP, HTAB, obs-text; no other control bytes (NUL, bare CR, DEL).
+fn is_field_value_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
+/// Position of the first `needle`, eight bytes at a time (heads are scanned on every call).
+fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES.wrapping_mul(u64::from(needle));
+    let (words, tail) = haystack.as_chunks::<8>();
+    for (index, word) in words.iter().enumerate() {
+        let xored = u64::from_le_bytes(*word) ^ pattern;
+        // The lowest set high bit marks the first zero byte exactly (false positives can only
+        // appear above a true zero).
+        let zero_bytes = xored.wrapping_sub(ONES) & !xored & HIGHS;
+        if zero_bytes != 0 {
+            return Some(index * 8 + (zero_bytes.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail_start = words.len() * 8;
+    tail.iter()
+        .position(|&b| b == needle)
+        .map(|offset| tail_start + offset)
+}

@@ -1,0 +1,758 @@
+//! One server shard: a thread pinned to a CPU that owns one or more rings, each with its own
+//! SO_REUSEPORT listener(s), multishot accept into auto-allocated direct descriptors, multishot
+//! recv from the ring's provided buffers, and the connections those descriptors index.
+//! Part of `server/`; the HTTP/MCP decisions are in `mcp.rs` and `proto/`.
+//!
+//! Ownership of completions: a connection's slot index *is* its fixed-file index, so the kernel
+//! chooses it at accept time. A slot returns to Free only after its Close completion, and Close
+//! is submitted only when no recv, send or shutdown is in flight for it (`flags`), so a late
+//! completion can never land on a reused slot; the generation in `user_data` asserts that.
+
+use super::mcp::{Handler, Outcome, write_protocol_error};
+use super::stats::{Counter, ShardStats};
+use super::{STOP, ServerPlan};
+use crate::proto::http_request::{Body, Parse, RequestLimits, decode_chunked_body, parse_request};
+use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingRole, UserData};
+use io_uring::{cqueue, opcode, types};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const NONE: u32 = u32::MAX;
+const RECV_ARMED: u8 = 1;
+const SEND_IN_FLIGHT: u8 = 2;
+const SHUTDOWN_IN_FLIGHT: u8 = 4;
+const CLOSE_SUBMITTED: u8 = 8;
+/// Close once the queued output has been sent.
+const WANT_CLOSE: u8 = 16;
+/// A delayed (`sleep`) response is pending: send nothing and parse nothing more until it fires.
+const PAUSED: u8 = 32;
+const STREAMING: u8 = 64;
+const OPEN: u8 = 128;
+
+/// `aux` of a Send: the bytes came from a static keep-alive, not the output pool.
+const SEND_STATIC: u8 = 1;
+/// A keep-alive comment on a GET stream, as one chunk of the chunked body.
+const KEEPALIVE_CHUNK: &[u8] = b"e\r\n: keep-alive\n\n\r\n";
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const LOOP_TICK: Duration = Duration::from_millis(50);
+
+/// Per-connection state: 12 bytes; everything larger lives in per-shard pools and is held only
+/// while a request is partial (spill) or a response is unsent (out).
+#[derive(Clone, Copy)]
+struct Conn {
+    generation: u16,
+    flags: u8,
+    spill: u32,
+    out_inflight: u32,
+    out_pending: u32,
+}
+
+impl Conn {
+    const FREE: Conn = Conn {
+        generation: 0,
+        flags: 0,
+        spill: NONE,
+        out_inflight: NONE,
+        out_pending: NONE,
+    };
+}
+
+struct RingSlot {
+    ring: Ring,
+    conns: Vec<Conn>,
+    listeners: Vec<socket2::Socket>,
+    accept_armed: Vec<bool>,
+    open: u32,
+}
+
+/// A buffer pool with a free list: buffers keep their capacity, so steady state allocates
+/// nothing. A buffer handed to the kernel is never touched until its completion.
+struct Pool {
+    bufs: Vec<Vec<u8>>,
+    sent: Vec<usize>,
+    free: Vec<u32>,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        Pool {
+            bufs: Vec::new(),
+            sent: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    fn take(&mut self) -> u32 {
+        if let Some(i) = self.free.pop() {
+            return i;
+        }
+        self.bufs.push(Vec::with_capacity(1024));
+        self.sent.push(0);
+        (self.bufs.len() - 1) as u32
+    }
+
+    fn give(&mut self, i: u32) {
+        let buf = &mut self.bufs[i as usize];
+        buf.clear();
+        // A huge request body must not pin its memory forever.
+        if buf.capacity() > 64 * 1024 {
+            buf.shrink_to(4096);
+        }
+        self.sent[i as usize] = 0;
+        self.free.push(i);
+    }
+}
+
+pub struct Shard<'a> {
+    id: usize,
+    rings: Vec<RingSlot>,
+    spills: Pool,
+    outs: Pool,
+    timers: BinaryHeap<Reverse<(u64, u8, u32, u16)>>,
+    handler: Handler<'a>,
+    stats: &'a ShardStats,
+    plan: &'a ServerPlan,
+    body_scratch: Vec<u8>,
+    limits: RequestLimits,
+    epoch: Instant,
+    now_ns: u64,
+    stopping: bool,
+}
+
+impl<'a> Shard<'a> {
+    pub fn new(
+        id: usize,
+        plan: &'a ServerPlan,
+        features: &KernelFeatures,
+        listeners: Vec<Vec<socket2::Socket>>,
+        handler: Handler<'a>,
+        stats: &'a ShardStats,
+    ) -> Result<Shard<'a>, crate::ring::RingError> {
+        let mut rings = Vec::with_capacity(listeners.len());
+        for (index, ring_listeners) in listeners.into_iter().enumerate() {
+            let config = RingConfig {
+                sq_entries: 4096,
+                cq_entries: 16384,
+                fixed_files: plan.slots_per_ring,
+                buf_count: plan.buf_count,
+                buf_bytes: plan.buf_bytes,
+                backlog_max: plan.slots_per_ring as usize * 4 + 1024,
+            };
+            let role = if index == 0 {
+                RingRole::Leader
+            } else {
+                RingRole::Follower
+            };
+            let ring = Ring::new(&config, role, features)?;
+            let accept_armed = vec![false; ring_listeners.len()];
+            rings.push(RingSlot {
+                ring,
+                conns: vec![Conn::FREE; plan.slots_per_ring as usize],
+                listeners: ring_listeners,
+                accept_armed,
+                open: 0,
+            });
+        }
+        Ok(Shard {
+            id,
+            rings,
+            spills: Pool::new(),
+            outs: Pool::new(),
+            timers: BinaryHeap::new(),
+            handler,
+            stats,
+            plan,
+            body_scratch: Vec::new(),
+            limits: RequestLimits::default(),
+            epoch: plan.epoch,
+            now_ns: 0,
+            stopping: false,
+        })
+    }
+
+    pub fn run(&mut self) -> std::io::Result<()> {
+        for r in 0..self.rings.len() {
+            for l in 0..self.rings[r].listeners.len() {
+                self.arm_accept(r, l);
+            }
+            if r > 0 {
+                self.arm_ring_poll(r);
+            }
+        }
+        let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(4096);
+        let mut next_keepalive_ns = KEEPALIVE_INTERVAL.as_nanos() as u64;
+        let mut next_sweep_ns = 0u64;
+        let mut stop_deadline_ns = u64::MAX;
+        loop {
+            if !self.stopping && STOP.load(Ordering::Relaxed) {
+                self.begin_stop();
+                stop_deadline_ns = self.now_ns + 2_000_000_000;
+            }
+            if self.stopping
+                && (self.rings.iter().all(|r| r.open == 0) || self.now_ns > stop_deadline_ns)
+            {
+                return Ok(());
+            }
+            for slot in self.rings.iter_mut().skip(1) {
+                slot.ring.submit()?;
+            }
+            let wait = match self.timers.peek() {
+                Some(Reverse((deadline, ..))) => {
+                    Duration::from_nanos(deadline.saturating_sub(self.now_ns)).min(LOOP_TICK)
+                }
+                None => LOOP_TICK,
+            };
+            self.rings[0].ring.submit_and_wait_timeout(wait)?;
+            self.now_ns = self.epoch.elapsed().as_nanos() as u64;
+            for r in 0..self.rings.len() {
+                loop {
+                    cqes.clear();
+                    if self.rings[r].ring.reap(&mut cqes) == 0 {
+                        break;
+                    }
+                    for cqe in &cqes {
+                        self.dispatch(r, cqe);
+                    }
+                    if cqes.len() < cqes.capacity() {
+                        break;
+                    }
+                }
+                self.rings[r].ring.bufs.publish();
+            }
+            self.fire_timers();
+            if self.now_ns >= next_keepalive_ns {
+                self.send_keepalives();
+                next_keepalive_ns = self.now_ns + KEEPALIVE_INTERVAL.as_nanos() as u64;
+            }
+            if self.id == 0 && self.now_ns >= next_sweep_ns {
+                let expired = self
+                    .handler
+                    .sessions
+                    .expire_idle(self.now_s(), self.plan.session_idle_timeout_s);
+                self.stats.add(Counter::sessions_expired, expired);
+                next_sweep_ns = self.now_ns + 10_000_000_000;
+            }
+        }
+    }
+
+    fn now_s(&self) -> u32 {
+        (self.now_ns / 1_000_000_000) as u32
+    }
+
+    fn push(&mut self, r: usize, entry: io_uring::squeue::Entry) {
+        // SAFETY: every entry built in this file points only at memory that outlives its
+        // completion: fixed-file slots (kept open until Close completes), pool buffers (not
+        // reused until the Send completion) and 'static keep-alive bytes; see each call site.
+        unsafe { self.rings[r].ring.push(entry) };
+    }
+
+    fn arm_accept(&mut self, r: usize, l: usize) {
+        let fd = self.rings[r].listeners[l].as_raw_fd();
+        let entry = opcode::AcceptMulti::new(types::Fd(fd))
+            .allocate_file_index(true)
+            .build()
+            .user_data(UserData::new(0, 0, Op::Accept).with_aux(l as u8).encode());
+        // The listener socket is owned by RingSlot and outlives the ring's requests.
+        self.push(r, entry);
+        self.rings[r].accept_armed[l] = true;
+    }
+
+    fn arm_ring_poll(&mut self, r: usize) {
+        let fd = self.rings[r].ring.raw_fd();
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(UserData::new(r as u32, 0, Op::PollRing).encode());
+        // The follower ring lives as long as the leader (both owned by this shard).
+        self.push(0, entry);
+    }
+
+    fn arm_recv(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.flags |= RECV_ARMED;
+        let entry = opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP)
+            .build()
+            .user_data(UserData::new(slot, conn.generation, Op::Recv).encode());
+        // The fixed slot stays open until Close, which waits for RECV_ARMED to clear.
+        self.push(r, entry);
+    }
+
+    fn dispatch(&mut self, r: usize, cqe: &cqueue::Entry) {
+        let ud = UserData::decode(cqe.user_data())
+            .expect("completion with a user_data we never encoded");
+        let (res, flags) = (cqe.result(), cqe.flags());
+        match ud.op {
+            Op::Accept => self.on_accept(r, ud.aux as usize, res, flags),
+            Op::PollRing => {
+                if !cqueue::more(flags) {
+                    self.arm_ring_poll(ud.slot as usize);
+                }
+            }
+            Op::Cancel => {}
+            op => {
+                let conn = &self.rings[r].conns[ud.slot as usize];
+                assert_eq!(
+                    conn.generation, ud.generation,
+                    "stale {op:?} completion for slot {}: a slot was reused with an op in flight",
+                    ud.slot
+                );
+                match op {
+                    Op::Recv => self.on_recv(r, ud.slot, res, flags),
+                    Op::Send => self.on_send(r, ud.slot, res, ud.aux),
+                    Op::Shutdown => {
+                        self.rings[r].conns[ud.slot as usize].flags &= !SHUTDOWN_IN_FLIGHT;
+                        self.maybe_close(r, ud.slot);
+                    }
+                    Op::Close => self.on_close(r, ud.slot),
+                    other => panic!("server never submits {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn on_accept(&mut self, r: usize, l: usize, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.rings[r].accept_armed[l] = false;
+        }
+        if res < 0 {
+            if res == -libc::ENFILE || res == -libc::EMFILE {
+                // The ring's direct-descriptor table is full; re-armed when a slot frees.
+                self.stats.incr(Counter::accept_table_full);
+            } else if res != -libc::ECANCELED {
+                self.stats.incr(Counter::error_accept);
+                if !more && !self.stopping {
+                    self.arm_accept(r, l);
+                }
+            }
+            return;
+        }
+        let slot = res as u32;
+        let slots = &mut self.rings[r];
+        let conn = &mut slots.conns[slot as usize];
+        assert_eq!(
+            conn.flags, 0,
+            "kernel allocated direct descriptor {slot} that we still hold"
+        );
+        conn.generation = conn.generation.wrapping_add(1);
+        conn.flags = OPEN;
+        slots.open += 1;
+        self.stats.incr(Counter::connections_accepted);
+        if self.stopping {
+            self.begin_teardown(r, slot);
+            return;
+        }
+        self.arm_recv(r, slot);
+        if !more && !self.stopping {
+            self.arm_accept(r, l);
+        }
+    }
+
+    fn on_recv(&mut self, r: usize, slot: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.rings[r].conns[slot as usize].flags &= !RECV_ARMED;
+        }
+        if res <= 0 {
+            match res {
+                0 => {}
+                e if e == -libc::ENOBUFS => {
+                    self.stats.incr(Counter::recv_buffers_exhausted);
+                    if !more && self.rings[r].conns[slot as usize].flags & WANT_CLOSE == 0 {
+                        self.arm_recv(r, slot);
+                    }
+                    return;
+                }
+                e if e == -libc::ECONNRESET || e == -libc::EPIPE => {
+                    self.stats.incr(Counter::error_connection_reset)
+                }
+                e if e == -libc::ECANCELED => {}
+                _ => self.stats.incr(Counter::error_recv),
+            }
+            // EOF or a dead socket: nothing more will be read; finish sending, then close.
+            self.rings[r].conns[slot as usize].flags |= WANT_CLOSE;
+            self.flush(r, slot);
+            return;
+        }
+        let bid = cqueue::buffer_select(flags).expect("multishot recv completion without a buffer");
+        let len = res as usize;
+        self.stats.add(Counter::bytes_received, len as u64);
+        let conn_flags = self.rings[r].conns[slot as usize].flags;
+        if conn_flags & (WANT_CLOSE | STREAMING) != 0 {
+            // Closing, or a GET stream (clients send nothing on it): the bytes are dropped.
+        } else {
+            let conn = self.rings[r].conns[slot as usize];
+            if conn.spill == NONE && conn_flags & PAUSED == 0 {
+                // Fast path: parse straight out of the kernel's buffer.
+                let RingSlot { ring, conns, .. } = &mut self.rings[r];
+                let data = ring.bufs.get(bid, len);
+                let conn = &mut conns[slot as usize];
+                let (consumed, _) = process(
+                    data,
+                    slot,
+                    conn,
+                    &mut self.outs,
+                    &mut self.handler,
+                    &mut self.body_scratch,
+                    &self.limits,
+                    (self.now_ns / 1_000_000_000) as u32,
+                    &mut self.timers,
+                    self.now_ns,
+                    r as u8,
+                    self.stats,
+                );
+                if consumed < len && conn.flags & WANT_CLOSE == 0 {
+                    let spill = self.spills.take();
+                    self.spills.bufs[spill as usize].extend_from_slice(&data[consumed..]);
+                    conn.spill = spill;
+                }
+            } else {
+                let spill = if conn.spill == NONE {
+                    self.spills.take()
+                } else {
+                    conn.spill
+                };
+                self.rings[r].conns[slot as usize].spill = spill;
+                let data = self.rings[r].ring.bufs.get(bid, len);
+                self.spills.bufs[spill as usize].extend_from_slice(data);
+                self.process_spill(r, slot);
+            }
+        }
+        self.rings[r].ring.bufs.recycle(bid);
+        self.flush(r, slot);
+        let conn = self.rings[r].conns[slot as usize];
+        if !more && conn.flags & (WANT_CLOSE | RECV_ARMED) == 0 {
+            self.arm_recv(r, slot);
+        }
+    }
+
+    /// Parses what a connection has spilled; keeps the unparsed tail.
+    fn process_spill(&mut self, r: usize, slot: u32) {
+        let spill = self.rings[r].conns[slot as usize].spill;
+        if spill == NONE {
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.spills.bufs[spill as usize]);
+        let (consumed, _) = process(
+            &buf,
+            slot,
+            &mut self.rings[r].conns[slot as usize],
+            &mut self.outs,
+            &mut self.handler,
+            &mut self.body_scratch,
+            &self.limits,
+            (self.now_ns / 1_000_000_000) as u32,
+            &mut self.timers,
+            self.now_ns,
+            r as u8,
+            self.stats,
+        );
+        buf.drain(..consumed);
+        let empty = buf.is_empty();
+        self.spills.bufs[spill as usize] = buf;
+        if empty || self.rings[r].conns[slot as usize].flags & WANT_CLOSE != 0 {
+            self.spills.give(spill);
+            self.rings[r].conns[slot as usize].spill = NONE;
+        }
+    }
+
+    /// Starts sending queued output when nothing is in flight; begins the close when asked and
+    /// everything is sent.
+    fn flush(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.flags & (SEND_IN_FLIGHT | PAUSED) != 0 {
+            return;
+        }
+        if conn.out_pending != NONE {
+            let out = conn.out_pending;
+            conn.out_pending = NONE;
+            conn.out_inflight = out;
+            self.submit_send(r, slot, out);
+            return;
+        }
+        if conn.flags & WANT_CLOSE != 0 {
+            self.begin_teardown(r, slot);
+        }
+    }
+
+    fn submit_send(&mut self, r: usize, slot: u32, out: u32) {
+        let sent = self.outs.sent[out as usize];
+        let buf = &self.outs.bufs[out as usize];
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.flags |= SEND_IN_FLIGHT;
+        let entry = opcode::Send::new(
+            types::Fixed(slot),
+            buf[sent..].as_ptr(),
+            (buf.len() - sent) as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(UserData::new(slot, conn.generation, Op::Send).encode());
+        // The pool buffer `out` is the connection's `out_inflight` and is not touched or
+        // returned to the pool until this Send completes (on_send).
+        self.push(r, entry);
+    }
+
+    fn on_send(&mut self, r: usize, slot: u32, res: i32, aux: u8) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.flags &= !SEND_IN_FLIGHT;
+        if aux == SEND_STATIC {
+            if res < KEEPALIVE_CHUNK.len() as i32 {
+                // A stream whose client stopped reading (or went away): give up on it.
+                self.stats.incr(Counter::error_send);
+                conn.flags |= WANT_CLOSE;
+            } else {
+                self.stats.incr(Counter::sse_keepalives_sent);
+                self.stats.add(Counter::bytes_sent, res as u64);
+            }
+            self.flush(r, slot);
+            return;
+        }
+        let out = conn.out_inflight;
+        if res < 0 {
+            if res == -libc::ECONNRESET || res == -libc::EPIPE {
+                self.stats.incr(Counter::error_connection_reset);
+            } else {
+                self.stats.incr(Counter::error_send);
+            }
+            conn.out_inflight = NONE;
+            conn.flags |= WANT_CLOSE;
+            self.outs.give(out);
+            if conn.out_pending != NONE {
+                let pending = conn.out_pending;
+                conn.out_pending = NONE;
+                self.outs.give(pending);
+            }
+            self.flush(r, slot);
+            return;
+        }
+        self.stats.add(Counter::bytes_sent, res as u64);
+        self.outs.sent[out as usize] += res as usize;
+        if self.outs.sent[out as usize] < self.outs.bufs[out as usize].len() {
+            // Partial send (full socket buffer): send the rest.
+            self.submit_send(r, slot, out);
+            return;
+        }
+        conn.out_inflight = NONE;
+        self.outs.give(out);
+        self.flush(r, slot);
+        // A pipelined request may have been waiting for room in the output queue.
+        if self.rings[r].conns[slot as usize].spill != NONE {
+            self.process_spill(r, slot);
+            self.flush(r, slot);
+        }
+    }
+
+    /// Nothing more will be sent: shut the socket down (ends the multishot recv), then close
+    /// once every op for the slot has completed.
+    fn begin_teardown(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.flags |= WANT_CLOSE;
+        if conn.flags & RECV_ARMED != 0 && conn.flags & SHUTDOWN_IN_FLIGHT == 0 {
+            conn.flags |= SHUTDOWN_IN_FLIGHT;
+            let entry = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
+                .build()
+                .user_data(UserData::new(slot, conn.generation, Op::Shutdown).encode());
+            // The fixed slot stays open until Close, which waits for this completion.
+            self.push(r, entry);
+        }
+        self.maybe_close(r, slot);
+    }
+
+    fn maybe_close(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.flags & (RECV_ARMED | SEND_IN_FLIGHT | SHUTDOWN_IN_FLIGHT | CLOSE_SUBMITTED) != 0
+            || conn.flags & WANT_CLOSE == 0
+        {
+            return;
+        }
+        conn.flags |= CLOSE_SUBMITTED;
+        let entry = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(UserData::new(slot, conn.generation, Op::Close).encode());
+        // Nothing else is in flight for the slot (checked above).
+        self.push(r, entry);
+    }
+
+    fn on_close(&mut self, r: usize, slot: u32) {
+        let conn = self.rings[r].conns[slot as usize];
+        for buf in [conn.out_pending, conn.out_inflight] {
+            if buf != NONE {
+                self.outs.give(buf);
+            }
+        }
+        if conn.spill != NONE {
+            self.spills.give(conn.spill);
+        }
+        self.rings[r].conns[slot as usize] = Conn {
+            generation: conn.generation,
+            ..Conn::FREE
+        };
+        self.rings[r].open -= 1;
+        self.stats.incr(Counter::connections_closed);
+        if !self.stopping {
+            for l in 0..self.rings[r].listeners.len() {
+                if !self.rings[r].accept_armed[l] {
+                    self.arm_accept(r, l);
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(&Reverse((deadline, r, slot, generation))) = self.timers.peek() {
+            if deadline > self.now_ns {
+                break;
+            }
+            self.timers.pop();
+            let r = r as usize;
+            let conn = &mut self.rings[r].conns[slot as usize];
+            if conn.generation != generation || conn.flags & PAUSED == 0 {
+                continue; // the connection closed while its tool slept
+            }
+            conn.flags &= !PAUSED;
+            self.flush(r, slot);
+            self.process_spill(r, slot);
+            self.flush(r, slot);
+        }
+    }
+
+    fn send_keepalives(&mut self) {
+        for r in 0..self.rings.len() {
+            for slot in 0..self.rings[r].conns.len() {
+                let conn = &mut self.rings[r].conns[slot];
+                if conn.flags & STREAMING == 0 || conn.flags & (SEND_IN_FLIGHT | WANT_CLOSE) != 0 {
+                    continue;
+                }
+                conn.flags |= SEND_IN_FLIGHT;
+                let entry = opcode::Send::new(
+                    types::Fixed(slot as u32),
+                    KEEPALIVE_CHUNK.as_ptr(),
+                    KEEPALIVE_CHUNK.len() as u32,
+                )
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(
+                    UserData::new(slot as u32, conn.generation, Op::Send)
+                        .with_aux(SEND_STATIC)
+                        .encode(),
+                );
+                // KEEPALIVE_CHUNK is 'static.
+                self.push(r, entry);
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        for r in 0..self.rings.len() {
+            for l in 0..self.rings[r].listeners.len() {
+                if self.rings[r].accept_armed[l] {
+                    let entry = opcode::AsyncCancel::new(
+                        UserData::new(0, 0, Op::Accept).with_aux(l as u8).encode(),
+                    )
+                    .build()
+                    .user_data(UserData::new(0, 0, Op::Cancel).encode());
+                    self.push(r, entry);
+                }
+            }
+            for slot in 0..self.rings[r].conns.len() as u32 {
+                if self.rings[r].conns[slot as usize].flags & OPEN != 0 {
+                    self.rings[r].conns[slot as usize].flags &= !PAUSED;
+                    self.rings[r].conns[slot as usize].flags |= WANT_CLOSE;
+                    self.flush(r, slot);
+                }
+            }
+        }
+    }
+}
+
+/// Parses and answers every complete request at the start of `data` for one connection.
+/// Returns the bytes consumed; stops early when a response is delayed, a stream opens, or the
+/// connection must close.
+#[allow(clippy::too_many_arguments)]
+fn process(
+    data: &[u8],
+    slot: u32,
+    conn: &mut Conn,
+    outs: &mut Pool,
+    handler: &mut Handler<'_>,
+    body_scratch: &mut Vec<u8>,
+    limits: &RequestLimits,
+    now_s: u32,
+    timers: &mut BinaryHeap<Reverse<(u64, u8, u32, u16)>>,
+    now_ns: u64,
+    ring_index: u8,
+    stats: &ShardStats,
+) -> (usize, ()) {
+    let mut pos = 0;
+    while pos < data.len() && conn.flags & (PAUSED | WANT_CLOSE | STREAMING) == 0 {
+        // Responses for pipelined requests queue behind one in flight; bound that queue to one
+        // pending buffer so a client that never reads cannot grow our memory.
+        if conn.flags & SEND_IN_FLIGHT != 0
+            && conn.out_pending != NONE
+            && outs.bufs[conn.out_pending as usize].len() > 64 * 1024
+        {
+            break;
+        }
+        match parse_request(&data[pos..], limits) {
+            Ok(Parse::Incomplete) => break,
+            Ok(Parse::Complete(request)) => {
+                if conn.out_pending == NONE {
+                    conn.out_pending = outs.take();
+                }
+                let out = &mut outs.bufs[conn.out_pending as usize];
+                let body: &[u8] = match request.body {
+                    Body::Empty => &[],
+                    Body::Plain(bytes) => bytes,
+                    Body::Chunked { raw } => {
+                        body_scratch.clear();
+                        if let Err(e) = decode_chunked_body(raw, body_scratch) {
+                            stats.incr(write_protocol_error(e, out));
+                            conn.flags |= WANT_CLOSE;
+                            pos += request.total_len;
+                            break;
+                        }
+                        body_scratch
+                    }
+                };
+                pos += request.total_len;
+                match handler.handle(&request.head, body, now_s, out) {
+                    Outcome::Respond { close } => {
+                        if close {
+                            conn.flags |= WANT_CLOSE;
+                        }
+                    }
+                    Outcome::Delay { ms, close } => {
+                        if close {
+                            conn.flags |= WANT_CLOSE;
+                        }
+                        conn.flags |= PAUSED;
+                        timers.push(Reverse((
+                            now_ns + ms * 1_000_000,
+                            ring_index,
+                            slot,
+                            conn.generation,
+                        )));
+                    }
+                    Outcome::OpenStream => conn.flags |= STREAMING,
+                }
+            }
+            Err(e) => {
+                if conn.out_pending == NONE {
+                    conn.out_pending = outs.take();
+                }
+                stats.incr(write_protocol_error(
+                    e,
+                    &mut outs.bufs[conn.out_pending as usize],
+                ));
+                conn.flags |= WANT_CLOSE;
+                pos = data.len();
+            }
+        }
+    }
+    (pos, ())
+}

@@ -1,0 +1,126 @@
+//! Counters of the embedded server, one block per shard. Part of `server/`.
+//!
+//! Each shard increments only its own block (relaxed atomics on memory no other core writes, so
+//! they cost what plain increments cost); any thread may read all blocks at any time, which is
+//! how the stats endpoint, the shutdown summary and tests see the server's side of a run.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Every outcome the server counts. Names are stable: they appear in JSON.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[allow(non_camel_case_types)]
+        pub enum Counter { $( $(#[$doc])* $name ),* }
+
+        const COUNTERS_LEN: usize = [$(stringify!($name)),*].len();
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$name),*];
+            pub fn name(self) -> &'static str {
+                match self { $(Counter::$name => stringify!($name)),* }
+            }
+        }
+    };
+}
+
+counters! {
+    connections_accepted,
+    connections_closed,
+    requests_total,
+    method_initialize,
+    method_notification,
+    method_ping,
+    method_tools_list,
+    method_tools_call,
+    method_other,
+    /// JSON-RPC responses a client POSTed (answers to server requests; we send none).
+    client_responses,
+    sessions_created,
+    sessions_deleted,
+    sessions_expired,
+    sse_streams_opened,
+    sse_keepalives_sent,
+    bytes_received,
+    bytes_sent,
+    // Errors by cause: each rejection is counted under exactly one of these.
+    error_head_too_large,
+    error_body_too_large,
+    error_bad_request_line,
+    error_bad_header,
+    error_bad_content_length,
+    error_conflicting_length,
+    error_unsupported_transfer_encoding,
+    error_unsupported_version,
+    error_bad_chunk,
+    error_forbidden_origin,
+    error_not_found_path,
+    error_method_not_allowed,
+    error_not_acceptable,
+    error_unsupported_media_type,
+    error_missing_session,
+    error_unknown_session,
+    error_bad_protocol_version,
+    error_sessions_full,
+    error_json_parse,
+    error_invalid_request,
+    error_batch_refused,
+    error_method_not_found,
+    error_unknown_tool,
+    error_tool_arguments,
+    /// recv completed with an error other than a reset (counted with the peer's reset apart).
+    error_recv,
+    error_connection_reset,
+    error_send,
+    error_accept,
+    /// Multishot recv ran out of provided buffers and was re-armed.
+    recv_buffers_exhausted,
+    /// The ring's fixed-file table was full when a connection arrived (accept re-armed later).
+    accept_table_full,
+}
+
+#[repr(align(128))]
+pub struct ShardStats {
+    values: [AtomicU64; COUNTERS_LEN],
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        ShardStats::new()
+    }
+}
+
+impl ShardStats {
+    pub fn new() -> ShardStats {
+        ShardStats {
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    #[inline]
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.values[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn incr(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Sum of a counter over all shards.
+pub fn total(shards: &[ShardStats], counter: Counter) -> u64 {
+    shards.iter().map(|s| s.get(counter)).sum()
+}
+
+/// All counters summed over shards, as `(name, value)` in declaration order.
+pub fn snapshot(shards: &[ShardStats]) -> Vec<(&'static str, u64)> {
+    Counter::ALL
+        .iter()
+        .map(|&c| (c.name(), total(shards, c)))
+        .collect()
+}

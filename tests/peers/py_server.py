@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Official MCP Python SDK (2.x) server used as a real peer for mcpstorm's client engine.
+
+Tools: echo(text) -> text, add(a, b) -> number (add(2, 3) renders as "5"), sleep(ms) -> "slept <ms>ms".
+Endpoint: http://HOST:PORT/mcp (Streamable HTTP).
+
+    py_server.py --port P [--host 127.0.0.1] [--json-response] [--stateless]
+
+Prints `py_server: listening on http://HOST:PORT/mcp` (flushed) once uvicorn accepts connections.
+Install the SDK with tools/peers/setup-python.sh and run with the venv's python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import sys
+
+from mcp.server import MCPServer
+
+
+def build_server() -> MCPServer:
+    server = MCPServer("mcpstorm-py-peer")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Echo the text back."""
+        return text
+
+    @server.tool()
+    def add(a: float, b: float) -> int | float:
+        """Add two numbers (integral sums come back as integers, so add(2, 3) renders "5")."""
+        s = a + b
+        return int(s) if float(s).is_integer() and abs(s) < 2**53 else s
+
+    @server.tool()
+    async def sleep(ms: int) -> str:
+        """Sleep for `ms` milliseconds, then answer."""
+        await asyncio.sleep(max(ms, 0) / 1000.0)
+        return f"slept {ms}ms"
+
+    return server
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--json-response", action="store_true", help="answer POSTs with application/json, not SSE")
+    ap.add_argument("--stateless", action="store_true", help="stateless_http=True: no Mcp-Session-Id")
+    ap.add_argument("--log-level", default="WARNING", help="uvicorn/SDK log level (default WARNING)")
+    args = ap.parse_args()
+
+    # Test peer: loopback only.
+    host = args.host
+    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        print(f"py_server: refusing non-loopback host {host!r}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    server = build_server()
+    # Same app MCPServer.run(transport="streamable-http", host=, port=, json_response=,
+    # stateless_http=) builds (mcp 2.3.0: run -> run_streamable_http_async -> streamable_http_app),
+    # driven here by our own uvicorn.Server so we can print once it is really listening.
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        json_response=args.json_response,
+        stateless_http=args.stateless,
+        host=host,
+    )
+    config = uvicorn.Config(app, host=host, port=args.port, log_level=args.log_level.lower())
+    uv = uvicorn.Server(config)
+
+    async def run() -> None:
+        serve = asyncio.create_task(uv.serve())
+        while not uv.started:
+            if serve.done():
+                await serve  # re-raise a bind error etc.
+                raise SystemExit("py_server: uvicorn exited before starting")
+            await asyncio.sleep(0.02)
+        shown = f"[{host}]" if ":" in host else host
+        mode = f"json_response={args.json_response} stateless={args.stateless}"
+        print(f"py_server: listening on http://{shown}:{args.port}/mcp ({mode})", flush=True)
+        await serve
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -369,7 +369,15 @@ fn chunked_body_len(rest: &[u8], limits: &RequestLimits) -> Result<Option<usize>
             .decode(&input[pos..], &mut |data: &[u8]| {
                 decoded_bytes = decoded_bytes.saturating_add(data.len());
             })
-            .map_err(|_| RequestError::BadChunk)?;
+            .map_err(|_| {
+                // The same bytes must give the same verdict however they were split: had the
+                // decoder stopped where the limit passed, that would have been the error.
+                if decoded_bytes > limits.body_bytes_max {
+                    RequestError::BodyTooLarge
+                } else {
+                    RequestError::BadChunk
+                }
+            })?;
         assert!(
             progress.consumed <= input.len() - pos,
             "chunked decoder consumed more than it was given"
@@ -729,4 +737,794 @@ fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
     tail.iter()
         .position(|&b| b == needle)
         .map(|offset| tail_start + offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SESSION_ID: &str = "5b1c9d0e3f2a4b6c8d7e9f0a1b2c3d4e";
+    const TOOLS_CALL: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+
+    fn parse(buf: &[u8]) -> Result<Parse<'_>, RequestError> {
+        parse_request(buf, &RequestLimits::default())
+    }
+
+    fn complete(buf: &[u8]) -> Request<'_> {
+        match parse(buf) {
+            Ok(Parse::Complete(request)) => request,
+            other => panic!("expected a complete request, got {other:?}"),
+        }
+    }
+
+    fn error_of(buf: &[u8]) -> RequestError {
+        match parse(buf) {
+            Err(error) => error,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// A head with every optional field absent, as for `GET /mcp HTTP/1.1`.
+    fn bare_head(method: Method, target: &'static [u8]) -> RequestHead<'static> {
+        RequestHead {
+            method,
+            target,
+            path: target,
+            http_minor: 1,
+            host: None,
+            content_type: None,
+            accept: None,
+            origin: None,
+            session_id: None,
+            protocol_version: None,
+            mcp_method: None,
+            mcp_name: None,
+            last_event_id: None,
+            keep_alive: true,
+            expect_continue: false,
+            content_length: None,
+            chunked: false,
+        }
+    }
+
+    fn chunk_encode(payload: &[u8], chunk_bytes: usize, trailers: &str) -> Vec<u8> {
+        let mut encoded = Vec::new();
+        for chunk in payload.chunks(chunk_bytes) {
+            encoded.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            encoded.extend_from_slice(chunk);
+            encoded.extend_from_slice(b"\r\n");
+        }
+        encoded.extend_from_slice(b"0\r\n");
+        encoded.extend_from_slice(trailers.as_bytes());
+        encoded.extend_from_slice(b"\r\n");
+        encoded
+    }
+
+    /// What the MCP Python SDK (httpx) sends for tools/call.
+    fn httpx_post() -> Vec<u8> {
+        format!(
+            "POST /mcp HTTP/1.1\r\n\
+             Host: 127.0.0.1:8000\r\n\
+             Accept: application/json, text/event-stream\r\n\
+             Accept-Encoding: gzip, deflate\r\n\
+             Connection: keep-alive\r\n\
+             User-Agent: python-httpx/0.28.1\r\n\
+             mcp-session-id: {SESSION_ID}\r\n\
+             mcp-protocol-version: 2025-06-18\r\n\
+             content-type: application/json\r\n\
+             Content-Length: {}\r\n\
+             \r\n{TOOLS_CALL}",
+            TOOLS_CALL.len()
+        )
+        .into_bytes()
+    }
+
+    fn httpx_post_head() -> RequestHead<'static> {
+        RequestHead {
+            host: Some(b"127.0.0.1:8000"),
+            content_type: Some(b"application/json"),
+            accept: Some(b"application/json, text/event-stream"),
+            session_id: Some(SESSION_ID.as_bytes()),
+            protocol_version: Some(b"2025-06-18"),
+            content_length: Some(TOOLS_CALL.len() as u64),
+            ..bare_head(Method::Post, b"/mcp")
+        }
+    }
+
+    /// A streamed body as undici (Node fetch) sends it, 2026-07-28 headers, with a trailer.
+    fn chunked_post() -> Vec<u8> {
+        let mut request = b"POST /mcp HTTP/1.1\r\n\
+            host: localhost:3000\r\n\
+            connection: keep-alive\r\n\
+            content-type: application/json\r\n\
+            accept: application/json, text/event-stream\r\n\
+            mcp-protocol-version: 2026-07-28\r\n\
+            mcp-method: tools/call\r\n\
+            mcp-name: echo\r\n\
+            transfer-encoding: chunked\r\n\
+            \r\n"
+            .to_vec();
+        request.extend(chunk_encode(TOOLS_CALL.as_bytes(), 16, "X-Checksum: 1\r\n"));
+        request
+    }
+
+    fn chunked_post_head() -> RequestHead<'static> {
+        RequestHead {
+            host: Some(b"localhost:3000"),
+            content_type: Some(b"application/json"),
+            accept: Some(b"application/json, text/event-stream"),
+            protocol_version: Some(b"2026-07-28"),
+            mcp_method: Some(b"tools/call"),
+            mcp_name: Some(b"echo"),
+            chunked: true,
+            ..bare_head(Method::Post, b"/mcp")
+        }
+    }
+
+    fn sse_get() -> Vec<u8> {
+        format!(
+            "GET /mcp?stream=1 HTTP/1.1\r\n\
+             Host: localhost:8080\r\n\
+             Accept: text/event-stream\r\n\
+             Mcp-Session-Id: {SESSION_ID}\r\n\
+             MCP-Protocol-Version: 2025-06-18\r\n\
+             Last-Event-ID: 42\r\n\
+             Origin: http://localhost:8080\r\n\
+             \r\n"
+        )
+        .into_bytes()
+    }
+
+    fn sse_get_head() -> RequestHead<'static> {
+        RequestHead {
+            path: b"/mcp",
+            host: Some(b"localhost:8080"),
+            accept: Some(b"text/event-stream"),
+            session_id: Some(SESSION_ID.as_bytes()),
+            protocol_version: Some(b"2025-06-18"),
+            last_event_id: Some(b"42"),
+            origin: Some(b"http://localhost:8080"),
+            ..bare_head(Method::Get, b"/mcp?stream=1")
+        }
+    }
+
+    fn delete() -> Vec<u8> {
+        format!(
+            "DELETE /mcp HTTP/1.1\r\n\
+             Host: localhost:8080\r\n\
+             Mcp-Session-Id: {SESSION_ID}\r\n\
+             Connection: close\r\n\
+             \r\n"
+        )
+        .into_bytes()
+    }
+
+    fn delete_head() -> RequestHead<'static> {
+        RequestHead {
+            host: Some(b"localhost:8080"),
+            session_id: Some(SESSION_ID.as_bytes()),
+            keep_alive: false,
+            ..bare_head(Method::Delete, b"/mcp")
+        }
+    }
+
+    /// A notification with bare LF line ends, as a hand-written client might send.
+    fn lf_post() -> Vec<u8> {
+        let body = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        format!(
+            "POST /mcp HTTP/1.1\nHost: a:1\nContent-Type: application/json\nContent-Length: {}\n\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn pipelined() -> Vec<u8> {
+        let mut both = httpx_post();
+        both.extend(chunked_post());
+        both.extend(sse_get());
+        both
+    }
+
+    /// Appends `parts` to a connection buffer one after the other and parses after each, as the
+    /// server does; returns every request (Debug-printed, owned) in order.
+    fn feed_parts(parts: &[&[u8]]) -> Vec<String> {
+        let mut connection = Vec::new();
+        let mut requests = Vec::new();
+        for part in parts {
+            connection.extend_from_slice(part);
+            loop {
+                let used = match parse(&connection) {
+                    Ok(Parse::Complete(request)) => {
+                        requests.push(format!("{request:?}"));
+                        request.total_len
+                    }
+                    Ok(Parse::Incomplete) => break,
+                    Err(error) => panic!("valid bytes refused: {error:?}"),
+                };
+                connection.drain(..used);
+            }
+        }
+        assert!(connection.is_empty(), "bytes left over");
+        requests
+    }
+
+    fn realistic_requests() -> Vec<(&'static str, Vec<u8>, RequestHead<'static>)> {
+        vec![
+            ("httpx_post", httpx_post(), httpx_post_head()),
+            ("chunked_post", chunked_post(), chunked_post_head()),
+            ("sse_get", sse_get(), sse_get_head()),
+            ("delete", delete(), delete_head()),
+        ]
+    }
+
+    #[test]
+    fn test_realistic_requests_every_prefix() {
+        for (name, buf, expected_head) in realistic_requests() {
+            for k in 0..buf.len() {
+                assert_eq!(
+                    parse(&buf[..k]),
+                    Ok(Parse::Incomplete),
+                    "{name}: prefix of {k} bytes"
+                );
+            }
+            let request = complete(&buf);
+            assert_eq!(request.head, expected_head, "{name}");
+            assert_eq!(request.total_len, buf.len(), "{name}");
+        }
+    }
+
+    #[test]
+    fn test_httpx_post_body() {
+        let buf = httpx_post();
+        assert_eq!(complete(&buf).body, Body::Plain(TOOLS_CALL.as_bytes()));
+    }
+
+    #[test]
+    fn test_chunked_post_body_decodes() {
+        let buf = chunked_post();
+        let request = complete(&buf);
+        let Body::Chunked { raw } = request.body else {
+            panic!("expected a chunked body, got {:?}", request.body);
+        };
+        assert!(raw.ends_with(b"0\r\nX-Checksum: 1\r\n\r\n"));
+        let mut decoded = b"kept".to_vec();
+        assert_eq!(decode_chunked_body(raw, &mut decoded), Ok(()));
+        assert_eq!(decoded, [b"kept", TOOLS_CALL.as_bytes()].concat());
+    }
+
+    #[test]
+    fn test_sse_get_and_delete_have_no_body() {
+        assert_eq!(complete(&sse_get()).body, Body::Empty);
+        assert_eq!(complete(&delete()).body, Body::Empty);
+    }
+
+    #[test]
+    fn test_bare_lf_line_ends() {
+        let buf = lf_post();
+        for k in 0..buf.len() {
+            assert_eq!(parse(&buf[..k]), Ok(Parse::Incomplete), "prefix {k}");
+        }
+        let request = complete(&buf);
+        assert_eq!(request.head.host, Some(&b"a:1"[..]));
+        assert_eq!(request.head.content_type, Some(&b"application/json"[..]));
+        assert_eq!(
+            request.body,
+            Body::Plain(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        );
+    }
+
+    #[test]
+    fn test_pipelined_every_prefix() {
+        let buf = pipelined();
+        let first_len = httpx_post().len();
+        let second_len = chunked_post().len();
+        for k in 0..buf.len() {
+            match parse(&buf[..k]) {
+                Ok(Parse::Incomplete) => assert!(k < first_len, "prefix {k}"),
+                Ok(Parse::Complete(request)) => {
+                    assert!(k >= first_len, "prefix {k}");
+                    assert_eq!(request.head, httpx_post_head());
+                    assert_eq!(request.total_len, first_len);
+                }
+                Err(error) => panic!("prefix {k}: {error:?}"),
+            }
+        }
+        let second = complete(&buf[first_len..]);
+        assert_eq!(second.head, chunked_post_head());
+        assert_eq!(second.total_len, second_len);
+        let third = complete(&buf[first_len + second_len..]);
+        assert_eq!(third.head, sse_get_head());
+    }
+
+    #[test]
+    fn test_every_split_gives_the_same_requests() {
+        let mut cases: Vec<Vec<u8>> = realistic_requests()
+            .into_iter()
+            .map(|(_, buf, _)| buf)
+            .collect();
+        cases.push(lf_post());
+        cases.push(pipelined());
+        for buf in cases {
+            let whole = feed_parts(&[&buf]);
+            assert!(!whole.is_empty());
+            for split in 0..=buf.len() {
+                assert_eq!(
+                    feed_parts(&[&buf[..split], &buf[split..]]),
+                    whole,
+                    "split at {split}"
+                );
+            }
+            let bytes: Vec<&[u8]> = buf.chunks(1).collect();
+            assert_eq!(feed_parts(&bytes), whole, "byte by byte");
+        }
+    }
+
+    #[test]
+    fn test_parse_head_before_body() {
+        let buf = b"POST /mcp HTTP/1.1\r\nHost: a:1\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n";
+        let limits = RequestLimits::default();
+        let parsed = parse_head(buf, &limits)
+            .expect("valid head")
+            .expect("complete head");
+        assert!(parsed.head.expect_continue);
+        assert_eq!(parsed.head_len, buf.len());
+        assert_eq!(parse(buf), Ok(Parse::Incomplete));
+        assert_eq!(parse_head(&buf[..buf.len() - 1], &limits), Ok(None));
+    }
+
+    #[test]
+    fn test_keep_alive_rules() {
+        let cases: [(&[u8], bool); 6] = [
+            (b"GET / HTTP/1.1\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nConnection: Upgrade, CLOSE\r\n\r\n", false),
+            (b"GET / HTTP/1.0\r\n\r\n", false),
+            (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false),
+        ];
+        for (buf, keep_alive) in cases {
+            assert_eq!(
+                complete(buf).head.keep_alive,
+                keep_alive,
+                "{}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn test_expect_continue_ignored_on_http_1_0() {
+        let buf = b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n";
+        let request = complete(buf);
+        assert_eq!(request.head.http_minor, 0);
+        assert!(!request.head.expect_continue);
+        assert_eq!(request.body, Body::Plain(b""));
+    }
+
+    #[test]
+    fn test_methods_targets_versions() {
+        let cases: [(&[u8], Method, &[u8], &[u8], u8); 8] = [
+            (b"OPTIONS * HTTP/1.1", Method::Options, b"*", b"*", 1),
+            (b"HEAD /mcp HTTP/1.1", Method::Head, b"/mcp", b"/mcp", 1),
+            (b"PATCH /mcp HTTP/1.1", Method::Other, b"/mcp", b"/mcp", 1),
+            (b"get /mcp HTTP/1.1", Method::Other, b"/mcp", b"/mcp", 1),
+            (b"GET /mcp?a=1?b HTTP/1.0", Method::Get, b"/mcp?a=1?b", b"/mcp", 0),
+            (b"GET http://h:1/mcp?x HTTP/1.1", Method::Get, b"http://h:1/mcp?x", b"/mcp", 1),
+            (b"GET HTTPS://h HTTP/1.1", Method::Get, b"HTTPS://h", b"/", 1),
+            (b"GET /mcp HTTP/1.7", Method::Get, b"/mcp", b"/mcp", 1),
+        ];
+        for (line, method, target, path, http_minor) in cases {
+            let buf = [line, b"\r\n\r\n"].concat();
+            let head = complete(&buf).head;
+            assert_eq!(
+                (head.method, head.target, head.path, head.http_minor),
+                (method, target, path, http_minor),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn test_leading_empty_lines_skipped() {
+        let buf = b"\r\n\nGET /mcp HTTP/1.1\r\nHost: a:1\r\n\r\n";
+        let request = complete(buf);
+        assert_eq!(request.head.path, b"/mcp");
+        assert_eq!(request.total_len, buf.len());
+    }
+
+    #[test]
+    fn test_header_values_trimmed_and_names_case_insensitive() {
+        let buf = b"POST /mcp HTTP/1.1\r\nhOsT: \t a:1 \t\r\nCONTENT-TYPE:application/json\r\n\
+            mcp-SESSION-id:  s1\r\nContent-Length: 2\r\n\r\n{}";
+        let head = complete(buf).head;
+        assert_eq!(head.host, Some(&b"a:1"[..]));
+        assert_eq!(head.content_type, Some(&b"application/json"[..]));
+        assert_eq!(head.session_id, Some(&b"s1"[..]));
+    }
+
+    #[test]
+    fn test_identical_content_lengths_accepted() {
+        let one = b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}";
+        let list = b"POST / HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\n{}";
+        assert_eq!(complete(one).body, Body::Plain(b"{}"));
+        assert_eq!(complete(list).body, Body::Plain(b"{}"));
+    }
+
+    #[test]
+    fn test_duplicate_accept_keeps_first() {
+        let buf = b"GET / HTTP/1.1\r\nAccept: application/json\r\nAccept: text/event-stream\r\n\r\n";
+        assert_eq!(complete(buf).head.accept, Some(&b"application/json"[..]));
+    }
+
+    #[test]
+    fn test_error_statuses_and_names() {
+        let expected = [
+            (RequestError::HeadTooLarge, 431, "head_too_large"),
+            (RequestError::BodyTooLarge, 413, "body_too_large"),
+            (RequestError::BadRequestLine, 400, "bad_request_line"),
+            (RequestError::BadHeader, 400, "bad_header"),
+            (RequestError::BadContentLength, 400, "bad_content_length"),
+            (RequestError::ConflictingLength, 400, "conflicting_length"),
+            (RequestError::UnsupportedTransferEncoding, 501, "unsupported_transfer_encoding"),
+            (RequestError::UnsupportedVersion, 505, "unsupported_version"),
+            (RequestError::BadChunk, 400, "bad_chunk"),
+        ];
+        assert_eq!(RequestError::ALL.len(), expected.len());
+        for (index, (error, status, name)) in expected.into_iter().enumerate() {
+            assert_eq!(RequestError::ALL[index], error);
+            assert_eq!(error.index(), index);
+            assert_eq!(error.status(), status);
+            assert_eq!(error.as_str(), name);
+            assert!(!error.reason_phrase().is_empty());
+        }
+    }
+
+    /// Each case: bytes → the error they must produce.
+    fn error_cases() -> Vec<(&'static str, Vec<u8>, RequestError)> {
+        let head_pad = "a".repeat(9000);
+        vec![
+            (
+                "unterminated 9 KiB head",
+                format!("GET /mcp HTTP/1.1\r\nX-Pad: {head_pad}").into_bytes(),
+                RequestError::HeadTooLarge,
+            ),
+            (
+                "terminated head over the limit",
+                format!("GET /mcp HTTP/1.1\r\nX-Pad: {head_pad}\r\n\r\n").into_bytes(),
+                RequestError::HeadTooLarge,
+            ),
+            (
+                "2 MiB Content-Length, body not sent",
+                b"POST /mcp HTTP/1.1\r\nContent-Length: 2097152\r\n\r\n".to_vec(),
+                RequestError::BodyTooLarge,
+            ),
+            ("HTTP/0.9 request", b"GET /mcp\r\n\r\n".to_vec(), RequestError::BadRequestLine),
+            ("two spaces", b"GET  /mcp HTTP/1.1\r\n\r\n".to_vec(), RequestError::BadRequestLine),
+            ("trailing space", b"GET /mcp HTTP/1.1 \r\n\r\n".to_vec(), RequestError::BadRequestLine),
+            ("space in target", b"GET /m cp HTTP/1.1\r\n\r\n".to_vec(), RequestError::BadRequestLine),
+            ("bad method byte", b"G(T / HTTP/1.1\r\n\r\n".to_vec(), RequestError::BadRequestLine),
+            ("bad protocol", b"GET / HTTQ/1.1\r\n\r\n".to_vec(), RequestError::BadRequestLine),
+            ("non-ASCII target", b"GET /\xff HTTP/1.1\r\n\r\n".to_vec(), RequestError::BadRequestLine),
+            ("not HTTP, no head end yet", b"hello there\n".to_vec(), RequestError::BadRequestLine),
+            ("bare CR in request line", b"GET /\r HTTP/1.1\r\n\r\n".to_vec(), RequestError::BadRequestLine),
+            ("obs-fold", b"GET / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n".to_vec(), RequestError::BadHeader),
+            ("space before colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n".to_vec(), RequestError::BadHeader),
+            (
+                "space before colon on Transfer-Encoding",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n".to_vec(),
+                RequestError::BadHeader,
+            ),
+            ("control byte in name", b"GET / HTTP/1.1\r\nHo\x01st: a\r\n\r\n".to_vec(), RequestError::BadHeader),
+            ("no colon", b"GET / HTTP/1.1\r\nHost\r\n\r\n".to_vec(), RequestError::BadHeader),
+            ("empty name", b"GET / HTTP/1.1\r\n: a\r\n\r\n".to_vec(), RequestError::BadHeader),
+            ("NUL in value", b"GET / HTTP/1.1\r\nX-A: a\x00b\r\n\r\n".to_vec(), RequestError::BadHeader),
+            ("bare CR in value", b"GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n".to_vec(), RequestError::BadHeader),
+            (
+                "two Hosts",
+                b"GET / HTTP/1.1\r\nHost: a:1\r\nHost: b:1\r\n\r\n".to_vec(),
+                RequestError::BadHeader,
+            ),
+            (
+                "two session ids",
+                b"GET / HTTP/1.1\r\nMcp-Session-Id: a\r\nmcp-session-id: a\r\n\r\n".to_vec(),
+                RequestError::BadHeader,
+            ),
+            (
+                "Transfer-Encoding on HTTP/1.0",
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+                RequestError::BadHeader,
+            ),
+            ("letters", b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n".to_vec(), RequestError::BadContentLength),
+            ("negative", b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n".to_vec(), RequestError::BadContentLength),
+            ("plus sign", b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n".to_vec(), RequestError::BadContentLength),
+            ("empty", b"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n".to_vec(), RequestError::BadContentLength),
+            ("inner space", b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n".to_vec(), RequestError::BadContentLength),
+            (
+                "overflow",
+                b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
+                RequestError::BadContentLength,
+            ),
+            (
+                "Content-Length and Transfer-Encoding",
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+                RequestError::ConflictingLength,
+            ),
+            (
+                "Transfer-Encoding and Content-Length",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n".to_vec(),
+                RequestError::ConflictingLength,
+            ),
+            (
+                "differing Content-Lengths",
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec(),
+                RequestError::ConflictingLength,
+            ),
+            (
+                "differing Content-Length list",
+                b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\nhello!".to_vec(),
+                RequestError::ConflictingLength,
+            ),
+            (
+                "gzip",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+                RequestError::UnsupportedTransferEncoding,
+            ),
+            (
+                "gzip, chunked",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
+                RequestError::UnsupportedTransferEncoding,
+            ),
+            (
+                "chunked twice",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                RequestError::UnsupportedTransferEncoding,
+            ),
+            ("HTTP/2.0", b"GET / HTTP/2.0\r\n\r\n".to_vec(), RequestError::UnsupportedVersion),
+            ("HTTP/0.9", b"GET / HTTP/0.9\r\n\r\n".to_vec(), RequestError::UnsupportedVersion),
+            ("HTTP/2.0, no head end yet", b"GET / HTTP/2.0\r\n".to_vec(), RequestError::UnsupportedVersion),
+            (
+                "chunk size not hex",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+                RequestError::BadChunk,
+            ),
+            (
+                "chunk data without line end",
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n".to_vec(),
+                RequestError::BadChunk,
+            ),
+        ]
+    }
+
+    #[test]
+    fn test_each_error_case() {
+        let mut seen = Vec::new();
+        for (name, buf, expected) in error_cases() {
+            assert_eq!(parse(&buf), Err(expected), "{name}");
+            // Once an error is visible, more bytes must not change it.
+            let mut longer = buf.clone();
+            longer.extend_from_slice(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+            assert_eq!(parse(&longer), Err(expected), "{name}, with more bytes");
+            seen.push(expected);
+        }
+        for error in RequestError::ALL {
+            assert!(seen.contains(&error), "no case for {error:?}");
+        }
+    }
+
+    #[test]
+    fn test_head_limit_boundary() {
+        let limits = RequestLimits::default();
+        let prefix = b"GET / HTTP/1.1\r\nX-Pad: ";
+        let suffix = b"\r\n\r\n";
+        let pad = limits.head_bytes_max - prefix.len() - suffix.len();
+        let exact = [&prefix[..], &b"a".repeat(pad), suffix].concat();
+        assert_eq!(exact.len(), limits.head_bytes_max);
+        assert_eq!(complete(&exact).total_len, exact.len());
+        let over = [&prefix[..], &b"a".repeat(pad + 1), suffix].concat();
+        assert_eq!(parse(&over), Err(RequestError::HeadTooLarge));
+        // 8193 bytes, no terminator: refused without waiting for more.
+        let unterminated = [&prefix[..], &b"a".repeat(limits.head_bytes_max)].concat();
+        assert_eq!(parse(&unterminated[..8193]), Err(RequestError::HeadTooLarge));
+        assert_eq!(parse(&unterminated[..8191]), Ok(Parse::Incomplete));
+    }
+
+    #[test]
+    fn test_content_length_at_body_limit() {
+        let limits = RequestLimits {
+            head_bytes_max: 8192,
+            body_bytes_max: 4,
+        };
+        let at_limit = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd";
+        let over = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+        assert!(matches!(parse_request(at_limit, &limits), Ok(Parse::Complete(_))));
+        assert_eq!(parse_request(over, &limits), Err(RequestError::BodyTooLarge));
+    }
+
+    #[test]
+    fn test_chunked_body_too_large_before_it_ends() {
+        let limits = RequestLimits {
+            head_bytes_max: 8192,
+            body_bytes_max: 100,
+        };
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let at_limit = [&head[..], &chunk_encode(&[b'x'; 100], 30, "")].concat();
+        assert!(matches!(parse_request(&at_limit, &limits), Ok(Parse::Complete(_))));
+        // A 200-byte chunk announced, 101 bytes of it sent so far.
+        let partial = [&head[..], b"c8\r\n", &[b'x'; 101]].concat();
+        assert_eq!(parse_request(&partial[..partial.len() - 1], &limits), Ok(Parse::Incomplete));
+        assert_eq!(parse_request(&partial, &limits), Err(RequestError::BodyTooLarge));
+    }
+
+    #[test]
+    fn test_chunked_overhead_bounded() {
+        let limits = RequestLimits {
+            head_bytes_max: 1024,
+            body_bytes_max: 100,
+        };
+        // Chunk extensions carry no payload; a peer streaming them must still hit a limit.
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut buf = head.clone();
+        while buf.len() - head.len() <= limits.chunked_raw_bytes_max() {
+            buf.extend_from_slice(b"1;name=value\r\nx\r\n");
+        }
+        assert_eq!(parse_request(&buf, &limits), Err(RequestError::BodyTooLarge));
+    }
+
+    #[test]
+    fn test_decode_chunked_body_refuses_truncated_or_extra() {
+        let encoded = chunk_encode(b"hello", 2, "");
+        let mut out = Vec::new();
+        assert_eq!(decode_chunked_body(&encoded, &mut out), Ok(()));
+        assert_eq!(out, b"hello");
+        for k in 0..encoded.len() {
+            let mut out = Vec::new();
+            assert_eq!(
+                decode_chunked_body(&encoded[..k], &mut out),
+                Err(RequestError::BadChunk),
+                "truncated at {k}"
+            );
+        }
+        let extra = [&encoded[..], b"x"].concat();
+        assert_eq!(decode_chunked_body(&extra, &mut out), Err(RequestError::BadChunk));
+    }
+
+    #[test]
+    fn test_limits_derived_sizes() {
+        let limits = RequestLimits::default();
+        assert_eq!(limits.head_bytes_max, 8192);
+        assert_eq!(limits.body_bytes_max, 1 << 20);
+        assert_eq!(limits.chunked_raw_bytes_max(), (2 << 20) + 8192);
+        assert_eq!(limits.request_bytes_max(), (2 << 20) + 2 * 8192);
+    }
+
+    #[test]
+    fn test_find_byte_matches_position() {
+        let haystack: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
+        for needle in 0..=255u8 {
+            for start in 0..20 {
+                assert_eq!(
+                    find_byte(&haystack[start..], needle),
+                    haystack[start..].iter().position(|&b| b == needle)
+                );
+            }
+        }
+        assert_eq!(find_byte(b"", b'\n'), None);
+    }
+
+    /// Valid requests for the mutation properties.
+    fn seeds() -> Vec<Vec<u8>> {
+        vec![httpx_post(), chunked_post(), sse_get(), delete(), lf_post(), pipelined()]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip { at: usize, byte: u8 },
+        Insert { at: usize, byte: u8 },
+        Delete { at: usize },
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let interesting = prop_oneof![
+            any::<u8>(),
+            Just(b'\r'),
+            Just(b'\n'),
+            Just(b' '),
+            Just(b':'),
+            Just(b'0'),
+            Just(b'\t'),
+        ];
+        prop_oneof![
+            (any::<usize>(), interesting.clone()).prop_map(|(at, byte)| Mutation::Flip { at, byte }),
+            (any::<usize>(), interesting).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+            any::<usize>().prop_map(|at| Mutation::Delete { at }),
+        ]
+    }
+
+    fn mutate(mut buf: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+        for mutation in mutations {
+            if buf.is_empty() {
+                break;
+            }
+            match *mutation {
+                Mutation::Flip { at, byte } => {
+                    let at = at % buf.len();
+                    buf[at] = byte;
+                }
+                Mutation::Insert { at, byte } => buf.insert(at % (buf.len() + 1), byte),
+                Mutation::Delete { at } => {
+                    buf.remove(at % buf.len());
+                }
+            }
+        }
+        buf
+    }
+
+    /// Every prefix of `buf` agrees with `buf` itself: before a request completes only
+    /// Incomplete, from then on the same request; an error stays the same error.
+    fn check_prefixes(buf: &[u8], limits: &RequestLimits) -> Result<(), TestCaseError> {
+        let full = parse_request(buf, limits);
+        for k in 0..buf.len() {
+            let prefix = parse_request(&buf[..k], limits);
+            match (&prefix, &full) {
+                (Ok(Parse::Incomplete), _) => {
+                    if let Ok(Parse::Complete(request)) = &full {
+                        prop_assert!(k < request.total_len, "complete at {} but not at {k}", request.total_len);
+                    }
+                }
+                (Ok(Parse::Complete(early)), Ok(Parse::Complete(request))) => {
+                    prop_assert_eq!(early, request, "prefix {}", k);
+                }
+                (Err(early), Err(error)) => prop_assert_eq!(early, error, "prefix {}", k),
+                _ => prop_assert!(false, "prefix {k} gave {prefix:?}, whole gave {full:?}"),
+            }
+        }
+        if let Ok(Parse::Complete(request)) = &full {
+            prop_assert!(request.total_len <= buf.len());
+            if let Body::Chunked { raw } = request.body {
+                let mut decoded = Vec::new();
+                prop_assert_eq!(decode_chunked_body(raw, &mut decoded), Ok(()));
+                prop_assert!(decoded.len() <= limits.body_bytes_max);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn prop_random_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_request(&buf, &RequestLimits::default());
+            let mut out = Vec::new();
+            let _ = decode_chunked_body(&buf, &mut out);
+        }
+
+        #[test]
+        fn prop_random_head_like_bytes_never_panic(
+            lines in proptest::collection::vec("[A-Za-z:\\- \t\r\n0-9/.]{0,30}", 0..12)
+        ) {
+            let buf = format!("POST /mcp HTTP/1.1\r\n{}", lines.join("\r\n")).into_bytes();
+            check_prefixes(&buf, &RequestLimits::default())?;
+        }
+
+        #[test]
+        fn prop_mutated_requests_prefixes_agree(
+            seed in 0..6usize,
+            mutations in proptest::collection::vec(mutation(), 0..4),
+        ) {
+            let buf = mutate(seeds()[seed].clone(), &mutations);
+            check_prefixes(&buf, &RequestLimits::default())?;
+        }
+
+        #[test]
+        fn prop_mutated_requests_small_limits(
+            seed in 0..6usize,
+            mutations in proptest::collection::vec(mutation(), 0..3),
+            head_bytes_max in 1..400usize,
+            body_bytes_max in 0..120usize,
+        ) {
+            let buf = mutate(seeds()[seed].clone(), &mutations);
+            check_prefixes(&buf, &RequestLimits { head_bytes_max, body_bytes_max })?;
+        }
+    }
 }

@@ -538,3 +538,742 @@ pub fn write_u64_hex(out: &mut Vec<u8>, mut v: u64) {
     }
     out.extend_from_slice(&digits[start..]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::chunked::ChunkedDecoder;
+    use crate::proto::sse::{SseItem, SseParser};
+    use proptest::prelude::*;
+
+    fn head(text: &[u8]) -> ResponseHead<'_> {
+        parse_response_head(text)
+            .expect("head should parse")
+            .expect("head should be complete")
+    }
+
+    fn error_of(text: &[u8]) -> ResponseError {
+        parse_response_head(text).expect_err("head should be refused")
+    }
+
+    const RMCP_404: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 17\r\ndate: Thu, 27 Nov 2026 05:15:00 GMT\r\n\r\nSession not found";
+
+    #[test]
+    fn test_python_sdk_sse_head() {
+        let text = b"HTTP/1.1 200 OK\r\ndate: Thu, 27 Nov 2026 05:15:00 GMT\r\nserver: uvicorn\r\ncache-control: no-cache, no-transform\r\nconnection: keep-alive\r\ncontent-type: text/event-stream\r\nmcp-session-id: 7f3c1a0e2b9d4c5f8a6e1d2c3b4a5f60\r\nx-accel-buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n7d\r\n";
+        let parsed = head(text);
+        assert_eq!(parsed.status, 200);
+        assert_eq!(parsed.http_minor, 1);
+        assert_eq!(&text[parsed.head_len..], b"7d\r\n");
+        assert!(parsed.chunked);
+        assert!(parsed.keep_alive);
+        assert_eq!(parsed.content_type, ContentKind::EventStream);
+        assert_eq!(
+            parsed.session_id,
+            Some(&b"7f3c1a0e2b9d4c5f8a6e1d2c3b4a5f60"[..])
+        );
+        assert_eq!(parsed.framing(), BodyFraming::Chunked);
+    }
+
+    #[test]
+    fn test_content_type_kinds() {
+        let kind = |value: &str| {
+            let text = format!("HTTP/1.1 200 OK\r\nContent-Type:{value}\r\nContent-Length: 0\r\n\r\n");
+            head(text.as_bytes()).content_type
+        };
+        assert_eq!(kind(" text/event-stream; charset=utf-8"), ContentKind::EventStream);
+        assert_eq!(kind("Text/Event-Stream"), ContentKind::EventStream);
+        assert_eq!(kind(" application/json"), ContentKind::Json);
+        assert_eq!(kind(" application/json ; charset=utf-8 "), ContentKind::Json);
+        assert_eq!(kind(" text/plain; charset=utf-8"), ContentKind::Other);
+        assert_eq!(kind(" application/json-seq"), ContentKind::Other);
+        assert_eq!(kind(""), ContentKind::Other);
+        assert_eq!(
+            head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").content_type,
+            ContentKind::None
+        );
+    }
+
+    #[test]
+    fn test_rmcp_404_plain_text() {
+        let parsed = head(RMCP_404);
+        assert_eq!(parsed.status, 404);
+        assert_eq!(parsed.content_type, ContentKind::Other);
+        assert_eq!(parsed.framing(), BodyFraming::Length(17));
+        assert_eq!(&RMCP_404[parsed.head_len..], b"Session not found");
+        assert!(parsed.keep_alive);
+    }
+
+    #[test]
+    fn test_framing_without_body() {
+        for status in [100, 101, 103, 204, 304] {
+            let text = format!("HTTP/1.1 {status} X\r\nContent-Length: 10\r\n\r\n");
+            assert_eq!(head(text.as_bytes()).framing(), BodyFraming::None, "{status}");
+        }
+        let accepted = head(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(accepted.framing(), BodyFraming::Length(0));
+        assert!(accepted.keep_alive);
+        let until_close = head(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n");
+        assert_eq!(until_close.framing(), BodyFraming::UntilClose);
+        assert!(!until_close.keep_alive, "a body ended by close cannot keep the connection");
+    }
+
+    #[test]
+    fn test_keep_alive_rules() {
+        let keep_alive = |text: &[u8]| head(text).keep_alive;
+        assert!(keep_alive(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive(b"HTTP/1.1 200 OK\r\nConnection: Upgrade, CLOSE\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(keep_alive(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"));
+        assert!(!keep_alive(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
+        assert_eq!(head(b"HTTP/1.0 200 OK\r\n\r\n").http_minor, 0);
+    }
+
+    #[test]
+    fn test_lf_line_ends_and_odd_spacing() {
+        let text = b"HTTP/1.1 200\nCONTENT-LENGTH:5\nMcp-Session-Id:\tabc \n\nhello";
+        let parsed = head(text);
+        assert_eq!(&text[parsed.head_len..], b"hello");
+        assert_eq!(parsed.status, 200);
+        assert_eq!(parsed.content_length, Some(5));
+        assert_eq!(parsed.session_id, Some(&b"abc"[..]));
+        let text = b"HTTP/1.1 200 \r\nContent-Length: 0\n\r\nnext";
+        assert_eq!(&text[head(text).head_len..], b"next");
+    }
+
+    #[test]
+    fn test_incomplete_head() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let head_len = head(full).head_len;
+        for len in 0..head_len {
+            assert_eq!(parse_response_head(&full[..len]), Ok(None), "prefix {len}");
+        }
+    }
+
+    #[test]
+    fn test_bad_status_line() {
+        for text in [
+            &b"HTTP/2 200 OK\r\n\r\n"[..],
+            b"HTTX",
+            b"http/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 20 OK\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 abc OK\r\n\r\n",
+            b"HTTP/1.1 099 Low\r\n\r\n",
+            b"HTTP/1.x 200 OK\r\n\r\n",
+            b"HTTP/1.1  200 OK\r\n\r\n",
+            b"HTTP/1.1 200 O\rK\r\n\r\n",
+            b"HTTP/1.1 200 O\x01K\r\n\r\n",
+            b"\r\nHTTP/1.1 200 OK\r\n\r\n",
+            b"SSH-2.0-OpenSSH",
+        ] {
+            assert_eq!(error_of(text), ResponseError::BadStatusLine, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn test_bad_header() {
+        for text in [
+            &b"HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: bare\rcr\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: nul\0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX(A): 1\r\n\r\n",
+        ] {
+            assert_eq!(error_of(text), ResponseError::BadHeader, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn test_bad_content_length() {
+        for value in ["abc", "-1", "+1", "1 2", "", "1,", "99999999999999999999999", "0x10"] {
+            let text = format!("HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(error_of(text.as_bytes()), ResponseError::BadContentLength, "{value:?}");
+        }
+        let listed = head(b"HTTP/1.1 200 OK\r\nContent-Length: 42, 42\r\nContent-Length: 42\r\n\r\n");
+        assert_eq!(listed.content_length, Some(42));
+        let max = head(b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert_eq!(max.framing(), BodyFraming::Length(u64::MAX));
+    }
+
+    #[test]
+    fn test_conflicting_length() {
+        for text in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        ] {
+            assert_eq!(error_of(text), ResponseError::ConflictingLength, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn test_transfer_encoding() {
+        for value in ["gzip", "gzip, chunked", "chunked, gzip", "chunked, chunked", "identity"] {
+            let text = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {value}\r\n\r\n");
+            assert_eq!(
+                error_of(text.as_bytes()),
+                ResponseError::UnsupportedTransferEncoding,
+                "{value:?}"
+            );
+        }
+        let twice = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(error_of(twice), ResponseError::UnsupportedTransferEncoding);
+        let old = b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(error_of(old), ResponseError::UnsupportedTransferEncoding);
+        assert!(head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\n\r\n").chunked);
+        assert!(head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: , chunked ,\r\n\r\n").chunked);
+    }
+
+    #[test]
+    fn test_head_too_large() {
+        let mut text = b"HTTP/1.1 200 OK\r\n".to_vec();
+        while text.len() < HEAD_BYTES_MAX {
+            text.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(error_of(&text), ResponseError::HeadTooLarge);
+        text.extend_from_slice(b"\r\n");
+        assert_eq!(error_of(&text), ResponseError::HeadTooLarge);
+        assert_eq!(
+            HeadScanner::new().scan(&text),
+            Err(ResponseError::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn test_bad_session_id() {
+        for text in [
+            &b"HTTP/1.1 200 OK\r\nMcp-Session-Id:\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nMcp-Session-Id: a b\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nMcp-Session-Id: caf\xC3\xA9\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nMcp-Session-Id: a\r\nmcp-session-id: b\r\n\r\n",
+        ] {
+            assert_eq!(error_of(text), ResponseError::BadSessionId, "{text:?}");
+        }
+        let same_twice = b"HTTP/1.1 200 OK\r\nMcp-Session-Id: a\r\nmcp-session-id: a\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(head(same_twice).session_id, Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn test_retry_after() {
+        let retry = |value: &str| {
+            let text = format!("HTTP/1.1 503 Service Unavailable\r\nRetry-After: {value}\r\nContent-Length: 0\r\n\r\n");
+            head(text.as_bytes()).retry_after_s
+        };
+        assert_eq!(retry("120"), Some(120));
+        assert_eq!(retry("Fri, 31 Dec 1999 23:59:59 GMT"), None);
+        assert_eq!(retry("999999999999999999999999"), Some(u64::MAX));
+    }
+
+    #[test]
+    fn test_error_names_are_stable() {
+        let all = [
+            (ResponseError::BadStatusLine, "bad_status_line"),
+            (ResponseError::BadHeader, "bad_header"),
+            (ResponseError::BadContentLength, "bad_content_length"),
+            (ResponseError::HeadTooLarge, "head_too_large"),
+            (ResponseError::UnsupportedTransferEncoding, "unsupported_transfer_encoding"),
+            (ResponseError::ConflictingLength, "conflicting_length"),
+            (ResponseError::BadSessionId, "bad_session_id"),
+        ];
+        for (error, name) in all {
+            assert_eq!(error.as_str(), name);
+            assert_eq!(error.to_string(), name);
+        }
+    }
+
+    #[test]
+    fn test_head_scanner_resumes() {
+        let text = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        for step in 1..=text.len() {
+            let mut scanner = HeadScanner::new();
+            let mut found = None;
+            let mut len = 0;
+            while found.is_none() && len < text.len() {
+                len = (len + step).min(text.len());
+                found = scanner.scan(&text[..len]).unwrap();
+            }
+            assert_eq!(found, Some(text.len()), "step {step}");
+        }
+        assert_eq!(HeadScanner::new().scan(b"HTTX"), Err(ResponseError::BadStatusLine));
+        assert!(std::mem::size_of::<HeadScanner>() <= 4);
+    }
+
+    #[test]
+    fn test_write_head() {
+        let mut out = Vec::new();
+        write_head(&mut out, 202, None, Some(0), &[], true);
+        assert_eq!(out, b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+
+        out.clear();
+        write_head(
+            &mut out,
+            200,
+            Some("text/event-stream"),
+            None,
+            &[("Mcp-Session-Id", b"s-1"), ("Cache-Control", b"no-cache")],
+            true,
+        );
+        assert_eq!(
+            out,
+            &b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nMcp-Session-Id: s-1\r\nCache-Control: no-cache\r\n\r\n"[..]
+        );
+        let parsed = head(&out);
+        assert_eq!(parsed.framing(), BodyFraming::Chunked);
+        assert_eq!(parsed.session_id, Some(&b"s-1"[..]));
+
+        out.clear();
+        write_head(&mut out, 404, Some("application/json"), Some(0), &[], false);
+        assert_eq!(
+            out,
+            &b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..]
+        );
+        assert!(!head(&out).keep_alive);
+
+        for status in [100, 204, 304] {
+            out.clear();
+            write_head(&mut out, status, None, Some(0), &[], true);
+            let parsed = head(&out);
+            assert_eq!(parsed.content_length, None);
+            assert!(!parsed.chunked);
+            assert_eq!(parsed.framing(), BodyFraming::None);
+        }
+
+        out.clear();
+        write_head(&mut out, 299, None, Some(12345), &[], true);
+        assert_eq!(out, b"HTTP/1.1 299 \r\nContent-Length: 12345\r\n\r\n");
+        assert_eq!(head(&out).status, 299);
+    }
+
+    #[test]
+    #[should_panic(expected = "would split the response head")]
+    fn test_write_head_refuses_header_injection() {
+        write_head(&mut Vec::new(), 200, None, Some(0), &[("X", b"a\r\nB: c")], true);
+    }
+
+    #[test]
+    fn test_status_reasons() {
+        assert_eq!(status_reason(200), "OK");
+        assert_eq!(status_reason(421), "Misdirected Request");
+        assert_eq!(status_reason(503), "Service Unavailable");
+        assert_eq!(status_reason(799), "");
+    }
+
+    #[test]
+    fn test_number_writers() {
+        for v in [0, 1, 9, 10, 15, 16, 255, 256, 1 << 40, u64::MAX - 1, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64_decimal(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+            out.clear();
+            write_u64_hex(&mut out, v);
+            assert_eq!(out, format!("{v:x}").as_bytes());
+        }
+    }
+
+    // ---- A whole connection, as the client engine would read it ----------------------------
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Body {
+        Raw(Vec<u8>),
+        /// (event type, data) of each dispatched event with data, plus priming events seen.
+        Events(Vec<(Vec<u8>, Vec<u8>)>, usize),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Reply {
+        status: u16,
+        session_id: Option<Vec<u8>>,
+        body: Body,
+    }
+
+    #[derive(Clone, Copy)]
+    enum Receiving {
+        Length(u64),
+        Chunked(ChunkedDecoder),
+        UntilClose,
+    }
+
+    /// The engine's receive path in miniature: a spill buffer only for split heads, then the
+    /// framing decoder, then SSE for event streams, with pipelined responses back to back.
+    #[derive(Default)]
+    struct Connection {
+        spill: Vec<u8>,
+        scanner: HeadScanner,
+        receiving: Option<Receiving>,
+        sse: Option<SseParser>,
+        current: Option<Reply>,
+        /// The caller's buffers for the event being assembled.
+        data: Vec<u8>,
+        event_type: Vec<u8>,
+        replies: Vec<Reply>,
+        error: Option<&'static str>,
+    }
+
+    impl Connection {
+        fn feed(&mut self, mut input: &[u8]) {
+            while !input.is_empty() && self.error.is_none() {
+                if self.receiving.is_some() {
+                    let used = self.feed_body(input);
+                    input = &input[used..];
+                    continue;
+                }
+                // Zero-copy when the head arrives whole; spill only a split head.
+                if self.spill.is_empty() {
+                    match parse_response_head(input) {
+                        Ok(Some(parsed)) => {
+                            let head_len = parsed.head_len;
+                            self.start_reply(&parsed);
+                            input = &input[head_len..];
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            self.error = Some(error.as_str());
+                            return;
+                        }
+                    }
+                }
+                self.spill.extend_from_slice(input);
+                input = &[];
+                match self.scanner.scan(&self.spill) {
+                    Ok(None) => return,
+                    Ok(Some(_)) => {}
+                    Err(error) => {
+                        self.error = Some(error.as_str());
+                        return;
+                    }
+                }
+                let spill = std::mem::take(&mut self.spill);
+                self.scanner = HeadScanner::new();
+                let parsed = match parse_response_head(&spill) {
+                    Ok(Some(parsed)) => parsed,
+                    Ok(None) => unreachable!("the scanner found the end of the head"),
+                    Err(error) => {
+                        self.error = Some(error.as_str());
+                        return;
+                    }
+                };
+                self.start_reply(&parsed);
+                self.feed(&spill[parsed.head_len..]);
+            }
+        }
+
+        fn start_reply(&mut self, head: &ResponseHead<'_>) {
+            let body = if head.content_type == ContentKind::EventStream {
+                Body::Events(Vec::new(), 0)
+            } else {
+                Body::Raw(Vec::new())
+            };
+            self.sse = (head.content_type == ContentKind::EventStream).then(SseParser::new);
+            self.current = Some(Reply {
+                status: head.status,
+                session_id: head.session_id.map(<[u8]>::to_vec),
+                body,
+            });
+            self.receiving = match head.framing() {
+                BodyFraming::None | BodyFraming::Length(0) => None,
+                BodyFraming::Length(length) => Some(Receiving::Length(length)),
+                BodyFraming::Chunked => Some(Receiving::Chunked(ChunkedDecoder::new())),
+                BodyFraming::UntilClose => Some(Receiving::UntilClose),
+            };
+            if self.receiving.is_none() {
+                self.finish_reply();
+            }
+        }
+
+        fn feed_body(&mut self, input: &[u8]) -> usize {
+            let Some(receiving) = self.receiving else { return 0 };
+            let (used, done) = match receiving {
+                Receiving::Length(remaining) => {
+                    let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+                    self.body_bytes(&input[..take]);
+                    let left = remaining - take as u64;
+                    self.receiving = Some(Receiving::Length(left));
+                    (take, left == 0)
+                }
+                Receiving::Chunked(mut decoder) => {
+                    let mut pieces: Vec<(usize, usize)> = Vec::new();
+                    let base = input.as_ptr() as usize;
+                    let result = decoder.decode(input, &mut |data: &[u8]| {
+                        // Chunk data are slices of `input`: record where, then feed SSE.
+                        let start = data.as_ptr() as usize - base;
+                        pieces.push((start, start + data.len()));
+                    });
+                    for (start, end) in pieces {
+                        self.body_bytes(&input[start..end]);
+                    }
+                    self.receiving = Some(Receiving::Chunked(decoder));
+                    match result {
+                        Ok(progress) => (progress.consumed, progress.done),
+                        Err(error) => {
+                            self.error = Some(error.as_str());
+                            (input.len(), false)
+                        }
+                    }
+                }
+                Receiving::UntilClose => {
+                    self.body_bytes(input);
+                    (input.len(), false)
+                }
+            };
+            if done {
+                self.finish_reply();
+            }
+            used
+        }
+
+        fn body_bytes(&mut self, bytes: &[u8]) {
+            let Some(reply) = self.current.as_mut() else { return };
+            match (&mut reply.body, self.sse.as_mut()) {
+                (Body::Raw(raw), _) => raw.extend_from_slice(bytes),
+                (Body::Events(events, priming), Some(parser)) => {
+                    let (data, event_type) = (&mut self.data, &mut self.event_type);
+                    parser.feed(bytes, &mut |item| match item {
+                        SseItem::DataFragment(fragment) => data.extend_from_slice(fragment),
+                        SseItem::EventType { fragment, first } => {
+                            if first {
+                                event_type.clear();
+                            }
+                            event_type.extend_from_slice(fragment);
+                        }
+                        SseItem::Dispatch { has_data, data_empty } => {
+                            if has_data && data_empty {
+                                *priming += 1;
+                            } else if has_data {
+                                events.push((std::mem::take(event_type), std::mem::take(data)));
+                            }
+                            data.clear();
+                            event_type.clear();
+                        }
+                        SseItem::Id { .. }
+                        | SseItem::IdEnd { .. }
+                        | SseItem::Retry { .. }
+                        | SseItem::Comment => {}
+                    });
+                }
+                (Body::Events(..), None) => unreachable!("event streams have a parser"),
+            }
+        }
+
+        fn finish_reply(&mut self) {
+            self.receiving = None;
+            if let Some(sse) = self.sse.take() {
+                assert!(sse.is_between_events(), "body ended inside an event");
+            }
+            self.replies.extend(self.current.take());
+        }
+
+        /// The peer closed the connection.
+        fn close(mut self) -> (Vec<Reply>, Option<&'static str>) {
+            if let Some(Receiving::UntilClose) = self.receiving {
+                self.finish_reply();
+            }
+            (self.replies, self.error)
+        }
+    }
+
+    fn run_connection<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Reply>, Option<&'static str>) {
+        let mut connection = Connection::default();
+        for part in parts {
+            connection.feed(part);
+        }
+        connection.close()
+    }
+
+    const INIT_JSON: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{"listChanged":false}},"serverInfo":{"name":"bench","version":"1.0.0"}}}"#;
+    const CALL_JSON: &[u8] = br#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#;
+
+    fn chunk(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::proto::chunked::write_chunk(&mut out, data);
+        out
+    }
+
+    /// One keep-alive connection carrying what the three SDKs answer, back to back.
+    fn pipelined_stream() -> Vec<u8> {
+        let mut stream = Vec::new();
+        // Python SDK: SSE over chunked, CRLF.
+        stream.extend_from_slice(b"HTTP/1.1 200 OK\r\ndate: Thu, 27 Nov 2026 05:15:00 GMT\r\nserver: uvicorn\r\ncache-control: no-cache, no-transform\r\nconnection: keep-alive\r\ncontent-type: text/event-stream\r\nmcp-session-id: 7f3c1a0e2b9d4c5f8a6e1d2c3b4a5f60\r\nx-accel-buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n");
+        stream.extend(chunk(&[&b"event: message\r\ndata: "[..], INIT_JSON, b"\r\n\r\n"].concat()));
+        stream.extend_from_slice(b"0\r\n\r\n");
+        // Python SDK: a notification's 202.
+        stream.extend_from_slice(b"HTTP/1.1 202 Accepted\r\ndate: Thu, 27 Nov 2026 05:15:00 GMT\r\nserver: uvicorn\r\ncontent-length: 0\r\n\r\n");
+        // An interim response before the real one.
+        stream.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        // rmcp: no event line, priming event first, LF, one chunk per event.
+        stream.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nmcp-session-id: 0d6fe1c2-95a7-4f2e-b1a4-7b8f2a61c3d9\r\ntransfer-encoding: chunked\r\ndate: Thu, 27 Nov 2026 05:15:00 GMT\r\n\r\n");
+        stream.extend(chunk(b"id: 0\nretry: 3000\ndata:\n\n"));
+        stream.extend(chunk(&[&b"data: "[..], CALL_JSON, b"\n\n"].concat()));
+        stream.extend_from_slice(b"0\r\n\r\n");
+        // rmcp: unknown session.
+        stream.extend_from_slice(RMCP_404);
+        // TypeScript SDK: SSE with Content-Length, LF, a keep-alive comment.
+        let body = [&b": ping\n\nevent: message\ndata: "[..], CALL_JSON, b"\n\n"].concat();
+        stream.extend_from_slice(format!("HTTP/1.1 200 OK\r\nX-Powered-By: Express\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nmcp-session-id: 5b1f\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+        stream.extend_from_slice(&body);
+        // A JSON reply (json_response mode), LF-only head.
+        stream.extend_from_slice(format!("HTTP/1.1 200 OK\ncontent-type: application/json\ncontent-length: {}\n\n", CALL_JSON.len()).as_bytes());
+        stream.extend_from_slice(CALL_JSON);
+        // Finally a body delimited by close, HTTP/1.0 style.
+        stream.extend_from_slice(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbye");
+        stream
+    }
+
+    fn expected_replies() -> Vec<Reply> {
+        let event = |kind: &[u8], data: &[u8]| (kind.to_vec(), data.to_vec());
+        vec![
+            Reply {
+                status: 200,
+                session_id: Some(b"7f3c1a0e2b9d4c5f8a6e1d2c3b4a5f60".to_vec()),
+                body: Body::Events(vec![event(b"message", INIT_JSON)], 0),
+            },
+            Reply { status: 202, session_id: None, body: Body::Raw(Vec::new()) },
+            Reply { status: 100, session_id: None, body: Body::Raw(Vec::new()) },
+            Reply {
+                status: 200,
+                session_id: Some(b"0d6fe1c2-95a7-4f2e-b1a4-7b8f2a61c3d9".to_vec()),
+                body: Body::Events(vec![event(b"", CALL_JSON)], 1),
+            },
+            Reply { status: 404, session_id: None, body: Body::Raw(b"Session not found".to_vec()) },
+            Reply {
+                status: 200,
+                session_id: Some(b"5b1f".to_vec()),
+                body: Body::Events(vec![event(b"message", CALL_JSON)], 0),
+            },
+            Reply { status: 200, session_id: None, body: Body::Raw(CALL_JSON.to_vec()) },
+            Reply { status: 200, session_id: None, body: Body::Raw(b"bye".to_vec()) },
+        ]
+    }
+
+    #[test]
+    fn test_pipelined_connection_at_every_split() {
+        let stream = pipelined_stream();
+        let whole = run_connection([&stream[..]]);
+        assert_eq!(whole, (expected_replies(), None));
+        for split in 0..=stream.len() {
+            let (head, tail) = stream.split_at(split);
+            assert_eq!(run_connection([head, tail]), whole, "split at {split}");
+        }
+        assert_eq!(run_connection(stream.chunks(1)), whole, "byte by byte");
+    }
+
+    #[test]
+    fn test_connection_reports_peer_errors() {
+        let (replies, error) = run_connection([&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX"[..]]);
+        assert_eq!(error, Some("chunk_bad_line_end"));
+        assert!(replies.is_empty());
+        let (_, error) = run_connection([&b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..]]);
+        assert_eq!(error, Some("bad_content_length"));
+    }
+
+    /// Cuts `stream` at the given positions (taken modulo its length, in any order).
+    fn split_at_points(stream: &[u8], points: &[usize]) -> Vec<Vec<u8>> {
+        let mut cuts: Vec<usize> = points.iter().map(|p| p % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([stream.len()]) {
+            parts.push(stream[start..cut].to_vec());
+            start = cut;
+        }
+        parts
+    }
+
+    proptest! {
+        #[test]
+        fn prop_random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_response_head(&bytes);
+            let _ = HeadScanner::new().scan(&bytes);
+            let mut prefixed = b"HTTP/1.1 200 OK\r\n".to_vec();
+            prefixed.extend_from_slice(&bytes);
+            let _ = parse_response_head(&prefixed);
+        }
+
+        #[test]
+        fn prop_header_like_bytes_never_panic(
+            lines in proptest::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "Content-Length", "Transfer-Encoding", "Connection", "Content-Type",
+                        "Mcp-Session-Id", "Retry-After", "X", " ", "",
+                    ]),
+                    proptest::collection::vec(
+                        prop::sample::select(b"0129 ,;:\t\r\nchunkedgzipclose\xff\0".to_vec()), 0..24),
+                ),
+                0..8,
+            ),
+            status in "[0-9]{3}",
+        ) {
+            let mut text = format!("HTTP/1.1 {status} X\r\n").into_bytes();
+            for (name, value) in &lines {
+                text.extend_from_slice(name.as_bytes());
+                text.extend_from_slice(b": ");
+                text.extend_from_slice(value);
+                text.extend_from_slice(b"\r\n");
+            }
+            text.extend_from_slice(b"\r\n");
+            if let Ok(Some(parsed)) = parse_response_head(&text) {
+                prop_assert!(parsed.head_len <= text.len());
+                let _ = parsed.framing();
+            }
+        }
+
+        #[test]
+        fn prop_scanner_agrees_with_parser(
+            bytes in proptest::collection::vec(
+                prop::sample::select(b"HTTP/1. 200OK\r\n:ab".to_vec()), 0..200),
+            points in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut text = b"HTTP/1.1 200 OK\r\n".to_vec();
+            text.extend_from_slice(&bytes);
+            let mut scanner = HeadScanner::new();
+            let mut spill = Vec::new();
+            for part in split_at_points(&text, &points) {
+                spill.extend_from_slice(&part);
+                match scanner.scan(&spill) {
+                    Ok(Some(head_len)) => {
+                        match parse_response_head(&spill) {
+                            Ok(Some(parsed)) => prop_assert_eq!(parsed.head_len, head_len),
+                            Ok(None) => prop_assert!(false, "scanner complete, parser not"),
+                            Err(_) => {}
+                        }
+                        break;
+                    }
+                    Ok(None) => prop_assert_eq!(parse_response_head(&spill), Ok(None)),
+                    Err(error) => {
+                        prop_assert_eq!(parse_response_head(&spill), Err(error));
+                        break;
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn prop_number_writers_match_fmt(v in any::<u64>()) {
+            let mut out = Vec::new();
+            write_u64_decimal(&mut out, v);
+            prop_assert_eq!(&out, &v.to_string().into_bytes());
+            out.clear();
+            write_u64_hex(&mut out, v);
+            prop_assert_eq!(&out, &format!("{v:x}").into_bytes());
+        }
+
+        #[test]
+        fn prop_pipelined_connection_at_random_splits(
+            points in proptest::collection::vec(any::<usize>(), 0..24),
+        ) {
+            let stream = pipelined_stream();
+            let parts = split_at_points(&stream, &points);
+            prop_assert_eq!(
+                run_connection(parts.iter().map(Vec::as_slice)),
+                (expected_replies(), None)
+            );
+        }
+    }
+}

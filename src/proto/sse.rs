@@ -407,3 +407,451 @@ fn write_prefixed_lines(out: &mut Vec<u8>, prefix: &[u8], text: &[u8]) {
         rest = &rest[end + break_len..];
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An item with its bytes copied, fragments of one value merged: what must not depend on
+    /// how the stream was split.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Owned {
+        Data(Vec<u8>),
+        EventType(Vec<u8>),
+        Id(Vec<u8>),
+        IdEnd(bool),
+        Retry(u64),
+        Comment,
+        Dispatch { has_data: bool, data_empty: bool },
+    }
+
+    fn parse_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Vec<Owned> {
+        let mut parser = SseParser::new();
+        let mut items: Vec<Owned> = Vec::new();
+        for part in parts {
+            parser.feed(part, &mut |item| {
+                let last = items.last_mut();
+                match (item, last) {
+                    (SseItem::DataFragment(bytes), Some(Owned::Data(merged))) => {
+                        assert!(!bytes.is_empty(), "empty data fragment");
+                        merged.extend_from_slice(bytes);
+                    }
+                    (SseItem::DataFragment(bytes), _) => {
+                        assert!(!bytes.is_empty(), "empty data fragment");
+                        items.push(Owned::Data(bytes.to_vec()));
+                    }
+                    (SseItem::EventType { fragment, first: false }, Some(Owned::EventType(merged)))
+                    | (SseItem::Id { fragment, first: false }, Some(Owned::Id(merged))) => {
+                        assert!(!fragment.is_empty(), "empty continuation fragment");
+                        merged.extend_from_slice(fragment);
+                    }
+                    (SseItem::EventType { fragment, first }, _) => {
+                        assert!(first, "continuation without a start");
+                        items.push(Owned::EventType(fragment.to_vec()));
+                    }
+                    (SseItem::Id { fragment, first }, _) => {
+                        assert!(first, "continuation without a start");
+                        items.push(Owned::Id(fragment.to_vec()));
+                    }
+                    (SseItem::IdEnd { valid }, _) => items.push(Owned::IdEnd(valid)),
+                    (SseItem::Retry { delay_ms }, _) => items.push(Owned::Retry(delay_ms)),
+                    (SseItem::Comment, _) => items.push(Owned::Comment),
+                    (SseItem::Dispatch { has_data, data_empty }, _) => {
+                        items.push(Owned::Dispatch { has_data, data_empty })
+                    }
+                }
+            });
+        }
+        items
+    }
+
+    /// Parses `stream` whole, split in two at every position, and a byte at a time; all must
+    /// yield the same items. Returns them.
+    fn parse_every_split(stream: &[u8]) -> Vec<Owned> {
+        let whole = parse_parts([stream]);
+        for split in 0..=stream.len() {
+            let (head, tail) = stream.split_at(split);
+            assert_eq!(parse_parts([head, tail]), whole, "split at {split}");
+        }
+        assert_eq!(parse_parts(stream.chunks(1)), whole, "byte by byte");
+        whole
+    }
+
+    /// What a browser's EventSource would see.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct Seen {
+        /// (type, data, last event id) of each fired event.
+        events: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+        /// Fired events with empty data (rmcp priming).
+        empty_data_events: usize,
+        /// Blank lines that fired nothing.
+        no_data_dispatches: usize,
+        comments: usize,
+        retry_ms: Option<u64>,
+    }
+
+    fn browser_view(items: &[Owned]) -> Seen {
+        let mut seen = Seen::default();
+        let (mut data, mut event_type, mut last_id) = (Vec::new(), Vec::new(), Vec::new());
+        let mut id_candidate = Vec::new();
+        for item in items {
+            match item {
+                Owned::Data(bytes) => data.extend_from_slice(bytes),
+                Owned::EventType(bytes) => event_type = bytes.clone(),
+                Owned::Id(bytes) => id_candidate = bytes.clone(),
+                Owned::IdEnd(true) => last_id = id_candidate.clone(),
+                Owned::IdEnd(false) => {}
+                Owned::Retry(delay_ms) => seen.retry_ms = Some(*delay_ms),
+                Owned::Comment => seen.comments += 1,
+                Owned::Dispatch { has_data, data_empty } => {
+                    assert_eq!(*data_empty, data.is_empty());
+                    if *has_data {
+                        if data.is_empty() {
+                            seen.empty_data_events += 1;
+                        }
+                        let kind = if event_type.is_empty() {
+                            b"message".to_vec()
+                        } else {
+                            event_type.clone()
+                        };
+                        seen.events.push((kind, data.clone(), last_id.clone()));
+                    } else {
+                        assert!(data.is_empty());
+                        seen.no_data_dispatches += 1;
+                    }
+                    data.clear();
+                    event_type.clear();
+                }
+            }
+        }
+        seen
+    }
+
+    fn seen(stream: &[u8]) -> Seen {
+        browser_view(&parse_every_split(stream))
+    }
+
+    fn message(data: &[u8], id: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        (b"message".to_vec(), data.to_vec(), id.to_vec())
+    }
+
+    const JSON: &[u8] = br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"a: b"}],"isError":false}}"#;
+
+    #[test]
+    fn test_parser_state_is_small() {
+        assert!(std::mem::size_of::<SseParser>() <= 16);
+    }
+
+    #[test]
+    fn test_python_sdk_crlf_event() {
+        let stream = [&b"event: message\r\ndata: "[..], JSON, b"\r\n\r\n"].concat();
+        let seen = seen(&stream);
+        assert_eq!(seen.events, vec![message(JSON, b"")]);
+        assert_eq!(seen.no_data_dispatches, 0);
+    }
+
+    #[test]
+    fn test_rmcp_priming_then_message() {
+        let stream = [&b"id: 0\nretry: 3000\ndata:\n\ndata: "[..], JSON, b"\n\n"].concat();
+        let items = parse_every_split(&stream);
+        assert_eq!(
+            items[..5],
+            [
+                Owned::Id(b"0".to_vec()),
+                Owned::IdEnd(true),
+                Owned::Retry(3000),
+                Owned::Dispatch { has_data: true, data_empty: true },
+                Owned::Data(JSON.to_vec()),
+            ]
+        );
+        let seen = browser_view(&items);
+        // The spec fires the priming event (its data buffer held one LF), with empty data.
+        assert_eq!(seen.events, vec![message(b"", b"0"), message(JSON, b"0")]);
+        assert_eq!(seen.empty_data_events, 1);
+        assert_eq!(seen.retry_ms, Some(3000));
+    }
+
+    #[test]
+    fn test_typescript_sdk_lf_events() {
+        let stream = [
+            &b"event: message\nid: a1\ndata: "[..],
+            JSON,
+            b"\n\nevent: message\ndata: {}\n\n",
+        ]
+        .concat();
+        let seen = seen(&stream);
+        assert_eq!(seen.events, vec![message(JSON, b"a1"), message(b"{}", b"a1")]);
+    }
+
+    #[test]
+    fn test_comments_multiline_data_and_cr_only_line_ends() {
+        let stream = b": ping\r\rdata: a\rdata:  b\r\r: ping\r:\revent: x\rdata\r\r";
+        let seen = seen(stream);
+        assert_eq!(seen.comments, 3);
+        assert_eq!(
+            seen.events,
+            vec![message(b"a\n b", b""), (b"x".to_vec(), b"".to_vec(), b"".to_vec())]
+        );
+        // The first blank line follows only a comment: it dispatches nothing.
+        assert_eq!(seen.no_data_dispatches, 1);
+    }
+
+    #[test]
+    fn test_mixed_line_ends() {
+        let seen = seen(b"data: 1\r\ndata: 2\rdata: 3\n\r\n\ndata:4\r\r\n");
+        assert_eq!(seen.events, vec![message(b"1\n2\n3", b""), message(b"4", b"")]);
+        assert_eq!(seen.no_data_dispatches, 1);
+    }
+
+    #[test]
+    fn test_crlf_split_across_feeds_is_one_line_end() {
+        let items = parse_parts([&b"data: a\r"[..], b"\n", b"\r", b"\n"]);
+        assert_eq!(
+            items,
+            vec![
+                Owned::Data(b"a".to_vec()),
+                Owned::Dispatch { has_data: true, data_empty: false }
+            ]
+        );
+    }
+
+    #[test]
+    fn test_data_line_separators_are_emitted_by_the_parser() {
+        let mut raw = Vec::new();
+        SseParser::new().feed(b"data: a\ndata:\ndata: b\n\n", &mut |item| {
+            if let SseItem::DataFragment(bytes) = item {
+                raw.push(bytes.to_vec());
+            }
+        });
+        assert_eq!(raw, [&b"a"[..], b"\n", b"\n", b"b"]);
+    }
+
+    #[test]
+    fn test_empty_data_lines_make_nonempty_data() {
+        // Two empty data lines: the data is one LF, so not a priming event.
+        let seen = seen(b"data\ndata:\n\n");
+        assert_eq!(seen.events, vec![message(b"\n", b"")]);
+        assert_eq!(seen.empty_data_events, 0);
+    }
+
+    #[test]
+    fn test_field_without_colon_and_space_stripping() {
+        let seen = seen(b"event\ndata:x\n\ndata:  two spaces\n\ndata: \n\n");
+        assert_eq!(
+            seen.events,
+            vec![message(b"x", b""), message(b" two spaces", b""), message(b"", b"")]
+        );
+    }
+
+    #[test]
+    fn test_last_event_type_wins_and_resets_after_dispatch() {
+        let seen = seen(b"event: a\nevent: b\ndata: 1\n\ndata: 2\n\nevent: c\n\ndata: 3\n\n");
+        assert_eq!(
+            seen.events,
+            vec![
+                (b"b".to_vec(), b"1".to_vec(), vec![]),
+                message(b"2", b""),
+                message(b"3", b"")
+            ]
+        );
+    }
+
+    #[test]
+    fn test_id_with_nul_is_ignored() {
+        let seen = seen(b"id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\nid\ndata: c\n\n");
+        assert_eq!(
+            seen.events,
+            vec![message(b"a", b"1"), message(b"b", b"1"), message(b"c", b"")]
+        );
+    }
+
+    #[test]
+    fn test_retry_values() {
+        assert_eq!(seen(b"retry: 12a\n").retry_ms, None);
+        assert_eq!(seen(b"retry:\n").retry_ms, None);
+        assert_eq!(seen(b"retry\n").retry_ms, None);
+        assert_eq!(seen(b"retry: -5\n").retry_ms, None);
+        assert_eq!(seen(b"retry:  5\n").retry_ms, None);
+        assert_eq!(seen(b"retry:5\r\n").retry_ms, Some(5));
+        assert_eq!(seen(b"retry: 1\nretry: x\n").retry_ms, Some(1));
+        assert_eq!(
+            seen(b"retry: 99999999999999999999999\n").retry_ms,
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn test_unknown_fields_are_ignored() {
+        let seen = seen(b"foo: bar\ndat: x\ndatax: y\nDATA: z\nevents: e\nid2: 3\n\ndata: ok\n\n");
+        assert_eq!(seen.events, vec![message(b"ok", b"")]);
+        assert_eq!(seen.no_data_dispatches, 1);
+    }
+
+    #[test]
+    fn test_byte_order_mark() {
+        let with_bom = seen(b"\xEF\xBB\xBFdata: x\n\n");
+        assert_eq!(with_bom.events, vec![message(b"x", b"")]);
+        // A BOM only counts at the very start: later it makes the field name unknown.
+        let second = seen(b"\xEF\xBB\xBF\xEF\xBB\xBFdata: x\n\n");
+        assert_eq!(second.events, vec![]);
+        assert_eq!(second.no_data_dispatches, 1);
+        // The start of a BOM that does not finish is part of the first line.
+        for broken in [&b"\xEF\xBBdata: x\n\ndata: y\n\n"[..], b"\xEFdata: x\n\ndata: y\n\n"] {
+            let seen = seen(broken);
+            assert_eq!(seen.events, vec![message(b"y", b"")]);
+        }
+        let after_partial = seen(b"\xEF\n\ndata: y\n\n");
+        assert_eq!(after_partial.events, vec![message(b"y", b"")]);
+        assert_eq!(after_partial.no_data_dispatches, 1);
+    }
+
+    #[test]
+    fn test_long_lines_are_not_buffered() {
+        let mut parser = SseParser::new();
+        let mut fragments = 0;
+        let mut on_item = |item: SseItem<'_>| {
+            if let SseItem::DataFragment(bytes) = item {
+                assert_eq!(bytes.len(), 1000);
+                fragments += 1;
+            }
+        };
+        parser.feed(b"data: ", &mut on_item);
+        for _ in 0..10 {
+            parser.feed(&[b'x'; 1000], &mut on_item);
+        }
+        assert_eq!(fragments, 10);
+        assert!(!parser.is_between_events());
+    }
+
+    #[test]
+    fn test_is_between_events() {
+        let mut parser = SseParser::new();
+        let mut ignore = |_: SseItem<'_>| {};
+        assert!(parser.is_between_events());
+        parser.feed(b"\xEF", &mut ignore);
+        assert!(!parser.is_between_events());
+        parser.feed(b"\xBB\xBF: hi\n", &mut ignore);
+        assert!(parser.is_between_events());
+        parser.feed(b"data: x\n", &mut ignore);
+        assert!(!parser.is_between_events());
+        parser.feed(b"\r", &mut ignore);
+        assert!(parser.is_between_events());
+        parser.feed(b"\nevent: y\n", &mut ignore);
+        assert!(parser.is_between_events());
+        parser.feed(b"id: 1", &mut ignore);
+        assert!(!parser.is_between_events());
+    }
+
+    #[test]
+    fn test_write_event() {
+        let mut out = Vec::new();
+        write_event(&mut out, Some("message"), Some("42"), JSON);
+        assert_eq!(out, [&b"event: message\nid: 42\ndata: "[..], JSON, b"\n\n"].concat());
+
+        out.clear();
+        write_event(&mut out, None, None, b"");
+        assert_eq!(out, b"data:\n\n");
+
+        out.clear();
+        write_event(&mut out, None, None, b"a\n b\r\nc\rd\n");
+        assert_eq!(out, b"data: a\ndata:  b\ndata: c\ndata: d\ndata:\n\n");
+        let seen = seen(&out);
+        assert_eq!(seen.events, vec![message(b"a\n b\nc\nd\n", b"")]);
+    }
+
+    #[test]
+    fn test_write_comment() {
+        let mut out = Vec::new();
+        write_comment(&mut out, "ping");
+        write_comment(&mut out, "");
+        write_comment(&mut out, "two\nlines");
+        assert_eq!(out, b": ping\n:\n: two\n: lines\n");
+        let seen = seen(&out);
+        assert_eq!(seen.comments, 4);
+        assert_eq!(seen.no_data_dispatches, 0);
+    }
+
+    /// Cuts `stream` at the given positions (taken modulo its length, in any order).
+    fn split_at_points(stream: &[u8], points: &[usize]) -> Vec<Vec<u8>> {
+        let mut cuts: Vec<usize> = points.iter().map(|p| p % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([stream.len()]) {
+            parts.push(stream[start..cut].to_vec());
+            start = cut;
+        }
+        parts
+    }
+
+    fn sse_bytes() -> impl Strategy<Value = Vec<u8>> {
+        // Mostly the bytes that matter to the grammar, so random streams hit every branch.
+        let alphabet = b"dataevntiry: \r\n\r\n0123x\0\xEF\xBB\xBF".to_vec();
+        proptest::collection::vec(
+            prop_oneof![3 => prop::sample::select(alphabet), 1 => any::<u8>()],
+            0..300,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn prop_any_bytes_parse_the_same_at_any_split(
+            stream in sse_bytes(),
+            points in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let whole = parse_parts([&stream[..]]);
+            let parts = split_at_points(&stream, &points);
+            prop_assert_eq!(parse_parts(parts.iter().map(Vec::as_slice)), whole.clone());
+            prop_assert_eq!(parse_parts(stream.chunks(1)), whole.clone());
+            // The item stream is self-consistent (data_empty matches what was emitted).
+            browser_view(&whole);
+        }
+
+        #[test]
+        fn prop_random_bytes_never_panic(stream in proptest::collection::vec(any::<u8>(), 0..512)) {
+            parse_parts([&stream[..]]);
+        }
+
+        #[test]
+        fn prop_written_events_round_trip(
+            events in proptest::collection::vec(
+                (
+                    proptest::option::of("[a-z]{1,8}"),
+                    proptest::option::of("[ -~]{0,8}"),
+                    proptest::collection::vec(
+                        prop::sample::select(b"ab {}\":\n".to_vec()), 0..40),
+                ),
+                0..6,
+            ),
+            line_end in prop::sample::select(vec![&b"\n"[..], b"\r\n", b"\r"]),
+            points in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut written = Vec::new();
+            let mut expected = Vec::new();
+            let mut last_id = Vec::new();
+            for (event, id, data) in &events {
+                write_comment(&mut written, "keep-alive");
+                write_event(&mut written, event.as_deref(), id.as_deref(), data);
+                if let Some(id) = id {
+                    last_id = id.as_bytes().to_vec();
+                }
+                let kind = event.as_deref().unwrap_or("message").as_bytes().to_vec();
+                expected.push((kind, data.clone(), last_id.clone()));
+            }
+            // Re-end every line the way the chosen server would.
+            let mut stream = Vec::new();
+            for &byte in &written {
+                if byte == b'\n' {
+                    stream.extend_from_slice(line_end);
+                } else {
+                    stream.push(byte);
+                }
+            }
+            let parts = split_at_points(&stream, &points);
+            let seen = browser_view(&parse_parts(parts.iter().map(Vec::as_slice)));
+            prop_assert_eq!(seen.events, expected);
+            prop_assert_eq!(seen.comments, events.len());
+        }
+    }
+}

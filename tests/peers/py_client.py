@@ -2,13 +2,16 @@
 """Official MCP Python SDK (2.x) client used as a real peer against an MCP server (mcpstorm's).
 
     py_client.py URL [--expect-tools echo,add,sleep] [--sessions N] [--concurrency C]
-                     [--timeout S] [--linger S] [--verbose]
+                     [--timeout S] [--linger S] [--auto] [--verbose]
 
 Per session: initialize, tools/list (expected names present), tools/call add {a:2,b:3} == 5,
 tools/call echo {"text": "hello ☃"} == "hello ☃", a call to an unknown tool must fail (JSON-RPC
 error or isError result), then close (the SDK sends DELETE when the server gave a session id).
 Every HTTP exchange is traced through httpx2 event hooks; the DELETE must be answered with
 200/202/204/405 (405 = server does not allow termination, which the spec permits).
+
+--auto negotiates the way `mcp.Client(url)` does by default: a `server/discover` probe at protocol
+2026-07-28 first, falling back to `initialize` on a JSON-RPC error (e.g. -32601).
 
 Exit 0 with last line `py_client: ok sessions=N`; non-zero with `py_client: FAIL ...` otherwise.
 --timeout bounds the whole run (default 30 s); a watchdog hard-exits 5 s after that if
@@ -102,7 +105,9 @@ def is_five(result: Any) -> bool:
     return False
 
 
-async def one_session(url: str, sid: int, expect: list[str], verbose: bool, linger: float = 0.0) -> None:
+async def one_session(
+    url: str, sid: int, expect: list[str], verbose: bool, linger: float = 0.0, auto: bool = False
+) -> None:
     trace = HttpTrace(sid, verbose)
     timeout = httpx2.Timeout(30.0, read=300.0)  # the SDK's own defaults (create_mcp_http_client)
     async with httpx2.AsyncClient(
@@ -110,11 +115,24 @@ async def one_session(url: str, sid: int, expect: list[str], verbose: bool, ling
     ) as http:
         async with streamable_http_client(url, http_client=http) as (read, write, *_):
             async with ClientSession(read, write) as session:
-                init = await session.initialize()
-                say(
-                    f"py_client[s{sid}]: initialized protocolVersion={init.protocol_version} "
-                    f"server={init.server_info.name}/{init.server_info.version}"
-                )
+                if auto:
+                    # What `mcp.Client(url)` does by default (mode="auto"): POST server/discover at
+                    # 2026-07-28 first; a JSON-RPC error (e.g. -32601) falls back to initialize.
+                    from mcp.client._probe import negotiate_auto
+
+                    await negotiate_auto(session)
+                    how = "server/discover" if session.discover_result is not None else "initialize fallback"
+                    info = session.server_info
+                    say(
+                        f"py_client[s{sid}]: negotiated protocolVersion={session.protocol_version} via {how} "
+                        f"server={info.name if info else '?'}/{info.version if info else '?'}"
+                    )
+                else:
+                    init = await session.initialize()
+                    say(
+                        f"py_client[s{sid}]: initialized protocolVersion={init.protocol_version} "
+                        f"server={init.server_info.name}/{init.server_info.version}"
+                    )
 
                 tools = await session.list_tools()
                 names = [t.name for t in tools.tools]
@@ -172,12 +190,12 @@ async def run(args: argparse.Namespace, expect: list[str]) -> None:
 
     async def guarded(i: int) -> None:
         async with limiter:
-            await one_session(args.url, i, expect, args.verbose, args.linger)
+            await one_session(args.url, i, expect, args.verbose, args.linger, args.auto)
 
     with anyio.fail_after(args.timeout):
         if args.concurrency <= 1:
             for i in range(args.sessions):
-                await one_session(args.url, i, expect, args.verbose, args.linger)
+                await one_session(args.url, i, expect, args.verbose, args.linger, args.auto)
         else:
             async with anyio.create_task_group() as tg:
                 for i in range(args.sessions):
@@ -192,6 +210,11 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=1, help="sessions run at once (default 1 = sequential)")
     ap.add_argument("--timeout", type=float, default=30.0, help="overall limit in seconds (default 30)")
     ap.add_argument("--linger", type=float, default=0.0, help="seconds to keep each session open before closing")
+    ap.add_argument(
+        "--auto",
+        action="store_true",
+        help="negotiate like mcp.Client's default mode='auto' (server/discover probe, then initialize fallback)",
+    )
     ap.add_argument("--verbose", "-v", action="store_true", help="trace every HTTP request/response")
     args = ap.parse_args()
     expect = [t for t in args.expect_tools.split(",") if t]

@@ -1,0 +1,288 @@
+//! Test support: start `mcpstorm serve` as a child process on a free loopback port, and a tiny
+//! blocking HTTP/1.1 client written independently of `src/proto` (so the server is checked by
+//! code that does not share its parser's assumptions).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    ready_file: PathBuf,
+}
+
+impl Server {
+    /// Starts `mcpstorm serve --listen 127.0.0.1:0 <extra…>` and waits until it listens.
+    pub fn start(extra: &[&str]) -> Server {
+        let ready_file = std::env::temp_dir().join(format!(
+            "mcpstorm-ready-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&ready_file);
+        let child = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready_file)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mcpstorm serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_file)
+                && let Some(line) = text.lines().next()
+            {
+                let addr = line.parse().expect("ready file holds an address");
+                return Server {
+                    child,
+                    addr,
+                    ready_file,
+                };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mcpstorm serve did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// The server's counters from its stats endpoint.
+    pub fn stats(&self) -> serde_json::Value {
+        let mut client = self.connect();
+        let response = client.request("GET", "/mcpstorm/stats", &[], b"");
+        assert_eq!(response.status, 200);
+        serde_json::from_slice(&response.body).expect("stats JSON")
+    }
+
+    /// SIGINT, wait for exit, return stdout (which ends with the summary line).
+    pub fn stop(mut self) -> String {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "serve exited with {status}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop within 15 s of SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.ready_file);
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The JSON-RPC message of an SSE body (`data:` lines of the first event).
+    pub fn sse_json(&self) -> serde_json::Value {
+        let text = String::from_utf8(self.body.clone()).expect("utf-8 SSE");
+        let data: Vec<&str> = text
+            .split("\n\n")
+            .next()
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim_end_matches('\r').strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        serde_json::from_str(&data.join("\n")).expect("SSE data is JSON")
+    }
+}
+
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+    pub host: String,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            reader: BufReader::new(stream),
+            host: addr.to_string(),
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.reader.get_mut()
+    }
+
+    pub fn encode(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Vec<u8> {
+        let mut out = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        for (name, value) in headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let bytes = self.encode(method, path, headers, body);
+        self.stream().write_all(&bytes).expect("write request");
+        self.read_response()
+    }
+
+    /// POST a JSON-RPC message to /mcp with the headers a real MCP client sends.
+    pub fn rpc(&mut self, session: Option<&str>, body: &str) -> Response {
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        if let Some(session) = session {
+            headers.push(("Mcp-Session-Id", session));
+        }
+        self.request("POST", "/mcp", &headers, body.as_bytes())
+    }
+
+    /// initialize + notifications/initialized; returns the session id.
+    pub fn initialize(&mut self) -> String {
+        let response = self.rpc(
+            None,
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#,
+        );
+        assert_eq!(
+            response.status,
+            200,
+            "initialize: {:?}",
+            String::from_utf8_lossy(&response.body)
+        );
+        let session = response
+            .header("mcp-session-id")
+            .expect("session header")
+            .to_string();
+        let ack = self.rpc(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        );
+        assert_eq!(ack.status, 202);
+        session
+    }
+
+    pub fn read_response(&mut self) -> Response {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        assert!(line.starts_with("HTTP/1.1 "), "bad status line {line:?}");
+        let status: u16 = line[9..12].parse().expect("status code");
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("header line");
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').expect("header has a colon");
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if let Some(length) = response.header("content-length") {
+            let length: usize = length.parse().expect("content-length");
+            response.body.resize(length, 0);
+            self.reader.read_exact(&mut response.body).expect("body");
+        } else if response
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                let mut size_line = String::new();
+                self.reader.read_line(&mut size_line).expect("chunk size");
+                let size = usize::from_str_radix(size_line.trim(), 16).expect("hex chunk size");
+                let mut chunk = vec![0u8; size + 2];
+                self.reader.read_exact(&mut chunk).expect("chunk");
+                assert_eq!(&chunk[size..], b"\r\n");
+                if size == 0 {
+                    break;
+                }
+                response.body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        response
+    }
+
+    /// True when the server has closed the connection (read returns 0).
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0))
+    }
+}

@@ -1,0 +1,558 @@
+//! Integration tests of `mcpstorm serve` over real loopback TCP, with plain `std::net` clients.
+
+mod common;
+
+use common::{Client, Server};
+use std::io::Write;
+use std::time::Duration;
+
+const TOOLS_CALL_ADD: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#;
+
+#[test]
+fn whole_session_flow_json() {
+    let server = Server::start(&[]);
+    let mut client = server.connect();
+    let init = client.rpc(
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+    );
+    assert_eq!(init.status, 200);
+    assert_eq!(init.header("content-type"), Some("application/json"));
+    let session = init.header("mcp-session-id").unwrap().to_string();
+    assert_eq!(session.len(), 32);
+    assert!(session.bytes().all(|b| b.is_ascii_hexdigit()));
+    let result = &init.json()["result"];
+    assert_eq!(
+        result["protocolVersion"], "2025-03-26",
+        "the client's supported version is echoed"
+    );
+    assert_eq!(result["serverInfo"]["name"], "mcpstorm");
+    assert!(result["capabilities"]["tools"].is_object());
+
+    assert_eq!(
+        client
+            .rpc(
+                Some(&session),
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+            )
+            .status,
+        202
+    );
+    let ping = client
+        .rpc(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#,
+        )
+        .json();
+    assert_eq!(ping["id"], "p");
+    assert_eq!(ping["result"], serde_json::json!({}));
+
+    let tools = client
+        .rpc(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        )
+        .json();
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "add", "sleep"]);
+    for tool in tools["result"]["tools"].as_array().unwrap() {
+        assert_eq!(tool["inputSchema"]["type"], "object");
+    }
+
+    let add = client.rpc(Some(&session), TOOLS_CALL_ADD).json();
+    assert_eq!(add["id"], 7);
+    assert_eq!(add["result"]["content"][0]["text"], "5");
+    assert_eq!(add["result"]["isError"], false);
+    let add_float = client
+        .rpc(Some(&session), r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"add","arguments":{"a":1.5,"b":2}}}"#)
+        .json();
+    assert_eq!(add_float["result"]["content"][0]["text"], "3.5");
+
+    let echo = client
+        .rpc(Some(&session), r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"snow \u2603 \"q\""}}}"#)
+        .json();
+    assert_eq!(echo["result"]["content"][0]["text"], "snow ☃ \"q\"");
+
+    let sleep = client
+        .rpc(Some(&session), r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":50}}}"#)
+        .json();
+    assert_eq!(sleep["result"]["content"][0]["text"], "slept 50 ms");
+
+    let bad_args = client
+        .rpc(Some(&session), r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"add","arguments":{"a":"x"}}}"#)
+        .json();
+    assert_eq!(bad_args["result"]["isError"], true);
+
+    let unknown_tool = client
+        .rpc(Some(&session), r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"nope","arguments":{}}}"#)
+        .json();
+    assert_eq!(unknown_tool["error"]["code"], -32602);
+    let unknown_method = client
+        .rpc(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":9,"method":"resources/list"}"#,
+        )
+        .json();
+    assert_eq!(unknown_method["error"]["code"], -32601);
+
+    let delete = client.request("DELETE", "/mcp", &[("Mcp-Session-Id", &session)], b"");
+    assert_eq!(delete.status, 200);
+    let after = client.rpc(
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":10,"method":"ping"}"#,
+    );
+    assert_eq!(after.status, 404, "a deleted session is unknown");
+
+    let stats = server.stats();
+    assert_eq!(stats["sessions_created"], 1);
+    assert_eq!(stats["sessions_deleted"], 1);
+    assert_eq!(stats["method_tools_call"], 6);
+    assert_eq!(stats["error_unknown_tool"], 1);
+    assert_eq!(stats["error_method_not_found"], 1);
+    assert_eq!(stats["error_unknown_session"], 1);
+    let summary = server.stop();
+    let line = summary.lines().last().unwrap();
+    assert!(
+        line.contains("sessions=1") && line.contains("tools/call=6"),
+        "summary: {line}"
+    );
+}
+
+#[test]
+fn sse_mode_answers_event_stream_over_chunked() {
+    let server = Server::start(&["--response", "sse"]);
+    let mut client = server.connect();
+    let session = client.initialize();
+    let response = client.rpc(Some(&session), TOOLS_CALL_ADD);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("text/event-stream"));
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    let text = String::from_utf8(response.body.clone()).unwrap();
+    assert!(text.starts_with("event: message"), "SSE event: {text:?}");
+    assert_eq!(response.sse_json()["result"]["content"][0]["text"], "5");
+    // Notifications are still 202 without a body in SSE mode.
+    assert_eq!(
+        client
+            .rpc(
+                Some(&session),
+                r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#
+            )
+            .status,
+        202
+    );
+}
+
+#[test]
+fn http_error_statuses() {
+    let server = Server::start(&["--max-sessions", "2"]);
+    let mut client = server.connect();
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    // Missing session header.
+    let missing = client.rpc(None, ping);
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.json()["error"]["code"], -32000);
+    // Unknown session.
+    assert_eq!(
+        client
+            .rpc(Some("0123456789abcdef0123456789abcdef"), ping)
+            .status,
+        404
+    );
+    assert_eq!(client.rpc(Some("garbage"), ping).status, 404);
+    // Unparsable JSON → 400 with -32700; not a JSON-RPC request → -32600.
+    let bad_json = client.rpc(None, "{\"jsonrpc\":");
+    assert_eq!(bad_json.status, 400);
+    assert_eq!(bad_json.json()["error"]["code"], -32700);
+    assert_eq!(
+        client.rpc(None, r#"{"jsonrpc":"2.0","id":1}"#).json()["error"]["code"],
+        -32600
+    );
+    assert_eq!(
+        client
+            .rpc(None, r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#)
+            .status,
+        400
+    );
+    // Wrong path, wrong method, wrong media types.
+    assert_eq!(
+        client
+            .request(
+                "POST",
+                "/other",
+                &[("Content-Type", "application/json")],
+                ping.as_bytes()
+            )
+            .status,
+        404
+    );
+    let put = client.request("PUT", "/mcp", &[], b"x");
+    assert_eq!(put.status, 405);
+    assert!(put.header("allow").unwrap().contains("POST"));
+    assert_eq!(
+        client
+            .request(
+                "POST",
+                "/mcp",
+                &[("Content-Type", "text/plain")],
+                ping.as_bytes()
+            )
+            .status,
+        415
+    );
+    assert_eq!(
+        client
+            .request(
+                "POST",
+                "/mcp",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Accept", "text/html")
+                ],
+                ping.as_bytes()
+            )
+            .status,
+        406
+    );
+    // Origin that is not this host (DNS rebinding guard) → 403; a local one passes.
+    let evil = client.request(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", "http://evil.example"),
+        ],
+        ping.as_bytes(),
+    );
+    assert_eq!(evil.status, 403);
+    let local = client.request(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", "http://localhost:3000"),
+        ],
+        ping.as_bytes(),
+    );
+    assert_eq!(
+        local.status, 400,
+        "local origin passes the guard and fails on the missing session"
+    );
+    // GET needs a session and Accept: text/event-stream.
+    assert_eq!(
+        client
+            .request("GET", "/mcp", &[("Accept", "text/event-stream")], b"")
+            .status,
+        400
+    );
+    assert_eq!(
+        client
+            .request("GET", "/mcp", &[("Accept", "application/json")], b"")
+            .status,
+        406
+    );
+    assert_eq!(
+        client
+            .request(
+                "DELETE",
+                "/mcp",
+                &[("Mcp-Session-Id", "0123456789abcdef0123456789abcdef")],
+                b""
+            )
+            .status,
+        404
+    );
+    // Session limit → 503 with Retry-After.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        sessions.push(client.initialize());
+    }
+    let full = client.rpc(None, r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#);
+    assert_eq!(full.status, 503);
+    assert_eq!(full.header("retry-after"), Some("1"));
+    // An unsupported MCP-Protocol-Version header on a session request → 400.
+    let bad_version = client.request(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Mcp-Session-Id", &sessions[0]),
+            ("MCP-Protocol-Version", "1999-01-01"),
+        ],
+        ping.as_bytes(),
+    );
+    assert_eq!(bad_version.status, 400);
+    // The connection survived every 4xx above (keep-alive).
+    assert_eq!(client.rpc(Some(&sessions[0]), ping).status, 200);
+
+    let stats = server.stats();
+    for (counter, expected) in [
+        ("error_missing_session", 3),
+        ("error_unknown_session", 3),
+        ("error_json_parse", 1),
+        ("error_invalid_request", 1),
+        ("error_batch_refused", 1),
+        ("error_not_found_path", 1),
+        ("error_method_not_allowed", 1),
+        ("error_unsupported_media_type", 1),
+        ("error_not_acceptable", 2),
+        ("error_forbidden_origin", 1),
+        ("error_sessions_full", 1),
+        ("error_bad_protocol_version", 1),
+    ] {
+        assert_eq!(stats[counter], expected, "{counter}");
+    }
+}
+
+#[test]
+fn malformed_and_oversized_requests_are_rejected_and_closed() {
+    let server = Server::start(&[]);
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"GARBAGE\r\n\r\n".to_vec(), 400),
+        (
+            b"POST /mcp HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"POST /mcp HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (
+            b"POST /mcp HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".to_vec(),
+            413,
+        ),
+        (
+            [b"GET /mcp HTTP/1.1\r\nX-Big: ".to_vec(), vec![b'a'; 9000]].concat(),
+            431,
+        ),
+        (b"POST /mcp HTTP/2.0\r\n\r\n".to_vec(), 505),
+    ];
+    for (bytes, status) in cases {
+        let mut client = server.connect();
+        client.stream().write_all(&bytes).unwrap();
+        let response = client.read_response();
+        assert_eq!(
+            response.status,
+            status,
+            "for {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
+        );
+        assert!(client.is_closed(), "connection must close after a {status}");
+    }
+    let stats = server.stats();
+    assert_eq!(stats["error_bad_request_line"], 1);
+    assert_eq!(stats["error_head_too_large"], 1);
+    assert_eq!(stats["error_body_too_large"], 1);
+    assert_eq!(stats["error_conflicting_length"], 1);
+    assert_eq!(stats["error_unsupported_version"], 1);
+}
+
+#[test]
+fn pipelined_requests_answer_in_order() {
+    let server = Server::start(&[]);
+    let mut client = server.connect();
+    let session = client.initialize();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Mcp-Session-Id", session.as_str()),
+    ];
+    let mut batch = Vec::new();
+    // A sleep first: the later answers must still come after it.
+    batch.extend(client.encode(
+        "POST",
+        "/mcp",
+        &headers,
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":30}}}"#,
+    ));
+    for id in 2..=20 {
+        batch.extend(client.encode(
+            "POST",
+            "/mcp",
+            &headers,
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#).as_bytes(),
+        ));
+    }
+    client.stream().write_all(&batch).unwrap();
+    for id in 1..=20 {
+        let response = client.read_response();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.json()["id"], id);
+    }
+}
+
+#[test]
+fn request_split_across_many_writes() {
+    let server = Server::start(&[]);
+    let mut client = server.connect();
+    let session = client.initialize();
+    let bytes = client.encode(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Mcp-Session-Id", &session),
+        ],
+        TOOLS_CALL_ADD.as_bytes(),
+    );
+    for byte in &bytes {
+        client
+            .stream()
+            .write_all(std::slice::from_ref(byte))
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let response = client.read_response();
+    assert_eq!(response.json()["result"]["content"][0]["text"], "5");
+    // Chunked request bodies too.
+    let mut chunked = format!(
+        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nMcp-Session-Id: {session}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for piece in TOOLS_CALL_ADD.as_bytes().chunks(10) {
+        chunked.extend(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend(piece);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    client.stream().write_all(&chunked).unwrap();
+    assert_eq!(
+        client.read_response().json()["result"]["content"][0]["text"],
+        "5"
+    );
+}
+
+#[test]
+fn get_opens_a_held_event_stream() {
+    let server = Server::start(&[]);
+    let mut client = server.connect();
+    let session = client.initialize();
+    let mut stream_client = server.connect();
+    let request = stream_client.encode(
+        "GET",
+        "/mcp",
+        &[
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", &session),
+        ],
+        b"",
+    );
+    stream_client.stream().write_all(&request).unwrap();
+    // Read just the head: the body stays open.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(&mut stream_client.reader, &mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream")
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+    );
+    assert_eq!(server.stats()["sse_streams_opened"], 1);
+    // The POST connection is unaffected.
+    assert_eq!(
+        client
+            .rpc(
+                Some(&session),
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
+            )
+            .status,
+        200
+    );
+}
+
+/// 10,000 concurrent keep-alive connections, each holding an initialized session, spread over
+/// several rings per shard (`--ring-slots 4000` forces 3+ rings), then each one used again.
+#[test]
+fn ten_thousand_held_sessions_across_rings() {
+    const CONNECTIONS: usize = 10_000;
+    let server = Server::start(&[
+        "--ring-slots",
+        "4000",
+        "--max-connections",
+        "12000",
+        "--shards",
+        "2",
+    ]);
+    let mut clients: Vec<(Client, String)> = Vec::with_capacity(CONNECTIONS);
+    let init_body = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    // Write every initialize first, then read every answer: all 10K are in flight at once.
+    for _ in 0..CONNECTIONS {
+        let mut client = server.connect();
+        let bytes = client.encode(
+            "POST",
+            "/mcp",
+            &[("Content-Type", "application/json")],
+            init_body.as_bytes(),
+        );
+        client.stream().write_all(&bytes).unwrap();
+        clients.push((client, String::new()));
+    }
+    for (client, session) in clients.iter_mut() {
+        let response = client.read_response();
+        assert_eq!(response.status, 200);
+        *session = response.header("mcp-session-id").unwrap().to_string();
+    }
+    let stats = server.stats();
+    assert_eq!(stats["sessions_live"], CONNECTIONS as u64);
+    assert_eq!(
+        stats["connections_accepted"].as_u64().unwrap()
+            - stats["connections_closed"].as_u64().unwrap(),
+        CONNECTIONS as u64 + 1
+    );
+    for (client, session) in clients.iter_mut() {
+        let bytes = client.encode(
+            "POST",
+            "/mcp",
+            &[
+                ("Content-Type", "application/json"),
+                ("Mcp-Session-Id", session),
+            ],
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        );
+        client.stream().write_all(&bytes).unwrap();
+    }
+    for (client, _) in clients.iter_mut() {
+        assert_eq!(client.read_response().status, 200);
+    }
+    let stats = server.stats();
+    assert_eq!(stats["method_ping"], CONNECTIONS as u64);
+    assert_eq!(stats["accept_table_full"], 0);
+    drop(clients);
+    let summary = server.stop();
+    assert!(
+        summary.contains(&format!("sessions={CONNECTIONS}")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn sigint_with_open_connections_exits_cleanly() {
+    let server = Server::start(&[]);
+    let mut idle: Vec<Client> = (0..50).map(|_| server.connect()).collect();
+    let session = idle[0].initialize();
+    let _ = session;
+    let summary = server.stop();
+    assert!(
+        summary
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("mcpstorm serve: connections="),
+        "{summary}"
+    );
+    for client in idle.iter_mut() {
+        assert!(client.is_closed(), "server closes connections on shutdown");
+    }
+}

@@ -382,7 +382,8 @@ mod tests {
         outcome.error.expect("stream should be refused")
     }
 
-    const PYTHON_EVENT: &[u8] = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}\r\n\r\n";
+    const PYTHON_EVENT: &[u8] =
+        b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}\r\n\r\n";
 
     #[test]
     fn test_decoder_state_is_small() {
@@ -408,7 +409,8 @@ mod tests {
 
     #[test]
     fn test_extensions_are_skipped() {
-        let stream = b"5;name=value\r\nhello\r\n6 ; a=\"q;x\"\r\n world\r\n5\t;x\r\n!!!!!\r\n0;last\r\n\r\n";
+        let stream =
+            b"5;name=value\r\nhello\r\n6 ; a=\"q;x\"\r\n world\r\n5\t;x\r\n!!!!!\r\n0;last\r\n\r\n";
         assert_eq!(decoded(stream), b"hello world!!!!!");
     }
 
@@ -497,7 +499,10 @@ mod tests {
         let mut sink = |_: &[u8]| {};
         assert_eq!(decoder.decode(b"zz", &mut sink), Err(ChunkedError::BadSize));
         assert_eq!(decoder.decode(b"", &mut sink), Err(ChunkedError::BadSize));
-        assert_eq!(decoder.decode(b"5\r\n", &mut sink), Err(ChunkedError::BadSize));
+        assert_eq!(
+            decoder.decode(b"5\r\n", &mut sink),
+            Err(ChunkedError::BadSize)
+        );
         assert!(!decoder.is_done());
     }
 
@@ -515,8 +520,16 @@ mod tests {
         let progress = decoder.decode(&stream, &mut |_| {}).unwrap();
         assert_eq!(&stream[progress.consumed..], next);
         // Once done, the decoder takes nothing more.
-        let again = decoder.decode(next, &mut |_| panic!("data after done")).unwrap();
-        assert_eq!(again, ChunkedProgress { consumed: 0, done: true });
+        let again = decoder
+            .decode(next, &mut |_| panic!("data after done"))
+            .unwrap();
+        assert_eq!(
+            again,
+            ChunkedProgress {
+                consumed: 0,
+                done: true
+            }
+        );
     }
 
     #[test]

@@ -578,13 +578,20 @@ mod tests {
     #[test]
     fn test_content_type_kinds() {
         let kind = |value: &str| {
-            let text = format!("HTTP/1.1 200 OK\r\nContent-Type:{value}\r\nContent-Length: 0\r\n\r\n");
+            let text =
+                format!("HTTP/1.1 200 OK\r\nContent-Type:{value}\r\nContent-Length: 0\r\n\r\n");
             head(text.as_bytes()).content_type
         };
-        assert_eq!(kind(" text/event-stream; charset=utf-8"), ContentKind::EventStream);
+        assert_eq!(
+            kind(" text/event-stream; charset=utf-8"),
+            ContentKind::EventStream
+        );
         assert_eq!(kind("Text/Event-Stream"), ContentKind::EventStream);
         assert_eq!(kind(" application/json"), ContentKind::Json);
-        assert_eq!(kind(" application/json ; charset=utf-8 "), ContentKind::Json);
+        assert_eq!(
+            kind(" application/json ; charset=utf-8 "),
+            ContentKind::Json
+        );
         assert_eq!(kind(" text/plain; charset=utf-8"), ContentKind::Other);
         assert_eq!(kind(" application/json-seq"), ContentKind::Other);
         assert_eq!(kind(""), ContentKind::Other);
@@ -608,25 +615,40 @@ mod tests {
     fn test_framing_without_body() {
         for status in [100, 101, 103, 204, 304] {
             let text = format!("HTTP/1.1 {status} X\r\nContent-Length: 10\r\n\r\n");
-            assert_eq!(head(text.as_bytes()).framing(), BodyFraming::None, "{status}");
+            assert_eq!(
+                head(text.as_bytes()).framing(),
+                BodyFraming::None,
+                "{status}"
+            );
         }
         let accepted = head(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
         assert_eq!(accepted.framing(), BodyFraming::Length(0));
         assert!(accepted.keep_alive);
         let until_close = head(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n");
         assert_eq!(until_close.framing(), BodyFraming::UntilClose);
-        assert!(!until_close.keep_alive, "a body ended by close cannot keep the connection");
+        assert!(
+            !until_close.keep_alive,
+            "a body ended by close cannot keep the connection"
+        );
     }
 
     #[test]
     fn test_keep_alive_rules() {
         let keep_alive = |text: &[u8]| head(text).keep_alive;
         assert!(keep_alive(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(!keep_alive(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
-        assert!(!keep_alive(b"HTTP/1.1 200 OK\r\nConnection: Upgrade, CLOSE\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!keep_alive(
+            b"HTTP/1.1 200 OK\r\nConnection: Upgrade, CLOSE\r\nContent-Length: 0\r\n\r\n"
+        ));
         assert!(!keep_alive(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(keep_alive(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"));
-        assert!(!keep_alive(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"));
+        assert!(keep_alive(
+            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!keep_alive(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"
+        ));
         assert!(!keep_alive(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
         assert_eq!(head(b"HTTP/1.0 200 OK\r\n\r\n").http_minor, 0);
     }
@@ -690,11 +712,25 @@ mod tests {
 
     #[test]
     fn test_bad_content_length() {
-        for value in ["abc", "-1", "+1", "1 2", "", "1,", "99999999999999999999999", "0x10"] {
+        for value in [
+            "abc",
+            "-1",
+            "+1",
+            "1 2",
+            "",
+            "1,",
+            "99999999999999999999999",
+            "0x10",
+        ] {
             let text = format!("HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n");
-            assert_eq!(error_of(text.as_bytes()), ResponseError::BadContentLength, "{value:?}");
+            assert_eq!(
+                error_of(text.as_bytes()),
+                ResponseError::BadContentLength,
+                "{value:?}"
+            );
         }
-        let listed = head(b"HTTP/1.1 200 OK\r\nContent-Length: 42, 42\r\nContent-Length: 42\r\n\r\n");
+        let listed =
+            head(b"HTTP/1.1 200 OK\r\nContent-Length: 42, 42\r\nContent-Length: 42\r\n\r\n");
         assert_eq!(listed.content_length, Some(42));
         let max = head(b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n");
         assert_eq!(max.framing(), BodyFraming::Length(u64::MAX));
@@ -714,7 +750,13 @@ mod tests {
 
     #[test]
     fn test_transfer_encoding() {
-        for value in ["gzip", "gzip, chunked", "chunked, gzip", "chunked, chunked", "identity"] {
+        for value in [
+            "gzip",
+            "gzip, chunked",
+            "chunked, gzip",
+            "chunked, chunked",
+            "identity",
+        ] {
             let text = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {value}\r\n\r\n");
             assert_eq!(
                 error_of(text.as_bytes()),
@@ -722,7 +764,8 @@ mod tests {
                 "{value:?}"
             );
         }
-        let twice = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let twice =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(error_of(twice), ResponseError::UnsupportedTransferEncoding);
         let old = b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(error_of(old), ResponseError::UnsupportedTransferEncoding);
@@ -762,7 +805,9 @@ mod tests {
     #[test]
     fn test_retry_after() {
         let retry = |value: &str| {
-            let text = format!("HTTP/1.1 503 Service Unavailable\r\nRetry-After: {value}\r\nContent-Length: 0\r\n\r\n");
+            let text = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {value}\r\nContent-Length: 0\r\n\r\n"
+            );
             head(text.as_bytes()).retry_after_s
         };
         assert_eq!(retry("120"), Some(120));
@@ -777,7 +822,10 @@ mod tests {
             (ResponseError::BadHeader, "bad_header"),
             (ResponseError::BadContentLength, "bad_content_length"),
             (ResponseError::HeadTooLarge, "head_too_large"),
-            (ResponseError::UnsupportedTransferEncoding, "unsupported_transfer_encoding"),
+            (
+                ResponseError::UnsupportedTransferEncoding,
+                "unsupported_transfer_encoding",
+            ),
             (ResponseError::ConflictingLength, "conflicting_length"),
             (ResponseError::BadSessionId, "bad_session_id"),
         ];
@@ -800,7 +848,10 @@ mod tests {
             }
             assert_eq!(found, Some(text.len()), "step {step}");
         }
-        assert_eq!(HeadScanner::new().scan(b"HTTX"), Err(ResponseError::BadStatusLine));
+        assert_eq!(
+            HeadScanner::new().scan(b"HTTX"),
+            Err(ResponseError::BadStatusLine)
+        );
         assert!(std::mem::size_of::<HeadScanner>() <= 4);
     }
 
@@ -853,7 +904,14 @@ mod tests {
     #[test]
     #[should_panic(expected = "would split the response head")]
     fn test_write_head_refuses_header_injection() {
-        write_head(&mut Vec::new(), 200, None, Some(0), &[("X", b"a\r\nB: c")], true);
+        write_head(
+            &mut Vec::new(),
+            200,
+            None,
+            Some(0),
+            &[("X", b"a\r\nB: c")],
+            true,
+        );
     }
 
     #[test]
@@ -866,7 +924,19 @@ mod tests {
 
     #[test]
     fn test_number_writers() {
-        for v in [0, 1, 9, 10, 15, 16, 255, 256, 1 << 40, u64::MAX - 1, u64::MAX] {
+        for v in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            1 << 40,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             write_u64_decimal(&mut out, v);
             assert_eq!(out, v.to_string().as_bytes());
@@ -988,10 +1058,13 @@ mod tests {
         }
 
         fn feed_body(&mut self, input: &[u8]) -> usize {
-            let Some(receiving) = self.receiving else { return 0 };
+            let Some(receiving) = self.receiving else {
+                return 0;
+            };
             let (used, done) = match receiving {
                 Receiving::Length(remaining) => {
-                    let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+                    let take =
+                        usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
                     self.body_bytes(&input[..take]);
                     let left = remaining - take as u64;
                     self.receiving = Some(Receiving::Length(left));
@@ -1029,7 +1102,9 @@ mod tests {
         }
 
         fn body_bytes(&mut self, bytes: &[u8]) {
-            let Some(reply) = self.current.as_mut() else { return };
+            let Some(reply) = self.current.as_mut() else {
+                return;
+            };
             match (&mut reply.body, self.sse.as_mut()) {
                 (Body::Raw(raw), _) => raw.extend_from_slice(bytes),
                 (Body::Events(events, priming), Some(parser)) => {
@@ -1042,7 +1117,10 @@ mod tests {
                             }
                             event_type.extend_from_slice(fragment);
                         }
-                        SseItem::Dispatch { has_data, data_empty } => {
+                        SseItem::Dispatch {
+                            has_data,
+                            data_empty,
+                        } => {
                             if has_data && data_empty {
                                 *priming += 1;
                             } else if has_data {
@@ -1078,7 +1156,9 @@ mod tests {
         }
     }
 
-    fn run_connection<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Reply>, Option<&'static str>) {
+    fn run_connection<'a>(
+        parts: impl IntoIterator<Item = &'a [u8]>,
+    ) -> (Vec<Reply>, Option<&'static str>) {
         let mut connection = Connection::default();
         for part in parts {
             connection.feed(part);
@@ -1100,7 +1180,9 @@ mod tests {
         let mut stream = Vec::new();
         // Python SDK: SSE over chunked, CRLF.
         stream.extend_from_slice(b"HTTP/1.1 200 OK\r\ndate: Thu, 27 Nov 2026 05:15:00 GMT\r\nserver: uvicorn\r\ncache-control: no-cache, no-transform\r\nconnection: keep-alive\r\ncontent-type: text/event-stream\r\nmcp-session-id: 7f3c1a0e2b9d4c5f8a6e1d2c3b4a5f60\r\nx-accel-buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n");
-        stream.extend(chunk(&[&b"event: message\r\ndata: "[..], INIT_JSON, b"\r\n\r\n"].concat()));
+        stream.extend(chunk(
+            &[&b"event: message\r\ndata: "[..], INIT_JSON, b"\r\n\r\n"].concat(),
+        ));
         stream.extend_from_slice(b"0\r\n\r\n");
         // Python SDK: a notification's 202.
         stream.extend_from_slice(b"HTTP/1.1 202 Accepted\r\ndate: Thu, 27 Nov 2026 05:15:00 GMT\r\nserver: uvicorn\r\ncontent-length: 0\r\n\r\n");
@@ -1118,7 +1200,13 @@ mod tests {
         stream.extend_from_slice(format!("HTTP/1.1 200 OK\r\nX-Powered-By: Express\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nmcp-session-id: 5b1f\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
         stream.extend_from_slice(&body);
         // A JSON reply (json_response mode), LF-only head.
-        stream.extend_from_slice(format!("HTTP/1.1 200 OK\ncontent-type: application/json\ncontent-length: {}\n\n", CALL_JSON.len()).as_bytes());
+        stream.extend_from_slice(
+            format!(
+                "HTTP/1.1 200 OK\ncontent-type: application/json\ncontent-length: {}\n\n",
+                CALL_JSON.len()
+            )
+            .as_bytes(),
+        );
         stream.extend_from_slice(CALL_JSON);
         // Finally a body delimited by close, HTTP/1.0 style.
         stream.extend_from_slice(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbye");
@@ -1133,21 +1221,41 @@ mod tests {
                 session_id: Some(b"7f3c1a0e2b9d4c5f8a6e1d2c3b4a5f60".to_vec()),
                 body: Body::Events(vec![event(b"message", INIT_JSON)], 0),
             },
-            Reply { status: 202, session_id: None, body: Body::Raw(Vec::new()) },
-            Reply { status: 100, session_id: None, body: Body::Raw(Vec::new()) },
+            Reply {
+                status: 202,
+                session_id: None,
+                body: Body::Raw(Vec::new()),
+            },
+            Reply {
+                status: 100,
+                session_id: None,
+                body: Body::Raw(Vec::new()),
+            },
             Reply {
                 status: 200,
                 session_id: Some(b"0d6fe1c2-95a7-4f2e-b1a4-7b8f2a61c3d9".to_vec()),
                 body: Body::Events(vec![event(b"", CALL_JSON)], 1),
             },
-            Reply { status: 404, session_id: None, body: Body::Raw(b"Session not found".to_vec()) },
+            Reply {
+                status: 404,
+                session_id: None,
+                body: Body::Raw(b"Session not found".to_vec()),
+            },
             Reply {
                 status: 200,
                 session_id: Some(b"5b1f".to_vec()),
                 body: Body::Events(vec![event(b"message", CALL_JSON)], 0),
             },
-            Reply { status: 200, session_id: None, body: Body::Raw(CALL_JSON.to_vec()) },
-            Reply { status: 200, session_id: None, body: Body::Raw(b"bye".to_vec()) },
+            Reply {
+                status: 200,
+                session_id: None,
+                body: Body::Raw(CALL_JSON.to_vec()),
+            },
+            Reply {
+                status: 200,
+                session_id: None,
+                body: Body::Raw(b"bye".to_vec()),
+            },
         ]
     }
 
@@ -1165,7 +1273,9 @@ mod tests {
 
     #[test]
     fn test_connection_reports_peer_errors() {
-        let (replies, error) = run_connection([&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX"[..]]);
+        let (replies, error) = run_connection([
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX"[..],
+        ]);
         assert_eq!(error, Some("chunk_bad_line_end"));
         assert!(replies.is_empty());
         let (_, error) = run_connection([&b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..]]);

@@ -441,8 +441,20 @@ mod tests {
                         assert!(!bytes.is_empty(), "empty data fragment");
                         items.push(Owned::Data(bytes.to_vec()));
                     }
-                    (SseItem::EventType { fragment, first: false }, Some(Owned::EventType(merged)))
-                    | (SseItem::Id { fragment, first: false }, Some(Owned::Id(merged))) => {
+                    (
+                        SseItem::EventType {
+                            fragment,
+                            first: false,
+                        },
+                        Some(Owned::EventType(merged)),
+                    )
+                    | (
+                        SseItem::Id {
+                            fragment,
+                            first: false,
+                        },
+                        Some(Owned::Id(merged)),
+                    ) => {
                         assert!(!fragment.is_empty(), "empty continuation fragment");
                         merged.extend_from_slice(fragment);
                     }
@@ -457,9 +469,16 @@ mod tests {
                     (SseItem::IdEnd { valid }, _) => items.push(Owned::IdEnd(valid)),
                     (SseItem::Retry { delay_ms }, _) => items.push(Owned::Retry(delay_ms)),
                     (SseItem::Comment, _) => items.push(Owned::Comment),
-                    (SseItem::Dispatch { has_data, data_empty }, _) => {
-                        items.push(Owned::Dispatch { has_data, data_empty })
-                    }
+                    (
+                        SseItem::Dispatch {
+                            has_data,
+                            data_empty,
+                        },
+                        _,
+                    ) => items.push(Owned::Dispatch {
+                        has_data,
+                        data_empty,
+                    }),
                 }
             });
         }
@@ -504,7 +523,10 @@ mod tests {
                 Owned::IdEnd(false) => {}
                 Owned::Retry(delay_ms) => seen.retry_ms = Some(*delay_ms),
                 Owned::Comment => seen.comments += 1,
-                Owned::Dispatch { has_data, data_empty } => {
+                Owned::Dispatch {
+                    has_data,
+                    data_empty,
+                } => {
                     assert_eq!(*data_empty, data.is_empty());
                     if *has_data {
                         if data.is_empty() {
@@ -561,7 +583,10 @@ mod tests {
                 Owned::Id(b"0".to_vec()),
                 Owned::IdEnd(true),
                 Owned::Retry(3000),
-                Owned::Dispatch { has_data: true, data_empty: true },
+                Owned::Dispatch {
+                    has_data: true,
+                    data_empty: true
+                },
                 Owned::Data(JSON.to_vec()),
             ]
         );
@@ -581,7 +606,10 @@ mod tests {
         ]
         .concat();
         let seen = seen(&stream);
-        assert_eq!(seen.events, vec![message(JSON, b"a1"), message(b"{}", b"a1")]);
+        assert_eq!(
+            seen.events,
+            vec![message(JSON, b"a1"), message(b"{}", b"a1")]
+        );
     }
 
     #[test]
@@ -591,7 +619,10 @@ mod tests {
         assert_eq!(seen.comments, 3);
         assert_eq!(
             seen.events,
-            vec![message(b"a\n b", b""), (b"x".to_vec(), b"".to_vec(), b"".to_vec())]
+            vec![
+                message(b"a\n b", b""),
+                (b"x".to_vec(), b"".to_vec(), b"".to_vec())
+            ]
         );
         // The first blank line follows only a comment: it dispatches nothing.
         assert_eq!(seen.no_data_dispatches, 1);
@@ -600,7 +631,10 @@ mod tests {
     #[test]
     fn test_mixed_line_ends() {
         let seen = seen(b"data: 1\r\ndata: 2\rdata: 3\n\r\n\ndata:4\r\r\n");
-        assert_eq!(seen.events, vec![message(b"1\n2\n3", b""), message(b"4", b"")]);
+        assert_eq!(
+            seen.events,
+            vec![message(b"1\n2\n3", b""), message(b"4", b"")]
+        );
         assert_eq!(seen.no_data_dispatches, 1);
     }
 
@@ -611,7 +645,10 @@ mod tests {
             items,
             vec![
                 Owned::Data(b"a".to_vec()),
-                Owned::Dispatch { has_data: true, data_empty: false }
+                Owned::Dispatch {
+                    has_data: true,
+                    data_empty: false
+                }
             ]
         );
     }
@@ -640,7 +677,11 @@ mod tests {
         let seen = seen(b"event\ndata:x\n\ndata:  two spaces\n\ndata: \n\n");
         assert_eq!(
             seen.events,
-            vec![message(b"x", b""), message(b" two spaces", b""), message(b"", b"")]
+            vec![
+                message(b"x", b""),
+                message(b" two spaces", b""),
+                message(b"", b"")
+            ]
         );
     }
 
@@ -697,7 +738,10 @@ mod tests {
         assert_eq!(second.events, vec![]);
         assert_eq!(second.no_data_dispatches, 1);
         // The start of a BOM that does not finish is part of the first line.
-        for broken in [&b"\xEF\xBBdata: x\n\ndata: y\n\n"[..], b"\xEFdata: x\n\ndata: y\n\n"] {
+        for broken in [
+            &b"\xEF\xBBdata: x\n\ndata: y\n\n"[..],
+            b"\xEFdata: x\n\ndata: y\n\n",
+        ] {
             let seen = seen(broken);
             assert_eq!(seen.events, vec![message(b"y", b"")]);
         }
@@ -747,7 +791,10 @@ mod tests {
     fn test_write_event() {
         let mut out = Vec::new();
         write_event(&mut out, Some("message"), Some("42"), JSON);
-        assert_eq!(out, [&b"event: message\nid: 42\ndata: "[..], JSON, b"\n\n"].concat());
+        assert_eq!(
+            out,
+            [&b"event: message\nid: 42\ndata: "[..], JSON, b"\n\n"].concat()
+        );
 
         out.clear();
         write_event(&mut out, None, None, b"");

@@ -688,3 +688,147 @@ fn is_rpc_response(body: &[u8]) -> bool {
         && (matches!(json::object_member(body, "result"), Ok(Some(_)))
             || matches!(json::object_member(body, "error"), Ok(Some(_))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::http_request::{Body, Parse, RequestLimits, parse_request};
+
+    struct Fixture {
+        config: McpConfig,
+        sessions: SessionTable,
+        stats: Vec<ShardStats>,
+    }
+
+    impl Fixture {
+        fn new(mode: ResponseMode) -> Fixture {
+            Fixture {
+                config: McpConfig { path: b"/mcp".to_vec(), response_mode: mode },
+                sessions: SessionTable::new(4, 42),
+                stats: vec![ShardStats::new()],
+            }
+        }
+
+        /// Feeds raw request bytes through the real parser and the handler.
+        fn answer(&self, raw: &str) -> (Outcome, String) {
+            let mut handler = Handler::new(&self.config, &self.sessions, &self.stats[0], &self.stats);
+            let Ok(Parse::Complete(request)) = parse_request(raw.as_bytes(), &RequestLimits::default()) else {
+                panic!("fixture request must parse: {raw:?}");
+            };
+            let body = match request.body {
+                Body::Plain(b) => b,
+                Body::Empty => &[],
+                Body::Chunked { .. } => panic!("fixtures use Content-Length"),
+            };
+            let mut out = Vec::new();
+            let outcome = handler.handle(&request.head, body, 100, &mut out);
+            (outcome, String::from_utf8(out).unwrap())
+        }
+
+        fn post(&self, session: Option<&str>, body: &str) -> (Outcome, String) {
+            let session = session.map(|s| format!("Mcp-Session-Id: {s}\r\n")).unwrap_or_default();
+            self.answer(&format!(
+                "POST /mcp HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\n{session}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ))
+        }
+
+        fn session(&self) -> String {
+            let (_, out) = self.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#);
+            let line = out.lines().find(|l| l.starts_with("Mcp-Session-Id: ")).unwrap();
+            line["Mcp-Session-Id: ".len()..].to_string()
+        }
+    }
+
+    #[test]
+    fn test_initialize_unsupported_version_gets_latest() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (outcome, out) = f.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"1999-01-01"}}"#);
+        assert_eq!(outcome, Outcome::Respond { close: false });
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(out.contains(r#""protocolVersion":"2025-11-25""#), "{out}");
+        assert_eq!(f.sessions.live(), 1);
+    }
+
+    #[test]
+    fn test_ready_ping_json_bytes_exact() {
+        let f = Fixture::new(ResponseMode::Json);
+        let session = f.session();
+        let (_, out) = f.post(Some(&session), r#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 38\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"result\":{}}"
+        );
+    }
+
+    #[test]
+    fn test_ready_ping_sse_bytes_exact() {
+        let f = Fixture::new(ResponseMode::Sse);
+        let session = f.session();
+        let (_, out) = f.post(Some(&session), r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked");
+        // One chunk holding one event, then the last chunk.
+        let event = "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\r\n\r\n";
+        let event_lf = event.replace("\r\n", "\n");
+        let expected_crlf = format!("{:x}\r\n{event}\r\n0\r\n\r\n", event.len());
+        let expected_lf = format!("{:x}\r\n{event_lf}\r\n0\r\n\r\n", event_lf.len());
+        assert!(body == expected_crlf || body == expected_lf, "{body:?}");
+    }
+
+    #[test]
+    fn test_ready_sleep_is_delayed_not_blocking() {
+        let f = Fixture::new(ResponseMode::Json);
+        let session = f.session();
+        let (outcome, out) = f.post(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":250}}}"#,
+        );
+        assert_eq!(outcome, Outcome::Delay { ms: 250, close: false });
+        assert!(out.contains("slept 250 ms"));
+        let (outcome, out) = f.post(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":60001}}}"#,
+        );
+        assert_eq!(outcome, Outcome::Respond { close: false });
+        assert!(out.contains(r#""isError":true"#));
+    }
+
+    #[test]
+    fn test_ready_notification_and_client_response_are_accepted() {
+        let f = Fixture::new(ResponseMode::Json);
+        let session = f.session();
+        let (_, out) = f.post(Some(&session), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        assert_eq!(out, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+        let (_, out) = f.post(Some(&session), r#"{"jsonrpc":"2.0","id":9,"result":{}}"#);
+        assert!(out.starts_with("HTTP/1.1 202"));
+        assert_eq!(f.stats[0].get(Counter::client_responses), 1);
+    }
+
+    #[test]
+    fn test_http10_closes_after_response() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (outcome, _) = f.answer("GET /elsewhere HTTP/1.0\r\n\r\n");
+        assert_eq!(outcome, Outcome::Respond { close: true });
+    }
+
+    #[test]
+    fn origin_guard() {
+        for ok in ["http://localhost", "http://localhost:8080", "https://127.0.0.1:3000", "http://[::1]:9"] {
+            assert!(origin_is_local(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["http://evil.example", "http://localhost.evil.example", "null", "http://[::1", "http://10.0.0.1"] {
+            assert!(!origin_is_local(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn accept_matching() {
+        assert!(accepts(b"application/json, text/event-stream", b"text/event-stream"));
+        assert!(accepts(b"*/*", b"application/json"));
+        assert!(accepts(b"text/*;q=0.5", b"text/event-stream"));
+        assert!(accepts(b"Application/JSON; charset=utf-8", b"application/json"));
+        assert!(!accepts(b"text/html", b"application/json"));
+        assert!(!accepts(b"text/event-streamx", b"text/event-stream"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Real peers that no one here wrote: the official MCP Python SDK client (pinned in
+//! tools/peers/requirements.txt, installed into target/peers/venv by
+//! tools/peers/setup-python.sh) against `mcpstorm serve`, in both response modes.
+
+mod common;
+
+use common::Server;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The venv's python: `MCPSTORM_PEER_PYTHON` if set, else whatever setup-python.sh installs
+/// (idempotent; the README's test command has already run it).
+fn peer_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Ok(path) = std::env::var("MCPSTORM_PEER_PYTHON") {
+                return PathBuf::from(path);
+            }
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/peers/setup-python.sh");
+            let output = Command::new("bash").arg(script).output().expect("run setup-python.sh");
+            assert!(
+                output.status.success(),
+                "tools/peers/setup-python.sh failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            PathBuf::from(stdout.lines().last().expect("setup-python.sh prints the python path").trim())
+        })
+        .clone()
+}
+
+fn run_python_client(extra_serve_args: &[&str]) {
+    let server = Server::start(extra_serve_args);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/py_client.py");
+    let output = Command::new(peer_python())
+        .arg(script)
+        .arg(server.url())
+        .args(["--expect-tools", "echo,add,sleep", "--sessions", "3", "--timeout", "60"])
+        .output()
+        .expect("run py_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "Python SDK client failed against serve {extra_serve_args:?}:\n{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("py_client: ok sessions=3")), "{stdout}");
+    let stats = server.stats();
+    assert_eq!(stats["sessions_created"], 3, "{stats}");
+    assert_eq!(stats["sessions_deleted"], 3, "the SDK ends each session with DELETE: {stats}");
+    assert!(stats["method_tools_call"].as_u64().unwrap() >= 9, "{stats}");
+    let summary = server.stop();
+    assert!(summary.contains("sessions=3"), "{summary}");
+}
+
+#[test]
+fn python_sdk_client_against_serve_json() {
+    run_python_client(&["--response", "json"]);
+}
+
+#[test]
+fn python_sdk_client_against_serve_sse() {
+    run_python_client(&["--response", "sse"]);
+}

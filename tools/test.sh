@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Run all tests"; CI's .ci/run calls exactly this).
+# Installs what the tests need (the pinned MCP Python SDK venv), then: rustfmt check, clippy
+# with warnings as errors, and every test: unit, proptest, integration, real peers.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== install test peers (pinned MCP Python SDK venv under target/peers)"
+MCPSTORM_PEER_PYTHON="$(bash tools/peers/setup-python.sh | tail -n 1)"
+export MCPSTORM_PEER_PYTHON
+echo "   python: $MCPSTORM_PEER_PYTHON"
+
+echo "== cargo fmt --check"
+cargo fmt --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+echo "== cargo test"
+cargo test --all-targets

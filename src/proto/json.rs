@@ -861,3 +861,622 @@ fn unescape_into(content: &[u8], out: &mut Vec<u8>) -> Option<()> {
     }
     Some(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcpstorm","version":"0.1.0"}}}"#;
+    const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
+    const TOOLS_CALL: &str = r#"{"method":"tools/call","params":{"name":"echo","arguments":{"text":"{\"id\": 9}"}},"jsonrpc":"2.0","id":"req-3"}"#;
+    const PING: &str = "{ \"jsonrpc\" : \"2.0\" ,\n \"id\" : 4 , \"method\" : \"ping\" }\r\n";
+    const CALL_RESULT: &str = r#"{"jsonrpc":"2.0","id":"req-3","result":{"content":[{"type":"text","text":"{\"id\": 9}"}],"isError":false}}"#;
+    const CALL_ERROR: &str = r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"Method not found: \"x\""}}"#;
+
+    fn frames() -> [&'static str; 7] {
+        [INITIALIZE, INITIALIZED, TOOLS_LIST, TOOLS_CALL, PING, CALL_RESULT, CALL_ERROR]
+    }
+
+    fn nested(open: &str, close: &str, depth: usize) -> Vec<u8> {
+        [open.repeat(depth), "1".to_string(), close.repeat(depth)]
+            .concat()
+            .into_bytes()
+    }
+
+    #[test]
+    fn test_validate_accepts() {
+        let cases: &[&[u8]] = &[
+            b"{}",
+            b"[]",
+            b" 1 ",
+            b"-0",
+            b"0.5e+10",
+            b"-12.25E-3",
+            b"1e400",
+            b"true",
+            b"false",
+            b"null",
+            b"\"\"",
+            b"\" \\\" \\\\ \\/ \\b \\f \\n \\r \\t \"",
+            b"\"\\u00e9\\uD83D\\uDE00\"",
+            "\"é ✓ 😀\"".as_bytes(),
+            b"\"\x7f\"",
+            b"\t\n\r {\"a\" : [ 1 , { \"b\" : null } ] } \t\n\r ",
+            b"[[[[]]],{},[{}]]",
+        ];
+        for &case in cases {
+            assert_eq!(validate(case), Ok(()), "{}", String::from_utf8_lossy(case));
+        }
+        for frame in frames() {
+            assert_eq!(validate(frame.as_bytes()), Ok(()), "{frame}");
+        }
+    }
+
+    #[test]
+    fn test_validate_rejects() {
+        use JsonError::{Syntax, TooDeep, Truncated};
+        let cases: &[(&[u8], JsonError)] = &[
+            (b"", Truncated),
+            (b"  ", Truncated),
+            (b"{} x", Syntax { offset: 3 }),
+            (b"{}{}", Syntax { offset: 2 }),
+            (b"1 2", Syntax { offset: 2 }),
+            (b"01", Syntax { offset: 1 }),
+            (b"1.", Truncated),
+            (b"1.e5", Syntax { offset: 2 }),
+            (b".5", Syntax { offset: 0 }),
+            (b"+1", Syntax { offset: 0 }),
+            (b"-", Truncated),
+            (b"-a", Syntax { offset: 1 }),
+            (b"1e", Truncated),
+            (b"1e+", Truncated),
+            (b"[1,]", Syntax { offset: 3 }),
+            (b"[,1]", Syntax { offset: 1 }),
+            (b"{\"a\":1,}", Syntax { offset: 7 }),
+            (b"{,}", Syntax { offset: 1 }),
+            (b"{\"a\" 1}", Syntax { offset: 5 }),
+            (b"{\"a\":}", Syntax { offset: 5 }),
+            (b"{a:1}", Syntax { offset: 1 }),
+            (b"{1:1}", Syntax { offset: 1 }),
+            (b"[1 2]", Syntax { offset: 3 }),
+            (b"[1}", Syntax { offset: 2 }),
+            (b"{\"a\":1]", Syntax { offset: 6 }),
+            (b"[", Truncated),
+            (b"{\"a\":1", Truncated),
+            (b"\"abc", Truncated),
+            (b"\"\\x\"", Syntax { offset: 2 }),
+            (b"\"\\u12G4\"", Syntax { offset: 5 }),
+            (b"\"\\u12\"", Syntax { offset: 5 }),
+            (b"\"\\", Truncated),
+            // Unpaired surrogates are refused (see the module header).
+            (b"\"\\ud800\"", Syntax { offset: 7 }),
+            (b"\"\\udc00\"", Syntax { offset: 1 }),
+            (b"\"\\ud800\\u0041\"", Syntax { offset: 7 }),
+            (b"\"\\ud800\\n\"", Syntax { offset: 7 }),
+            (b"\"\\ud800\\", Truncated),
+            // Invalid UTF-8: stray continuation, overlong, encoded surrogate, truncated sequence.
+            (b"\"a\xff\"", Syntax { offset: 2 }),
+            (b"\"\xc0\xaf\"", Syntax { offset: 1 }),
+            (b"\"\xed\xa0\x80\"", Syntax { offset: 1 }),
+            (b"\"ab\xe2\x9c\"", Syntax { offset: 3 }),
+            (b"\"a\x01\"", Syntax { offset: 2 }),
+            (b"\"a\nb\"", Syntax { offset: 2 }),
+            (b"tru", Truncated),
+            (b"trUe", Syntax { offset: 2 }),
+            (b"True", Syntax { offset: 0 }),
+            (b"nul", Truncated),
+            (b"NaN", Syntax { offset: 0 }),
+            (b"Infinity", Syntax { offset: 0 }),
+            (b"'a'", Syntax { offset: 0 }),
+            (b"\xef\xbb\xbf{}", Syntax { offset: 0 }),
+            (b"[\x0c]", Syntax { offset: 1 }),
+        ];
+        for &(case, expected) in cases {
+            assert_eq!(validate(case), Err(expected), "{}", String::from_utf8_lossy(case));
+        }
+        let _ = TooDeep;
+    }
+
+    #[test]
+    fn test_depth_limit() {
+        assert_eq!(validate(&nested("[", "]", 128)), Ok(()));
+        assert_eq!(validate(&nested("[", "]", 129)), Err(JsonError::TooDeep));
+        assert_eq!(validate(&nested("{\"a\":", "}", 128)), Ok(()));
+        assert_eq!(validate(&nested("{\"a\":", "}", 129)), Err(JsonError::TooDeep));
+        assert_eq!(validate(&nested("[", "]", 100_000)), Err(JsonError::TooDeep));
+        // Inside an object the object counts as one level.
+        let deep_member = [&b"{\"a\":"[..], &nested("[", "]", 127), b"}"].concat();
+        assert_eq!(object_member(&deep_member, "a").map(|v| v.is_some()), Ok(true));
+        let too_deep_member = [&b"{\"a\":"[..], &nested("[", "]", 128), b"}"].concat();
+        assert_eq!(object_member(&too_deep_member, "a"), Err(JsonError::TooDeep));
+        // A closed container frees its level.
+        let siblings = [nested("[", "]", 128), nested("[", "]", 128)].join(&b","[..]);
+        assert_eq!(validate(&[b"[", &siblings[..], b"]"].concat()), Err(JsonError::TooDeep));
+        let wide = format!("[{}]", vec![String::from_utf8(nested("[", "]", 127)).unwrap_or_default(); 3].join(","));
+        assert_eq!(validate(wide.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn test_skip_value() {
+        let text = br#"  [1, {"a": "}]"}] , {"b": 2} tail"#;
+        let end = skip_value(text, 0).expect("valid array");
+        assert_eq!(&text[..end], br#"  [1, {"a": "}]"}]"#);
+        let second = text.iter().position(|&b| b == b',').map(|comma| comma + 1);
+        let second_start = second.expect("comma");
+        let second_end = skip_value(text, second_start + 10).expect("valid object");
+        assert_eq!(&text[second_end..], b" tail");
+        assert_eq!(skip_value(b"  12  ", 0), Ok(4));
+        assert_eq!(skip_value(b"12", 5), Err(JsonError::Truncated));
+        assert_eq!(skip_value(b"[1,", 0), Err(JsonError::Truncated));
+    }
+
+    #[test]
+    fn test_object_member() {
+        let obj = br#" { "a" : { "id" : 1 , "x": [ "}" ] } , "s": "{\"id\":7}", "i\"d": "quote", "\u0069d" :  2 , "id": 3 } "#;
+        assert_eq!(object_member(obj, "id"), Ok(Some(&b"2"[..])));
+        assert_eq!(object_member(obj, "a"), Ok(Some(&br#"{ "id" : 1 , "x": [ "}" ] }"#[..])));
+        assert_eq!(object_member(obj, "s"), Ok(Some(&br#""{\"id\":7}""#[..])));
+        assert_eq!(object_member(obj, "i\"d"), Ok(Some(&br#""quote""#[..])));
+        assert_eq!(object_member(obj, "missing"), Ok(None));
+        assert_eq!(object_member(obj, "i"), Ok(None));
+        assert_eq!(object_member(obj, "idd"), Ok(None));
+        let emoji = "{\"\\ud83d\\ude00\":1,\"\u{e9}\":2,\"\\u00e9\\/\":3}";
+        assert_eq!(object_member(emoji.as_bytes(), "😀"), Ok(Some(&b"1"[..])));
+        assert_eq!(object_member(emoji.as_bytes(), "é"), Ok(Some(&b"2"[..])));
+        assert_eq!(object_member(emoji.as_bytes(), "é/"), Ok(Some(&b"3"[..])));
+        assert_eq!(object_member(b"{}", "a"), Ok(None));
+        assert_eq!(object_member(b" { } ", "a"), Ok(None));
+        assert_eq!(object_member(b"[1]", "a"), Err(JsonError::NotAnObject));
+        assert_eq!(object_member(b"\"{}\"", "a"), Err(JsonError::NotAnObject));
+        assert_eq!(object_member(b"", "a"), Err(JsonError::Truncated));
+        assert_eq!(object_member(b"{\"a\":1,}", "b"), Err(JsonError::Syntax { offset: 7 }));
+        assert_eq!(object_member(b"{\"a\" 1}", "a"), Err(JsonError::Syntax { offset: 5 }));
+        assert_eq!(object_member(b"{\"a\":1", "b"), Err(JsonError::Truncated));
+        assert_eq!(object_member(b"{\"a\":1 \"b\":2}", "b"), Err(JsonError::Syntax { offset: 7 }));
+    }
+
+    #[test]
+    fn test_members_iteration() {
+        let obj = br#"{"a":1,"b":[2],"a":3}  "#;
+        let mut iter = members(obj).expect("object");
+        let keys: Vec<(&[u8], &[u8])> = iter
+            .by_ref()
+            .map(|member| member.map(|m| (m.key_raw, m.value)))
+            .collect::<Result<_, _>>()
+            .expect("valid members");
+        assert_eq!(
+            keys,
+            [
+                (&b"\"a\""[..], &b"1"[..]),
+                (&b"\"b\""[..], &b"[2]"[..]),
+                (&b"\"a\""[..], &b"3"[..])
+            ]
+        );
+        assert_eq!(iter.end_offset(), Some(obj.len() - 2));
+        let mut failing = members(b"{\"a\":x}").expect("object");
+        assert!(matches!(failing.next(), Some(Err(JsonError::Syntax { offset: 5 }))));
+        assert!(failing.next().is_none());
+        assert_eq!(failing.end_offset(), None);
+    }
+
+    #[test]
+    fn test_strings() {
+        assert_eq!(str_raw(b" \"a\\\"b\" "), Some(&b"\"a\\\"b\""[..]));
+        assert_eq!(str_raw(b"\"a\" x"), None);
+        assert_eq!(str_raw(b"1"), None);
+        assert_eq!(str_raw(b"\"\\ud800\""), None);
+        assert_eq!(str_unescaped(b"\"plain\""), Some(Cow::Borrowed("plain")));
+        assert!(matches!(str_unescaped(b"\"plain\""), Some(Cow::Borrowed(_))));
+        assert_eq!(
+            str_unescaped(b"\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u0041\\u00e9\\ud83d\\ude00\"").as_deref(),
+            Some("a\"b\\c/d\u{8}\u{c}\n\r\tAé😀")
+        );
+        assert_eq!(str_unescaped("\"é\"".as_bytes()).as_deref(), Some("é"));
+        assert_eq!(str_unescaped(b"\"\\u0000\"").as_deref(), Some("\0"));
+        assert_eq!(str_unescaped(b"\"a"), None);
+        assert_eq!(str_unescaped(b"\"\xff\""), None);
+        assert_eq!(str_unescaped(b"null"), None);
+    }
+
+    #[test]
+    fn test_numbers_and_bools() {
+        assert_eq!(as_u64(b"0"), Some(0));
+        assert_eq!(as_u64(b" 42 "), Some(42));
+        assert_eq!(as_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(as_u64(b"18446744073709551616"), None);
+        assert_eq!(as_u64(b"-1"), None);
+        assert_eq!(as_u64(b"1.0"), None);
+        assert_eq!(as_u64(b"1e3"), None);
+        assert_eq!(as_u64(b"01"), None);
+        assert_eq!(as_u64(b"\"1\""), None);
+        assert_eq!(as_u64(b""), None);
+        assert_eq!(as_i64(b"-32601"), Some(-32601));
+        assert_eq!(as_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(as_i64(b"-9223372036854775809"), None);
+        assert_eq!(as_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(as_i64(b"9223372036854775808"), None);
+        assert_eq!(as_i64(b"-0"), Some(0));
+        assert_eq!(as_i64(b"-"), None);
+        assert_eq!(as_i64(b"--1"), None);
+        assert_eq!(as_f64(b"1.5e3"), Some(1500.0));
+        assert_eq!(as_f64(b"-0.25"), Some(-0.25));
+        assert_eq!(as_f64(b"1E+2"), Some(100.0));
+        assert_eq!(as_f64(b"7"), Some(7.0));
+        assert_eq!(as_f64(b"1e400"), None);
+        assert_eq!(as_f64(b"inf"), None);
+        assert_eq!(as_f64(b"NaN"), None);
+        assert_eq!(as_f64(b".5"), None);
+        assert_eq!(as_f64(b"1."), None);
+        assert_eq!(as_bool(b"true"), Some(true));
+        assert_eq!(as_bool(b" false\n"), Some(false));
+        assert_eq!(as_bool(b"True"), None);
+        assert_eq!(as_bool(b"1"), None);
+    }
+
+    #[test]
+    fn test_write_escaped_str() {
+        let cases = [
+            ("", "\"\""),
+            ("plain", "\"plain\""),
+            ("a\"b\\c", "\"a\\\"b\\\\c\""),
+            ("\n\r\t\u{8}\u{c}", "\"\\n\\r\\t\\b\\f\""),
+            ("\0\u{1}\u{1f}", "\"\\u0000\\u0001\\u001f\""),
+            ("é😀/\u{7f}", "\"é😀/\u{7f}\""),
+        ];
+        for (input, expected) in cases {
+            let mut out = b"prefix ".to_vec();
+            write_escaped_str(&mut out, input);
+            assert_eq!(&out[7..], expected.as_bytes(), "{input:?}");
+            assert_eq!(str_unescaped(&out[7..]).as_deref(), Some(input));
+        }
+    }
+
+    #[test]
+    fn test_scan_rpc_request_mcp_frames() {
+        let request = scan_rpc_request(INITIALIZE.as_bytes()).expect("initialize");
+        assert_eq!(request.id, Some(&b"1"[..]));
+        assert_eq!(request.method, "initialize");
+        let params = request.params.expect("params");
+        assert_eq!(object_member(params, "protocolVersion"), Ok(Some(&b"\"2025-06-18\""[..])));
+
+        let request = scan_rpc_request(INITIALIZED.as_bytes()).expect("initialized");
+        assert_eq!(request.id, None);
+        assert_eq!(request.method, "notifications/initialized");
+        assert_eq!(request.params, None);
+
+        let request = scan_rpc_request(TOOLS_LIST.as_bytes()).expect("tools/list");
+        assert_eq!((request.id, request.params), (Some(&b"2"[..]), Some(&b"{}"[..])));
+
+        let request = scan_rpc_request(TOOLS_CALL.as_bytes()).expect("tools/call");
+        assert_eq!(request.id, Some(&b"\"req-3\""[..]));
+        assert_eq!(request.method, "tools/call");
+        assert!(matches!(request.method, Cow::Borrowed(_)));
+        let params = request.params.expect("params");
+        assert_eq!(object_member(params, "name").ok().flatten().and_then(str_unescaped).as_deref(), Some("echo"));
+        let arguments = object_member(params, "arguments").ok().flatten().expect("arguments");
+        assert_eq!(
+            object_member(arguments, "text").ok().flatten().and_then(str_unescaped).as_deref(),
+            Some("{\"id\": 9}")
+        );
+
+        let request = scan_rpc_request(PING.as_bytes()).expect("ping");
+        assert_eq!((request.id, request.method.as_ref()), (Some(&b"4"[..]), "ping"));
+
+        let escaped = br#"{"jsonrpc":"\u0032.0","\u0069d":null,"method":"tools\/list","params":[]}"#;
+        let request = scan_rpc_request(escaped).expect("escaped");
+        assert_eq!(request.id, Some(&b"null"[..]));
+        assert_eq!(request.method, "tools/list");
+        assert_eq!(request.params, Some(&b"[]"[..]));
+
+        let duplicated = br#"{"jsonrpc":"2.0","id":1,"method":"ping","id":2}"#;
+        assert_eq!(scan_rpc_request(duplicated).map(|r| r.id), Ok(Some(&b"1"[..])));
+        let negative_id = br#"{"jsonrpc":"2.0","id":-7,"method":"ping","extra":{"x":[1]}}"#;
+        assert_eq!(scan_rpc_request(negative_id).map(|r| r.id), Ok(Some(&b"-7"[..])));
+    }
+
+    #[test]
+    fn test_scan_rpc_request_errors() {
+        use RpcScanError::{Batch, InvalidRequest, Parse};
+        let cases: &[(&[u8], RpcScanError)] = &[
+            (b"", Parse),
+            (b"   ", Parse),
+            (b"{", Parse),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\"", Parse),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\"} x", Parse),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",}", Parse),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"p\xffing\"}", Parse),
+            (b"[{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}", Parse),
+            (b"nul", Parse),
+            (b"1", InvalidRequest),
+            (b"\"ping\"", InvalidRequest),
+            (b"null", InvalidRequest),
+            (b"{}", InvalidRequest),
+            (b"{\"method\":\"ping\"}", InvalidRequest),
+            (b"{\"jsonrpc\":\"1.0\",\"method\":\"ping\"}", InvalidRequest),
+            (b"{\"jsonrpc\":2.0,\"method\":\"ping\"}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\"}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":7}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":null}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":{}}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":[1]}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":true}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":\"x\"}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":3}", InvalidRequest),
+            (b"[{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}]", Batch),
+            (b" [] ", Batch),
+        ];
+        for &(body, expected) in cases {
+            assert_eq!(scan_rpc_request(body), Err(expected), "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(Parse.code(), -32700);
+        assert_eq!(InvalidRequest.code(), -32600);
+        assert_eq!(Batch.code(), -32600);
+        // 128 levels in all: the frame object plus 127 in params.
+        let deep = |levels: usize| {
+            [&br#"{"jsonrpc":"2.0","method":"x","params":"#[..], &nested("[", "]", levels), b"}"].concat()
+        };
+        assert!(scan_rpc_request(&deep(127)).is_ok());
+        assert_eq!(scan_rpc_request(&deep(128)), Err(Parse));
+    }
+
+    #[test]
+    fn test_scan_rpc_response() {
+        let response = scan_rpc_response(CALL_RESULT.as_bytes()).expect("result");
+        assert_eq!(response.id, Some(&b"\"req-3\""[..]));
+        let RpcOutcome::Result(result) = response.outcome else {
+            panic!("expected a result, got {:?}", response.outcome);
+        };
+        assert!(result.starts_with(b"{\"content\""));
+        assert!(!result_is_error(result));
+
+        let response = scan_rpc_response(CALL_ERROR.as_bytes()).expect("error");
+        assert_eq!(response.id, Some(&b"5"[..]));
+        assert_eq!(
+            response.outcome,
+            RpcOutcome::Error {
+                code: -32601,
+                message: Some(&br#""Method not found: \"x\"""#[..])
+            }
+        );
+
+        let parse_error = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700}}"#;
+        assert_eq!(
+            scan_rpc_response(parse_error),
+            Ok(RpcResponse {
+                id: None,
+                outcome: RpcOutcome::Error { code: -32700, message: None }
+            })
+        );
+
+        use RpcScanError::{Batch, InvalidRequest, Parse};
+        let cases: &[(&[u8], RpcScanError)] = &[
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":", Parse),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1}", InvalidRequest),
+            (b"{\"id\":1,\"result\":{}}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{},\"error\":{\"code\":1}}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"message\":\"x\"}}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1.5}}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1,\"message\":2}}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":\"x\"}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":1}", InvalidRequest),
+            (b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}", InvalidRequest),
+            (b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}]", Batch),
+        ];
+        for &(body, expected) in cases {
+            assert_eq!(scan_rpc_response(body), Err(expected), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn test_scan_rpc_message() {
+        assert!(matches!(scan_rpc_message(PING.as_bytes()), Ok(RpcMessage::Request(_))));
+        assert!(matches!(scan_rpc_message(CALL_RESULT.as_bytes()), Ok(RpcMessage::Response(_))));
+        let progress = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#;
+        assert!(matches!(
+            scan_rpc_message(progress),
+            Ok(RpcMessage::Request(RpcRequest { id: None, .. }))
+        ));
+    }
+
+    #[test]
+    fn test_result_is_error() {
+        assert!(result_is_error(br#"{"content":[],"isError":true}"#));
+        assert!(result_is_error(br#"{"content":[{"type":"text","text":"\"isError\":false"}],"isError" : true }"#));
+        assert!(!result_is_error(br#"{"content":[],"isError":false}"#));
+        assert!(!result_is_error(br#"{"content":[{"isError":true}]}"#));
+        assert!(!result_is_error(br#"{"isError":"true"}"#));
+        assert!(!result_is_error(b"[]"));
+        assert!(!result_is_error(b"{"));
+    }
+
+    #[test]
+    fn test_every_split_and_truncation() {
+        for frame in frames() {
+            let bytes = frame.as_bytes();
+            let content_len = trim_whitespace(bytes).len() + (bytes.len() - bytes.trim_ascii_start().len());
+            for k in 0..=bytes.len() {
+                for part in [&bytes[..k], &bytes[k..]] {
+                    let _ = validate(part);
+                    let _ = skip_value(part, 0);
+                    let _ = scan_rpc_request(part);
+                    let _ = scan_rpc_response(part);
+                    let _ = scan_rpc_message(part);
+                    let _ = object_member(part, "id");
+                    let _ = result_is_error(part);
+                    let _ = str_unescaped(part);
+                    let _ = as_f64(part);
+                }
+                if k < content_len {
+                    assert!(validate(&bytes[..k]).is_err(), "{frame} cut at {k}");
+                    assert_eq!(scan_rpc_message(&bytes[..k]).ok(), None, "{frame} cut at {k}");
+                }
+            }
+        }
+    }
+
+    /// Any JSON value (serde_json is the reference implementation in these tests only).
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e300f64..1e300).prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[a-z\"\\\\{}\\[\\]:, ]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z\"\\\\é]{0,4}", inner), 0..6)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip { at: usize, byte: u8 },
+        Insert { at: usize, byte: u8 },
+        Delete { at: usize },
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let interesting = prop_oneof![
+            any::<u8>(),
+            proptest::sample::select(b"{}[]\",:\\ 0-.eEtfnu".to_vec()),
+        ];
+        prop_oneof![
+            (any::<usize>(), interesting.clone()).prop_map(|(at, byte)| Mutation::Flip { at, byte }),
+            (any::<usize>(), interesting).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+            any::<usize>().prop_map(|at| Mutation::Delete { at }),
+        ]
+    }
+
+    fn mutate(mut text: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+        for mutation in mutations {
+            if text.is_empty() {
+                break;
+            }
+            match *mutation {
+                Mutation::Flip { at, byte } => {
+                    let at = at % text.len();
+                    text[at] = byte;
+                }
+                Mutation::Insert { at, byte } => text.insert(at % (text.len() + 1), byte),
+                Mutation::Delete { at } => {
+                    text.remove(at % text.len());
+                }
+            }
+        }
+        text
+    }
+
+    /// Our verdict agrees with serde_json's, except that serde_json refuses numbers it cannot
+    /// represent (RFC 8259 allows them) and allows one level less nesting.
+    fn agrees_with_serde(text: &[u8]) -> Result<(), TestCaseError> {
+        let ours = validate(text);
+        let reference = serde_json::from_slice::<serde_json::Value>(text);
+        match (&ours, &reference) {
+            (Ok(()), Ok(_)) | (Err(_), Err(_)) => {}
+            (Ok(()), Err(error)) => {
+                prop_assert!(error.to_string().contains("out of range"), "serde: {error}");
+            }
+            (Err(error), Ok(_)) => prop_assert!(false, "we refuse ({error:?}) what serde_json accepts"),
+        }
+        Ok(())
+    }
+
+    fn exercise_everything(text: &[u8]) {
+        let _ = validate(text);
+        let _ = skip_value(text, 0);
+        let _ = skip_value(text, text.len() / 2);
+        let _ = scan_rpc_request(text);
+        let _ = scan_rpc_response(text);
+        let _ = scan_rpc_message(text);
+        let _ = object_member(text, "id");
+        let _ = object_member(text, "é");
+        let _ = result_is_error(text);
+        let _ = str_raw(text);
+        let _ = str_unescaped(text);
+        let _ = (as_f64(text), as_u64(text), as_i64(text), as_bool(text));
+        if let Ok(members) = members(text) {
+            for member in members.flatten() {
+                let _ = member.key_is("id");
+            }
+        }
+    }
+
+    proptest! {
+        // Failures are reported with their minimal input; no regression files in the tree.
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn prop_random_bytes_never_panic(text in proptest::collection::vec(any::<u8>(), 0..300)) {
+            exercise_everything(&text);
+            agrees_with_serde(&text)?;
+        }
+
+        #[test]
+        fn prop_mutated_frames_never_panic(
+            frame in 0..7usize,
+            mutations in proptest::collection::vec(mutation(), 0..4),
+        ) {
+            let text = mutate(frames()[frame].as_bytes().to_vec(), &mutations);
+            exercise_everything(&text);
+            agrees_with_serde(&text)?;
+            // Whatever scans as a request is valid JSON with a string method.
+            if let Ok(request) = scan_rpc_request(&text) {
+                prop_assert_eq!(validate(&text), Ok(()));
+                let reference: serde_json::Value = serde_json::from_slice(&text)
+                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
+                prop_assert_eq!(reference.get("method").and_then(|m| m.as_str()), Some(request.method.as_ref()));
+            }
+        }
+
+        #[test]
+        fn prop_values_agree_with_serde(value in json_value(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_vec_pretty(&value)
+            } else {
+                serde_json::to_vec(&value)
+            }
+            .map_err(|error| TestCaseError::fail(error.to_string()))?;
+            prop_assert_eq!(validate(&text), Ok(()));
+            prop_assert_eq!(skip_value(&text, 0), Ok(text.len()));
+            if let serde_json::Value::String(expected) = &value {
+                let unescaped = str_unescaped(&text);
+                prop_assert_eq!(unescaped.as_deref(), Some(expected.as_str()));
+                let mut written = Vec::new();
+                write_escaped_str(&mut written, expected);
+                let reread = serde_json::from_slice::<String>(&written).ok();
+                prop_assert_eq!(reread.as_ref(), Some(expected));
+            }
+            if let serde_json::Value::Object(map) = &value {
+                for (key, member_value) in map {
+                    let raw = object_member(&text, key)
+                        .map_err(|error| TestCaseError::fail(format!("{error:?}")))?;
+                    let raw = raw.ok_or_else(|| TestCaseError::fail(format!("no member {key:?}")))?;
+                    let parsed: serde_json::Value = serde_json::from_slice(raw)
+                        .map_err(|error| TestCaseError::fail(error.to_string()))?;
+                    prop_assert_eq!(&parsed, member_value);
+                }
+            }
+            for k in 0..text.len() {
+                let _ = validate(&text[..k]);
+            }
+        }
+
+        #[test]
+        fn prop_integers_round_trip(n in any::<i64>(), u in any::<u64>()) {
+            prop_assert_eq!(as_i64(n.to_string().as_bytes()), Some(n));
+            prop_assert_eq!(as_u64(u.to_string().as_bytes()), Some(u));
+        }
+    }
+}

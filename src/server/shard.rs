@@ -367,7 +367,7 @@ impl<'a> Shard<'a> {
                     return;
                 }
                 e if e == -libc::ECONNRESET || e == -libc::EPIPE => {
-                    self.stats.incr(Counter::error_connection_reset)
+                    self.stats.incr(Counter::peer_resets)
                 }
                 e if e == -libc::ECANCELED => {}
                 _ => self.stats.incr(Counter::error_recv),
@@ -514,7 +514,7 @@ impl<'a> Shard<'a> {
         let out = conn.out_inflight;
         if res < 0 {
             if res == -libc::ECONNRESET || res == -libc::EPIPE {
-                self.stats.incr(Counter::error_connection_reset);
+                self.stats.incr(Counter::peer_resets);
             } else {
                 self.stats.incr(Counter::error_send);
             }

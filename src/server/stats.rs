@@ -70,7 +70,7 @@ counters! {
     error_tool_arguments,
     /// recv completed with an error other than a reset (counted with the peer's reset apart).
     error_recv,
-    error_connection_reset,
+    peer_resets,
     error_send,
     error_accept,
     /// Multishot recv ran out of provided buffers and was re-armed.

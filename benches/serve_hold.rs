@@ -20,18 +20,38 @@ const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"p
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--child") {
-        child(&args[pos + 1], &args[pos + 2], args[pos + 3].parse().unwrap());
+        child(
+            &args[pos + 1],
+            &args[pos + 2],
+            args[pos + 3].parse().unwrap(),
+        );
         return;
     }
-    let get = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let connections: usize = get("--connections").map_or(100_000, |v| v.parse().expect("--connections"));
-    let procs: usize = get("--procs").map_or(connections.div_ceil(15_000).max(1), |v| v.parse().unwrap());
-    let serve_bin = get("--serve-bin").unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/mcpstorm").into());
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|i| args[i + 1].clone())
+    };
+    let connections: usize =
+        get("--connections").map_or(100_000, |v| v.parse().expect("--connections"));
+    let procs: usize =
+        get("--procs").map_or(connections.div_ceil(15_000).max(1), |v| v.parse().unwrap());
+    let serve_bin = get("--serve-bin")
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/mcpstorm").into());
     let ready_file = std::env::temp_dir().join(format!("serve-hold-{}", std::process::id()));
     let _ = std::fs::remove_file(&ready_file);
     let max = (connections + 1000).to_string();
     let mut server = Command::new(&serve_bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-connections", &max, "--max-sessions", &max, "--ready-file"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            &max,
+            "--max-sessions",
+            &max,
+            "--ready-file",
+        ])
         .arg(&ready_file)
         .stdout(Stdio::piped())
         .spawn()
@@ -67,7 +87,12 @@ fn main() {
     for (_, out) in children.iter_mut() {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        held += line.trim().strip_prefix("held ").expect("child reports held sessions").parse::<usize>().unwrap();
+        held += line
+            .trim()
+            .strip_prefix("held ")
+            .expect("child reports held sessions")
+            .parse::<usize>()
+            .unwrap();
     }
     let establish_s = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
@@ -80,7 +105,12 @@ fn main() {
     for (_, out) in children.iter_mut() {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        pinged += line.trim().strip_prefix("pinged ").expect("child reports pings").parse::<usize>().unwrap();
+        pinged += line
+            .trim()
+            .strip_prefix("pinged ")
+            .expect("child reports pings")
+            .parse::<usize>()
+            .unwrap();
     }
     for (mut child, _) in children {
         drop(child.stdin.take());
@@ -89,15 +119,33 @@ fn main() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(server_pid as i32, libc::SIGINT) };
     let mut summary = String::new();
-    server.stdout.take().unwrap().read_to_string(&mut summary).unwrap();
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut summary)
+        .unwrap();
     let _ = server.wait();
     let growth = rss_after.saturating_sub(rss_before);
     println!("serve_hold: connections requested  {connections}");
-    println!("serve_hold: sessions held           {held} (server stats: sessions_live {})", json_field(&stats, "sessions_live"));
+    println!(
+        "serve_hold: sessions held           {held} (server stats: sessions_live {})",
+        json_field(&stats, "sessions_live")
+    );
     println!("serve_hold: sessions answering ping {pinged}");
-    println!("serve_hold: establish time          {establish_s:.2} s ({:.0} sessions/s, {procs} blocking client processes)", held as f64 / establish_s);
-    println!("serve_hold: server RSS before/after {} / {} KiB", rss_before / 1024, rss_after / 1024);
-    println!("serve_hold: server user bytes/session {:.0}", growth as f64 / held.max(1) as f64);
+    println!(
+        "serve_hold: establish time          {establish_s:.2} s ({:.0} sessions/s, {procs} blocking client processes)",
+        held as f64 / establish_s
+    );
+    println!(
+        "serve_hold: server RSS before/after {} / {} KiB",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    println!(
+        "serve_hold: server user bytes/session {:.0}",
+        growth as f64 / held.max(1) as f64
+    );
     println!("serve_hold: {}", summary.lines().last().unwrap_or(""));
 }
 
@@ -110,7 +158,8 @@ fn child(addr: &str, source: &str, count: usize) {
         INIT.len()
     );
     for _ in 0..count {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
         socket.connect(&addr.into()).unwrap();
         socket.set_tcp_nodelay(true).unwrap();
@@ -184,12 +233,20 @@ fn rss_bytes(pid: u32) -> u64 {
 
 fn stats(addr: SocketAddr) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET /mcpstorm/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /mcpstorm/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 fn json_field(json: &str, field: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(json).map(|v| v[field].to_string()).unwrap_or_default()
+    serde_json::from_str::<serde_json::Value>(json)
+        .map(|v| v[field].to_string())
+        .unwrap_or_default()
 }

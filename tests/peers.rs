@@ -19,14 +19,23 @@ fn peer_python() -> PathBuf {
                 return PathBuf::from(path);
             }
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/peers/setup-python.sh");
-            let output = Command::new("bash").arg(script).output().expect("run setup-python.sh");
+            let output = Command::new("bash")
+                .arg(script)
+                .output()
+                .expect("run setup-python.sh");
             assert!(
                 output.status.success(),
                 "tools/peers/setup-python.sh failed:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             );
             let stdout = String::from_utf8(output.stdout).unwrap();
-            PathBuf::from(stdout.lines().last().expect("setup-python.sh prints the python path").trim())
+            PathBuf::from(
+                stdout
+                    .lines()
+                    .last()
+                    .expect("setup-python.sh prints the python path")
+                    .trim(),
+            )
         })
         .clone()
 }
@@ -37,16 +46,34 @@ fn run_python_client(extra_serve_args: &[&str]) {
     let output = Command::new(peer_python())
         .arg(script)
         .arg(server.url())
-        .args(["--expect-tools", "echo,add,sleep", "--sessions", "3", "--timeout", "60"])
+        .args([
+            "--expect-tools",
+            "echo,add,sleep",
+            "--sessions",
+            "3",
+            "--timeout",
+            "60",
+        ])
         .output()
         .expect("run py_client.py");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "Python SDK client failed against serve {extra_serve_args:?}:\n{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.starts_with("py_client: ok sessions=3")), "{stdout}");
+    assert!(
+        output.status.success(),
+        "Python SDK client failed against serve {extra_serve_args:?}:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("py_client: ok sessions=3")),
+        "{stdout}"
+    );
     let stats = server.stats();
     assert_eq!(stats["sessions_created"], 3, "{stats}");
-    assert_eq!(stats["sessions_deleted"], 3, "the SDK ends each session with DELETE: {stats}");
+    assert_eq!(
+        stats["sessions_deleted"], 3,
+        "the SDK ends each session with DELETE: {stats}"
+    );
     assert!(stats["method_tools_call"].as_u64().unwrap() >= 9, "{stats}");
     let summary = server.stop();
     assert!(summary.contains("sessions=3"), "{summary}");

@@ -760,13 +760,6 @@ mod tests {
         }
     }
 
-    fn error_of(buf: &[u8]) -> RequestError {
-        match parse(buf) {
-            Err(error) => error,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
     /// A head with every optional field absent, as for `GET /mcp HTTP/1.1`.
     fn bare_head(method: Method, target: &'static [u8]) -> RequestHead<'static> {
         RequestHead {
@@ -1080,10 +1073,16 @@ mod tests {
         let cases: [(&[u8], bool); 6] = [
             (b"GET / HTTP/1.1\r\n\r\n", true),
             (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
-            (b"GET / HTTP/1.1\r\nConnection: Upgrade, CLOSE\r\n\r\n", false),
+            (
+                b"GET / HTTP/1.1\r\nConnection: Upgrade, CLOSE\r\n\r\n",
+                false,
+            ),
             (b"GET / HTTP/1.0\r\n\r\n", false),
             (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
-            (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false),
+            (
+                b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+                false,
+            ),
         ];
         for (buf, keep_alive) in cases {
             assert_eq!(
@@ -1106,14 +1105,34 @@ mod tests {
 
     #[test]
     fn test_methods_targets_versions() {
-        let cases: [(&[u8], Method, &[u8], &[u8], u8); 8] = [
+        /// Request line → method, target, path, minor version.
+        type Case = (&'static [u8], Method, &'static [u8], &'static [u8], u8);
+        let cases: [Case; 8] = [
             (b"OPTIONS * HTTP/1.1", Method::Options, b"*", b"*", 1),
             (b"HEAD /mcp HTTP/1.1", Method::Head, b"/mcp", b"/mcp", 1),
             (b"PATCH /mcp HTTP/1.1", Method::Other, b"/mcp", b"/mcp", 1),
             (b"get /mcp HTTP/1.1", Method::Other, b"/mcp", b"/mcp", 1),
-            (b"GET /mcp?a=1?b HTTP/1.0", Method::Get, b"/mcp?a=1?b", b"/mcp", 0),
-            (b"GET http://h:1/mcp?x HTTP/1.1", Method::Get, b"http://h:1/mcp?x", b"/mcp", 1),
-            (b"GET HTTPS://h HTTP/1.1", Method::Get, b"HTTPS://h", b"/", 1),
+            (
+                b"GET /mcp?a=1?b HTTP/1.0",
+                Method::Get,
+                b"/mcp?a=1?b",
+                b"/mcp",
+                0,
+            ),
+            (
+                b"GET http://h:1/mcp?x HTTP/1.1",
+                Method::Get,
+                b"http://h:1/mcp?x",
+                b"/mcp",
+                1,
+            ),
+            (
+                b"GET HTTPS://h HTTP/1.1",
+                Method::Get,
+                b"HTTPS://h",
+                b"/",
+                1,
+            ),
             (b"GET /mcp HTTP/1.7", Method::Get, b"/mcp", b"/mcp", 1),
         ];
         for (line, method, target, path, http_minor) in cases {
@@ -1156,7 +1175,8 @@ mod tests {
 
     #[test]
     fn test_duplicate_accept_keeps_first() {
-        let buf = b"GET / HTTP/1.1\r\nAccept: application/json\r\nAccept: text/event-stream\r\n\r\n";
+        let buf =
+            b"GET / HTTP/1.1\r\nAccept: application/json\r\nAccept: text/event-stream\r\n\r\n";
         assert_eq!(complete(buf).head.accept, Some(&b"application/json"[..]));
     }
 
@@ -1169,7 +1189,11 @@ mod tests {
             (RequestError::BadHeader, 400, "bad_header"),
             (RequestError::BadContentLength, 400, "bad_content_length"),
             (RequestError::ConflictingLength, 400, "conflicting_length"),
-            (RequestError::UnsupportedTransferEncoding, 501, "unsupported_transfer_encoding"),
+            (
+                RequestError::UnsupportedTransferEncoding,
+                501,
+                "unsupported_transfer_encoding",
+            ),
             (RequestError::UnsupportedVersion, 505, "unsupported_version"),
             (RequestError::BadChunk, 400, "bad_chunk"),
         ];
@@ -1328,7 +1352,10 @@ mod tests {
         assert_eq!(parse(&over), Err(RequestError::HeadTooLarge));
         // 8193 bytes, no terminator: refused without waiting for more.
         let unterminated = [&prefix[..], &b"a".repeat(limits.head_bytes_max)].concat();
-        assert_eq!(parse(&unterminated[..8193]), Err(RequestError::HeadTooLarge));
+        assert_eq!(
+            parse(&unterminated[..8193]),
+            Err(RequestError::HeadTooLarge)
+        );
         assert_eq!(parse(&unterminated[..8191]), Ok(Parse::Incomplete));
     }
 
@@ -1340,8 +1367,14 @@ mod tests {
         };
         let at_limit = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd";
         let over = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
-        assert!(matches!(parse_request(at_limit, &limits), Ok(Parse::Complete(_))));
-        assert_eq!(parse_request(over, &limits), Err(RequestError::BodyTooLarge));
+        assert!(matches!(
+            parse_request(at_limit, &limits),
+            Ok(Parse::Complete(_))
+        ));
+        assert_eq!(
+            parse_request(over, &limits),
+            Err(RequestError::BodyTooLarge)
+        );
     }
 
     #[test]
@@ -1352,11 +1385,20 @@ mod tests {
         };
         let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         let at_limit = [&head[..], &chunk_encode(&[b'x'; 100], 30, "")].concat();
-        assert!(matches!(parse_request(&at_limit, &limits), Ok(Parse::Complete(_))));
+        assert!(matches!(
+            parse_request(&at_limit, &limits),
+            Ok(Parse::Complete(_))
+        ));
         // A 200-byte chunk announced, 101 bytes of it sent so far.
         let partial = [&head[..], b"c8\r\n", &[b'x'; 101]].concat();
-        assert_eq!(parse_request(&partial[..partial.len() - 1], &limits), Ok(Parse::Incomplete));
-        assert_eq!(parse_request(&partial, &limits), Err(RequestError::BodyTooLarge));
+        assert_eq!(
+            parse_request(&partial[..partial.len() - 1], &limits),
+            Ok(Parse::Incomplete)
+        );
+        assert_eq!(
+            parse_request(&partial, &limits),
+            Err(RequestError::BodyTooLarge)
+        );
     }
 
     #[test]
@@ -1371,7 +1413,10 @@ mod tests {
         while buf.len() - head.len() <= limits.chunked_raw_bytes_max() {
             buf.extend_from_slice(b"1;name=value\r\nx\r\n");
         }
-        assert_eq!(parse_request(&buf, &limits), Err(RequestError::BodyTooLarge));
+        assert_eq!(
+            parse_request(&buf, &limits),
+            Err(RequestError::BodyTooLarge)
+        );
     }
 
     #[test]
@@ -1389,7 +1434,10 @@ mod tests {
             );
         }
         let extra = [&encoded[..], b"x"].concat();
-        assert_eq!(decode_chunked_body(&extra, &mut out), Err(RequestError::BadChunk));
+        assert_eq!(
+            decode_chunked_body(&extra, &mut out),
+            Err(RequestError::BadChunk)
+        );
     }
 
     #[test]
@@ -1417,7 +1465,14 @@ mod tests {
 
     /// Valid requests for the mutation properties.
     fn seeds() -> Vec<Vec<u8>> {
-        vec![httpx_post(), chunked_post(), sse_get(), delete(), lf_post(), pipelined()]
+        vec![
+            httpx_post(),
+            chunked_post(),
+            sse_get(),
+            delete(),
+            lf_post(),
+            pipelined(),
+        ]
     }
 
     #[derive(Debug, Clone)]
@@ -1438,7 +1493,8 @@ mod tests {
             Just(b'\t'),
         ];
         prop_oneof![
-            (any::<usize>(), interesting.clone()).prop_map(|(at, byte)| Mutation::Flip { at, byte }),
+            (any::<usize>(), interesting.clone())
+                .prop_map(|(at, byte)| Mutation::Flip { at, byte }),
             (any::<usize>(), interesting).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
             any::<usize>().prop_map(|at| Mutation::Delete { at }),
         ]
@@ -1472,7 +1528,11 @@ mod tests {
             match (&prefix, &full) {
                 (Ok(Parse::Incomplete), _) => {
                     if let Ok(Parse::Complete(request)) = &full {
-                        prop_assert!(k < request.total_len, "complete at {} but not at {k}", request.total_len);
+                        prop_assert!(
+                            k < request.total_len,
+                            "complete at {} but not at {k}",
+                            request.total_len
+                        );
                     }
                 }
                 (Ok(Parse::Complete(early)), Ok(Parse::Complete(request))) => {

@@ -873,10 +873,19 @@ mod tests {
     const TOOLS_CALL: &str = r#"{"method":"tools/call","params":{"name":"echo","arguments":{"text":"{\"id\": 9}"}},"jsonrpc":"2.0","id":"req-3"}"#;
     const PING: &str = "{ \"jsonrpc\" : \"2.0\" ,\n \"id\" : 4 , \"method\" : \"ping\" }\r\n";
     const CALL_RESULT: &str = r#"{"jsonrpc":"2.0","id":"req-3","result":{"content":[{"type":"text","text":"{\"id\": 9}"}],"isError":false}}"#;
-    const CALL_ERROR: &str = r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"Method not found: \"x\""}}"#;
+    const CALL_ERROR: &str =
+        r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"Method not found: \"x\""}}"#;
 
     fn frames() -> [&'static str; 7] {
-        [INITIALIZE, INITIALIZED, TOOLS_LIST, TOOLS_CALL, PING, CALL_RESULT, CALL_ERROR]
+        [
+            INITIALIZE,
+            INITIALIZED,
+            TOOLS_LIST,
+            TOOLS_CALL,
+            PING,
+            CALL_RESULT,
+            CALL_ERROR,
+        ]
     }
 
     fn nested(open: &str, close: &str, depth: usize) -> Vec<u8> {
@@ -916,7 +925,7 @@ mod tests {
 
     #[test]
     fn test_validate_rejects() {
-        use JsonError::{Syntax, TooDeep, Truncated};
+        use JsonError::{Syntax, Truncated};
         let cases: &[(&[u8], JsonError)] = &[
             (b"", Truncated),
             (b"  ", Truncated),
@@ -974,9 +983,13 @@ mod tests {
             (b"[\x0c]", Syntax { offset: 1 }),
         ];
         for &(case, expected) in cases {
-            assert_eq!(validate(case), Err(expected), "{}", String::from_utf8_lossy(case));
+            assert_eq!(
+                validate(case),
+                Err(expected),
+                "{}",
+                String::from_utf8_lossy(case)
+            );
         }
-        let _ = TooDeep;
     }
 
     #[test]
@@ -984,17 +997,35 @@ mod tests {
         assert_eq!(validate(&nested("[", "]", 128)), Ok(()));
         assert_eq!(validate(&nested("[", "]", 129)), Err(JsonError::TooDeep));
         assert_eq!(validate(&nested("{\"a\":", "}", 128)), Ok(()));
-        assert_eq!(validate(&nested("{\"a\":", "}", 129)), Err(JsonError::TooDeep));
-        assert_eq!(validate(&nested("[", "]", 100_000)), Err(JsonError::TooDeep));
+        assert_eq!(
+            validate(&nested("{\"a\":", "}", 129)),
+            Err(JsonError::TooDeep)
+        );
+        assert_eq!(
+            validate(&nested("[", "]", 100_000)),
+            Err(JsonError::TooDeep)
+        );
         // Inside an object the object counts as one level.
         let deep_member = [&b"{\"a\":"[..], &nested("[", "]", 127), b"}"].concat();
-        assert_eq!(object_member(&deep_member, "a").map(|v| v.is_some()), Ok(true));
+        assert_eq!(
+            object_member(&deep_member, "a").map(|v| v.is_some()),
+            Ok(true)
+        );
         let too_deep_member = [&b"{\"a\":"[..], &nested("[", "]", 128), b"}"].concat();
-        assert_eq!(object_member(&too_deep_member, "a"), Err(JsonError::TooDeep));
+        assert_eq!(
+            object_member(&too_deep_member, "a"),
+            Err(JsonError::TooDeep)
+        );
         // A closed container frees its level.
         let siblings = [nested("[", "]", 128), nested("[", "]", 128)].join(&b","[..]);
-        assert_eq!(validate(&[b"[", &siblings[..], b"]"].concat()), Err(JsonError::TooDeep));
-        let wide = format!("[{}]", vec![String::from_utf8(nested("[", "]", 127)).unwrap_or_default(); 3].join(","));
+        assert_eq!(
+            validate(&[b"[", &siblings[..], b"]"].concat()),
+            Err(JsonError::TooDeep)
+        );
+        let wide = format!(
+            "[{}]",
+            vec![String::from_utf8(nested("[", "]", 127)).unwrap_or_default(); 3].join(",")
+        );
         assert_eq!(validate(wide.as_bytes()), Ok(()));
     }
 
@@ -1003,9 +1034,9 @@ mod tests {
         let text = br#"  [1, {"a": "}]"}] , {"b": 2} tail"#;
         let end = skip_value(text, 0).expect("valid array");
         assert_eq!(&text[..end], br#"  [1, {"a": "}]"}]"#);
-        let second = text.iter().position(|&b| b == b',').map(|comma| comma + 1);
-        let second_start = second.expect("comma");
-        let second_end = skip_value(text, second_start + 10).expect("valid object");
+        let comma = skip_whitespace(text, end);
+        assert_eq!(text[comma], b',');
+        let second_end = skip_value(text, comma + 1).expect("valid object");
         assert_eq!(&text[second_end..], b" tail");
         assert_eq!(skip_value(b"  12  ", 0), Ok(4));
         assert_eq!(skip_value(b"12", 5), Err(JsonError::Truncated));
@@ -1016,7 +1047,10 @@ mod tests {
     fn test_object_member() {
         let obj = br#" { "a" : { "id" : 1 , "x": [ "}" ] } , "s": "{\"id\":7}", "i\"d": "quote", "\u0069d" :  2 , "id": 3 } "#;
         assert_eq!(object_member(obj, "id"), Ok(Some(&b"2"[..])));
-        assert_eq!(object_member(obj, "a"), Ok(Some(&br#"{ "id" : 1 , "x": [ "}" ] }"#[..])));
+        assert_eq!(
+            object_member(obj, "a"),
+            Ok(Some(&br#"{ "id" : 1 , "x": [ "}" ] }"#[..]))
+        );
         assert_eq!(object_member(obj, "s"), Ok(Some(&br#""{\"id\":7}""#[..])));
         assert_eq!(object_member(obj, "i\"d"), Ok(Some(&br#""quote""#[..])));
         assert_eq!(object_member(obj, "missing"), Ok(None));
@@ -1031,10 +1065,19 @@ mod tests {
         assert_eq!(object_member(b"[1]", "a"), Err(JsonError::NotAnObject));
         assert_eq!(object_member(b"\"{}\"", "a"), Err(JsonError::NotAnObject));
         assert_eq!(object_member(b"", "a"), Err(JsonError::Truncated));
-        assert_eq!(object_member(b"{\"a\":1,}", "b"), Err(JsonError::Syntax { offset: 7 }));
-        assert_eq!(object_member(b"{\"a\" 1}", "a"), Err(JsonError::Syntax { offset: 5 }));
+        assert_eq!(
+            object_member(b"{\"a\":1,}", "b"),
+            Err(JsonError::Syntax { offset: 7 })
+        );
+        assert_eq!(
+            object_member(b"{\"a\" 1}", "a"),
+            Err(JsonError::Syntax { offset: 5 })
+        );
         assert_eq!(object_member(b"{\"a\":1", "b"), Err(JsonError::Truncated));
-        assert_eq!(object_member(b"{\"a\":1 \"b\":2}", "b"), Err(JsonError::Syntax { offset: 7 }));
+        assert_eq!(
+            object_member(b"{\"a\":1 \"b\":2}", "b"),
+            Err(JsonError::Syntax { offset: 7 })
+        );
     }
 
     #[test]
@@ -1056,7 +1099,10 @@ mod tests {
         );
         assert_eq!(iter.end_offset(), Some(obj.len() - 2));
         let mut failing = members(b"{\"a\":x}").expect("object");
-        assert!(matches!(failing.next(), Some(Err(JsonError::Syntax { offset: 5 }))));
+        assert!(matches!(
+            failing.next(),
+            Some(Err(JsonError::Syntax { offset: 5 }))
+        ));
         assert!(failing.next().is_none());
         assert_eq!(failing.end_offset(), None);
     }
@@ -1068,9 +1114,13 @@ mod tests {
         assert_eq!(str_raw(b"1"), None);
         assert_eq!(str_raw(b"\"\\ud800\""), None);
         assert_eq!(str_unescaped(b"\"plain\""), Some(Cow::Borrowed("plain")));
-        assert!(matches!(str_unescaped(b"\"plain\""), Some(Cow::Borrowed(_))));
+        assert!(matches!(
+            str_unescaped(b"\"plain\""),
+            Some(Cow::Borrowed(_))
+        ));
         assert_eq!(
-            str_unescaped(b"\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u0041\\u00e9\\ud83d\\ude00\"").as_deref(),
+            str_unescaped(b"\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u0041\\u00e9\\ud83d\\ude00\"")
+                .as_deref(),
             Some("a\"b\\c/d\u{8}\u{c}\n\r\tAé😀")
         );
         assert_eq!(str_unescaped("\"é\"".as_bytes()).as_deref(), Some("é"));
@@ -1139,7 +1189,10 @@ mod tests {
         assert_eq!(request.id, Some(&b"1"[..]));
         assert_eq!(request.method, "initialize");
         let params = request.params.expect("params");
-        assert_eq!(object_member(params, "protocolVersion"), Ok(Some(&b"\"2025-06-18\""[..])));
+        assert_eq!(
+            object_member(params, "protocolVersion"),
+            Ok(Some(&b"\"2025-06-18\""[..]))
+        );
 
         let request = scan_rpc_request(INITIALIZED.as_bytes()).expect("initialized");
         assert_eq!(request.id, None);
@@ -1147,33 +1200,60 @@ mod tests {
         assert_eq!(request.params, None);
 
         let request = scan_rpc_request(TOOLS_LIST.as_bytes()).expect("tools/list");
-        assert_eq!((request.id, request.params), (Some(&b"2"[..]), Some(&b"{}"[..])));
+        assert_eq!(
+            (request.id, request.params),
+            (Some(&b"2"[..]), Some(&b"{}"[..]))
+        );
 
         let request = scan_rpc_request(TOOLS_CALL.as_bytes()).expect("tools/call");
         assert_eq!(request.id, Some(&b"\"req-3\""[..]));
         assert_eq!(request.method, "tools/call");
         assert!(matches!(request.method, Cow::Borrowed(_)));
         let params = request.params.expect("params");
-        assert_eq!(object_member(params, "name").ok().flatten().and_then(str_unescaped).as_deref(), Some("echo"));
-        let arguments = object_member(params, "arguments").ok().flatten().expect("arguments");
         assert_eq!(
-            object_member(arguments, "text").ok().flatten().and_then(str_unescaped).as_deref(),
+            object_member(params, "name")
+                .ok()
+                .flatten()
+                .and_then(str_unescaped)
+                .as_deref(),
+            Some("echo")
+        );
+        let arguments = object_member(params, "arguments")
+            .ok()
+            .flatten()
+            .expect("arguments");
+        assert_eq!(
+            object_member(arguments, "text")
+                .ok()
+                .flatten()
+                .and_then(str_unescaped)
+                .as_deref(),
             Some("{\"id\": 9}")
         );
 
         let request = scan_rpc_request(PING.as_bytes()).expect("ping");
-        assert_eq!((request.id, request.method.as_ref()), (Some(&b"4"[..]), "ping"));
+        assert_eq!(
+            (request.id, request.method.as_ref()),
+            (Some(&b"4"[..]), "ping")
+        );
 
-        let escaped = br#"{"jsonrpc":"\u0032.0","\u0069d":null,"method":"tools\/list","params":[]}"#;
+        let escaped =
+            br#"{"jsonrpc":"\u0032.0","\u0069d":null,"method":"tools\/list","params":[]}"#;
         let request = scan_rpc_request(escaped).expect("escaped");
         assert_eq!(request.id, Some(&b"null"[..]));
         assert_eq!(request.method, "tools/list");
         assert_eq!(request.params, Some(&b"[]"[..]));
 
         let duplicated = br#"{"jsonrpc":"2.0","id":1,"method":"ping","id":2}"#;
-        assert_eq!(scan_rpc_request(duplicated).map(|r| r.id), Ok(Some(&b"1"[..])));
+        assert_eq!(
+            scan_rpc_request(duplicated).map(|r| r.id),
+            Ok(Some(&b"1"[..]))
+        );
         let negative_id = br#"{"jsonrpc":"2.0","id":-7,"method":"ping","extra":{"x":[1]}}"#;
-        assert_eq!(scan_rpc_request(negative_id).map(|r| r.id), Ok(Some(&b"-7"[..])));
+        assert_eq!(
+            scan_rpc_request(negative_id).map(|r| r.id),
+            Ok(Some(&b"-7"[..]))
+        );
     }
 
     #[test]
@@ -1199,23 +1279,48 @@ mod tests {
             (b"{\"jsonrpc\":\"2.0\"}", InvalidRequest),
             (b"{\"jsonrpc\":\"2.0\",\"method\":7}", InvalidRequest),
             (b"{\"jsonrpc\":\"2.0\",\"method\":null}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":{}}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":[1]}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":true}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":\"x\"}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":3}", InvalidRequest),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":{}}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":[1]}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":true}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":\"x\"}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":3}",
+                InvalidRequest,
+            ),
             (b"[{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}]", Batch),
             (b" [] ", Batch),
         ];
         for &(body, expected) in cases {
-            assert_eq!(scan_rpc_request(body), Err(expected), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                scan_rpc_request(body),
+                Err(expected),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         assert_eq!(Parse.code(), -32700);
         assert_eq!(InvalidRequest.code(), -32600);
         assert_eq!(Batch.code(), -32600);
         // 128 levels in all: the frame object plus 127 in params.
         let deep = |levels: usize| {
-            [&br#"{"jsonrpc":"2.0","method":"x","params":"#[..], &nested("[", "]", levels), b"}"].concat()
+            [
+                &br#"{"jsonrpc":"2.0","method":"x","params":"#[..],
+                &nested("[", "]", levels),
+                b"}",
+            ]
+            .concat()
         };
         assert!(scan_rpc_request(&deep(127)).is_ok());
         assert_eq!(scan_rpc_request(&deep(128)), Err(Parse));
@@ -1246,7 +1351,10 @@ mod tests {
             scan_rpc_response(parse_error),
             Ok(RpcResponse {
                 id: None,
-                outcome: RpcOutcome::Error { code: -32700, message: None }
+                outcome: RpcOutcome::Error {
+                    code: -32700,
+                    message: None
+                }
             })
         );
 
@@ -1255,25 +1363,58 @@ mod tests {
             (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":", Parse),
             (b"{\"jsonrpc\":\"2.0\",\"id\":1}", InvalidRequest),
             (b"{\"id\":1,\"result\":{}}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{},\"error\":{\"code\":1}}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"message\":\"x\"}}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1.5}}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1,\"message\":2}}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":\"x\"}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":1}", InvalidRequest),
-            (b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}", InvalidRequest),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{},\"error\":{\"code\":1}}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"message\":\"x\"}}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1.5}}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1,\"message\":2}}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":\"x\"}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":1}",
+                InvalidRequest,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}",
+                InvalidRequest,
+            ),
             (b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}]", Batch),
         ];
         for &(body, expected) in cases {
-            assert_eq!(scan_rpc_response(body), Err(expected), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                scan_rpc_response(body),
+                Err(expected),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
     #[test]
     fn test_scan_rpc_message() {
-        assert!(matches!(scan_rpc_message(PING.as_bytes()), Ok(RpcMessage::Request(_))));
-        assert!(matches!(scan_rpc_message(CALL_RESULT.as_bytes()), Ok(RpcMessage::Response(_))));
-        let progress = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#;
+        assert!(matches!(
+            scan_rpc_message(PING.as_bytes()),
+            Ok(RpcMessage::Request(_))
+        ));
+        assert!(matches!(
+            scan_rpc_message(CALL_RESULT.as_bytes()),
+            Ok(RpcMessage::Response(_))
+        ));
+        let progress =
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#;
         assert!(matches!(
             scan_rpc_message(progress),
             Ok(RpcMessage::Request(RpcRequest { id: None, .. }))
@@ -1283,7 +1424,9 @@ mod tests {
     #[test]
     fn test_result_is_error() {
         assert!(result_is_error(br#"{"content":[],"isError":true}"#));
-        assert!(result_is_error(br#"{"content":[{"type":"text","text":"\"isError\":false"}],"isError" : true }"#));
+        assert!(result_is_error(
+            br#"{"content":[{"type":"text","text":"\"isError\":false"}],"isError" : true }"#
+        ));
         assert!(!result_is_error(br#"{"content":[],"isError":false}"#));
         assert!(!result_is_error(br#"{"content":[{"isError":true}]}"#));
         assert!(!result_is_error(br#"{"isError":"true"}"#));
@@ -1295,7 +1438,8 @@ mod tests {
     fn test_every_split_and_truncation() {
         for frame in frames() {
             let bytes = frame.as_bytes();
-            let content_len = trim_whitespace(bytes).len() + (bytes.len() - bytes.trim_ascii_start().len());
+            // Where the value ends: any shorter prefix must be refused.
+            let content_end = bytes.trim_ascii_end().len();
             for k in 0..=bytes.len() {
                 for part in [&bytes[..k], &bytes[k..]] {
                     let _ = validate(part);
@@ -1308,9 +1452,13 @@ mod tests {
                     let _ = str_unescaped(part);
                     let _ = as_f64(part);
                 }
-                if k < content_len {
+                if k < content_end {
                     assert!(validate(&bytes[..k]).is_err(), "{frame} cut at {k}");
-                    assert_eq!(scan_rpc_message(&bytes[..k]).ok(), None, "{frame} cut at {k}");
+                    assert_eq!(
+                        scan_rpc_message(&bytes[..k]).ok(),
+                        None,
+                        "{frame} cut at {k}"
+                    );
                 }
             }
         }
@@ -1324,7 +1472,8 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
             any::<u64>().prop_map(Value::from),
-            (-1e300f64..1e300).prop_map(Value::from),
+            // Exactly representable, so serde_json's own float parsing round-trips them.
+            any::<i32>().prop_map(|n| Value::from(f64::from(n) / 8.0)),
             any::<String>().prop_map(Value::String),
             "[a-z\"\\\\{}\\[\\]:, ]{0,8}".prop_map(Value::String),
         ];
@@ -1350,7 +1499,8 @@ mod tests {
             proptest::sample::select(b"{}[]\",:\\ 0-.eEtfnu".to_vec()),
         ];
         prop_oneof![
-            (any::<usize>(), interesting.clone()).prop_map(|(at, byte)| Mutation::Flip { at, byte }),
+            (any::<usize>(), interesting.clone())
+                .prop_map(|(at, byte)| Mutation::Flip { at, byte }),
             (any::<usize>(), interesting).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
             any::<usize>().prop_map(|at| Mutation::Delete { at }),
         ]
@@ -1385,7 +1535,9 @@ mod tests {
             (Ok(()), Err(error)) => {
                 prop_assert!(error.to_string().contains("out of range"), "serde: {error}");
             }
-            (Err(error), Ok(_)) => prop_assert!(false, "we refuse ({error:?}) what serde_json accepts"),
+            (Err(error), Ok(_)) => {
+                prop_assert!(false, "we refuse ({error:?}) what serde_json accepts")
+            }
         }
         Ok(())
     }

@@ -703,7 +703,10 @@ mod tests {
     impl Fixture {
         fn new(mode: ResponseMode) -> Fixture {
             Fixture {
-                config: McpConfig { path: b"/mcp".to_vec(), response_mode: mode },
+                config: McpConfig {
+                    path: b"/mcp".to_vec(),
+                    response_mode: mode,
+                },
                 sessions: SessionTable::new(4, 42),
                 stats: vec![ShardStats::new()],
             }
@@ -711,8 +714,11 @@ mod tests {
 
         /// Feeds raw request bytes through the real parser and the handler.
         fn answer(&self, raw: &str) -> (Outcome, String) {
-            let mut handler = Handler::new(&self.config, &self.sessions, &self.stats[0], &self.stats);
-            let Ok(Parse::Complete(request)) = parse_request(raw.as_bytes(), &RequestLimits::default()) else {
+            let mut handler =
+                Handler::new(&self.config, &self.sessions, &self.stats[0], &self.stats);
+            let Ok(Parse::Complete(request)) =
+                parse_request(raw.as_bytes(), &RequestLimits::default())
+            else {
                 panic!("fixture request must parse: {raw:?}");
             };
             let body = match request.body {
@@ -726,7 +732,9 @@ mod tests {
         }
 
         fn post(&self, session: Option<&str>, body: &str) -> (Outcome, String) {
-            let session = session.map(|s| format!("Mcp-Session-Id: {s}\r\n")).unwrap_or_default();
+            let session = session
+                .map(|s| format!("Mcp-Session-Id: {s}\r\n"))
+                .unwrap_or_default();
             self.answer(&format!(
                 "POST /mcp HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\n{session}Content-Length: {}\r\n\r\n{body}",
                 body.len()
@@ -735,7 +743,10 @@ mod tests {
 
         fn session(&self) -> String {
             let (_, out) = self.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#);
-            let line = out.lines().find(|l| l.starts_with("Mcp-Session-Id: ")).unwrap();
+            let line = out
+                .lines()
+                .find(|l| l.starts_with("Mcp-Session-Id: "))
+                .unwrap();
             line["Mcp-Session-Id: ".len()..].to_string()
         }
     }
@@ -754,7 +765,10 @@ mod tests {
     fn test_ready_ping_json_bytes_exact() {
         let f = Fixture::new(ResponseMode::Json);
         let session = f.session();
-        let (_, out) = f.post(Some(&session), r#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#);
+        let (_, out) = f.post(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#,
+        );
         assert_eq!(
             out,
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 38\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"result\":{}}"
@@ -765,9 +779,15 @@ mod tests {
     fn test_ready_ping_sse_bytes_exact() {
         let f = Fixture::new(ResponseMode::Sse);
         let session = f.session();
-        let (_, out) = f.post(Some(&session), r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
+        let (_, out) = f.post(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+        );
         let (head, body) = out.split_once("\r\n\r\n").unwrap();
-        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked");
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked"
+        );
         // One chunk holding one event, then the last chunk.
         let event = "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\r\n\r\n";
         let event_lf = event.replace("\r\n", "\n");
@@ -784,7 +804,13 @@ mod tests {
             Some(&session),
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":250}}}"#,
         );
-        assert_eq!(outcome, Outcome::Delay { ms: 250, close: false });
+        assert_eq!(
+            outcome,
+            Outcome::Delay {
+                ms: 250,
+                close: false
+            }
+        );
         assert!(out.contains("slept 250 ms"));
         let (outcome, out) = f.post(
             Some(&session),
@@ -798,7 +824,10 @@ mod tests {
     fn test_ready_notification_and_client_response_are_accepted() {
         let f = Fixture::new(ResponseMode::Json);
         let session = f.session();
-        let (_, out) = f.post(Some(&session), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let (_, out) = f.post(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        );
         assert_eq!(out, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
         let (_, out) = f.post(Some(&session), r#"{"jsonrpc":"2.0","id":9,"result":{}}"#);
         assert!(out.starts_with("HTTP/1.1 202"));
@@ -814,20 +843,37 @@ mod tests {
 
     #[test]
     fn origin_guard() {
-        for ok in ["http://localhost", "http://localhost:8080", "https://127.0.0.1:3000", "http://[::1]:9"] {
+        for ok in [
+            "http://localhost",
+            "http://localhost:8080",
+            "https://127.0.0.1:3000",
+            "http://[::1]:9",
+        ] {
             assert!(origin_is_local(ok.as_bytes()), "{ok}");
         }
-        for bad in ["http://evil.example", "http://localhost.evil.example", "null", "http://[::1", "http://10.0.0.1"] {
+        for bad in [
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "null",
+            "http://[::1",
+            "http://10.0.0.1",
+        ] {
             assert!(!origin_is_local(bad.as_bytes()), "{bad}");
         }
     }
 
     #[test]
     fn accept_matching() {
-        assert!(accepts(b"application/json, text/event-stream", b"text/event-stream"));
+        assert!(accepts(
+            b"application/json, text/event-stream",
+            b"text/event-stream"
+        ));
         assert!(accepts(b"*/*", b"application/json"));
         assert!(accepts(b"text/*;q=0.5", b"text/event-stream"));
-        assert!(accepts(b"Application/JSON; charset=utf-8", b"application/json"));
+        assert!(accepts(
+            b"Application/JSON; charset=utf-8",
+            b"application/json"
+        ));
         assert!(!accepts(b"text/html", b"application/json"));
         assert!(!accepts(b"text/event-streamx", b"text/event-stream"));
     }

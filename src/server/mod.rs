@@ -107,8 +107,10 @@ impl ServerPlan {
             shards,
             rings_per_shard,
             slots_per_ring,
-            buf_count: 1024,
-            buf_bytes: 4096,
+            // 4 MiB per ring: MCP requests are a few hundred bytes, so many small buffers
+            // ride out a burst of every connection sending at once better than few large ones.
+            buf_count: 2048,
+            buf_bytes: 2048,
             mcp: McpConfig {
                 path: options.path.as_bytes().to_vec(),
                 response_mode: options.response_mode,

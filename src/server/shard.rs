@@ -37,6 +37,10 @@ const SEND_STATIC: u8 = 1;
 /// A keep-alive comment on a GET stream, as one chunk of the chunked body.
 const KEEPALIVE_CHUNK: &[u8] = b"e\r\n: keep-alive\n\n\r\n";
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Initial capacity of an output or spill buffer: a typical MCP response or request fits.
+const POOL_BUF_BYTES: usize = 512;
+/// Free pool buffers kept with their memory; beyond this, returned buffers are released.
+const POOL_RESERVE_MAX: usize = 1024;
 const LOOP_TICK: Duration = Duration::from_millis(50);
 
 /// Per-connection state: 12 bytes; everything larger lives in per-shard pools and is held only
@@ -87,9 +91,13 @@ impl Pool {
 
     fn take(&mut self) -> u32 {
         if let Some(i) = self.free.pop() {
+            let buf = &mut self.bufs[i as usize];
+            if buf.capacity() == 0 {
+                buf.reserve(POOL_BUF_BYTES);
+            }
             return i;
         }
-        self.bufs.push(Vec::with_capacity(1024));
+        self.bufs.push(Vec::with_capacity(POOL_BUF_BYTES));
         self.sent.push(0);
         (self.bufs.len() - 1) as u32
     }
@@ -102,6 +110,11 @@ impl Pool {
             buf.shrink_to(4096);
         }
         self.sent[i as usize] = 0;
+        // A burst (every connection answering at once) can grow the pool to one buffer per
+        // connection; keep a bounded reserve and give the rest back to the allocator.
+        if self.free.len() >= POOL_RESERVE_MAX {
+            *buf = Vec::new();
+        }
         self.free.push(i);
     }
 }

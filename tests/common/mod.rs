@@ -33,17 +33,19 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn mcpstorm serve");
+        // Owned by `Server` at once, so its Drop reaps the child on every path.
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            ready_file,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&ready_file)
+            if let Ok(text) = std::fs::read_to_string(&server.ready_file)
                 && let Some(line) = text.lines().next()
             {
-                let addr = line.parse().expect("ready file holds an address");
-                return Server {
-                    child,
-                    addr,
-                    ready_file,
-                };
+                server.addr = line.parse().expect("ready file holds an address");
+                return server;
             }
             assert!(
                 Instant::now() < deadline,

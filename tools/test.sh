@@ -16,5 +16,5 @@ cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-echo "== cargo test"
-cargo test --all-targets
+echo "== cargo test (lib, binaries, integration and peer tests, doc tests)"
+cargo test

@@ -41,6 +41,8 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const POOL_BUF_BYTES: usize = 512;
 /// Free pool buffers kept with their memory; beyond this, returned buffers are released.
 const POOL_RESERVE_MAX: usize = 1024;
+/// Completions dispatched between two submits (see the run loop).
+const CQE_BATCH: usize = 256;
 const LOOP_TICK: Duration = Duration::from_millis(50);
 
 /// Per-connection state: 12 bytes; everything larger lives in per-shard pools and is held only
@@ -195,7 +197,7 @@ impl<'a> Shard<'a> {
                 self.arm_ring_poll(r);
             }
         }
-        let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(4096);
+        let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(CQE_BATCH);
         let mut next_keepalive_ns = KEEPALIVE_INTERVAL.as_nanos() as u64;
         let mut next_sweep_ns = 0u64;
         let mut stop_deadline_ns = u64::MAX;
@@ -229,6 +231,11 @@ impl<'a> Shard<'a> {
                     for cqe in &cqes {
                         self.dispatch(r, cqe);
                     }
+                    // Hand buffers back and send what this batch produced before taking the
+                    // next one: responses then wait in the output pool for one batch at most,
+                    // which bounds the pool (and RSS) however many connections burst at once.
+                    self.rings[r].ring.bufs.publish();
+                    self.rings[r].ring.submit()?;
                     if cqes.len() < cqes.capacity() {
                         break;
                     }

@@ -21,6 +21,56 @@ pub struct Cli {
 pub enum Command {
     /// Run the embedded MCP server (streamable HTTP) until SIGINT/SIGTERM.
     Serve(ServeArgs),
+    /// Open MCP sessions against URL(s) with io_uring shards and load them.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Target MCP endpoint(s), e.g. http://127.0.0.1:8080/mcp (loopback only).
+    #[arg(value_name = "URL", required = true)]
+    pub urls: Vec<String>,
+    /// MCP sessions to open and hold (one TCP connection each).
+    #[arg(long, default_value = "100", value_parser = parse_count_u32)]
+    pub connections: u32,
+    /// Shard threads, each pinned to a CPU [default: online CPUs].
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// New sessions per second over all shards; 0 = as fast as the handshake window allows.
+    #[arg(long, default_value = "0", value_parser = parse_count)]
+    pub connect_rate: u64,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// A request (initialize included) unanswered this long fails and its connection closes.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Source addresses to bind, e.g. 127.0.0.2-127.0.0.9 (ports are assigned by the plan).
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// Total requests/s (open model); 0 = closed loop.
+    #[arg(long, default_value = "0", value_parser = parse_count)]
+    pub rate: u64,
+    /// Length of the load phase, after every session is established.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Weighted method mix, e.g. tools/call:80,tools/list:10,ping:10 [default: ping, or
+    /// tools/call when --tool is given].
+    #[arg(long)]
+    pub mix: Option<String>,
+    /// Tool for tools/call [default: echo].
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// Arguments for tools/call as a JSON object [default: {"text":"mcpstorm"}].
+    #[arg(long)]
+    pub tool_args: Option<String>,
+    #[arg(long, default_value = "2025-11-25")]
+    pub protocol_version: String,
+    /// Direct descriptors per ring [default and maximum: RLIMIT_NOFILE].
+    #[arg(long, value_parser = parse_count_u32)]
+    pub ring_slots: Option<u32>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

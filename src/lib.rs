@@ -3,6 +3,7 @@
 //! shards → merged figures → report (see ../shared/ARCHITECTURE.md).
 
 pub mod cli;
+pub mod engine;
 pub mod proto;
 pub mod ring;
 pub mod server;

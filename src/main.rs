@@ -2,7 +2,7 @@
 //! (0 success, 1 an SLA failed, 2 could not run). All logic lives in the library.
 
 use clap::Parser;
-use mcpstorm::cli::{Cli, Command, ServeArgs};
+use mcpstorm::cli::{Cli, Command, RunArgs, ServeArgs};
 use mcpstorm::server::{self, ServeOptions, ServerPlan};
 use std::process::ExitCode;
 
@@ -13,7 +13,45 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Run(args) => run(args),
     }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let options = mcpstorm::engine::plan::RunOptions {
+        urls: args.urls,
+        connections: args.connections,
+        shards: args.shards,
+        connect_rate_per_s: args.connect_rate,
+        connect_timeout: args.connect_timeout,
+        request_timeout: args.request_timeout,
+        source_ips: args.source_ips,
+        rate_per_s: args.rate,
+        duration: args.duration,
+        mix: args.mix,
+        tool: args.tool,
+        tool_args_json: args.tool_args,
+        protocol_version: args.protocol_version,
+        ring_slots: args.ring_slots,
+    };
+    let report = match mcpstorm::engine::run(&options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("mcpstorm run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report.text());
+    if let Some(path) = &args.json {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("mcpstorm run: cannot write --json {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -1,0 +1,246 @@
+//! Per-shard measurements: latency histograms (µs, 1 µs … 1 h, 3 significant digits) and a
+//! counter for every outcome. Part of `engine/`. A shard owns its `ShardMetrics` outright
+//! (plain integers, no atomics on the hot path) and hands it to the coordinator when it ends;
+//! the coordinator merges shards with `Histogram::add`.
+
+use super::template::Method;
+use hdrhistogram::Histogram;
+
+/// Largest latency recorded: one hour in µs (larger values are clamped to it).
+pub const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Every outcome the engine counts. Names are stable: they appear in the JSON report.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[allow(non_camel_case_types)]
+        #[repr(usize)]
+        pub enum Counter { $( $(#[$doc])* $name ),* }
+
+        pub const COUNTERS_LEN: usize = [$(stringify!($name)),*].len();
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$name),*];
+            pub fn name(self) -> &'static str {
+                match self { $(Counter::$name => stringify!($name)),* }
+            }
+        }
+    };
+}
+
+counters! {
+    connect_attempts,
+    connects_ok,
+    sessions_established,
+    /// The server closed an idle keep-alive connection: reconnected, session kept.
+    reconnects_idle_close,
+    /// 404 (or 400 naming the session): the session is gone; re-initialized.
+    sessions_lost,
+    requests_sent,
+    requests_ok,
+    /// JSON-RPC error object in a response.
+    requests_rpc_error,
+    /// A result with `isError: true` (a tool call that failed).
+    requests_is_error,
+    // Errors by cause. Request failures are also counted in `requests_failed`.
+    requests_failed,
+    error_connect_refused,
+    error_connect_timeout,
+    error_connect_other,
+    error_socket,
+    error_setsockopt,
+    error_bind,
+    error_http_4xx,
+    error_http_5xx,
+    error_http_other,
+    error_http_503,
+    error_not_rpc,
+    error_stream_without_response,
+    error_id_mismatch,
+    error_missing_session_id,
+    error_response_head,
+    error_response_chunked,
+    error_response_too_large,
+    error_session_id_too_long,
+    error_response_truncated,
+    error_unexpected_bytes,
+    error_request_timeout,
+    error_reset,
+    error_recv,
+    error_send,
+    error_closed_mid_request,
+    error_initialize_failed,
+    error_unfinished_at_end,
+    recv_buffers_exhausted,
+    sse_priming_events,
+    /// Requests sent more than 1 ms after their intended time (open model only).
+    late_sends,
+    spill_uses,
+    bytes_sent,
+    bytes_received,
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    // Bounds are constants within hdrhistogram's limits: this cannot fail.
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+}
+
+/// Latency pair for one kind of request: from the intended send time (corrected) and from the
+/// actual send (uncorrected).
+pub struct LatencyPair {
+    pub corrected: Histogram<u64>,
+    pub uncorrected: Histogram<u64>,
+}
+
+impl LatencyPair {
+    fn new() -> LatencyPair {
+        LatencyPair {
+            corrected: new_histogram(),
+            uncorrected: new_histogram(),
+        }
+    }
+
+    pub fn add(&mut self, other: &LatencyPair) {
+        // Same bounds on both sides: `add` only fails on a range mismatch.
+        self.corrected
+            .add(&other.corrected)
+            .expect("histograms share bounds");
+        self.uncorrected
+            .add(&other.uncorrected)
+            .expect("histograms share bounds");
+    }
+}
+
+pub struct ShardMetrics {
+    pub counters: [u64; COUNTERS_LEN],
+    pub connect: Histogram<u64>,
+    /// initialize sent → 202 for notifications/initialized (the whole handshake).
+    pub initialize: Histogram<u64>,
+    /// Per load method (index `Method::load_index`).
+    pub methods: Vec<LatencyPair>,
+    /// All load methods together.
+    pub all: LatencyPair,
+    /// How late the loop woke after its deadline.
+    pub loop_lag: Histogram<u64>,
+    /// Most sessions this shard held at once.
+    pub held_max: u64,
+    /// Connections that ended the ramp without a session.
+    pub failed: u64,
+    /// Time from the ramp start to this shard's last session established.
+    pub ramp_ns: u64,
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShardMetrics {
+    pub fn new() -> ShardMetrics {
+        ShardMetrics {
+            counters: [0; COUNTERS_LEN],
+            connect: new_histogram(),
+            initialize: new_histogram(),
+            methods: Method::LOAD.iter().map(|_| LatencyPair::new()).collect(),
+            all: LatencyPair::new(),
+            loop_lag: new_histogram(),
+            held_max: 0,
+            failed: 0,
+            ramp_ns: 0,
+        }
+    }
+
+    #[inline]
+    pub fn incr(&mut self, counter: Counter) {
+        self.counters[counter as usize] += 1;
+    }
+
+    #[inline]
+    pub fn add_to(&mut self, counter: Counter, value: u64) {
+        self.counters[counter as usize] += value;
+    }
+
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.counters[counter as usize]
+    }
+
+    /// Records a completed load request.
+    pub fn record_request(
+        &mut self,
+        method: Method,
+        latency_corrected_us: u64,
+        latency_uncorrected_us: u64,
+    ) {
+        let corrected = latency_corrected_us.clamp(1, LATENCY_US_MAX);
+        let uncorrected = latency_uncorrected_us.clamp(1, LATENCY_US_MAX);
+        if let Some(index) = method.load_index() {
+            let pair = &mut self.methods[index];
+            pair.corrected.saturating_record(corrected);
+            pair.uncorrected.saturating_record(uncorrected);
+        }
+        self.all.corrected.saturating_record(corrected);
+        self.all.uncorrected.saturating_record(uncorrected);
+    }
+
+    pub fn merge(&mut self, other: &ShardMetrics) {
+        for (mine, theirs) in self.counters.iter_mut().zip(other.counters.iter()) {
+            *mine += theirs;
+        }
+        let add = |mine: &mut Histogram<u64>, theirs: &Histogram<u64>| {
+            mine.add(theirs).expect("histograms share bounds");
+        };
+        add(&mut self.connect, &other.connect);
+        add(&mut self.initialize, &other.initialize);
+        add(&mut self.loop_lag, &other.loop_lag);
+        for (mine, theirs) in self.methods.iter_mut().zip(other.methods.iter()) {
+            mine.add(theirs);
+        }
+        self.all.add(&other.all);
+        self.held_max += other.held_max;
+        self.failed += other.failed;
+        self.ramp_ns = self.ramp_ns.max(other.ramp_ns);
+    }
+
+    /// Request failures by cause, for `errors_by_cause` (only causes that occurred).
+    pub fn errors_by_cause(&self) -> Vec<(&'static str, u64)> {
+        Counter::ALL
+            .iter()
+            .filter(|c| c.name().starts_with("error_") && self.get(**c) > 0)
+            .map(|c| (&c.name()["error_".len()..], self.get(*c)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_counters_and_histograms() {
+        let mut a = ShardMetrics::new();
+        let mut b = ShardMetrics::new();
+        a.incr(Counter::requests_ok);
+        b.add_to(Counter::requests_ok, 2);
+        b.incr(Counter::error_reset);
+        a.record_request(Method::Ping, 100, 90);
+        b.record_request(Method::ToolsCall, 10_000_000_000, 0);
+        a.merge(&b);
+        assert_eq!(a.get(Counter::requests_ok), 3);
+        assert_eq!(a.all.corrected.len(), 2);
+        assert_eq!(a.methods[0].corrected.len(), 1);
+        assert_eq!(a.methods[2].corrected.len(), 1);
+        // Clamped, not dropped.
+        assert!(a.all.corrected.max() >= LATENCY_US_MAX - LATENCY_US_MAX / 1000);
+        assert_eq!(a.all.uncorrected.min(), 1);
+        assert_eq!(a.errors_by_cause(), vec![("reset", 1)]);
+    }
+
+    #[test]
+    fn counter_names_are_unique() {
+        let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COUNTERS_LEN);
+    }
+}

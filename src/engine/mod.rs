@@ -1,0 +1,174 @@
+//! `mcpstorm run`: the client engine. The coordinator (this file) validates the plan, spawns one
+//! pinned shard thread per CPU, measures memory before the first connect and at full hold,
+//! opens the load phase, stops it after `--duration`, and merges the shards' histograms and
+//! counters into the report. Shards do all I/O (`shard.rs`); this file does none beyond /proc.
+//!
+//! Module map: `plan.rs` (options → validated plan), `template.rs` (pre-encoded requests),
+//! `response.rs` (I/O-free response reader), `schedule.rs` (pacing, mix), `metrics.rs`
+//! (histograms, counters), `shard.rs` (the io_uring loop), `report.rs` (JSON and text).
+
+pub mod metrics;
+pub mod plan;
+pub mod report;
+pub mod response;
+pub mod schedule;
+pub mod shard;
+pub mod template;
+
+use crate::ring::{probe_kernel, raise_nofile_limit};
+use metrics::ShardMetrics;
+use plan::{EnginePlan, RunOptions};
+use report::{Measured, Report};
+use shard::{Shard, Shared};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How often the coordinator samples the shards while it waits.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Runs the whole thing. `Err` = could not run (exit code 2), with the reason.
+pub fn run(options: &RunOptions) -> Result<Report, String> {
+    let features = probe_kernel().map_err(|e| e.to_string())?;
+    if !features.bind_op && options.source_ips.is_some() {
+        return Err("--source-ips needs IORING_OP_BIND (Linux 6.11 or newer)".into());
+    }
+    let nofile = raise_nofile_limit();
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default();
+    let plan = EnginePlan::from_options(options, nofile, &cpus)?;
+    crate::server::install_stop_handler();
+    let shared = Shared::new(plan.shards.len());
+    let rings: usize = plan.shards.iter().map(|s| s.rings).sum();
+    std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(plan.shards.len());
+        for id in 0..plan.shards.len() {
+            let plan = &plan;
+            let shared = &shared;
+            let features = &features;
+            handles.push(scope.spawn(move || -> Result<ShardMetrics, String> {
+                if let Some(cpu) = plan.shards[id].cpu {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                }
+                let mut shard = match Shard::new(id, plan, shared, features) {
+                    Ok(shard) => shard,
+                    Err(e) => {
+                        shared.stop.store(true, Ordering::SeqCst);
+                        return Err(format!("shard {id}: {e}"));
+                    }
+                };
+                let result = shard.run();
+                let metrics = std::mem::take(&mut shard.metrics);
+                match result {
+                    Ok(()) => Ok(metrics),
+                    Err(e) => {
+                        shared.stop.store(true, Ordering::SeqCst);
+                        Err(format!("shard {id}: io_uring: {e}"))
+                    }
+                }
+            }));
+        }
+        let measured = coordinate(&plan, &shared, rings);
+        let mut merged = ShardMetrics::new();
+        let mut errors = Vec::new();
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(metrics)) => merged.merge(&metrics),
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push("a shard thread panicked".to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        let measured = measured?;
+        Ok(Report::build(&merged, &measured))
+    })
+}
+
+/// The coordinator's side of the phases: wait for every shard to set up, measure, let them
+/// connect, wait for the ramp, measure at full hold, run the load for the duration, stop.
+fn coordinate(plan: &EnginePlan, shared: &Shared, rings: usize) -> Result<Measured, String> {
+    let shards = plan.shards.len();
+    let stopped =
+        || shared.stop.load(Ordering::SeqCst) || crate::server::STOP.load(Ordering::Relaxed);
+    while shared.shards_ready.load(Ordering::SeqCst) < shards {
+        if stopped() {
+            shared.stop.store(true, Ordering::SeqCst);
+            return Err("a shard failed to start".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let rss_before_bytes = rss_bytes();
+    let slab_before_bytes = slab_bytes();
+    shared.go_connect.store(true, Ordering::SeqCst);
+    let held_now = || -> u64 { shared.held.iter().map(|h| h.load(Ordering::Relaxed)).sum() };
+    let mut held_max = 0;
+    while shared.shards_ramped.load(Ordering::SeqCst) < shards && !stopped() {
+        std::thread::sleep(SAMPLE_INTERVAL);
+        held_max = held_max.max(held_now());
+    }
+    // Let the shards publish their final counts for the ramp.
+    std::thread::sleep(SAMPLE_INTERVAL);
+    let held_at_measurement = held_now();
+    held_max = held_max.max(held_at_measurement);
+    let rss_held_bytes = rss_bytes();
+    let slab_held_bytes = slab_bytes();
+    shared.go_load.store(true, Ordering::SeqCst);
+    let load_start = Instant::now();
+    while load_start.elapsed() < plan.duration && !stopped() {
+        std::thread::sleep(SAMPLE_INTERVAL.min(plan.duration.saturating_sub(load_start.elapsed())));
+        held_max = held_max.max(held_now());
+    }
+    let load_s = load_start.elapsed().as_secs_f64();
+    shared.stop.store(true, Ordering::SeqCst);
+    Ok(Measured {
+        target: plan.connections as u64,
+        held_max,
+        load_s,
+        rss_before_bytes,
+        rss_held_bytes,
+        slab_before_bytes,
+        slab_held_bytes,
+        held_at_measurement,
+        conn_slot_bytes: shard::CONN_BYTES,
+        shards,
+        rings,
+    })
+}
+
+/// Resident set size of this process (VmRSS).
+fn rss_bytes() -> u64 {
+    proc_kib("/proc/self/status", "VmRSS:").unwrap_or(0) * 1024
+}
+
+/// Kernel slab memory of the whole machine (/proc/meminfo `Slab:`).
+fn slab_bytes() -> Option<u64> {
+    proc_kib("/proc/meminfo", "Slab:").map(|kib| kib * 1024)
+}
+
+fn proc_kib(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    parse_kib(&text, key)
+}
+
+fn parse_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kib_fields() {
+        let text = "MemTotal:       24684372 kB\nSlab:             312044 kB\n";
+        assert_eq!(parse_kib(text, "Slab:"), Some(312_044));
+        assert_eq!(parse_kib(text, "VmRSS:"), None);
+        assert!(rss_bytes() > 0);
+        assert!(slab_bytes().is_some());
+    }
+}

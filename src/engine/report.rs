@@ -1,0 +1,344 @@
+//! The report of a `mcpstorm run`: the structs serialized as `--json FILE` (their field names
+//! are the schema) and the human summary printed on stdout. Part of `engine/`; built from the
+//! merged shard metrics and the coordinator's memory readings, measures nothing itself.
+
+use super::metrics::{Counter, ShardMetrics};
+use super::template::Method;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+#[derive(Debug, Serialize, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of(histogram: &Histogram<u64>) -> Percentiles {
+        if histogram.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: histogram.len(),
+            p50: histogram.value_at_quantile(0.50),
+            p95: histogram.value_at_quantile(0.95),
+            p99: histogram.value_at_quantile(0.99),
+            max: histogram.max(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Connections {
+    pub target: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub held_max: u64,
+    /// Sessions established per second over the ramp (initialize handshake included).
+    pub sessions_per_s: f64,
+    pub ramp_s: f64,
+    pub connect_us: Percentiles,
+    /// initialize sent → 202 for notifications/initialized.
+    pub initialize_us: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Requests {
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub max: u64,
+    /// From the actual send instead of the intended send time.
+    pub uncorrected: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MethodLatency {
+    pub corrected: Percentiles,
+    pub uncorrected: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Memory {
+    /// Process RSS growth from just before the first connect to full hold ÷ sessions held.
+    pub client_user_bytes_per_conn: Option<f64>,
+    /// /proc/meminfo Slab growth over the same span ÷ sessions held (client and, on one host,
+    /// server sockets together).
+    pub kernel_bytes_per_socket: Option<f64>,
+    /// Not measured by this build (needs the embedded child server or `--server-pid`).
+    pub server_user_bytes_per_conn: Option<f64>,
+    pub rss_before_bytes: u64,
+    pub rss_held_bytes: u64,
+    pub held_at_measurement: u64,
+    /// Size of one connection slot in the shard slab (part of the RSS figure above).
+    pub conn_slot_bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Generator {
+    pub late_sends: u64,
+    pub loop_lag_us_p99: u64,
+    pub shards: usize,
+    pub rings: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub connections: Connections,
+    pub requests: Requests,
+    pub throughput_rps: f64,
+    pub duration_s: f64,
+    pub latency_us: Latency,
+    pub latency_us_by_method: BTreeMap<&'static str, MethodLatency>,
+    pub memory: Memory,
+    pub generator: Generator,
+    pub errors_by_cause: BTreeMap<&'static str, u64>,
+    /// Every engine counter, by name.
+    pub counters: BTreeMap<&'static str, u64>,
+}
+
+/// What the coordinator measured around the shards.
+pub struct Measured {
+    pub target: u64,
+    pub held_max: u64,
+    pub load_s: f64,
+    pub rss_before_bytes: u64,
+    pub rss_held_bytes: u64,
+    pub slab_before_bytes: Option<u64>,
+    pub slab_held_bytes: Option<u64>,
+    pub held_at_measurement: u64,
+    pub conn_slot_bytes: usize,
+    pub shards: usize,
+    pub rings: usize,
+}
+
+impl Report {
+    pub fn build(metrics: &ShardMetrics, measured: &Measured) -> Report {
+        let ok = metrics.get(Counter::requests_ok);
+        let failed = metrics.get(Counter::requests_failed);
+        let established = measured.target - metrics.failed.min(measured.target);
+        let ramp_s = metrics.ramp_ns as f64 / 1e9;
+        let per_held = |grown: i64| {
+            (measured.held_at_measurement > 0)
+                .then(|| grown as f64 / measured.held_at_measurement as f64)
+        };
+        let corrected = Percentiles::of(&metrics.all.corrected);
+        let mut by_method = BTreeMap::new();
+        for (index, method) in Method::LOAD.iter().enumerate() {
+            let pair = &metrics.methods[index];
+            if pair.corrected.is_empty() {
+                continue;
+            }
+            by_method.insert(
+                method.name(),
+                MethodLatency {
+                    corrected: Percentiles::of(&pair.corrected),
+                    uncorrected: Percentiles::of(&pair.uncorrected),
+                },
+            );
+        }
+        Report {
+            connections: Connections {
+                target: measured.target,
+                established,
+                failed: metrics.failed,
+                held_max: measured.held_max.max(metrics.held_max.min(measured.target)),
+                sessions_per_s: if ramp_s > 0.0 {
+                    established as f64 / ramp_s
+                } else {
+                    0.0
+                },
+                ramp_s,
+                connect_us: Percentiles::of(&metrics.connect),
+                initialize_us: Percentiles::of(&metrics.initialize),
+            },
+            requests: Requests {
+                sent: metrics.get(Counter::requests_sent),
+                ok,
+                errors: failed,
+            },
+            throughput_rps: if measured.load_s > 0.0 {
+                ok as f64 / measured.load_s
+            } else {
+                0.0
+            },
+            duration_s: measured.load_s,
+            latency_us: Latency {
+                p50: corrected.p50,
+                p95: corrected.p95,
+                p99: corrected.p99,
+                max: corrected.max,
+                uncorrected: Percentiles::of(&metrics.all.uncorrected),
+            },
+            latency_us_by_method: by_method,
+            memory: Memory {
+                client_user_bytes_per_conn: per_held(
+                    measured.rss_held_bytes as i64 - measured.rss_before_bytes as i64,
+                ),
+                kernel_bytes_per_socket: match (
+                    measured.slab_before_bytes,
+                    measured.slab_held_bytes,
+                ) {
+                    (Some(before), Some(held)) => per_held(held as i64 - before as i64),
+                    _ => None,
+                },
+                server_user_bytes_per_conn: None,
+                rss_before_bytes: measured.rss_before_bytes,
+                rss_held_bytes: measured.rss_held_bytes,
+                held_at_measurement: measured.held_at_measurement,
+                conn_slot_bytes: measured.conn_slot_bytes,
+            },
+            generator: Generator {
+                late_sends: metrics.get(Counter::late_sends),
+                loop_lag_us_p99: if metrics.loop_lag.is_empty() {
+                    0
+                } else {
+                    metrics.loop_lag.value_at_quantile(0.99)
+                },
+                shards: measured.shards,
+                rings: measured.rings,
+            },
+            errors_by_cause: metrics.errors_by_cause().into_iter().collect(),
+            counters: Counter::ALL
+                .iter()
+                .map(|c| (c.name(), metrics.get(*c)))
+                .collect(),
+        }
+    }
+
+    /// The human summary for stdout.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let c = &self.connections;
+        let _ = writeln!(
+            out,
+            "connections  target {}  established {}  failed {}  held_max {}  ({:.0} sessions/s over {:.2} s)",
+            c.target, c.established, c.failed, c.held_max, c.sessions_per_s, c.ramp_s
+        );
+        let _ = writeln!(
+            out,
+            "handshake    connect p50 {} µs p99 {} µs · initialize p50 {} µs p99 {} µs",
+            c.connect_us.p50, c.connect_us.p99, c.initialize_us.p50, c.initialize_us.p99
+        );
+        let r = &self.requests;
+        let _ = writeln!(
+            out,
+            "requests     sent {}  ok {}  errors {}  · {:.0} req/s over {:.2} s",
+            r.sent, r.ok, r.errors, self.throughput_rps, self.duration_s
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            out,
+            "latency µs   corrected p50 {} p95 {} p99 {} max {} · uncorrected p50 {} p99 {} max {}",
+            l.p50, l.p95, l.p99, l.max, l.uncorrected.p50, l.uncorrected.p99, l.uncorrected.max
+        );
+        for (method, latency) in &self.latency_us_by_method {
+            let _ = writeln!(
+                out,
+                "  {method:<11} n {} p50 {} p99 {} max {}",
+                latency.corrected.count,
+                latency.corrected.p50,
+                latency.corrected.p99,
+                latency.corrected.max
+            );
+        }
+        let m = &self.memory;
+        let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0} B"));
+        let _ = writeln!(
+            out,
+            "memory       client user {} per connection · kernel slab {} per socket (slot {} B, {} held)",
+            show(m.client_user_bytes_per_conn),
+            show(m.kernel_bytes_per_socket),
+            m.conn_slot_bytes,
+            m.held_at_measurement
+        );
+        let g = &self.generator;
+        let _ = writeln!(
+            out,
+            "generator    late sends {} · loop lag p99 {} µs · {} shards × {} rings",
+            g.late_sends, g.loop_lag_us_p99, g.shards, g.rings
+        );
+        if !self.errors_by_cause.is_empty() {
+            let causes: Vec<String> = self
+                .errors_by_cause
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(out, "errors       {}", causes.join(" · "));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured() -> Measured {
+        Measured {
+            target: 10,
+            held_max: 9,
+            load_s: 2.0,
+            rss_before_bytes: 1_000_000,
+            rss_held_bytes: 1_009_000,
+            slab_before_bytes: Some(0),
+            slab_held_bytes: Some(45_000),
+            held_at_measurement: 9,
+            conn_slot_bytes: 104,
+            shards: 2,
+            rings: 2,
+        }
+    }
+
+    #[test]
+    fn json_has_the_issue_fields() {
+        let mut metrics = ShardMetrics::new();
+        metrics.failed = 1;
+        metrics.add_to(Counter::requests_sent, 5);
+        metrics.add_to(Counter::requests_ok, 4);
+        metrics.add_to(Counter::requests_failed, 1);
+        metrics.incr(Counter::error_http_5xx);
+        metrics.record_request(Method::Ping, 200, 150);
+        let report = Report::build(&metrics, &measured());
+        let json = serde_json::to_value(&report).unwrap();
+        for path in [
+            "/connections/target",
+            "/connections/established",
+            "/connections/failed",
+            "/connections/held_max",
+            "/requests/sent",
+            "/requests/ok",
+            "/requests/errors",
+            "/throughput_rps",
+            "/latency_us/p50",
+            "/latency_us/p95",
+            "/latency_us/p99",
+            "/latency_us/max",
+            "/latency_us/uncorrected/p99",
+            "/memory/client_user_bytes_per_conn",
+            "/memory/kernel_bytes_per_socket",
+            "/generator/late_sends",
+            "/generator/loop_lag_us_p99",
+            "/errors_by_cause/http_5xx",
+        ] {
+            assert!(json.pointer(path).is_some(), "missing {path} in {json}");
+        }
+        assert_eq!(json["connections"]["established"], 9);
+        assert_eq!(json["throughput_rps"], 2.0);
+        assert_eq!(json["memory"]["client_user_bytes_per_conn"], 1000.0);
+        assert_eq!(json["memory"]["kernel_bytes_per_socket"], 5000.0);
+        assert!(report.text().contains("errors       http_5xx 1"));
+    }
+}

@@ -1,0 +1,162 @@
+//! Pacing, I/O-free: the per-shard open-model request schedule, the connect pacer, and the
+//! weighted method mix. Part of `engine/`. Time is an argument (ns since the shard's epoch),
+//! so the shard loop computes its next wake-up from these instead of arming a timer SQE per
+//! connection.
+
+use super::template::Method;
+
+/// Evenly spaced events at `rate_per_s` starting at `start_ns`: event k is due at
+/// `start_ns + k × 1e9 / rate`. Computed from k (not by adding an interval) so rounding never
+/// accumulates.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    start_ns: u64,
+    rate_per_s: u64,
+    issued: u64,
+    limit: u64,
+}
+
+impl Pacer {
+    /// `rate_per_s == 0`: every event is due at once (bounded only by `limit`).
+    pub fn new(start_ns: u64, rate_per_s: u64, limit: u64) -> Pacer {
+        Pacer {
+            start_ns,
+            rate_per_s,
+            issued: 0,
+            limit,
+        }
+    }
+
+    /// When the next event is due; `None` when all `limit` events have been issued.
+    pub fn next_due_ns(&self) -> Option<u64> {
+        if self.issued >= self.limit {
+            return None;
+        }
+        if self.rate_per_s == 0 {
+            return Some(self.start_ns);
+        }
+        let offset = (self.issued as u128 * 1_000_000_000 / self.rate_per_s as u128) as u64;
+        Some(self.start_ns.saturating_add(offset))
+    }
+
+    /// Takes the next event if it is due at `now_ns`; returns its intended time.
+    pub fn take_due(&mut self, now_ns: u64) -> Option<u64> {
+        let due = self.next_due_ns()?;
+        if due > now_ns {
+            return None;
+        }
+        self.issued += 1;
+        Some(due)
+    }
+
+    pub fn issued(&self) -> u64 {
+        self.issued
+    }
+}
+
+/// xorshift64*: a few ns per draw, deterministic per seed, no allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Weighted choice among load methods.
+#[derive(Debug, Clone)]
+pub struct Mix {
+    /// (method, cumulative weight).
+    cumulative: Vec<(Method, u64)>,
+    total: u64,
+}
+
+impl Mix {
+    pub fn new(weights: &[(Method, u32)]) -> Mix {
+        let mut total = 0u64;
+        let cumulative = weights
+            .iter()
+            .map(|&(method, weight)| {
+                total += weight as u64;
+                (method, total)
+            })
+            .collect();
+        assert!(total > 0, "the plan refuses an empty mix");
+        Mix { cumulative, total }
+    }
+
+    pub fn pick(&self, rng: &mut Rng) -> Method {
+        let draw = rng.next_u64() % self.total;
+        self.cumulative
+            .iter()
+            .find(|&&(_, upto)| draw < upto)
+            .map(|&(method, _)| method)
+            .unwrap_or(self.cumulative[self.cumulative.len() - 1].0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacer_spaces_events_and_stops_at_limit() {
+        let mut pacer = Pacer::new(1_000, 1_000, 3);
+        assert_eq!(pacer.take_due(999), None);
+        assert_eq!(pacer.take_due(1_000), Some(1_000));
+        assert_eq!(pacer.next_due_ns(), Some(1_001_000));
+        // A late loop gets every overdue event, each with its own intended time.
+        assert_eq!(pacer.take_due(5_000_000), Some(1_001_000));
+        assert_eq!(pacer.take_due(5_000_000), Some(2_001_000));
+        assert_eq!(pacer.take_due(5_000_000), None);
+        assert_eq!(pacer.next_due_ns(), None);
+        assert_eq!(pacer.issued(), 3);
+    }
+
+    #[test]
+    fn pacer_without_rate_releases_everything() {
+        let mut pacer = Pacer::new(7, 0, 2);
+        assert_eq!(pacer.take_due(7), Some(7));
+        assert_eq!(pacer.take_due(7), Some(7));
+        assert_eq!(pacer.take_due(7), None);
+    }
+
+    #[test]
+    fn pacer_rounding_does_not_drift() {
+        let mut pacer = Pacer::new(0, 3, u64::MAX);
+        let mut last = 0;
+        for _ in 0..3_000_001 {
+            last = pacer.take_due(u64::MAX).unwrap();
+        }
+        // Event 3,000,000 at 3/s is due at exactly 1,000,000 s.
+        assert_eq!(last, 1_000_000_000_000_000);
+    }
+
+    #[test]
+    fn mix_follows_weights() {
+        let mix = Mix::new(&[
+            (Method::ToolsCall, 80),
+            (Method::ToolsList, 10),
+            (Method::Ping, 10),
+        ]);
+        let mut rng = Rng::new(42);
+        let mut counts = [0u32; 3];
+        for _ in 0..100_000 {
+            counts[mix.pick(&mut rng).load_index().unwrap()] += 1;
+        }
+        // Ping, ToolsList, ToolsCall order in Method::LOAD.
+        assert!((9_000..11_000).contains(&counts[0]), "{counts:?}");
+        assert!((9_000..11_000).contains(&counts[1]), "{counts:?}");
+        assert!((79_000..81_000).contains(&counts[2]), "{counts:?}");
+    }
+}

@@ -1,0 +1,1521 @@
+//! One client shard: a thread pinned to a CPU that owns a slice of the connections, spread over
+//! as many rings as the slice needs (a ring's direct-descriptor table is capped at
+//! RLIMIT_NOFILE). Part of `engine/`; the wire decisions are in `response.rs`, `template.rs` and
+//! `proto/`, the pacing in `schedule.rs`.
+//!
+//! Rings: the first ring (leader) is the one the thread blocks on; every follower is watched by
+//! a multishot POLL_ADD on its fd submitted to the leader, exactly as in `server/shard.rs`.
+//!
+//! A connection's slot index *is* its fixed-file index in its ring: IORING_OP_SOCKET creates
+//! the socket straight into that slot, then (linked) TCP_NODELAY by uring_cmd setsockopt,
+//! SO_REUSEADDR and IORING_OP_BIND when a source address is planned, and IORING_OP_CONNECT.
+//! Completion ownership: `chain_pending` counts the chain's outstanding completions and the
+//! `RECV_ARMED`/`SEND_IN_FLIGHT`/`SHUTDOWN_IN_FLIGHT`/`CLOSE_SUBMITTED` flags the rest; a slot is
+//! closed only when all are clear, and reused (new socket, new generation) only after its
+//! Close completes, so a late completion never lands on a reused slot (the generation in
+//! `user_data` asserts it).
+
+use super::metrics::{Counter, ShardMetrics};
+use super::plan::{EnginePlan, ShardPlan};
+use super::response::{
+    BodyOutcome, Read, ReadError, ResponseSummary, Scratch, SessionId, read_response,
+};
+use super::schedule::{Mix, Pacer, Rng};
+use super::template::Method;
+use crate::proto::http_response::ResponseError;
+use crate::ring::{
+    BIND_OPCODE, BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData,
+};
+use io_uring::{cqueue, opcode, squeue, types};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const NONE: u32 = u32::MAX;
+
+// Bits of `Conn::flags`: which operations are in flight, and what the connection is for.
+const RECV_ARMED: u16 = 1;
+const SEND_IN_FLIGHT: u16 = 2;
+const SHUTDOWN_IN_FLIGHT: u16 = 4;
+const CLOSE_SUBMITTED: u16 = 8;
+/// After the close, open a new connection and keep the session.
+const RECONNECT: u16 = 16;
+/// The connect chain was cancelled by the connect timeout.
+const CONNECT_TIMED_OUT: u16 = 32;
+const CANCEL_SUBMITTED: u16 = 64;
+/// Counted once towards the ramp (first session established, or failed for good).
+const SETTLED: u16 = 128;
+/// A session is held (counted in `held`).
+const HELD: u16 = 256;
+/// The peer closed its side: the current response ends at EOF or was cut off.
+const PEER_EOF: u16 = 512;
+/// An op of the connect chain failed; the chain ends with the Connect completion.
+const CHAIN_FAILED: u16 = 1024;
+
+/// Connection lifecycle (ARCHITECTURE.md "The shard loop").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum State {
+    Free,
+    Connecting,
+    /// initialize sent, its response awaited.
+    Initializing,
+    /// notifications/initialized sent, the 202 awaited.
+    Initialized,
+    Ready,
+    /// A load request is in flight.
+    Awaiting,
+    Closing,
+    Failed,
+    Done,
+}
+
+/// Per-connection state: 104 bytes including the inline session id. Buffers (spill, send) are
+/// per-shard pools, held only while a response is partial or a request unsent.
+#[derive(Clone, Copy)]
+struct Conn {
+    /// Intended send time of the request in flight (open model), ns since the epoch.
+    intended_ns: u64,
+    /// When the request in flight was handed to the kernel.
+    sent_ns: u64,
+    spill: u32,
+    send_buf: u32,
+    /// JSON-RPC id of the request in flight (ids count up per connection, so an id is unique
+    /// among the session's in-flight requests).
+    id: u32,
+    generation: u16,
+    flags: u16,
+    state: State,
+    method: u8,
+    chain_pending: u8,
+    session: SessionId,
+}
+
+/// Bytes of one connection slot (reported beside the RSS figure).
+pub const CONN_BYTES: usize = std::mem::size_of::<Conn>();
+
+impl Conn {
+    const FREE: Conn = Conn {
+        intended_ns: 0,
+        sent_ns: 0,
+        spill: NONE,
+        send_buf: NONE,
+        id: 0,
+        generation: 0,
+        flags: 0,
+        state: State::Free,
+        method: 0,
+        chain_pending: 0,
+        session: SessionId::EMPTY,
+    };
+}
+
+/// Coordinator ↔ shard signals. Shards write only their own `held` slot.
+pub struct Shared {
+    pub epoch: Instant,
+    pub shards_ready: AtomicUsize,
+    pub shards_ramped: AtomicUsize,
+    pub go_connect: AtomicBool,
+    pub go_load: AtomicBool,
+    pub stop: AtomicBool,
+    /// Sessions each shard holds right now.
+    pub held: Vec<AtomicU64>,
+}
+
+impl Shared {
+    pub fn new(shards: usize) -> Shared {
+        Shared {
+            epoch: Instant::now(),
+            shards_ready: AtomicUsize::new(0),
+            shards_ramped: AtomicUsize::new(0),
+            go_connect: AtomicBool::new(false),
+            go_load: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            held: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// Handshakes (connect → initialized) a shard runs at once. Bounds the SQ backlog and the
+/// source-address ring below.
+const HANDSHAKES_MAX: usize = 1024;
+/// Source sockaddrs for BIND, reused round-robin; > HANDSHAKES_MAX (see `start_connect`).
+const SOURCE_ADDRS_LEN: usize = 2048;
+/// Longest the loop sleeps without a deadline.
+const LOOP_TICK: Duration = Duration::from_millis(5);
+/// A request later than this behind its intended time counts as a late send.
+const LATE_SEND_NS: u64 = 1_000_000;
+/// Free send/spill buffers kept with their memory.
+const POOL_RESERVE_MAX: usize = 1024;
+const POOL_BUF_BYTES: usize = 1024;
+/// How long the end of a run waits for in-flight requests and closes.
+const DRAIN_MAX: Duration = Duration::from_secs(3);
+
+static ONE: libc::c_int = 1;
+
+/// A pool of byte buffers with a free list; a buffer handed to the kernel is not touched until
+/// its completion. Used for the send arena and the spill buffers.
+struct Pool {
+    bufs: Vec<Vec<u8>>,
+    sent: Vec<usize>,
+    free: Vec<u32>,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        Pool {
+            bufs: Vec::new(),
+            sent: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    fn take(&mut self) -> u32 {
+        if let Some(i) = self.free.pop() {
+            let buf = &mut self.bufs[i as usize];
+            if buf.capacity() == 0 {
+                buf.reserve(POOL_BUF_BYTES);
+            }
+            return i;
+        }
+        self.bufs.push(Vec::with_capacity(POOL_BUF_BYTES));
+        self.sent.push(0);
+        (self.bufs.len() - 1) as u32
+    }
+
+    fn give(&mut self, i: u32) {
+        let buf = &mut self.bufs[i as usize];
+        buf.clear();
+        if buf.capacity() > 64 * 1024 || self.free.len() >= POOL_RESERVE_MAX {
+            *buf = Vec::new();
+        }
+        self.sent[i as usize] = 0;
+        self.free.push(i);
+    }
+}
+
+struct RingSlot {
+    ring: Ring,
+    /// Grown as connections open (capacity reserved up front, so no reallocation): memory for
+    /// a connection is touched when it opens, which the RSS-per-connection figure then shows.
+    conns: Vec<Conn>,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ramp,
+    Load,
+    Drain,
+    Closing,
+}
+
+/// What `feed` found in received bytes.
+enum Fed {
+    Incomplete,
+    Response(ResponseSummary),
+    Error(ReadError),
+    Unexpected,
+}
+
+pub struct Shard<'a> {
+    id: usize,
+    plan: &'a EnginePlan,
+    slice: &'a ShardPlan,
+    shared: &'a Shared,
+    rings: Vec<RingSlot>,
+    targets: Box<[libc::sockaddr_in]>,
+    source_addrs: Box<[libc::sockaddr_in]>,
+    source_addrs_next: usize,
+    sends: Pool,
+    spills: Pool,
+    scratch: Scratch,
+    /// Ready connections waiting for a request (ring, slot, generation).
+    idle: VecDeque<(u16, u32, u16)>,
+    /// Connections waiting for a handshake slot to reconnect.
+    reconnects: VecDeque<(u16, u32, u16)>,
+    /// (deadline, ring, slot, generation): connect timeouts; monotonic, so a FIFO.
+    connect_deadlines: VecDeque<(u64, u16, u32, u16)>,
+    /// (deadline, ring, slot, generation, id): request timeouts; monotonic.
+    request_deadlines: VecDeque<(u64, u16, u32, u16, u32)>,
+    handshakes: usize,
+    opened: u32,
+    settled: u32,
+    held: u64,
+    in_flight: u64,
+    open_conns: u64,
+    connect_pacer: Pacer,
+    request_pacer: Pacer,
+    mix: Mix,
+    rng: Rng,
+    phase: Phase,
+    now_ns: u64,
+    ramp_start_ns: u64,
+    phase_deadline_ns: u64,
+    pub metrics: ShardMetrics,
+}
+
+fn sockaddr_in(addr: SocketAddr) -> libc::sockaddr_in {
+    let SocketAddr::V4(v4) = addr else {
+        unreachable!("the plan accepts only IPv4 addresses")
+    };
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// The SQE layout of `struct io_uring_sqe` (include/uapi/linux/io_uring.h), for IORING_OP_BIND,
+/// which io-uring 0.7.16 has no builder for (and whose `sys` module is private).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawSqe {
+    opcode: u8,
+    flags: u8,
+    ioprio: u16,
+    fd: i32,
+    off_or_addr2: u64,
+    addr: u64,
+    len: u32,
+    op_flags: u32,
+    user_data: u64,
+    buf_index: u16,
+    personality: u16,
+    file_index: u32,
+    addr3: u64,
+    pad: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<RawSqe>() == 64);
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+const _: () = assert!(std::mem::align_of::<squeue::Entry>() == std::mem::align_of::<RawSqe>());
+
+/// IOSQE_FIXED_FILE: `fd` is an index into the ring's fixed-file table.
+const IOSQE_FIXED_FILE: u8 = 1;
+
+/// IORING_OP_BIND on fixed file `slot` (kernel 6.11): `addr` = sockaddr, `addr2` = its length.
+fn bind_entry(slot: u32, addr: *const libc::sockaddr_in) -> squeue::Entry {
+    let raw = RawSqe {
+        opcode: BIND_OPCODE,
+        flags: IOSQE_FIXED_FILE,
+        ioprio: 0,
+        fd: slot as i32,
+        off_or_addr2: std::mem::size_of::<libc::sockaddr_in>() as u64,
+        addr: addr as u64,
+        len: 0,
+        op_flags: 0,
+        user_data: 0,
+        buf_index: 0,
+        personality: 0,
+        file_index: 0,
+        addr3: 0,
+        pad: 0,
+    };
+    // SAFETY: `squeue::Entry` is `#[repr(C)] struct Entry(io_uring_sqe)`, a plain 64-byte
+    // kernel struct with no invalid bit patterns; `RawSqe` is that struct's C layout (sizes
+    // and alignment asserted above). The sockaddr it points at is kept alive by the caller
+    // (see `start_connect`).
+    unsafe { std::mem::transmute::<RawSqe, squeue::Entry>(raw) }
+}
+
+impl<'a> Shard<'a> {
+    pub fn new(
+        id: usize,
+        plan: &'a EnginePlan,
+        shared: &'a Shared,
+        features: &KernelFeatures,
+    ) -> Result<Shard<'a>, RingError> {
+        let slice = &plan.shards[id];
+        let mut rings = Vec::with_capacity(slice.rings);
+        let mut remaining = slice.connections;
+        for index in 0..slice.rings {
+            let slots = remaining.min(plan.slots_per_ring);
+            remaining -= slots;
+            let config = RingConfig {
+                sq_entries: 4096,
+                cq_entries: 16384,
+                fixed_files: plan.slots_per_ring,
+                buf_count: plan.buf_count,
+                buf_bytes: plan.buf_bytes,
+                backlog_max: plan.slots_per_ring as usize * 6 + 4096,
+            };
+            let role = if index == 0 {
+                RingRole::Leader
+            } else {
+                RingRole::Follower
+            };
+            rings.push(RingSlot {
+                ring: Ring::new(&config, role, features)?,
+                conns: Vec::with_capacity(slots as usize),
+            });
+        }
+        let targets: Box<[libc::sockaddr_in]> =
+            plan.targets.iter().map(|t| sockaddr_in(t.addr)).collect();
+        let zero = sockaddr_in(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let rate_share = |rate: u64| {
+            if rate == 0 {
+                0
+            } else {
+                (rate / plan.shards.len() as u64).max(1)
+            }
+        };
+        Ok(Shard {
+            id,
+            plan,
+            slice,
+            shared,
+            rings,
+            targets,
+            source_addrs: vec![zero; SOURCE_ADDRS_LEN].into_boxed_slice(),
+            source_addrs_next: 0,
+            sends: Pool::new(),
+            spills: Pool::new(),
+            scratch: Scratch::default(),
+            idle: VecDeque::with_capacity(slice.connections as usize),
+            reconnects: VecDeque::new(),
+            connect_deadlines: VecDeque::with_capacity(HANDSHAKES_MAX * 2),
+            request_deadlines: VecDeque::new(),
+            handshakes: 0,
+            opened: 0,
+            settled: 0,
+            held: 0,
+            in_flight: 0,
+            open_conns: 0,
+            connect_pacer: Pacer::new(
+                0,
+                rate_share(plan.connect_rate_per_s),
+                slice.connections as u64,
+            ),
+            request_pacer: Pacer::new(0, rate_share(plan.rate_per_s), u64::MAX),
+            mix: Mix::new(&plan.mix),
+            rng: Rng::new(0x6d63_7073_746f_726d ^ id as u64),
+            phase: Phase::Ramp,
+            now_ns: 0,
+            ramp_start_ns: 0,
+            phase_deadline_ns: u64::MAX,
+            metrics: ShardMetrics::new(),
+        })
+    }
+
+    fn clock(&mut self) {
+        self.now_ns = self.shared.epoch.elapsed().as_nanos() as u64;
+    }
+
+    /// Runs the shard until the coordinator says stop and every connection is closed.
+    pub fn run(&mut self) -> std::io::Result<()> {
+        for r in 1..self.rings.len() {
+            self.arm_ring_poll(r);
+        }
+        self.shared.shards_ready.fetch_add(1, Ordering::SeqCst);
+        while !self.shared.go_connect.load(Ordering::SeqCst) {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.clock();
+        self.ramp_start_ns = self.now_ns;
+        self.connect_pacer = Pacer::new(
+            self.now_ns,
+            if self.plan.connect_rate_per_s == 0 {
+                0
+            } else {
+                (self.plan.connect_rate_per_s / self.plan.shards.len() as u64).max(1)
+            },
+            self.slice.connections as u64,
+        );
+        let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(4096);
+        loop {
+            self.step_phase();
+            if self.phase == Phase::Closing
+                && (self.open_conns == 0 || self.now_ns > self.phase_deadline_ns)
+            {
+                return Ok(());
+            }
+            self.start_connects();
+            self.issue_requests();
+            self.expire_deadlines();
+            for slot in self.rings.iter_mut().skip(1) {
+                slot.ring.submit()?;
+            }
+            let wait = self.wait_time();
+            let before_ns = self.now_ns;
+            self.rings[0].ring.submit_and_wait_timeout(wait)?;
+            self.clock();
+            let planned_wake_ns = before_ns + wait.as_nanos() as u64;
+            if self.now_ns > planned_wake_ns {
+                self.metrics
+                    .loop_lag
+                    .saturating_record(((self.now_ns - planned_wake_ns) / 1000).max(1));
+            }
+            for r in 0..self.rings.len() {
+                loop {
+                    cqes.clear();
+                    if self.rings[r].ring.reap(&mut cqes) == 0 {
+                        break;
+                    }
+                    for cqe in &cqes {
+                        self.dispatch(r, cqe);
+                    }
+                    if cqes.len() < cqes.capacity() {
+                        break;
+                    }
+                }
+                self.rings[r].ring.bufs.publish();
+            }
+            self.shared.held[self.id].store(self.held, Ordering::Relaxed);
+        }
+    }
+
+    fn step_phase(&mut self) {
+        match self.phase {
+            Phase::Ramp => {
+                if self.shared.stop.load(Ordering::Relaxed) {
+                    self.begin_drain();
+                } else if self.shared.go_load.load(Ordering::SeqCst) {
+                    self.phase = Phase::Load;
+                    self.request_pacer = Pacer::new(
+                        self.now_ns,
+                        if self.plan.rate_per_s == 0 {
+                            0
+                        } else {
+                            (self.plan.rate_per_s / self.plan.shards.len() as u64).max(1)
+                        },
+                        u64::MAX,
+                    );
+                }
+            }
+            Phase::Load => {
+                if self.shared.stop.load(Ordering::Relaxed) {
+                    self.begin_drain();
+                }
+            }
+            Phase::Drain => {
+                if self.in_flight == 0 || self.now_ns > self.phase_deadline_ns {
+                    self.begin_closing();
+                }
+            }
+            Phase::Closing => {}
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        self.phase = Phase::Drain;
+        self.phase_deadline_ns = self.now_ns + DRAIN_MAX.as_nanos() as u64;
+    }
+
+    fn begin_closing(&mut self) {
+        self.phase = Phase::Closing;
+        self.phase_deadline_ns = self.now_ns + DRAIN_MAX.as_nanos() as u64;
+        self.reconnects.clear();
+        for r in 0..self.rings.len() {
+            for slot in 0..self.rings[r].conns.len() as u32 {
+                let state = self.rings[r].conns[slot as usize].state;
+                if matches!(state, State::Free | State::Failed | State::Done) {
+                    continue;
+                }
+                if state == State::Awaiting {
+                    self.fail_request(r, slot, Counter::error_unfinished_at_end);
+                }
+                let conn = &mut self.rings[r].conns[slot as usize];
+                conn.flags &= !RECONNECT;
+                if conn.state != State::Closing {
+                    self.begin_close(r, slot, false);
+                }
+            }
+        }
+    }
+
+    fn wait_time(&self) -> Duration {
+        let mut deadline = self.now_ns + LOOP_TICK.as_nanos() as u64;
+        if self.phase == Phase::Ramp
+            && self.handshakes < HANDSHAKES_MAX
+            && let Some(due) = self.connect_pacer.next_due_ns()
+        {
+            deadline = deadline.min(due);
+        }
+        if self.phase == Phase::Load
+            && !self.idle.is_empty()
+            && self.plan.rate_per_s > 0
+            && let Some(due) = self.request_pacer.next_due_ns()
+        {
+            deadline = deadline.min(due);
+        }
+        if let Some(&(due, ..)) = self.connect_deadlines.front() {
+            deadline = deadline.min(due);
+        }
+        if let Some(&(due, ..)) = self.request_deadlines.front() {
+            deadline = deadline.min(due);
+        }
+        Duration::from_nanos(deadline.saturating_sub(self.now_ns))
+    }
+
+    fn push(&mut self, r: usize, entry: squeue::Entry) {
+        // SAFETY: every entry built in this file points only at memory that outlives its
+        // completion (or, for addresses the kernel copies at submission, its submission):
+        // fixed-file slots (closed only when nothing is in flight for them), send-pool buffers
+        // (returned only on the Send completion), `ONE` ('static), the target sockaddrs (owned
+        // by the shard, which outlives its rings' requests) and the source-address ring (see
+        // `start_connect`).
+        unsafe { self.rings[r].ring.push(entry) };
+    }
+
+    fn arm_ring_poll(&mut self, r: usize) {
+        let fd = self.rings[r].ring.raw_fd();
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(UserData::new(r as u32, 0, Op::PollRing).encode());
+        // The follower ring lives as long as the leader (both owned by this shard).
+        self.push(0, entry);
+    }
+
+    // ---- connecting ----------------------------------------------------------------------
+
+    fn start_connects(&mut self) {
+        while self.handshakes < HANDSHAKES_MAX
+            && let Some((r, slot, generation)) = self.reconnects.pop_front()
+        {
+            let conn = &self.rings[r as usize].conns[slot as usize];
+            if conn.generation == generation && conn.state == State::Free {
+                self.start_connect(r as usize, slot);
+            }
+        }
+        if self.phase != Phase::Ramp {
+            return;
+        }
+        while self.handshakes < HANDSHAKES_MAX && self.connect_pacer.take_due(self.now_ns).is_some()
+        {
+            let index = self.opened;
+            self.opened += 1;
+            let r = (index / self.plan.slots_per_ring) as usize;
+            let slot = index % self.plan.slots_per_ring;
+            debug_assert_eq!(self.rings[r].conns.len() as u32, slot);
+            self.rings[r].conns.push(Conn::FREE);
+            self.start_connect(r, slot);
+        }
+    }
+
+    fn global_index(&self, r: usize, slot: u32) -> u32 {
+        self.slice.first_connection + r as u32 * self.plan.slots_per_ring + slot
+    }
+
+    /// Submits SOCKET → setsockopt(TCP_NODELAY) → [setsockopt(SO_REUSEADDR) → BIND] → CONNECT
+    /// as one linked chain on fixed slot `slot`.
+    fn start_connect(&mut self, r: usize, slot: u32) {
+        let index = self.global_index(r, slot);
+        let target = index as usize % self.targets.len();
+        let source = self.plan.source_addr(index);
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.generation = conn.generation.wrapping_add(1);
+        conn.state = State::Connecting;
+        conn.flags &= SETTLED | HELD;
+        conn.chain_pending = if source.is_some() { 5 } else { 3 };
+        let generation = conn.generation;
+        self.handshakes += 1;
+        self.open_conns += 1;
+        self.metrics.incr(Counter::connect_attempts);
+        let ud = |op| UserData::new(slot, generation, op).encode();
+        let link = squeue::Flags::IO_LINK;
+        let Ok(dest) = types::DestinationSlot::try_from_slot_target(slot) else {
+            unreachable!("slots are below RLIMIT_NOFILE, far from u32::MAX")
+        };
+        let socket = opcode::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0)
+            .file_index(Some(dest))
+            .build()
+            .flags(link)
+            .user_data(ud(Op::Socket));
+        self.push(r, socket);
+        let nodelay = opcode::SetSockOpt::new(
+            types::Fixed(slot),
+            libc::IPPROTO_TCP as u32,
+            libc::TCP_NODELAY as u32,
+            (&raw const ONE).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+        .build()
+        .flags(link)
+        .user_data(ud(Op::SetSockOpt));
+        self.push(r, nodelay);
+        if let Some(source) = source {
+            let reuse = opcode::SetSockOpt::new(
+                types::Fixed(slot),
+                libc::SOL_SOCKET as u32,
+                libc::SO_REUSEADDR as u32,
+                (&raw const ONE).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+            .build()
+            .flags(link)
+            .user_data(ud(Op::SetSockOpt));
+            self.push(r, reuse);
+            // The kernel copies the address when it prepares the SQE, at submission. An entry
+            // of this ring is rewritten only SOURCE_ADDRS_LEN chains later; at most
+            // HANDSHAKES_MAX < SOURCE_ADDRS_LEN chains are unfinished at once and chains are
+            // submitted in order (the SQ backlog is FIFO), so the chain that used the entry
+            // before has been submitted, and its copy taken, by then.
+            let at = self.source_addrs_next;
+            self.source_addrs_next = (at + 1) % SOURCE_ADDRS_LEN;
+            self.source_addrs[at] = sockaddr_in(source);
+            let bind = bind_entry(slot, &self.source_addrs[at])
+                .flags(link)
+                .user_data(ud(Op::Bind));
+            self.push(r, bind);
+        }
+        let connect = opcode::Connect::new(
+            types::Fixed(slot),
+            (&raw const self.targets[target]).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+        .build()
+        .user_data(ud(Op::Connect));
+        self.push(r, connect);
+        self.rings[r].conns[slot as usize].sent_ns = self.now_ns;
+        self.connect_deadlines.push_back((
+            self.now_ns + self.plan.connect_timeout.as_nanos() as u64,
+            r as u16,
+            slot,
+            generation,
+        ));
+    }
+
+    fn on_chain(&mut self, r: usize, slot: u32, op: Op, res: i32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        assert!(
+            conn.chain_pending > 0,
+            "connect chain completion not counted"
+        );
+        conn.chain_pending -= 1;
+        let first_failure = res < 0 && res != -libc::ECANCELED;
+        if first_failure {
+            let cause = match (op, -res) {
+                (Op::Socket, _) => Counter::error_socket,
+                (Op::SetSockOpt, _) => Counter::error_setsockopt,
+                (Op::Bind, _) => Counter::error_bind,
+                (_, libc::ECONNREFUSED) => Counter::error_connect_refused,
+                (_, libc::ETIMEDOUT) => Counter::error_connect_timeout,
+                _ => Counter::error_connect_other,
+            };
+            self.metrics.incr(cause);
+        }
+        if op != Op::Connect {
+            if first_failure {
+                conn.flags |= CHAIN_FAILED;
+            }
+            return;
+        }
+        let chain_failed = res < 0 || conn.flags & CHAIN_FAILED != 0;
+        conn.flags &= !CHAIN_FAILED;
+        if chain_failed {
+            if res == -libc::ECANCELED && conn.flags & CONNECT_TIMED_OUT != 0 {
+                self.metrics.incr(Counter::error_connect_timeout);
+            }
+            self.handshakes -= 1;
+            // Nothing was established: give up on this connection (no retry in this cut).
+            self.begin_close(r, slot, false);
+            self.settle_failed(r, slot);
+            return;
+        }
+        let latency_us = (self.now_ns.saturating_sub(conn.sent_ns) / 1000).max(1);
+        self.metrics.connect.saturating_record(latency_us);
+        self.metrics.incr(Counter::connects_ok);
+        self.arm_recv(r, slot);
+        let conn = &self.rings[r].conns[slot as usize];
+        if conn.session.is_empty() {
+            conn_set_state(&mut self.rings[r].conns[slot as usize], State::Initializing);
+            self.send_request(r, slot, Method::Initialize, self.now_ns);
+        } else {
+            // A reconnect after the server closed an idle connection: the session lives on.
+            self.handshakes -= 1;
+            self.become_ready(r, slot);
+        }
+    }
+
+    fn settle_failed(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.flags & HELD != 0 {
+            conn.flags &= !HELD;
+            self.held -= 1;
+        }
+        if conn.flags & SETTLED == 0 {
+            conn.flags |= SETTLED;
+            self.settled += 1;
+            self.metrics.failed += 1;
+            self.check_ramped();
+        }
+    }
+
+    fn check_ramped(&mut self) {
+        if self.settled == self.slice.connections {
+            self.metrics.ramp_ns = self.now_ns - self.ramp_start_ns;
+            self.shared.shards_ramped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    // ---- requests ------------------------------------------------------------------------
+
+    fn arm_recv(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.flags |= RECV_ARMED;
+        let entry = opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP)
+            .build()
+            .user_data(UserData::new(slot, conn.generation, Op::Recv).encode());
+        // The fixed slot stays open until Close, which waits for RECV_ARMED to clear.
+        self.push(r, entry);
+    }
+
+    /// Encodes `method` into a send-arena buffer and submits it.
+    fn send_request(&mut self, r: usize, slot: u32, method: Method, intended_ns: u64) {
+        let index = self.global_index(r, slot);
+        let target = index as usize % self.plan.targets.len();
+        let buf = self.sends.take();
+        let conn = &mut self.rings[r].conns[slot as usize];
+        assert!(conn.flags & SEND_IN_FLIGHT == 0 && conn.send_buf == NONE);
+        conn.id = conn.id.wrapping_add(1);
+        conn.method = method as u8;
+        conn.intended_ns = intended_ns;
+        conn.sent_ns = self.now_ns;
+        conn.send_buf = buf;
+        conn.flags |= SEND_IN_FLIGHT;
+        let out = &mut self.sends.bufs[buf as usize];
+        self.plan.templates[target].by_method[method as usize].write(
+            out,
+            conn.session.as_bytes(),
+            conn.id as u64,
+        );
+        self.metrics.add_to(Counter::bytes_sent, out.len() as u64);
+        let generation = conn.generation;
+        let id = conn.id;
+        self.submit_send(r, slot, buf);
+        self.request_deadlines.push_back((
+            self.now_ns + self.plan.request_timeout.as_nanos() as u64,
+            r as u16,
+            slot,
+            generation,
+            id,
+        ));
+    }
+
+    fn submit_send(&mut self, r: usize, slot: u32, buf: u32) {
+        let sent = self.sends.sent[buf as usize];
+        let bytes = &self.sends.bufs[buf as usize][sent..];
+        let generation = self.rings[r].conns[slot as usize].generation;
+        let entry = opcode::Send::new(types::Fixed(slot), bytes.as_ptr(), bytes.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(UserData::new(slot, generation, Op::Send).encode());
+        // The pool buffer is the connection's `send_buf` and is not touched or returned to the
+        // pool until this Send completes (`on_send`).
+        self.push(r, entry);
+    }
+
+    fn on_send(&mut self, r: usize, slot: u32, res: i32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.flags &= !SEND_IN_FLIGHT;
+        let buf = conn.send_buf;
+        assert!(buf != NONE, "send completion without a send buffer");
+        if res < 0 {
+            conn.send_buf = NONE;
+            self.sends.give(buf);
+            let cause = if res == -libc::ECONNRESET || res == -libc::EPIPE {
+                Counter::error_reset
+            } else {
+                Counter::error_send
+            };
+            self.connection_broke(r, slot, cause);
+            return;
+        }
+        self.sends.sent[buf as usize] += res as usize;
+        if self.sends.sent[buf as usize] < self.sends.bufs[buf as usize].len() {
+            self.rings[r].conns[slot as usize].flags |= SEND_IN_FLIGHT;
+            self.submit_send(r, slot, buf);
+            return;
+        }
+        self.rings[r].conns[slot as usize].send_buf = NONE;
+        self.sends.give(buf);
+        self.maybe_close(r, slot);
+    }
+
+    fn issue_requests(&mut self) {
+        if self.phase != Phase::Load {
+            return;
+        }
+        let open_model = self.plan.rate_per_s > 0;
+        loop {
+            if open_model {
+                match self.request_pacer.next_due_ns() {
+                    Some(due) if due <= self.now_ns && !self.idle.is_empty() => {}
+                    _ => return,
+                }
+            }
+            let Some((r, slot, generation)) = self.idle.pop_front() else {
+                return;
+            };
+            let conn = &self.rings[r as usize].conns[slot as usize];
+            if conn.generation != generation || conn.state != State::Ready {
+                continue; // closed or reconnected since it queued
+            }
+            let intended_ns = if open_model {
+                match self.request_pacer.take_due(self.now_ns) {
+                    Some(due) => due,
+                    None => unreachable!("checked due above"),
+                }
+            } else {
+                self.now_ns
+            };
+            if self.now_ns.saturating_sub(intended_ns) > LATE_SEND_NS {
+                self.metrics.incr(Counter::late_sends);
+            }
+            let method = self.mix.pick(&mut self.rng);
+            conn_set_state(
+                &mut self.rings[r as usize].conns[slot as usize],
+                State::Awaiting,
+            );
+            self.in_flight += 1;
+            self.metrics.incr(Counter::requests_sent);
+            self.send_request(r as usize, slot, method, intended_ns);
+        }
+    }
+
+    fn become_ready(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn_set_state(conn, State::Ready);
+        let generation = conn.generation;
+        self.idle.push_back((r as u16, slot, generation));
+    }
+
+    /// Ends the request in flight on `slot` as failed with `cause`.
+    fn fail_request(&mut self, r: usize, slot: u32, cause: Counter) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        match conn.state {
+            State::Awaiting => {
+                conn_set_state(conn, State::Ready);
+                self.in_flight -= 1;
+                self.metrics.incr(Counter::requests_failed);
+                self.metrics.incr(cause);
+            }
+            State::Initializing | State::Initialized | State::Connecting => {
+                self.metrics.incr(cause);
+            }
+            _ => self.metrics.incr(cause),
+        }
+    }
+
+    /// The connection cannot go on (peer reset, bad bytes, timeout, send error): fail what is
+    /// in flight, close it, and reconnect if it held a session.
+    fn connection_broke(&mut self, r: usize, slot: u32, cause: Counter) {
+        let state = self.rings[r].conns[slot as usize].state;
+        match state {
+            State::Closing | State::Free | State::Failed | State::Done => return,
+            State::Awaiting => self.fail_request(r, slot, cause),
+            State::Connecting => {
+                // The chain's own completions settle the handshake count and the ramp.
+                self.metrics.incr(cause);
+                self.begin_close(r, slot, false);
+                return;
+            }
+            State::Initializing | State::Initialized => {
+                self.metrics.incr(cause);
+                self.metrics.incr(Counter::error_initialize_failed);
+                self.handshakes -= 1;
+                self.begin_close(r, slot, false);
+                self.settle_failed(r, slot);
+                return;
+            }
+            State::Ready => self.metrics.incr(cause),
+        }
+        let keep =
+            self.phase != Phase::Closing && !self.rings[r].conns[slot as usize].session.is_empty();
+        self.begin_close(r, slot, keep);
+    }
+
+    // ---- receiving -----------------------------------------------------------------------
+
+    fn on_recv(&mut self, r: usize, slot: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.rings[r].conns[slot as usize].flags &= !RECV_ARMED;
+        }
+        if res <= 0 {
+            if res == -libc::ENOBUFS {
+                self.metrics.incr(Counter::recv_buffers_exhausted);
+                let conn = &self.rings[r].conns[slot as usize];
+                if !more && conn.state != State::Closing {
+                    self.arm_recv(r, slot);
+                }
+                return;
+            }
+            self.on_recv_end(r, slot, res);
+            self.maybe_close(r, slot);
+            return;
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            unreachable!("a multishot recv with data always names its buffer")
+        };
+        let len = res as usize;
+        self.metrics.add_to(Counter::bytes_received, len as u64);
+        let fed = {
+            let RingSlot { ring, conns } = &mut self.rings[r];
+            let data = ring.bufs.get(bid, len);
+            feed(
+                &mut conns[slot as usize],
+                data,
+                false,
+                &mut self.spills,
+                &mut self.scratch,
+                &mut self.metrics,
+            )
+        };
+        self.rings[r].ring.bufs.recycle(bid);
+        self.act_on(r, slot, fed);
+        let conn = &self.rings[r].conns[slot as usize];
+        if !more && conn.flags & RECV_ARMED == 0 && conn.state != State::Closing {
+            self.arm_recv(r, slot);
+        }
+    }
+
+    /// EOF or a receive error.
+    fn on_recv_end(&mut self, r: usize, slot: u32, res: i32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.state == State::Closing {
+            return;
+        }
+        if res == 0 && conn.spill != NONE {
+            // A response delimited by the close may now be complete.
+            conn.flags |= PEER_EOF;
+            let fed = feed(
+                conn,
+                &[],
+                true,
+                &mut self.spills,
+                &mut self.scratch,
+                &mut self.metrics,
+            );
+            self.act_on(r, slot, fed);
+            let conn = &self.rings[r].conns[slot as usize];
+            if conn.state == State::Closing {
+                return;
+            }
+        }
+        let cause = match res {
+            0 => None,
+            e if e == -libc::ECONNRESET || e == -libc::EPIPE => Some(Counter::error_reset),
+            e if e == -libc::ECANCELED => None,
+            _ => Some(Counter::error_recv),
+        };
+        let state = self.rings[r].conns[slot as usize].state;
+        match (state, cause) {
+            (State::Ready, None) => {
+                // The server closed an idle keep-alive connection: reconnect, keep the session.
+                self.metrics.incr(Counter::reconnects_idle_close);
+                let keep = self.phase != Phase::Closing;
+                self.begin_close(r, slot, keep);
+            }
+            (_, Some(cause)) => self.connection_broke(r, slot, cause),
+            (_, None) => self.connection_broke(r, slot, Counter::error_closed_mid_request),
+        }
+    }
+
+    fn act_on(&mut self, r: usize, slot: u32, fed: Fed) {
+        match fed {
+            Fed::Incomplete => {}
+            Fed::Unexpected => self.connection_broke(r, slot, Counter::error_unexpected_bytes),
+            Fed::Error(error) => {
+                let cause = match error {
+                    ReadError::Head(ResponseError::HeadTooLarge) | ReadError::TooLarge => {
+                        Counter::error_response_too_large
+                    }
+                    ReadError::Head(_) => Counter::error_response_head,
+                    ReadError::Chunked(_) => Counter::error_response_chunked,
+                    ReadError::SessionIdTooLong => Counter::error_session_id_too_long,
+                    ReadError::Truncated => Counter::error_response_truncated,
+                };
+                self.connection_broke(r, slot, cause);
+            }
+            Fed::Response(summary) => self.on_response(r, slot, summary),
+        }
+    }
+
+    fn on_response(&mut self, r: usize, slot: u32, summary: ResponseSummary) {
+        self.metrics
+            .add_to(Counter::sse_priming_events, summary.priming_events as u64);
+        let conn = self.rings[r].conns[slot as usize];
+        if conn.flags & SEND_IN_FLIGHT != 0 {
+            // A response before our request was even sent: the peer is not answering us.
+            self.connection_broke(r, slot, Counter::error_unexpected_bytes);
+            return;
+        }
+        let expected_id = Some(conn.id as u64);
+        match conn.state {
+            State::Initializing => {
+                let ok = summary.status == 200
+                    && matches!(summary.body, BodyOutcome::Result { id, .. } if id == expected_id);
+                if !ok {
+                    self.handshake_failed(r, slot, &summary);
+                    return;
+                }
+                // No Mcp-Session-Id: a stateless server; requests then go without one.
+                let c = &mut self.rings[r].conns[slot as usize];
+                c.session = summary.session_id.unwrap_or(SessionId::EMPTY);
+                conn_set_state(c, State::Initialized);
+                let intended = c.intended_ns;
+                self.send_request(r, slot, Method::Initialized, intended);
+            }
+            State::Initialized => {
+                if !matches!(summary.status, 200 | 202 | 204) {
+                    self.handshake_failed(r, slot, &summary);
+                    return;
+                }
+                let latency_us = (self.now_ns.saturating_sub(conn.intended_ns) / 1000).max(1);
+                self.metrics.initialize.saturating_record(latency_us);
+                self.metrics.incr(Counter::sessions_established);
+                self.handshakes -= 1;
+                let c = &mut self.rings[r].conns[slot as usize];
+                if c.flags & HELD == 0 {
+                    c.flags |= HELD;
+                    self.held += 1;
+                    self.metrics.held_max = self.metrics.held_max.max(self.held);
+                }
+                if c.flags & SETTLED == 0 {
+                    c.flags |= SETTLED;
+                    self.settled += 1;
+                    self.check_ramped();
+                }
+                self.after_response(r, slot, &summary);
+            }
+            State::Awaiting => {
+                let Some(method) = Method::from_u8(conn.method) else {
+                    unreachable!("conn.method is always written from a Method")
+                };
+                let latency_corrected_us = self.now_ns.saturating_sub(conn.intended_ns) / 1000;
+                let latency_uncorrected_us = self.now_ns.saturating_sub(conn.sent_ns) / 1000;
+                let outcome = match (summary.status, summary.body) {
+                    (200, BodyOutcome::Result { id, is_error }) if id == expected_id => {
+                        if is_error {
+                            Err(Counter::requests_is_error)
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    (200, BodyOutcome::RpcError { id, .. }) if id == expected_id => {
+                        Err(Counter::requests_rpc_error)
+                    }
+                    (200, BodyOutcome::Result { .. } | BodyOutcome::RpcError { .. }) => {
+                        Err(Counter::error_id_mismatch)
+                    }
+                    (200, BodyOutcome::StreamWithoutResponse) => {
+                        Err(Counter::error_stream_without_response)
+                    }
+                    (200, _) => Err(Counter::error_not_rpc),
+                    (404, _) => Err(Counter::sessions_lost),
+                    (503, _) => Err(Counter::error_http_503),
+                    (400..=499, _) => Err(Counter::error_http_4xx),
+                    (500..=599, _) => Err(Counter::error_http_5xx),
+                    _ => Err(Counter::error_http_other),
+                };
+                self.metrics
+                    .record_request(method, latency_corrected_us, latency_uncorrected_us);
+                self.in_flight -= 1;
+                conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
+                match outcome {
+                    Ok(()) => self.metrics.incr(Counter::requests_ok),
+                    Err(cause) => {
+                        self.metrics.incr(Counter::requests_failed);
+                        self.metrics.incr(cause);
+                    }
+                }
+                if outcome == Err(Counter::sessions_lost) {
+                    // The server forgot the session: initialize a new one on this connection.
+                    let c = &mut self.rings[r].conns[slot as usize];
+                    c.session = SessionId::EMPTY;
+                    if summary.keep_alive {
+                        conn_set_state(c, State::Initializing);
+                        self.handshakes += 1;
+                        self.send_request(r, slot, Method::Initialize, self.now_ns);
+                    } else {
+                        self.begin_close(r, slot, true);
+                    }
+                    return;
+                }
+                self.after_response(r, slot, &summary);
+            }
+            _ => self.connection_broke(r, slot, Counter::error_unexpected_bytes),
+        }
+    }
+
+    /// The connection is idle again: queue it for a request, or reconnect when the server
+    /// said it will close.
+    fn after_response(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
+        if !summary.keep_alive || self.rings[r].conns[slot as usize].flags & PEER_EOF != 0 {
+            let keep = self.phase != Phase::Closing;
+            conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
+            self.begin_close(r, slot, keep);
+            return;
+        }
+        self.become_ready(r, slot);
+    }
+
+    fn handshake_failed(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
+        let cause = match summary.status {
+            503 => Counter::error_http_503,
+            400..=499 => Counter::error_http_4xx,
+            500..=599 => Counter::error_http_5xx,
+            200..=299 => Counter::error_not_rpc,
+            _ => Counter::error_http_other,
+        };
+        self.metrics.incr(cause);
+        self.metrics.incr(Counter::error_initialize_failed);
+        self.handshakes -= 1;
+        self.begin_close(r, slot, false);
+        self.settle_failed(r, slot);
+    }
+
+    // ---- closing -------------------------------------------------------------------------
+
+    /// Starts closing the connection; `reconnect`: open a new one afterwards (session kept).
+    fn begin_close(&mut self, r: usize, slot: u32, reconnect: bool) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.state == State::Closing {
+            return;
+        }
+        conn_set_state(conn, State::Closing);
+        if reconnect {
+            conn.flags |= RECONNECT;
+        }
+        let generation = conn.generation;
+        if conn.chain_pending > 0 && conn.flags & CANCEL_SUBMITTED == 0 {
+            conn.flags |= CANCEL_SUBMITTED;
+            let entry =
+                opcode::AsyncCancel::new(UserData::new(slot, generation, Op::Connect).encode())
+                    .build()
+                    .user_data(UserData::new(slot, generation, Op::Cancel).encode());
+            self.push(r, entry);
+        }
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.flags & RECV_ARMED != 0 && conn.flags & SHUTDOWN_IN_FLIGHT == 0 {
+            conn.flags |= SHUTDOWN_IN_FLIGHT;
+            let entry = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
+                .build()
+                .user_data(UserData::new(slot, generation, Op::Shutdown).encode());
+            // The fixed slot stays open until Close, which waits for this completion.
+            self.push(r, entry);
+        }
+        self.maybe_close(r, slot);
+    }
+
+    fn maybe_close(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.state != State::Closing
+            || conn.chain_pending > 0
+            || conn.flags & (RECV_ARMED | SEND_IN_FLIGHT | SHUTDOWN_IN_FLIGHT | CLOSE_SUBMITTED)
+                != 0
+        {
+            return;
+        }
+        conn.flags |= CLOSE_SUBMITTED;
+        let entry = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(UserData::new(slot, conn.generation, Op::Close).encode());
+        // Nothing else is in flight for the slot (checked above).
+        self.push(r, entry);
+    }
+
+    fn on_close(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.spill != NONE {
+            self.spills.give(conn.spill);
+            conn.spill = NONE;
+        }
+        if conn.send_buf != NONE {
+            self.sends.give(conn.send_buf);
+            conn.send_buf = NONE;
+        }
+        self.open_conns -= 1;
+        let reconnect = conn.flags & RECONNECT != 0 && self.phase != Phase::Closing;
+        conn.flags &= SETTLED | HELD;
+        conn.chain_pending = 0;
+        if reconnect {
+            conn_set_state(conn, State::Free);
+            self.reconnects.push_back((r as u16, slot, conn.generation));
+        } else if conn.flags & HELD != 0 && self.phase == Phase::Closing {
+            conn_set_state(conn, State::Done);
+        } else {
+            conn_set_state(conn, State::Failed);
+            // A connection that held a session and cannot reconnect no longer holds it.
+            if conn.flags & HELD != 0 {
+                conn.flags &= !HELD;
+                self.held -= 1;
+            }
+        }
+    }
+
+    // ---- timeouts ------------------------------------------------------------------------
+
+    fn expire_deadlines(&mut self) {
+        while let Some(&(deadline, r, slot, generation)) = self.connect_deadlines.front() {
+            if deadline > self.now_ns {
+                break;
+            }
+            self.connect_deadlines.pop_front();
+            let conn = &mut self.rings[r as usize].conns[slot as usize];
+            if conn.generation == generation
+                && conn.state == State::Connecting
+                && conn.chain_pending > 0
+            {
+                conn.flags |= CONNECT_TIMED_OUT;
+                conn.flags |= CANCEL_SUBMITTED;
+                let entry =
+                    opcode::AsyncCancel::new(UserData::new(slot, generation, Op::Connect).encode())
+                        .build()
+                        .user_data(UserData::new(slot, generation, Op::Cancel).encode());
+                self.push(r as usize, entry);
+            }
+        }
+        while let Some(&(deadline, r, slot, generation, id)) = self.request_deadlines.front() {
+            if deadline > self.now_ns {
+                break;
+            }
+            self.request_deadlines.pop_front();
+            let conn = &self.rings[r as usize].conns[slot as usize];
+            if conn.generation == generation
+                && conn.id == id
+                && matches!(
+                    conn.state,
+                    State::Awaiting | State::Initializing | State::Initialized
+                )
+            {
+                self.connection_broke(r as usize, slot, Counter::error_request_timeout);
+            }
+        }
+    }
+
+    // ---- dispatch ------------------------------------------------------------------------
+
+    fn dispatch(&mut self, r: usize, cqe: &cqueue::Entry) {
+        let ud = UserData::decode(cqe.user_data())
+            .expect("completion with a user_data we never encoded");
+        let (res, flags) = (cqe.result(), cqe.flags());
+        match ud.op {
+            Op::PollRing => {
+                if !cqueue::more(flags) {
+                    self.arm_ring_poll(ud.slot as usize);
+                }
+            }
+            Op::Cancel => {}
+            op => {
+                let conn = &self.rings[r].conns[ud.slot as usize];
+                assert_eq!(
+                    conn.generation, ud.generation,
+                    "stale {op:?} completion for slot {}: a slot was reused with an op in flight",
+                    ud.slot
+                );
+                match op {
+                    Op::Socket | Op::SetSockOpt | Op::Bind | Op::Connect => {
+                        self.on_chain(r, ud.slot, op, res);
+                        self.maybe_close(r, ud.slot);
+                    }
+                    Op::Recv => self.on_recv(r, ud.slot, res, flags),
+                    Op::Send => self.on_send(r, ud.slot, res),
+                    Op::Shutdown => {
+                        self.rings[r].conns[ud.slot as usize].flags &= !SHUTDOWN_IN_FLIGHT;
+                        self.maybe_close(r, ud.slot);
+                    }
+                    Op::Close => self.on_close(r, ud.slot),
+                    other => panic!("the engine never submits {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+fn conn_set_state(conn: &mut Conn, state: State) {
+    conn.state = state;
+}
+
+/// Feeds received bytes to the connection's response reader: parsed in place when no earlier
+/// part of the response is spilled, else appended to the spill buffer and parsed there. A
+/// partial response goes to (or stays in) a spill buffer from the shard's pool.
+fn feed(
+    conn: &mut Conn,
+    data: &[u8],
+    at_eof: bool,
+    spills: &mut Pool,
+    scratch: &mut Scratch,
+    metrics: &mut ShardMetrics,
+) -> Fed {
+    if !matches!(
+        conn.state,
+        State::Initializing | State::Initialized | State::Awaiting
+    ) {
+        return Fed::Unexpected;
+    }
+    let (read, total) = if conn.spill == NONE {
+        (read_response(data, at_eof, scratch), data.len())
+    } else {
+        let spill = &mut spills.bufs[conn.spill as usize];
+        spill.extend_from_slice(data);
+        (read_response(spill, at_eof, scratch), spill.len())
+    };
+    match read {
+        Ok(Read::Incomplete) => {
+            if conn.spill == NONE {
+                conn.spill = spills.take();
+                spills.bufs[conn.spill as usize].extend_from_slice(data);
+                metrics.incr(Counter::spill_uses);
+            }
+            Fed::Incomplete
+        }
+        Ok(Read::Complete { summary, consumed }) => {
+            if conn.spill != NONE {
+                spills.give(conn.spill);
+                conn.spill = NONE;
+            }
+            if consumed < total {
+                // We send one request at a time: bytes after its response answer nothing.
+                Fed::Unexpected
+            } else {
+                Fed::Response(summary)
+            }
+        }
+        Err(error) => {
+            if conn.spill != NONE {
+                spills.give(conn.spill);
+                conn.spill = NONE;
+            }
+            Fed::Error(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_fits_its_budget() {
+        assert!(
+            std::mem::size_of::<Conn>() <= 128,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+    }
+
+    fn conn_awaiting() -> Conn {
+        Conn {
+            state: State::Awaiting,
+            ..Conn::FREE
+        }
+    }
+
+    #[test]
+    fn test_awaiting_split_response_spills_then_completes() {
+        let response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
+        for cut in 1..response.len() {
+            let mut conn = conn_awaiting();
+            let mut spills = Pool::new();
+            let mut scratch = Scratch::default();
+            let mut metrics = ShardMetrics::new();
+            let first = feed(
+                &mut conn,
+                &response[..cut],
+                false,
+                &mut spills,
+                &mut scratch,
+                &mut metrics,
+            );
+            assert!(matches!(first, Fed::Incomplete));
+            assert!(conn.spill != NONE);
+            let second = feed(
+                &mut conn,
+                &response[cut..],
+                false,
+                &mut spills,
+                &mut scratch,
+                &mut metrics,
+            );
+            let Fed::Response(summary) = second else {
+                panic!("cut {cut}: response not complete")
+            };
+            assert_eq!(summary.status, 200);
+            assert_eq!(conn.spill, NONE, "spill returned to the pool");
+            assert_eq!(spills.free.len(), 1);
+        }
+    }
+
+    #[test]
+    fn test_ready_unsolicited_bytes_are_unexpected() {
+        let mut conn = Conn {
+            state: State::Ready,
+            ..Conn::FREE
+        };
+        let fed = feed(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\n",
+            false,
+            &mut Pool::new(),
+            &mut Scratch::default(),
+            &mut ShardMetrics::new(),
+        );
+        assert!(matches!(fed, Fed::Unexpected));
+    }
+
+    #[test]
+    fn test_awaiting_extra_bytes_after_response_are_unexpected() {
+        let mut conn = conn_awaiting();
+        let fed = feed(
+            &mut conn,
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\nHTTP/1.1",
+            false,
+            &mut Pool::new(),
+            &mut Scratch::default(),
+            &mut ShardMetrics::new(),
+        );
+        assert!(matches!(fed, Fed::Unexpected));
+    }
+
+    #[test]
+    fn test_awaiting_garbage_is_a_typed_error_and_frees_spill() {
+        let mut conn = conn_awaiting();
+        let mut spills = Pool::new();
+        let mut scratch = Scratch::default();
+        let mut metrics = ShardMetrics::new();
+        let _ = feed(
+            &mut conn,
+            b"HTTP/1.1 2",
+            false,
+            &mut spills,
+            &mut scratch,
+            &mut metrics,
+        );
+        let fed = feed(
+            &mut conn,
+            b"xx OK\r\n\r\n",
+            false,
+            &mut spills,
+            &mut scratch,
+            &mut metrics,
+        );
+        assert!(matches!(fed, Fed::Error(ReadError::Head(_))));
+        assert_eq!(conn.spill, NONE);
+    }
+
+    #[test]
+    fn bind_entry_has_the_kernel_layout() {
+        let addr = sockaddr_in(SocketAddr::from(([127, 0, 0, 2], 4000)));
+        let entry = bind_entry(7, &addr).user_data(99);
+        // SAFETY: reading a 64-byte plain struct back as its C layout (see `bind_entry`).
+        let raw: RawSqe = unsafe { std::mem::transmute::<squeue::Entry, RawSqe>(entry) };
+        assert_eq!(raw.opcode, BIND_OPCODE);
+        assert_eq!(raw.flags & IOSQE_FIXED_FILE, IOSQE_FIXED_FILE);
+        assert_eq!(raw.fd, 7);
+        assert_eq!(raw.addr, &addr as *const _ as u64);
+        assert_eq!(raw.off_or_addr2, 16);
+        assert_eq!(raw.user_data, 99);
+        assert_eq!(u16::from_be(addr.sin_port), 4000);
+    }
+}

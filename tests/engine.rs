@@ -179,3 +179,201 @@ fn engine_refuses_non_loopback_and_impossible_plans_with_exit_2() {
         assert!(!output.stderr.is_empty());
     }
 }
+
+/// A scripted MCP server on std sockets (thread per connection) that misbehaves on purpose:
+/// it closes some connections after answering (with `Connection: close`, or silently once the
+/// connection is idle) and forgets sessions (404). Counts what it saw.
+mod scripted {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub connections: AtomicU64,
+        pub sessions_created: AtomicU64,
+        pub pings_ok: AtomicU64,
+        pub pings_404: AtomicU64,
+        pub closes_with_header: AtomicU64,
+        pub closes_idle: AtomicU64,
+        /// Requests naming a session this server never issued (a client bug).
+        pub unknown_session: AtomicU64,
+        pub stop: AtomicBool,
+    }
+
+    pub fn start() -> (SocketAddr, Arc<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let accept_seen = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if accept_seen.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                accept_seen.connections.fetch_add(1, Ordering::Relaxed);
+                let seen = accept_seen.clone();
+                std::thread::spawn(move || serve(stream, &seen));
+            }
+        });
+        (addr, seen)
+    }
+
+    fn serve(stream: TcpStream, seen: &Seen) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut served_on_connection = 0u64;
+        loop {
+            let mut head = String::new();
+            let mut content_length = 0usize;
+            let mut session: Option<String> = None;
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    content_length = v.trim().parse().unwrap();
+                }
+                if let Some(v) = lower.strip_prefix("mcp-session-id:") {
+                    session = Some(v.trim().to_string());
+                }
+                head.push_str(&line);
+            }
+            assert!(head.contains("Host: 127.0.0.1:"), "{head}");
+            let mut body = vec![0u8; content_length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let id = body["id"].clone();
+            let method = body["method"].as_str().unwrap_or("");
+            served_on_connection += 1;
+            let json = |extra: &str, payload: String| {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{payload}",
+                    payload.len()
+                )
+            };
+            let (response, close) = match method {
+                "initialize" => {
+                    let n = seen.sessions_created.fetch_add(1, Ordering::Relaxed);
+                    let payload = format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25","capabilities":{{}},"serverInfo":{{"name":"scripted","version":"1"}}}}}}"#
+                    );
+                    (json(&format!("Mcp-Session-Id: s-{n}\r\n"), payload), false)
+                }
+                "notifications/initialized" => (
+                    "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n".to_string(),
+                    false,
+                ),
+                "ping" => {
+                    let known = session.as_deref().is_some_and(|s| {
+                        s.strip_prefix("s-")
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .is_some_and(|n| n < seen.sessions_created.load(Ordering::Relaxed))
+                    });
+                    if !known {
+                        seen.unknown_session.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let count = seen.pings_ok.load(Ordering::Relaxed)
+                        + seen.pings_404.load(Ordering::Relaxed);
+                    if count % 37 == 36 {
+                        seen.pings_404.fetch_add(1, Ordering::Relaxed);
+                        (
+                            "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 17\r\n\r\nSession not found"
+                                .to_string(),
+                            false,
+                        )
+                    } else {
+                        seen.pings_ok.fetch_add(1, Ordering::Relaxed);
+                        let payload = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
+                        if served_on_connection.is_multiple_of(5) {
+                            seen.closes_with_header.fetch_add(1, Ordering::Relaxed);
+                            (json("Connection: close\r\n", payload), true)
+                        } else {
+                            (json("", payload), false)
+                        }
+                    }
+                }
+                other => panic!("unexpected method {other:?}"),
+            };
+            if writer.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+            if close {
+                return;
+            }
+            if method == "ping" && served_on_connection.is_multiple_of(7) {
+                // Close as an idle keep-alive connection would be closed: after the response
+                // has gone out and the client has read it, with no header announcing it.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                seen.closes_idle.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn engine_reconnects_keeps_sessions_and_reinitializes_after_404() {
+    let (addr, seen) = scripted::start();
+    let url = format!("http://{addr}/mcp");
+    let run = run_engine(
+        &url,
+        &[
+            "--connections",
+            "20",
+            "--shards",
+            "1",
+            "--duration",
+            "1500ms",
+            "--rate",
+            "400",
+        ],
+    );
+    seen.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let report = &run.report;
+    let sent = count(report, "/requests/sent");
+    let ok = count(report, "/requests/ok");
+    let errors = count(report, "/requests/errors");
+    assert_eq!(sent, ok + errors, "{}", run.stdout);
+    assert_eq!(count(report, "/connections/established"), 20);
+    assert_eq!(
+        load(&seen.unknown_session),
+        0,
+        "the engine sent a session it did not get"
+    );
+    // Every 404 is one failed request counted as a lost session, and one new session.
+    let lost = load(&seen.pings_404);
+    assert!(lost > 0, "the script never answered 404: {}", run.stdout);
+    assert_eq!(count(report, "/errors_by_cause/session_lost"), lost);
+    assert_eq!(errors, lost, "{}", run.stdout);
+    assert_eq!(ok, load(&seen.pings_ok));
+    assert_eq!(load(&seen.sessions_created), 20 + lost);
+    assert_eq!(count(report, "/counters/sessions_established"), 20 + lost);
+    // Closes announced by the header, and silent idle closes, each led to a reconnect that
+    // kept the session (no initialize beyond the 404 ones above).
+    assert!(load(&seen.closes_with_header) > 0 && load(&seen.closes_idle) > 0);
+    assert_eq!(
+        count(report, "/counters/reconnects_connection_close"),
+        load(&seen.closes_with_header)
+    );
+    assert!(
+        count(report, "/counters/reconnects_idle_close") <= load(&seen.closes_idle),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        load(&seen.connections),
+        count(report, "/counters/connect_attempts")
+    );
+}

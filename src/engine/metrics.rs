@@ -34,8 +34,8 @@ counters! {
     sessions_established,
     /// The server closed an idle keep-alive connection: reconnected, session kept.
     reconnects_idle_close,
-    /// 404 (or 400 naming the session): the session is gone; re-initialized.
-    sessions_lost,
+    /// The server answered with `Connection: close` (or HTTP/1.0): reconnected, session kept.
+    reconnects_connection_close,
     requests_sent,
     requests_ok,
     /// JSON-RPC error object in a response.
@@ -50,6 +50,8 @@ counters! {
     error_socket,
     error_setsockopt,
     error_bind,
+    /// 404: the server forgot the session; the request failed and a new session is opened.
+    error_session_lost,
     error_http_4xx,
     error_http_5xx,
     error_http_other,

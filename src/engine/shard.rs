@@ -148,7 +148,8 @@ const LOOP_TICK: Duration = Duration::from_millis(5);
 const LATE_SEND_NS: u64 = 1_000_000;
 /// Free send/spill buffers kept with their memory.
 const POOL_RESERVE_MAX: usize = 1024;
-const POOL_BUF_BYTES: usize = 1024;
+/// A request with its headers is 300–450 bytes; a longer one grows its buffer.
+const POOL_BUF_BYTES: usize = 512;
 /// How long the end of a run waits for in-flight requests and closes.
 const DRAIN_MAX: Duration = Duration::from_secs(3);
 
@@ -1112,7 +1113,7 @@ impl<'a> Shard<'a> {
                         Err(Counter::error_stream_without_response)
                     }
                     (200, _) => Err(Counter::error_not_rpc),
-                    (404, _) => Err(Counter::sessions_lost),
+                    (404, _) => Err(Counter::error_session_lost),
                     (503, _) => Err(Counter::error_http_503),
                     (400..=499, _) => Err(Counter::error_http_4xx),
                     (500..=599, _) => Err(Counter::error_http_5xx),
@@ -1129,7 +1130,7 @@ impl<'a> Shard<'a> {
                         self.metrics.incr(cause);
                     }
                 }
-                if outcome == Err(Counter::sessions_lost) {
+                if outcome == Err(Counter::error_session_lost) {
                     // The server forgot the session: initialize a new one on this connection.
                     let c = &mut self.rings[r].conns[slot as usize];
                     c.session = SessionId::EMPTY;
@@ -1152,6 +1153,7 @@ impl<'a> Shard<'a> {
     /// said it will close.
     fn after_response(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
         if !summary.keep_alive || self.rings[r].conns[slot as usize].flags & PEER_EOF != 0 {
+            self.metrics.incr(Counter::reconnects_connection_close);
             let keep = self.phase != Phase::Closing;
             conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
             self.begin_close(r, slot, keep);

@@ -84,7 +84,12 @@ counters! {
 
 pub fn new_histogram() -> Histogram<u64> {
     // Bounds are constants within hdrhistogram's limits: this cannot fail.
-    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+    let mut histogram =
+        Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds");
+    // Write every counter once so its pages are resident now: a histogram is a fixed cost of
+    // the shard, and faulting it in lazily would show up as per-connection memory growth.
+    histogram.reset();
+    histogram
 }
 
 /// Latency pair for one kind of request: from the intended send time (corrected) and from the

@@ -142,6 +142,8 @@ impl Shared {
 const HANDSHAKES_MAX: usize = 1024;
 /// Source sockaddrs for BIND, reused round-robin; > HANDSHAKES_MAX (see `start_connect`).
 const SOURCE_ADDRS_LEN: usize = 2048;
+/// How often the slab is swept for expired deadlines (the timeouts' resolution).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest the loop sleeps without a deadline.
 const LOOP_TICK: Duration = Duration::from_millis(5);
 /// A request later than this behind its intended time counts as a late send.
@@ -236,10 +238,8 @@ pub struct Shard<'a> {
     idle: VecDeque<(u16, u32, u16)>,
     /// Connections waiting for a handshake slot to reconnect.
     reconnects: VecDeque<(u16, u32, u16)>,
-    /// (deadline, ring, slot, generation): connect timeouts; monotonic, so a FIFO.
-    connect_deadlines: VecDeque<(u64, u16, u32, u16)>,
-    /// (deadline, ring, slot, generation, id): request timeouts; monotonic.
-    request_deadlines: VecDeque<(u64, u16, u32, u16, u32)>,
+    /// Next sweep of the slab for connect and request timeouts.
+    next_sweep_ns: u64,
     handshakes: usize,
     opened: u32,
     settled: u32,
@@ -379,8 +379,7 @@ impl<'a> Shard<'a> {
             scratch: Scratch::default(),
             idle: VecDeque::with_capacity(slice.connections as usize),
             reconnects: VecDeque::new(),
-            connect_deadlines: VecDeque::with_capacity(HANDSHAKES_MAX * 2),
-            request_deadlines: VecDeque::new(),
+            next_sweep_ns: 0,
             handshakes: 0,
             opened: 0,
             settled: 0,
@@ -547,12 +546,7 @@ impl<'a> Shard<'a> {
         {
             deadline = deadline.min(due);
         }
-        if let Some(&(due, ..)) = self.connect_deadlines.front() {
-            deadline = deadline.min(due);
-        }
-        if let Some(&(due, ..)) = self.request_deadlines.front() {
-            deadline = deadline.min(due);
-        }
+        deadline = deadline.min(self.next_sweep_ns);
         Duration::from_nanos(deadline.saturating_sub(self.now_ns))
     }
 
@@ -677,12 +671,6 @@ impl<'a> Shard<'a> {
         .user_data(ud(Op::Connect));
         self.push(r, connect);
         self.rings[r].conns[slot as usize].sent_ns = self.now_ns;
-        self.connect_deadlines.push_back((
-            self.now_ns + self.plan.connect_timeout.as_nanos() as u64,
-            r as u16,
-            slot,
-            generation,
-        ));
     }
 
     fn on_chain(&mut self, r: usize, slot: u32, op: Op, res: i32) {
@@ -790,16 +778,7 @@ impl<'a> Shard<'a> {
             conn.id as u64,
         );
         self.metrics.add_to(Counter::bytes_sent, out.len() as u64);
-        let generation = conn.generation;
-        let id = conn.id;
         self.submit_send(r, slot, buf);
-        self.request_deadlines.push_back((
-            self.now_ns + self.plan.request_timeout.as_nanos() as u64,
-            r as u16,
-            slot,
-            generation,
-            id,
-        ));
     }
 
     fn submit_send(&mut self, r: usize, slot: u32, buf: u32) {
@@ -1258,40 +1237,42 @@ impl<'a> Shard<'a> {
 
     // ---- timeouts ------------------------------------------------------------------------
 
+    /// Checks every connection for an expired connect or request deadline. A sweep over the
+    /// slab every SWEEP_INTERVAL costs a few µs per thousand connections and no memory, where a
+    /// deadline queue entry per request would grow with rate × timeout.
     fn expire_deadlines(&mut self) {
-        while let Some(&(deadline, r, slot, generation)) = self.connect_deadlines.front() {
-            if deadline > self.now_ns {
-                break;
-            }
-            self.connect_deadlines.pop_front();
-            let conn = &mut self.rings[r as usize].conns[slot as usize];
-            if conn.generation == generation
-                && conn.state == State::Connecting
-                && conn.chain_pending > 0
-            {
-                conn.flags |= CONNECT_TIMED_OUT;
-                conn.flags |= CANCEL_SUBMITTED;
-                let entry =
-                    opcode::AsyncCancel::new(UserData::new(slot, generation, Op::Connect).encode())
+        if self.now_ns < self.next_sweep_ns {
+            return;
+        }
+        self.next_sweep_ns = self.now_ns + SWEEP_INTERVAL.as_nanos() as u64;
+        let connect_timeout_ns = self.plan.connect_timeout.as_nanos() as u64;
+        let request_timeout_ns = self.plan.request_timeout.as_nanos() as u64;
+        for r in 0..self.rings.len() {
+            for slot in 0..self.rings[r].conns.len() as u32 {
+                let conn = &mut self.rings[r].conns[slot as usize];
+                let waited_ns = self.now_ns.saturating_sub(conn.sent_ns);
+                match conn.state {
+                    State::Connecting
+                        if waited_ns > connect_timeout_ns
+                            && conn.chain_pending > 0
+                            && conn.flags & CANCEL_SUBMITTED == 0 =>
+                    {
+                        conn.flags |= CONNECT_TIMED_OUT | CANCEL_SUBMITTED;
+                        let generation = conn.generation;
+                        let entry = opcode::AsyncCancel::new(
+                            UserData::new(slot, generation, Op::Connect).encode(),
+                        )
                         .build()
                         .user_data(UserData::new(slot, generation, Op::Cancel).encode());
-                self.push(r as usize, entry);
-            }
-        }
-        while let Some(&(deadline, r, slot, generation, id)) = self.request_deadlines.front() {
-            if deadline > self.now_ns {
-                break;
-            }
-            self.request_deadlines.pop_front();
-            let conn = &self.rings[r as usize].conns[slot as usize];
-            if conn.generation == generation
-                && conn.id == id
-                && matches!(
-                    conn.state,
+                        self.push(r, entry);
+                    }
                     State::Awaiting | State::Initializing | State::Initialized
-                )
-            {
-                self.connection_broke(r as usize, slot, Counter::error_request_timeout);
+                        if waited_ns > request_timeout_ns =>
+                    {
+                        self.connection_broke(r, slot, Counter::error_request_timeout);
+                    }
+                    _ => {}
+                }
             }
         }
     }

@@ -5,18 +5,22 @@
 #      bytes, both under the same wrk load in the same run.
 # Prints machine, kernel, limits and commit beside the figures.
 #
-#   tools/bench-serve.sh [--connections 100000] [--seconds 10] [--wrk-connections 64]
+#   tools/bench-serve.sh [--connections 100000] [--seconds 10] [--wrk-connections 64] [--rounds 3]
+# The two servers are measured alternately, --rounds times each; the ratio is of the medians,
+# so a burst of unrelated load on the machine skews one round, not the figure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 connections=100000
 seconds=10
 wrk_connections=64
+rounds=3
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --connections) connections="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
         --wrk-connections) wrk_connections="$2"; shift 2 ;;
+        --rounds) rounds="$2"; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -49,7 +53,7 @@ bin=target/release/mcpstorm
 
 echo
 echo "== sessions held by serve ($connections requested)"
-cargo bench --quiet --bench serve_hold -- --connections "$connections" --serve-bin "$bin"
+[[ "$connections" -gt 0 ]] && cargo bench --quiet --bench serve_hold -- --connections "$connections" --serve-bin "$bin"
 
 tmp=$(mktemp -d)
 cleanup() {
@@ -74,7 +78,7 @@ body='{"jsonrpc":"2.0","id":1,"method":"ping"}'
 serve_port=18581
 nginx_port=18582
 
-"$bin" serve --listen "127.0.0.1:$serve_port" --shards 2 --ready-file "$tmp/ready" >"$tmp/serve.log" &
+"$bin" serve --listen "127.0.0.1:$serve_port" --shards 2 ${SERVE_EXTRA:-} --ready-file "$tmp/ready" >"$tmp/serve.log" &
 serve_pid=$!
 for _ in $(seq 100); do [[ -s "$tmp/ready" ]] && break; sleep 0.05; done
 session=$(curl -s -D - -o /dev/null -X POST "http://127.0.0.1:$serve_port/mcp" \
@@ -111,29 +115,31 @@ nginx_pids=$(pgrep -P "$(cat "$tmp/nginx.pid")" | tr '\n' ' ')
 nginx_reply=$(curl -s -X POST "http://127.0.0.1:$nginx_port/mcp" -H 'Content-Type: application/json' -d "$body")
 [[ "$nginx_reply" == "$reply" ]] || { echo "nginx answers different bytes: $nginx_reply vs $reply" >&2; exit 1; }
 
-measure() { # name url pids…
-    local name=$1 url=$2; shift 2
-    local before after requests
+measure() { # name round url pids…
+    local name=$1 round=$2 url=$3; shift 3
+    local before after requests non2xx
     before=$(cpu_ticks "$@")
     wrk -t1 -c"$wrk_connections" -d"${seconds}s" -s "$tmp/ping.lua" "$url" >"$tmp/$name.wrk"
     after=$(cpu_ticks "$@")
     requests=$(awk '/requests in/ {print $1}' "$tmp/$name.wrk")
-    local non2xx
     non2xx=$(awk '/Non-2xx/ {print $NF}' "$tmp/$name.wrk")
-    awk -v n="$name" -v r="$requests" -v c="$((after - before))" -v t="$clk_tck" -v s="$seconds" -v e="${non2xx:-0}" \
-        'BEGIN { printf "%-14s requests %9d  (%8.0f req/s)  non-2xx %s  server CPU %6.2f s  CPU/request %6.2f µs\n", n, r, r/s, e, c/t, c/t*1e6/r }'
-    echo "$requests $((after - before))" >"$tmp/$name.result"
+    awk -v n="$name" -v k="$round" -v r="$requests" -v c="$((after - before))" -v t="$clk_tck" -v s="$seconds" -v e="${non2xx:-0}" \
+        'BEGIN { printf "round %d %-9s requests %9d (%7.0f req/s)  non-2xx %s  server CPU %6.2f s  CPU/request %6.2f µs\n", k, n, r, r/s, e, c/t, c/t*1e6/r }'
+    awk -v r="$requests" -v c="$((after - before))" -v t="$clk_tck" 'BEGIN { printf "%.4f\n", c/t*1e6/r }' >>"$tmp/$name.cpu_us"
 }
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo
-echo "== server CPU per request: wrk -t1 -c$wrk_connections -d${seconds}s, POST ping (same reply bytes from both)"
-echo "   reply: $reply"
-measure mcpstorm "http://127.0.0.1:$serve_port/mcp" "$serve_pid"
-measure nginx "http://127.0.0.1:$nginx_port/mcp" $nginx_pids
-read -r serve_requests serve_ticks <"$tmp/mcpstorm.result"
-read -r nginx_requests nginx_ticks <"$tmp/nginx.result"
-awk -v sr="$serve_requests" -v st="$serve_ticks" -v nr="$nginx_requests" -v nt="$nginx_ticks" \
-    'BEGIN { printf "ratio: mcpstorm CPU/request ÷ nginx CPU/request = %.2f (≤ 1.00 means mcpstorm spends no more)\n", (st/sr)/(nt/nr) }'
-echo "   note: mcpstorm also parses the JSON-RPC body and checks the session on every request; nginx returns a constant."
+echo "== server CPU per request: wrk -t1 -c$wrk_connections -d${seconds}s, POST ping, $rounds alternating rounds"
+echo "   reply (same bytes from both): $reply"
+for round in $(seq "$rounds"); do
+    measure mcpstorm "$round" "http://127.0.0.1:$serve_port/mcp" "$serve_pid"
+    measure nginx "$round" "http://127.0.0.1:$nginx_port/mcp" $nginx_pids
+done
+serve_median=$(median "$tmp/mcpstorm.cpu_us")
+nginx_median=$(median "$tmp/nginx.cpu_us")
+awk -v s="$serve_median" -v n="$nginx_median" \
+    'BEGIN { printf "median CPU/request: mcpstorm %.2f µs, nginx %.2f µs; ratio %.2f (≤ 1.00: mcpstorm spends no more than nginx)\n", s, n, s/n }'
+echo "   note: mcpstorm parses the JSON-RPC body and checks the session on every request; nginx returns a constant."
 kill -INT "$serve_pid"; wait "$serve_pid" || true; serve_pid=
 tail -n1 "$tmp/serve.log"

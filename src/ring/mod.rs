@@ -297,6 +297,12 @@ impl Ring {
     /// Submits queued SQEs without waiting. EBUSY/EAGAIN (CQ pressure) are not errors: the
     /// caller reaps and tries again.
     pub fn submit(&mut self) -> io::Result<()> {
+        // io-uring's submit() enters the kernel even with nothing queued; a shard calls this
+        // for every follower ring on every loop turn, so skip the empty syscall. Pending task
+        // work needs no entry of its own: it runs whenever this thread enters any ring.
+        if self.uring.submission().is_empty() && self.backlog.is_empty() {
+            return Ok(());
+        }
         loop {
             match self.uring.submit() {
                 Ok(_) => break,

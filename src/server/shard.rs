@@ -71,6 +71,8 @@ struct RingSlot {
     conns: Vec<Conn>,
     listeners: Vec<socket2::Socket>,
     accept_armed: Vec<bool>,
+    /// Follower only: the leader holds a poll on this ring's fd.
+    poll_armed: bool,
     open: u32,
 }
 
@@ -168,6 +170,7 @@ impl<'a> Shard<'a> {
                 conns: vec![Conn::FREE; plan.slots_per_ring as usize],
                 listeners: ring_listeners,
                 accept_armed,
+                poll_armed: false,
                 open: 0,
             });
         }
@@ -235,10 +238,13 @@ impl<'a> Shard<'a> {
                     // next one: responses then wait in the output pool for one batch at most,
                     // which bounds the pool (and RSS) however many connections burst at once.
                     self.rings[r].ring.bufs.publish();
-                    self.rings[r].ring.submit()?;
                     if cqes.len() < cqes.capacity() {
                         break;
                     }
+                    self.rings[r].ring.submit()?;
+                }
+                if r > 0 && !self.rings[r].poll_armed {
+                    self.arm_ring_poll(r);
                 }
                 self.rings[r].ring.bufs.publish();
             }
@@ -280,14 +286,18 @@ impl<'a> Shard<'a> {
         self.rings[r].accept_armed[l] = true;
     }
 
+    /// One-shot poll of a follower's ring fd from the leader. It is re-armed only after the
+    /// follower's CQ has been drained (see `run`): a multishot poll would post one leader CQE
+    /// per follower CQE, doubling completion traffic. Arming is level-triggered (a non-empty
+    /// CQ fires at once), so no wake-up is lost in between.
     fn arm_ring_poll(&mut self, r: usize) {
         let fd = self.rings[r].ring.raw_fd();
         let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
-            .multi(true)
             .build()
             .user_data(UserData::new(r as u32, 0, Op::PollRing).encode());
         // The follower ring lives as long as the leader (both owned by this shard).
         self.push(0, entry);
+        self.rings[r].poll_armed = true;
     }
 
     fn arm_recv(&mut self, r: usize, slot: u32) {
@@ -306,11 +316,7 @@ impl<'a> Shard<'a> {
         let (res, flags) = (cqe.result(), cqe.flags());
         match ud.op {
             Op::Accept => self.on_accept(r, ud.aux as usize, res, flags),
-            Op::PollRing => {
-                if !cqueue::more(flags) {
-                    self.arm_ring_poll(ud.slot as usize);
-                }
-            }
+            Op::PollRing => self.rings[ud.slot as usize].poll_armed = false,
             Op::Cancel => {}
             op => {
                 let conn = &self.rings[r].conns[ud.slot as usize];

@@ -444,7 +444,16 @@ impl<'a> Shard<'a> {
                 self.rings[r].conns[slot as usize].spill = spill;
                 let data = self.rings[r].ring.bufs.get(bid, len);
                 self.spills.bufs[spill as usize].extend_from_slice(data);
-                self.process_spill(r, slot);
+                if self.spills.bufs[spill as usize].len() > self.limits.request_bytes_max() * 2 {
+                    // A client pipelining far ahead of a paused (sleeping) or unread
+                    // connection: bound what we buffer for it and let it go.
+                    self.stats.incr(Counter::error_pipeline_overflow);
+                    let conn = &mut self.rings[r].conns[slot as usize];
+                    conn.flags |= WANT_CLOSE;
+                    conn.flags &= !PAUSED;
+                } else {
+                    self.process_spill(r, slot);
+                }
             }
         }
         self.rings[r].ring.bufs.recycle(bid);

@@ -68,6 +68,8 @@ counters! {
     error_method_not_found,
     error_unknown_tool,
     error_tool_arguments,
+    /// A client sent more than 2 × the request limit ahead of answers it was not reading.
+    error_pipeline_overflow,
     /// recv completed with an error other than a reset (counted with the peer's reset apart).
     error_recv,
     peer_resets,

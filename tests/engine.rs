@@ -161,6 +161,10 @@ fn engine_unreachable_target_counts_failures_and_exits_zero() {
     assert_eq!(count(&run.report, "/connections/established"), 0);
     assert_eq!(count(&run.report, "/connections/failed"), 50);
     assert_eq!(count(&run.report, "/errors_by_cause/connect_refused"), 50);
+    assert_eq!(
+        count(&run.report, "/connect_errnos/connect:ECONNREFUSED"),
+        50
+    );
     assert_eq!(count(&run.report, "/requests/sent"), 0);
 }
 

@@ -135,7 +135,13 @@ pub struct ShardMetrics {
     pub failed: u64,
     /// Time from the ramp start to this shard's last session established.
     pub ramp_ns: u64,
+    /// Connect-chain failures by (operation, errno), so a rare failure names its cause.
+    /// Bounded: [`ERRNO_KINDS_MAX`] distinct pairs, the rest counted under errno 0.
+    pub errnos: Vec<(&'static str, i32, u64)>,
 }
+
+/// Distinct (operation, errno) pairs kept per shard.
+pub const ERRNO_KINDS_MAX: usize = 32;
 
 impl Default for ShardMetrics {
     fn default() -> Self {
@@ -155,6 +161,7 @@ impl ShardMetrics {
             held_max: 0,
             failed: 0,
             ramp_ns: 0,
+            errnos: Vec::with_capacity(ERRNO_KINDS_MAX + 1),
         }
     }
 
@@ -166,6 +173,20 @@ impl ShardMetrics {
     #[inline]
     pub fn add_to(&mut self, counter: Counter, value: u64) {
         self.counters[counter as usize] += value;
+    }
+
+    pub fn record_errno(&mut self, op: &'static str, errno: i32) {
+        let errno = if self.errnos.len() >= ERRNO_KINDS_MAX
+            && !self.errnos.iter().any(|e| e.0 == op && e.1 == errno)
+        {
+            0
+        } else {
+            errno
+        };
+        match self.errnos.iter_mut().find(|e| e.0 == op && e.1 == errno) {
+            Some(entry) => entry.2 += 1,
+            None => self.errnos.push((op, errno, 1)),
+        }
     }
 
     pub fn get(&self, counter: Counter) -> u64 {
@@ -204,6 +225,12 @@ impl ShardMetrics {
             mine.add(theirs);
         }
         self.all.add(&other.all);
+        for &(op, errno, count) in &other.errnos {
+            match self.errnos.iter_mut().find(|e| e.0 == op && e.1 == errno) {
+                Some(entry) => entry.2 += count,
+                None => self.errnos.push((op, errno, count)),
+            }
+        }
         self.held_max += other.held_max;
         self.failed += other.failed;
         self.ramp_ns = self.ramp_ns.max(other.ramp_ns);
@@ -230,6 +257,8 @@ mod tests {
         a.incr(Counter::requests_ok);
         b.add_to(Counter::requests_ok, 2);
         b.incr(Counter::error_reset);
+        b.record_errno("connect", libc::ECONNREFUSED);
+        a.record_errno("connect", libc::ECONNREFUSED);
         a.record_request(Method::Ping, 100, 90);
         b.record_request(Method::ToolsCall, 10_000_000_000, 0);
         a.merge(&b);
@@ -241,6 +270,11 @@ mod tests {
         assert!(a.all.corrected.max() >= LATENCY_US_MAX - LATENCY_US_MAX / 1000);
         assert_eq!(a.all.uncorrected.min(), 1);
         assert_eq!(a.errors_by_cause(), vec![("reset", 1)]);
+        assert_eq!(a.errnos, vec![("connect", libc::ECONNREFUSED, 2)]);
+        for errno in 1..100 {
+            a.record_errno("bind", errno);
+        }
+        assert_eq!(a.errnos.len(), ERRNO_KINDS_MAX + 1);
     }
 
     #[test]

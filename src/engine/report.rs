@@ -105,6 +105,8 @@ pub struct Report {
     pub memory: Memory,
     pub generator: Generator,
     pub errors_by_cause: BTreeMap<&'static str, u64>,
+    /// Connect-chain failures by `operation:errno name` (e.g. `connect:ECONNREFUSED`).
+    pub connect_errnos: BTreeMap<String, u64>,
     /// Every engine counter, by name.
     pub counters: BTreeMap<&'static str, u64>,
 }
@@ -211,6 +213,11 @@ impl Report {
                 rings: measured.rings,
             },
             errors_by_cause: metrics.errors_by_cause().into_iter().collect(),
+            connect_errnos: metrics
+                .errnos
+                .iter()
+                .map(|&(op, errno, count)| (format!("{op}:{}", errno_name(errno)), count))
+                .collect(),
             counters: Counter::ALL
                 .iter()
                 .map(|c| (c.name(), metrics.get(*c)))
@@ -282,6 +289,32 @@ impl Report {
     }
 }
 
+/// The symbolic name of an errno the connect chain can plausibly return, else its number.
+fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EINVAL => "EINVAL",
+        libc::EBADF => "EBADF",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ENOMEM => "ENOMEM",
+        libc::EAGAIN => "EAGAIN",
+        libc::EINTR => "EINTR",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EALREADY => "EALREADY",
+        libc::EISCONN => "EISCONN",
+        _ => return errno.to_string(),
+    };
+    name.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +344,8 @@ mod tests {
         metrics.add_to(Counter::requests_failed, 1);
         metrics.incr(Counter::error_http_5xx);
         metrics.record_request(Method::Ping, 200, 150);
+        metrics.record_errno("bind", libc::EADDRINUSE);
+        metrics.record_errno("connect", 999);
         let report = Report::build(&metrics, &measured());
         let json = serde_json::to_value(&report).unwrap();
         for path in [
@@ -336,6 +371,8 @@ mod tests {
             assert!(json.pointer(path).is_some(), "missing {path} in {json}");
         }
         assert_eq!(json["connections"]["established"], 9);
+        assert_eq!(json["connect_errnos"]["bind:EADDRINUSE"], 1);
+        assert_eq!(json["connect_errnos"]["connect:999"], 1);
         assert_eq!(json["throughput_rps"], 2.0);
         assert_eq!(json["memory"]["client_user_bytes_per_conn"], 1000.0);
         assert_eq!(json["memory"]["kernel_bytes_per_socket"], 5000.0);

@@ -682,6 +682,13 @@ impl<'a> Shard<'a> {
         conn.chain_pending -= 1;
         let first_failure = res < 0 && res != -libc::ECANCELED;
         if first_failure {
+            let op_name = match op {
+                Op::Socket => "socket",
+                Op::SetSockOpt => "setsockopt",
+                Op::Bind => "bind",
+                _ => "connect",
+            };
+            self.metrics.record_errno(op_name, -res);
             let cause = match (op, -res) {
                 (Op::Socket, _) => Counter::error_socket,
                 (Op::SetSockOpt, _) => Counter::error_setsockopt,

@@ -67,6 +67,7 @@ fn main() {
     let server_pid = server.id();
     std::thread::sleep(Duration::from_millis(200));
     let rss_before = rss_bytes(server_pid);
+    let slab_before_kib = meminfo_kib("Slab");
     let started = Instant::now();
     let per_proc = connections.div_ceil(procs);
     let me = std::env::current_exe().unwrap();
@@ -97,6 +98,7 @@ fn main() {
     let establish_s = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
     let rss_after = rss_bytes(server_pid);
+    let slab_after_kib = meminfo_kib("Slab");
     let stats = stats(addr);
     for (child, _) in children.iter_mut() {
         child.stdin.as_mut().unwrap().write_all(b"ping\n").unwrap();
@@ -145,6 +147,12 @@ fn main() {
     println!(
         "serve_hold: server user bytes/session {:.0}",
         growth as f64 / held.max(1) as f64
+    );
+    println!(
+        "serve_hold: kernel Slab growth     {} KiB = {:.0} B per socket ({} sockets: both ends on loopback)",
+        slab_after_kib.saturating_sub(slab_before_kib),
+        slab_after_kib.saturating_sub(slab_before_kib) as f64 * 1024.0 / (2 * held).max(1) as f64,
+        2 * held
     );
     println!("serve_hold: {}", summary.lines().last().unwrap_or(""));
 }
@@ -249,4 +257,20 @@ fn json_field(json: &str, field: &str) -> String {
     serde_json::from_str::<serde_json::Value>(json)
         .map(|v| v[field].to_string())
         .unwrap_or_default()
+}
+
+/// One /proc/meminfo field in KiB.
+fn meminfo_kib(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }

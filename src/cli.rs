@@ -23,6 +23,26 @@ pub enum Command {
     Serve(ServeArgs),
     /// Open MCP sessions against URL(s) with io_uring shards and load them.
     Run(RunArgs),
+    /// Read kernel and process limits; say what blocks N connections and how to fix it.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Target MCP endpoint(s) the run would use; none = the embedded server on this host.
+    pub urls: Vec<String>,
+    /// Connections the run would hold.
+    #[arg(long, default_value = "100k", value_parser = parse_count)]
+    pub connections: u64,
+    /// Source addresses the run would bind, e.g. 127.0.0.2-127.0.0.9.
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// Sessions opened per second during the ramp.
+    #[arg(long, default_value = "20k", value_parser = parse_count)]
+    pub connect_rate: u64,
+    /// Print the diagnosis as JSON (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,3 +7,4 @@ pub mod engine;
 pub mod proto;
 pub mod ring;
 pub mod server;
+pub mod sys;

@@ -2,7 +2,7 @@
 //! (0 success, 1 an SLA failed, 2 could not run). All logic lives in the library.
 
 use clap::Parser;
-use mcpstorm::cli::{Cli, Command, RunArgs, ServeArgs};
+use mcpstorm::cli::{Cli, Command, DoctorArgs, RunArgs, ServeArgs};
 use mcpstorm::server::{self, ServeOptions, ServerPlan};
 use std::process::ExitCode;
 
@@ -14,6 +14,62 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Run(args) => run(args),
+        Command::Doctor(args) => doctor(args),
+    }
+}
+
+/// `mcpstorm doctor`: exit 0 when nothing blocks the connection count, 1 when something does,
+/// 2 when the options are wrong.
+fn doctor(args: DoctorArgs) -> ExitCode {
+    use mcpstorm::sys::doctor::{Need, Verdict, diagnose};
+    let mut targets = Vec::new();
+    for url in &args.urls {
+        match mcpstorm::engine::plan::parse_url(url) {
+            Ok(target) => targets.push(target.addr),
+            Err(e) => {
+                eprintln!("mcpstorm doctor: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    targets.sort();
+    targets.dedup();
+    let source_ips = match args
+        .source_ips
+        .as_deref()
+        .map(mcpstorm::engine::plan::parse_source_ips)
+    {
+        None => 1,
+        Some(Ok(ips)) => ips.len() as u64,
+        Some(Err(e)) => {
+            eprintln!("mcpstorm doctor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let need = Need {
+        connections: args.connections,
+        targets: targets.len() as u64,
+        source_ips,
+        connect_rate_per_s: args.connect_rate,
+        // Loopback is all this tool targets, so the server's sockets live here too.
+        target_on_this_host: true,
+    };
+    let diagnosis = diagnose(&mcpstorm::sys::facts::read_facts(), &need);
+    if args.json {
+        match serde_json::to_string_pretty(&diagnosis) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("mcpstorm doctor: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", diagnosis.render_text());
+    }
+    if diagnosis.verdict == Verdict::Block {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -85,6 +85,39 @@ pub struct KernelFeatures {
 /// Probes io_uring and fails with the missing feature and minimum kernel when the engine cannot
 /// run. Features the engine can do without are reported, not required.
 pub fn probe_kernel() -> Result<KernelFeatures, RingError> {
+    let features = probe_features()?;
+    let required: [(bool, &'static str, &'static str); 4] = [
+        (features.ext_arg, "EXT_ARG (wait with timeout)", "5.11"),
+        (
+            features.socket_op,
+            "IORING_OP_SOCKET with direct descriptors",
+            "5.19",
+        ),
+        (
+            features.multishot_accept,
+            "multishot accept into auto slots",
+            "5.19",
+        ),
+        (
+            features.multishot_recv && features.buf_ring,
+            "multishot recv with buffer rings",
+            "6.0",
+        ),
+    ];
+    for (present, feature, kernel_min) in required {
+        if !present {
+            return Err(RingError::MissingFeature {
+                feature,
+                kernel_min,
+            });
+        }
+    }
+    Ok(features)
+}
+
+/// What io_uring offers here, without judging it (`mcpstorm doctor` reports each feature).
+/// Fails only when no ring can be created at all.
+pub fn probe_features() -> Result<KernelFeatures, RingError> {
     if let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         match text.trim() {
             "2" => {
@@ -138,32 +171,6 @@ pub fn probe_kernel() -> Result<KernelFeatures, RingError> {
         multishot_recv: probe.is_supported(opcode::SendZc::CODE),
         buf_ring: probe.is_supported(opcode::SendZc::CODE),
     };
-    let required: [(bool, &'static str, &'static str); 4] = [
-        (features.ext_arg, "EXT_ARG (wait with timeout)", "5.11"),
-        (
-            features.socket_op,
-            "IORING_OP_SOCKET with direct descriptors",
-            "5.19",
-        ),
-        (
-            features.multishot_accept,
-            "multishot accept into auto slots",
-            "5.19",
-        ),
-        (
-            features.multishot_recv && features.buf_ring,
-            "multishot recv with buffer rings",
-            "6.0",
-        ),
-    ];
-    for (present, feature, kernel_min) in required {
-        if !present {
-            return Err(RingError::MissingFeature {
-                feature,
-                kernel_min,
-            });
-        }
-    }
     Ok(features)
 }
 

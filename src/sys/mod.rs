@@ -1,0 +1,6 @@
+//! The machine as the kernel reports it: /proc and /sys readers, rlimits, sysctls, and
+//! `mcpstorm doctor`, which turns them into verdicts and fixes. The engine's pre-flight check
+//! calls the same `doctor::diagnose`, so `doctor` and `run` never disagree about a limit.
+
+pub mod doctor;
+pub mod facts;

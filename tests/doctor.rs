@@ -1,0 +1,87 @@
+//! `mcpstorm doctor` on this machine: verdicts, exit codes and the fixes it names.
+
+use std::process::Command;
+
+fn doctor(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .arg("doctor")
+        .args(args)
+        .output()
+        .expect("run mcpstorm doctor");
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    (
+        output.status.code().expect("doctor exits with a code"),
+        text,
+    )
+}
+
+#[test]
+fn hundred_thousand_against_the_embedded_server_fits_here() {
+    let (code, text) = doctor(&["--connections", "100000"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("5 rings of ≤ 20000 direct descriptors") || !text.contains("hard 20000"),
+        "{text}"
+    );
+    assert!(!text.contains("BLOCK "), "{text}");
+}
+
+#[test]
+fn five_million_blocks_with_named_fixes() {
+    let (code, text) = doctor(&["--connections", "5000000"]);
+    assert_eq!(code, 1, "{text}");
+    let memory = text
+        .lines()
+        .find(|l| l.contains("MemAvailable"))
+        .expect("memory row");
+    assert!(memory.starts_with("BLOCK"), "{memory}");
+    assert!(
+        text.contains(
+            "fix:   use a host with more memory, run the target elsewhere, or --connections "
+        ),
+        "{text}"
+    );
+    assert!(text.contains("verdict: BLOCKED"), "{text}");
+}
+
+#[test]
+fn one_url_needs_source_addresses_past_the_port_range() {
+    let (code, text) = doctor(&["http://127.0.0.1:9/mcp", "--connections", "100000"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("--source-ips 127.0.0.2-127.0.0."), "{text}");
+    let (code, text) = doctor(&[
+        "http://127.0.0.1:9/mcp",
+        "--connections",
+        "100000",
+        "--source-ips",
+        "127.0.0.2-127.0.0.9",
+    ]);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let (code, text) = doctor(&["--connections", "1000", "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("doctor --json prints JSON");
+    assert_eq!(json["need"]["connections"], 1000);
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "RLIMIT_NOFILE")
+    );
+    assert!(matches!(
+        json["verdict"].as_str(),
+        Some("OK") | Some("WARN")
+    ));
+}
+
+#[test]
+fn bad_options_exit_2() {
+    let (code, text) = doctor(&["http://10.1.2.3:80/mcp"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("loopback"), "{text}");
+}

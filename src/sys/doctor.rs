@@ -678,10 +678,12 @@ mod tests {
     fn memory_warns_past_half() {
         let mut f = facts();
         f.mem_available_bytes = 5 << 28;
-        assert!(
-            100_000 * (2 * KERNEL_BYTES_PER_SOCKET + USER_BYTES_PER_CONNECTION) * 10
-                < (5u64 << 28) * 9
-        );
+        const {
+            assert!(
+                100_000 * (2 * KERNEL_BYTES_PER_SOCKET + USER_BYTES_PER_CONNECTION) * 10
+                    < (5u64 << 28) * 9
+            )
+        };
         // 100K × (9600 + 256) B ≈ 940 MiB: over half of 1.25 GiB, under 90 %.
         assert_eq!(
             check(&diagnose(&f, &need(100_000)), "MemAvailable").verdict,

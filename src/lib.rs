@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod engine;
 pub mod proto;
+pub mod report;
 pub mod ring;
 pub mod server;
 pub mod sys;

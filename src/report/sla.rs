@@ -1,0 +1,575 @@
+//! SLA bounds and their verdicts. Part of `report/`; I/O-free. Every row puts the measured
+//! `actual` beside the `target` and a verdict computed from the two; nothing is typed in.
+//!
+//! Defaults are the user's reference profile: P95 < 100 ms, errors < 0.05 %, sustained
+//! throughput > 10,000 req/s, memory per connection < 2 KB, recovery < 5 s.
+
+use super::{PhaseReport, PhaseStatus, format_us};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    Pass,
+    /// The phase that measures this row was skipped by an option: nothing to judge.
+    Skipped,
+    /// The generator fell behind in the measuring phase: its figures cannot be trusted.
+    Invalid,
+    /// The figure should exist but does not (phase aborted, not run, or not measurable).
+    NotMeasured,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaRow {
+    pub name: String,
+    pub phase: String,
+    pub target: String,
+    pub actual: String,
+    /// The numbers behind `actual`/`target`, for scripts.
+    pub actual_value: Option<f64>,
+    pub target_value: f64,
+    pub verdict: Verdict,
+    pub note: Option<String>,
+}
+
+/// The bounds; `None` = that SLA is off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaSpec {
+    pub p95_latency_us: Option<u64>,
+    pub error_rate_pct: Option<f64>,
+    pub throughput_rps: Option<f64>,
+    pub mem_bytes_per_conn: Option<f64>,
+    pub recovery_s: Option<f64>,
+}
+
+impl Default for SlaSpec {
+    fn default() -> SlaSpec {
+        SlaSpec {
+            p95_latency_us: Some(100_000),
+            error_rate_pct: Some(0.05),
+            throughput_rps: Some(10_000.0),
+            mem_bytes_per_conn: Some(2048.0),
+            recovery_s: Some(5.0),
+        }
+    }
+}
+
+impl SlaSpec {
+    /// Applies `p95=100ms,errors=0.05%,throughput=10k,mem=2KB,recovery=5s` over the defaults;
+    /// a value of `off` disables that SLA.
+    pub fn parse_over_defaults(text: &str) -> Result<SlaSpec, String> {
+        let mut spec = SlaSpec::default();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--sla item {item:?} is not key=value (e.g. p95=100ms)"))?;
+            let value = value.trim();
+            let off = value.eq_ignore_ascii_case("off");
+            match key.trim() {
+                "p95" => {
+                    spec.p95_latency_us = if off {
+                        None
+                    } else {
+                        Some(
+                            crate::cli::parse_duration(value)?
+                                .as_micros()
+                                .min(u64::MAX as u128) as u64,
+                        )
+                    }
+                }
+                "errors" => {
+                    spec.error_rate_pct = if off {
+                        None
+                    } else {
+                        let number = value.strip_suffix('%').ok_or_else(|| {
+                            format!("--sla errors={value}: give a percentage like 0.05%")
+                        })?;
+                        Some(
+                            number
+                                .trim()
+                                .parse::<f64>()
+                                .map_err(|_| format!("--sla errors={value}: not a number"))?,
+                        )
+                    }
+                }
+                "throughput" => {
+                    spec.throughput_rps = if off {
+                        None
+                    } else {
+                        let number = value.trim_end_matches("rps").trim_end_matches("/s");
+                        Some(crate::cli::parse_count(number)? as f64)
+                    }
+                }
+                "mem" => {
+                    spec.mem_bytes_per_conn = if off { None } else { Some(parse_bytes(value)?) }
+                }
+                "recovery" => {
+                    spec.recovery_s = if off {
+                        None
+                    } else {
+                        Some(crate::cli::parse_duration(value)?.as_secs_f64())
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "--sla: unknown key {other:?} (p95, errors, throughput, mem, recovery)"
+                    ));
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// `2KB`, `2KiB`, `512B`, `1.5MB` → bytes (KB = 1000, KiB = 1024; the reference profile's
+/// "2 KB" is read as 2048 by the default, the stricter reading).
+pub fn parse_bytes(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a size: {text:?} (try 2KB)"))?;
+    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "kib" => 1024.0,
+        "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    Ok(value * multiplier)
+}
+
+/// The verdict for a measuring phase before looking at the number.
+fn phase_gate(phase: Option<&PhaseReport>) -> Result<&PhaseReport, (Verdict, String)> {
+    match phase {
+        None => Err((Verdict::NotMeasured, "phase missing from the run".into())),
+        Some(p) if p.status == PhaseStatus::Skipped => {
+            Err((Verdict::Skipped, format!("{} was skipped", p.name)))
+        }
+        Some(p) if matches!(p.status, PhaseStatus::NotRun) => {
+            Err((Verdict::NotMeasured, format!("{} did not run", p.name)))
+        }
+        Some(p) => Ok(p),
+    }
+}
+
+fn row(name: &str, phase: &str, target: String, target_value: f64) -> SlaRow {
+    SlaRow {
+        name: name.into(),
+        phase: phase.into(),
+        target,
+        actual: "—".into(),
+        actual_value: None,
+        target_value,
+        verdict: Verdict::NotMeasured,
+        note: None,
+    }
+}
+
+/// Judges one measured value: INVALID beats PASS when the generator fell behind.
+fn judge(
+    mut r: SlaRow,
+    phase: &PhaseReport,
+    actual: Option<f64>,
+    actual_text: String,
+    pass: impl Fn(f64) -> bool,
+) -> SlaRow {
+    let Some(actual) = actual else {
+        r.note = Some(format!("{} produced no figure for this SLA", phase.name));
+        return r;
+    };
+    r.actual = actual_text;
+    r.actual_value = Some(actual);
+    let passes = pass(actual);
+    r.verdict = if !passes {
+        Verdict::Fail
+    } else if !phase.generator.valid {
+        r.note = phase.generator.invalid_reason.clone();
+        Verdict::Invalid
+    } else {
+        Verdict::Pass
+    };
+    if phase.status != PhaseStatus::Completed && r.verdict == Verdict::Pass {
+        r.note = Some(
+            format!(
+                "{} ended {:?}: figure covers the time it ran",
+                phase.name, phase.status
+            )
+            .to_lowercase(),
+        );
+    }
+    r
+}
+
+pub fn evaluate(spec: &SlaSpec, phases: &[PhaseReport]) -> Vec<SlaRow> {
+    let find = |name: &str| phases.iter().find(|p| p.name == name);
+    let mut rows = Vec::new();
+    if let Some(bound) = spec.p95_latency_us {
+        let r = row(
+            "p95_latency",
+            "sustained",
+            format!("< {}", format_us(bound)),
+            bound as f64,
+        );
+        rows.push(match phase_gate(find("sustained")) {
+            Err((verdict, note)) => SlaRow {
+                verdict,
+                note: Some(note),
+                ..r
+            },
+            Ok(p) => {
+                let actual = (p.latency_us.count > 0).then_some(p.latency_us.p95 as f64);
+                judge(r, p, actual, format_us(p.latency_us.p95), |a| {
+                    a < bound as f64
+                })
+            }
+        });
+    }
+    if let Some(bound) = spec.error_rate_pct {
+        let r = row("error_rate", "sustained", format!("< {bound}%"), bound);
+        rows.push(match phase_gate(find("sustained")) {
+            Err((verdict, note)) => SlaRow {
+                verdict,
+                note: Some(note),
+                ..r
+            },
+            Ok(p) => {
+                let actual = p.requests.error_rate_pct();
+                let text = actual.map_or("—".into(), |a| {
+                    format!(
+                        "{a:.3}% ({} of {})",
+                        p.requests.errors,
+                        p.requests.ok + p.requests.errors
+                    )
+                });
+                judge(r, p, actual, text, |a| a < bound)
+            }
+        });
+    }
+    if let Some(bound) = spec.throughput_rps {
+        let r = row(
+            "throughput",
+            "sustained",
+            format!("> {bound:.0} req/s"),
+            bound,
+        );
+        rows.push(match phase_gate(find("sustained")) {
+            Err((verdict, note)) => SlaRow {
+                verdict,
+                note: Some(note),
+                ..r
+            },
+            Ok(p) => {
+                let actual = (p.duration_s > 0.0).then_some(p.throughput_rps);
+                let mut r = judge(
+                    r,
+                    p,
+                    actual,
+                    format!("{:.0} req/s", p.throughput_rps),
+                    |a| a > bound,
+                );
+                if r.verdict == Verdict::Fail
+                    && let Some(offered) = p.offered_rps
+                    && offered < bound
+                {
+                    r.note = Some(format!(
+                        "offered only {offered:.0} req/s: raise --rate to test this SLA"
+                    ));
+                }
+                r
+            }
+        });
+    }
+    if let Some(bound) = spec.mem_bytes_per_conn {
+        let r = row(
+            "memory_per_connection",
+            "sustained",
+            format!("< {bound:.0} B"),
+            bound,
+        );
+        rows.push(match phase_gate(find("sustained")) {
+            Err((verdict, note)) => SlaRow {
+                verdict,
+                note: Some(note),
+                ..r
+            },
+            Ok(p) => {
+                let memory = p.memory.clone().unwrap_or_default();
+                // The server's figure is what the SLA is about when we can measure it.
+                let (actual, whose) = match (
+                    memory.server_user_bytes_per_conn,
+                    memory.client_user_bytes_per_conn,
+                ) {
+                    (Some(server), _) => (Some(server), "server"),
+                    (None, Some(client)) => (Some(client), "client (server not measurable)"),
+                    (None, None) => (None, "none"),
+                };
+                let mut r = judge(
+                    r,
+                    p,
+                    actual,
+                    actual.map_or("—".into(), |a| format!("{a:.0} B ({whose})")),
+                    |a| a < bound,
+                );
+                if let (Some(server), Some(client)) = (
+                    memory.server_user_bytes_per_conn,
+                    memory.client_user_bytes_per_conn,
+                ) {
+                    r.note = Some(format!(
+                        "server {server:.0} B, client {client:.0} B per connection"
+                    ));
+                }
+                r
+            }
+        });
+    }
+    if let Some(bound) = spec.recovery_s {
+        let r = row(
+            "recovery_time",
+            "failure_recovery",
+            format!("< {bound} s"),
+            bound,
+        );
+        rows.push(match phase_gate(find("failure_recovery")) {
+            Err((verdict, note)) => SlaRow {
+                verdict,
+                note: Some(note),
+                ..r
+            },
+            Ok(p) => match &p.recovery {
+                None => SlaRow {
+                    note: Some("no fault was measured".into()),
+                    ..r
+                },
+                Some(recovery) => match recovery.recovery_s {
+                    None => SlaRow {
+                        actual: format!(
+                            "never ({} of {} sessions back)",
+                            recovery.sessions_restored, recovery.sessions_before
+                        ),
+                        verdict: Verdict::Fail,
+                        ..r
+                    },
+                    Some(seconds) => judge(r, p, Some(seconds), format!("{seconds:.2} s"), |a| {
+                        a < bound
+                    }),
+                },
+            },
+        });
+    }
+    rows
+}
+
+/// Overall verdict: FAIL if any row failed or was not measured, else INVALID if any row was
+/// invalid, else PASS (skipped rows do not count).
+pub fn overall(rows: &[SlaRow]) -> Verdict {
+    if rows
+        .iter()
+        .any(|r| matches!(r.verdict, Verdict::Fail | Verdict::NotMeasured))
+    {
+        Verdict::Fail
+    } else if rows.iter().any(|r| r.verdict == Verdict::Invalid) {
+        Verdict::Invalid
+    } else {
+        Verdict::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{GeneratorCheck, MemoryFigures, Percentiles, Recovery, Requests};
+    use super::*;
+
+    fn sustained(p95_us: u64, ok: u64, errors: u64, rps: f64) -> PhaseReport {
+        let mut p = PhaseReport::new("sustained", PhaseStatus::Completed);
+        p.duration_s = 10.0;
+        p.latency_us = Percentiles {
+            count: ok + errors,
+            p50: p95_us / 2,
+            p95: p95_us,
+            p99: p95_us * 2,
+            max: p95_us * 3,
+        };
+        p.requests = Requests {
+            sent: ok + errors,
+            ok,
+            errors,
+            in_flight_at_end: 0,
+        };
+        p.throughput_rps = rps;
+        p.offered_rps = Some(rps);
+        p.memory = Some(MemoryFigures {
+            client_user_bytes_per_conn: Some(120.0),
+            ..MemoryFigures::default()
+        });
+        p
+    }
+
+    fn recovery_phase(seconds: Option<f64>) -> PhaseReport {
+        let mut p = PhaseReport::new("failure_recovery", PhaseStatus::Completed);
+        p.recovery = Some(Recovery {
+            fault: "restart".into(),
+            recovery_s: seconds,
+            sessions_before: 1000,
+            sessions_restored: if seconds.is_some() { 1000 } else { 10 },
+            requests_lost: 3,
+        });
+        p
+    }
+
+    fn verdict_of<'a>(rows: &'a [SlaRow], name: &str) -> &'a SlaRow {
+        rows.iter().find(|r| r.name == name).unwrap()
+    }
+
+    #[test]
+    fn everything_within_bounds_passes() {
+        let rows = evaluate(
+            &SlaSpec::default(),
+            &[
+                sustained(20_000, 1_000_000, 10, 20_000.0),
+                recovery_phase(Some(1.5)),
+            ],
+        );
+        assert!(rows.iter().all(|r| r.verdict == Verdict::Pass), "{rows:#?}");
+        assert_eq!(overall(&rows), Verdict::Pass);
+        assert_eq!(verdict_of(&rows, "p95_latency").actual, "20.0 ms");
+        assert_eq!(verdict_of(&rows, "p95_latency").target, "< 100.0 ms");
+    }
+
+    #[test]
+    fn each_sla_can_fail() {
+        // P95 over 100 ms (the `sleep` tool run).
+        let rows = evaluate(
+            &SlaSpec::default(),
+            &[
+                sustained(150_000, 1000, 0, 20_000.0),
+                recovery_phase(Some(1.0)),
+            ],
+        );
+        assert_eq!(verdict_of(&rows, "p95_latency").verdict, Verdict::Fail);
+        // Errors (a tiny --max-sessions): 1 % > 0.05 %.
+        let rows = evaluate(
+            &SlaSpec::default(),
+            &[
+                sustained(1000, 990, 10, 20_000.0),
+                recovery_phase(Some(1.0)),
+            ],
+        );
+        assert_eq!(verdict_of(&rows, "error_rate").verdict, Verdict::Fail);
+        assert_eq!(
+            verdict_of(&rows, "error_rate").actual,
+            "1.000% (10 of 1000)"
+        );
+        // The reference suite's "450 req/s vs target > 10K req/s" must FAIL, not PASS.
+        let rows = evaluate(
+            &SlaSpec::default(),
+            &[sustained(1000, 4500, 0, 450.0), recovery_phase(Some(1.0))],
+        );
+        let throughput = verdict_of(&rows, "throughput");
+        assert_eq!(throughput.verdict, Verdict::Fail);
+        assert!(throughput.note.as_deref().unwrap().contains("raise --rate"));
+        // Memory: a Python-SDK-like 43 KiB per session.
+        let mut heavy = sustained(1000, 1000, 0, 20_000.0);
+        heavy.memory = Some(MemoryFigures {
+            server_user_bytes_per_conn: Some(44_000.0),
+            client_user_bytes_per_conn: Some(100.0),
+            ..Default::default()
+        });
+        let rows = evaluate(&SlaSpec::default(), &[heavy, recovery_phase(Some(1.0))]);
+        let memory = verdict_of(&rows, "memory_per_connection");
+        assert_eq!(memory.verdict, Verdict::Fail);
+        assert!(memory.actual.contains("(server)"));
+        // Recovery: too slow, and never.
+        let rows = evaluate(
+            &SlaSpec::default(),
+            &[
+                sustained(1000, 1000, 0, 20_000.0),
+                recovery_phase(Some(7.5)),
+            ],
+        );
+        assert_eq!(verdict_of(&rows, "recovery_time").verdict, Verdict::Fail);
+        let rows = evaluate(
+            &SlaSpec::default(),
+            &[sustained(1000, 1000, 0, 20_000.0), recovery_phase(None)],
+        );
+        let never = verdict_of(&rows, "recovery_time");
+        assert_eq!(never.verdict, Verdict::Fail);
+        assert!(never.actual.starts_with("never"));
+        assert_eq!(overall(&rows), Verdict::Fail);
+    }
+
+    #[test]
+    fn a_late_generator_makes_passing_rows_invalid() {
+        let mut p = sustained(20_000, 1_000_000, 0, 20_000.0);
+        p.generator = GeneratorCheck::judge(50_000, 1_000_000, 100, 0, 0);
+        let rows = evaluate(&SlaSpec::default(), &[p, recovery_phase(Some(1.0))]);
+        assert_eq!(verdict_of(&rows, "p95_latency").verdict, Verdict::Invalid);
+        assert!(
+            verdict_of(&rows, "p95_latency")
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("late")
+        );
+        assert_eq!(overall(&rows), Verdict::Invalid);
+        // A failing row stays FAIL: the bound broke even with a slow generator.
+        let mut p = sustained(200_000, 1000, 0, 20_000.0);
+        p.generator = GeneratorCheck::judge(500, 1000, 100, 0, 0);
+        let rows = evaluate(&SlaSpec::default(), &[p, recovery_phase(Some(1.0))]);
+        assert_eq!(verdict_of(&rows, "p95_latency").verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn skipped_and_missing_phases() {
+        let skipped = PhaseReport::new("failure_recovery", PhaseStatus::Skipped);
+        let rows = evaluate(
+            &SlaSpec::default(),
+            &[sustained(1000, 1000, 0, 20_000.0), skipped],
+        );
+        assert_eq!(verdict_of(&rows, "recovery_time").verdict, Verdict::Skipped);
+        assert_eq!(overall(&rows), Verdict::Pass);
+        let rows = evaluate(&SlaSpec::default(), &[recovery_phase(Some(1.0))]);
+        assert_eq!(
+            verdict_of(&rows, "p95_latency").verdict,
+            Verdict::NotMeasured
+        );
+        assert_eq!(overall(&rows), Verdict::Fail);
+    }
+
+    #[test]
+    fn spec_parsing() {
+        let spec = SlaSpec::parse_over_defaults(
+            "p95=250ms, errors=1%,throughput=50k,mem=4KiB,recovery=off",
+        )
+        .unwrap();
+        assert_eq!(spec.p95_latency_us, Some(250_000));
+        assert_eq!(spec.error_rate_pct, Some(1.0));
+        assert_eq!(spec.throughput_rps, Some(50_000.0));
+        assert_eq!(spec.mem_bytes_per_conn, Some(4096.0));
+        assert_eq!(spec.recovery_s, None);
+        assert_eq!(
+            SlaSpec::parse_over_defaults("").unwrap(),
+            SlaSpec::default()
+        );
+        assert!(SlaSpec::parse_over_defaults("p99=1s").is_err());
+        assert!(SlaSpec::parse_over_defaults("errors=5").is_err());
+        assert!(SlaSpec::parse_over_defaults("mem=2 parsecs").is_err());
+        let off =
+            SlaSpec::parse_over_defaults("p95=off,errors=off,throughput=off,mem=off,recovery=off")
+                .unwrap();
+        assert!(evaluate(&off, &[]).is_empty());
+    }
+
+    #[test]
+    fn bytes() {
+        assert_eq!(parse_bytes("2KB").unwrap(), 2000.0);
+        assert_eq!(parse_bytes("2KiB").unwrap(), 2048.0);
+        assert_eq!(parse_bytes("512").unwrap(), 512.0);
+        assert_eq!(parse_bytes("1.5MB").unwrap(), 1_500_000.0);
+    }
+}

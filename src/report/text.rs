@@ -1,0 +1,244 @@
+//! The text report printed on stdout at the end of a phased run: one table row per phase, the
+//! phase details that matter (recovery, capacity steps, leak check), the SLA table and the
+//! generator self-check. Part of `report/`; formats figures, measures nothing.
+
+use super::sla::Verdict;
+use super::{PhaseReport, PhaseStatus, RunReport, format_count, format_us};
+use std::fmt::Write as _;
+
+fn verdict_word(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::Invalid => "INVALID",
+        Verdict::Skipped => "SKIPPED",
+        Verdict::NotMeasured => "NOT MEASURED",
+    }
+}
+
+fn status_word(status: PhaseStatus) -> &'static str {
+    match status {
+        PhaseStatus::Completed => "done",
+        PhaseStatus::Skipped => "skipped",
+        PhaseStatus::Aborted => "ABORTED",
+        PhaseStatus::Interrupted => "INTERRUPTED",
+        PhaseStatus::NotRun => "not run",
+    }
+}
+
+pub fn render(report: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "mcpstorm {} — {} connections against {}{}",
+        report.mcpstorm_version,
+        format_count(report.connections),
+        if report.embedded_server {
+            "the embedded server".to_string()
+        } else {
+            report.targets.join(", ")
+        },
+        if report.partial {
+            "  [PARTIAL: interrupted]"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "machine: {} CPUs, Linux {}, RLIMIT_NOFILE {}; run took {:.1} s\n",
+        report.machine.cpus, report.machine.kernel, report.machine.nofile_hard, report.duration_s
+    );
+    let _ = writeln!(
+        out,
+        "{:<17} {:>8} {:>9} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "phase", "status", "time", "sessions", "requests", "req/s", "p50", "p95", "p99", "errors"
+    );
+    for phase in &report.phases {
+        let _ = writeln!(
+            out,
+            "{:<17} {:>8} {:>8.1}s {:>10} {:>11} {:>9.0} {:>9} {:>9} {:>9} {:>8}",
+            phase.name,
+            status_word(phase.status),
+            phase.duration_s,
+            format_count(phase.sessions.held_max),
+            format_count(phase.requests.ok + phase.requests.errors),
+            phase.throughput_rps,
+            if phase.latency_us.count > 0 {
+                format_us(phase.latency_us.p50)
+            } else {
+                "—".into()
+            },
+            if phase.latency_us.count > 0 {
+                format_us(phase.latency_us.p95)
+            } else {
+                "—".into()
+            },
+            if phase.latency_us.count > 0 {
+                format_us(phase.latency_us.p99)
+            } else {
+                "—".into()
+            },
+            format_count(phase.requests.errors),
+        );
+    }
+    out.push('\n');
+    for phase in &report.phases {
+        let lines = phase_details(phase);
+        if !lines.is_empty() {
+            let _ = writeln!(out, "{}:", phase.name);
+            for line in lines {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    out.push_str("\nSLA\n");
+    let _ = writeln!(
+        out,
+        "  {:<22} {:<17} {:<24} {:<28} verdict",
+        "check", "phase", "target", "actual"
+    );
+    for row in &report.sla {
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<17} {:<24} {:<28} {}{}",
+            row.name,
+            row.phase,
+            row.target,
+            row.actual,
+            verdict_word(row.verdict),
+            row.note
+                .as_ref()
+                .map_or(String::new(), |n| format!("  ({n})"))
+        );
+    }
+    out.push_str("\ngenerator self-check\n");
+    for phase in &report.phases {
+        if matches!(phase.status, PhaseStatus::Skipped | PhaseStatus::NotRun) {
+            continue;
+        }
+        let g = &phase.generator;
+        let _ = writeln!(
+            out,
+            "  {:<17} late sends {} ({:.2}%), loop lag p99 {}, CQ overflows {}, SQ backlog max {}: {}",
+            phase.name,
+            format_count(g.late_sends),
+            g.late_sends_pct,
+            format_us(g.loop_lag_us_p99),
+            g.cq_overflows,
+            g.sq_backlog_max,
+            if g.valid {
+                "ok".to_string()
+            } else {
+                format!("INVALID ({})", g.invalid_reason.as_deref().unwrap_or(""))
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nverdict: {}{}",
+        verdict_word(report.verdict),
+        if report.partial {
+            " (partial run: interrupted)"
+        } else {
+            ""
+        }
+    );
+    out
+}
+
+/// The detail lines of one phase (ramp rate, memory, CPU, recovery, capacity steps, leak
+/// check, errors by cause, notes), shared by the text and HTML reports.
+pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(rate) = phase.sessions.established_per_s {
+        lines.push(format!(
+            "established {} of {} sessions ({} failed) at {rate:.0}/s; connect p99 {}, initialize p99 {}",
+            format_count(phase.sessions.established),
+            format_count(phase.sessions.target),
+            format_count(phase.sessions.failed),
+            format_us(phase.connect_us.p99),
+            format_us(phase.initialize_us.p99)
+        ));
+    }
+    if let Some(memory) = &phase.memory {
+        let mut parts = Vec::new();
+        if let Some(v) = memory.client_user_bytes_per_conn {
+            parts.push(format!("client {v:.0} B/conn"));
+        }
+        if let Some(v) = memory.server_user_bytes_per_conn {
+            parts.push(format!("server {v:.0} B/conn"));
+        }
+        if let Some(v) = memory.kernel_bytes_per_socket {
+            parts.push(format!("kernel {v:.0} B/socket"));
+        }
+        if let Some(v) = memory.server_rss_growth_bytes_per_min {
+            parts.push(format!("server RSS growth {v:.0} B/min"));
+        }
+        if !parts.is_empty() {
+            lines.push(format!("memory: {}", parts.join(", ")));
+        }
+    }
+    if let Some(cpu) = &phase.cpu {
+        let mut text = format!("cpu: generator {:.2} s", cpu.generator_cpu_s);
+        if let Some(v) = cpu.generator_cpu_us_per_request {
+            let _ = write!(text, " ({v:.2} µs/request)");
+        }
+        if let Some(v) = cpu.server_cpu_s {
+            let _ = write!(text, ", server {v:.2} s");
+        }
+        lines.push(text);
+    }
+    if let Some(recovery) = &phase.recovery {
+        lines.push(format!(
+            "fault {}: {} of {} sessions back; recovery {}; {} requests in flight lost",
+            recovery.fault,
+            format_count(recovery.sessions_restored),
+            format_count(recovery.sessions_before),
+            recovery
+                .recovery_s
+                .map_or("never".to_string(), |s| format!("{s:.2} s")),
+            format_count(recovery.requests_lost)
+        ));
+    }
+    if let Some(capacity) = &phase.capacity {
+        for step in &capacity.steps {
+            lines.push(format!(
+                "step offered {:>9.0} req/s → achieved {:>9.0}, p95 {:>9}, errors {:.3}% {}",
+                step.offered_rps,
+                step.achieved_rps,
+                format_us(step.latency_us_p95),
+                step.error_rate_pct,
+                if step.pass {
+                    "pass".to_string()
+                } else {
+                    format!("BROKE: {}", step.broke.as_deref().unwrap_or(""))
+                }
+            ));
+        }
+        lines.push(match capacity.capacity_rps {
+            Some(rps) => format!("capacity: {rps:.0} req/s (highest passing step)"),
+            None => "capacity: no step passed".to_string(),
+        });
+    }
+    if let Some(leak) = &phase.leak {
+        lines.push(format!(
+            "server RSS {} KiB at baseline → {} KiB after {} sessions deleted",
+            leak.server_rss_baseline_bytes / 1024,
+            leak.server_rss_after_bytes / 1024,
+            format_count(leak.sessions_deleted)
+        ));
+    }
+    if !phase.errors_by_cause.is_empty() {
+        let causes: Vec<String> = phase
+            .errors_by_cause
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        lines.push(format!("errors by cause: {}", causes.join(" ")));
+    }
+    if let Some(note) = &phase.note {
+        lines.push(note.clone());
+    }
+    lines
+}

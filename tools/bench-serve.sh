@@ -44,7 +44,7 @@ echo "cpu:       $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2
 echo "memory:    $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 echo "kernel:    $(uname -r)"
 echo "nofile:    soft $(ulimit -Sn) hard $(ulimit -Hn)"
-echo "ports:     $(cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' '-')"
+echo "ports:     $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range)"
 echo "wrk:       $(wrk -v 2>&1 | head -n1)"
 echo "nginx:     $(nginx -v 2>&1)"
 
@@ -57,8 +57,8 @@ echo "== sessions held by serve ($connections requested)"
 
 tmp=$(mktemp -d)
 cleanup() {
-    [[ -n "${serve_pid:-}" ]] && kill "$serve_pid" 2>/dev/null || true
-    [[ -f "$tmp/nginx.pid" ]] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+    if [[ -n "${serve_pid:-}" ]]; then kill "$serve_pid" 2>/dev/null || true; fi
+    if [[ -f "$tmp/nginx.pid" ]]; then kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true; fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -78,6 +78,8 @@ body='{"jsonrpc":"2.0","id":1,"method":"ping"}'
 serve_port=18581
 nginx_port=18582
 
+# SERVE_EXTRA: extra serve options (word-split on purpose), e.g. "--max-connections 20000".
+# shellcheck disable=SC2086
 "$bin" serve --listen "127.0.0.1:$serve_port" --shards 2 ${SERVE_EXTRA:-} --ready-file "$tmp/ready" >"$tmp/serve.log" &
 serve_pid=$!
 for _ in $(seq 100); do [[ -s "$tmp/ready" ]] && break; sleep 0.05; done
@@ -111,7 +113,7 @@ http {
 EOF
 nginx -c "$tmp/nginx.conf"
 for _ in $(seq 100); do [[ -s "$tmp/nginx.pid" ]] && break; sleep 0.05; done
-nginx_pids=$(pgrep -P "$(cat "$tmp/nginx.pid")" | tr '\n' ' ')
+mapfile -t nginx_pids < <(pgrep -P "$(cat "$tmp/nginx.pid")")
 nginx_reply=$(curl -s -X POST "http://127.0.0.1:$nginx_port/mcp" -H 'Content-Type: application/json' -d "$body")
 [[ "$nginx_reply" == "$reply" ]] || { echo "nginx answers different bytes: $nginx_reply vs $reply" >&2; exit 1; }
 
@@ -134,7 +136,7 @@ echo "== server CPU per request: wrk -t1 -c$wrk_connections -d${seconds}s, POST 
 echo "   reply (same bytes from both): $reply"
 for round in $(seq "$rounds"); do
     measure mcpstorm "$round" "http://127.0.0.1:$serve_port/mcp" "$serve_pid"
-    measure nginx "$round" "http://127.0.0.1:$nginx_port/mcp" $nginx_pids
+    measure nginx "$round" "http://127.0.0.1:$nginx_port/mcp" "${nginx_pids[@]}"
 done
 serve_median=$(median "$tmp/mcpstorm.cpu_us")
 nginx_median=$(median "$tmp/nginx.cpu_us")

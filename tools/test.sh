@@ -13,6 +13,13 @@ echo "   python: $MCPSTORM_PEER_PYTHON"
 echo "== cargo fmt --check"
 cargo fmt --check
 
+echo "== shellcheck kernel-tuning/*.sh tools/*.sh"
+if ! command -v shellcheck >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck >/dev/null; }
+fi
+shellcheck kernel-tuning/*.sh tools/*.sh tools/peers/*.sh .ci/run
+
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 

@@ -8,6 +8,7 @@ pub mod html;
 pub mod sla;
 pub mod text;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,7 +25,7 @@ pub const PHASE_NAMES: [&str; 6] = [
     "cool_down",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PhaseStatus {
     Completed,
@@ -38,7 +39,7 @@ pub enum PhaseStatus {
     NotRun,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: u64,
@@ -77,7 +78,7 @@ pub fn spectrum(histogram: &hdrhistogram::Histogram<u64>) -> Vec<(f64, u64)> {
         .collect()
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Sessions {
     pub target: u64,
     pub established: u64,
@@ -87,7 +88,7 @@ pub struct Sessions {
     pub established_per_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Requests {
     pub sent: u64,
     pub ok: u64,
@@ -105,7 +106,7 @@ impl Requests {
 }
 
 /// The generator's own health: a phase where it fell behind is INVALID, never PASS.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct GeneratorCheck {
     pub late_sends: u64,
     /// Late sends ÷ sends, percent.
@@ -163,7 +164,7 @@ impl GeneratorCheck {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct MemoryFigures {
     pub client_user_bytes_per_conn: Option<f64>,
     /// Embedded server child or `--server-pid`; `None` when not measurable.
@@ -174,14 +175,14 @@ pub struct MemoryFigures {
     pub server_rss_growth_bytes_per_min: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct CpuFigures {
     pub generator_cpu_s: f64,
     pub server_cpu_s: Option<f64>,
     pub generator_cpu_us_per_request: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Recovery {
     pub fault: String,
     /// Fault → ≥ 99 % of sessions re-established and answering; `None` = never recovered.
@@ -192,7 +193,7 @@ pub struct Recovery {
     pub requests_lost: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CapacityStep {
     pub offered_rps: f64,
     pub achieved_rps: f64,
@@ -203,21 +204,21 @@ pub struct CapacityStep {
     pub broke: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Capacity {
     pub steps: Vec<CapacityStep>,
     /// The highest offered rate whose step passed.
     pub capacity_rps: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Leak {
     pub server_rss_baseline_bytes: u64,
     pub server_rss_after_bytes: u64,
     pub sessions_deleted: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PhaseReport {
     pub name: String,
     pub status: PhaseStatus,
@@ -283,7 +284,7 @@ impl PhaseReport {
 }
 
 /// One point per second of the run, merged across shards.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SecondSample {
     pub t_s: f64,
     pub phase: String,
@@ -295,7 +296,7 @@ pub struct SecondSample {
     pub latency_us_p99: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MachineInfo {
     pub cpus: usize,
     pub kernel: String,
@@ -303,7 +304,7 @@ pub struct MachineInfo {
     pub hostname: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RunReport {
     pub schema: String,
     pub mcpstorm_version: String,
@@ -322,6 +323,13 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The JSON Schema of the report, generated from these structs (committed as
+    /// schema/report.schema.json; a test keeps the two equal).
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(RunReport);
+        serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+    }
+
     pub fn phase(&self, name: &str) -> Option<&PhaseReport> {
         self.phases.iter().find(|p| p.name == name)
     }
@@ -353,7 +361,7 @@ pub fn format_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -407,6 +415,236 @@ mod tests {
             }
             .error_rate_pct(),
             Some(0.1)
+        );
+    }
+}
+
+/// A complete synthetic report for renderer and schema tests (every optional block filled).
+#[doc(hidden)]
+pub fn sample_report() -> RunReport {
+    let mut phases = Vec::new();
+    let mut t = 0.0;
+    for (i, name) in PHASE_NAMES.iter().enumerate() {
+        let mut p = PhaseReport::new(name, PhaseStatus::Completed);
+        p.start_s = t;
+        p.duration_s = 10.0;
+        t += 10.0;
+        p.sessions = Sessions {
+            target: 1000,
+            established: 1000,
+            failed: 0,
+            held_max: 1000,
+            established_per_s: (i == 1).then_some(20_000.0),
+        };
+        p.requests = Requests {
+            sent: 100_000,
+            ok: 99_990,
+            errors: 10,
+            in_flight_at_end: 0,
+        };
+        p.offered_rps = Some(10_000.0);
+        p.throughput_rps = 10_500.0;
+        p.latency_us = Percentiles {
+            count: 100_000,
+            p50: 300,
+            p95: 900,
+            p99: 2_000,
+            max: 9_000,
+        };
+        p.latency_uncorrected_us = p.latency_us;
+        p.latency_us_by_method
+            .insert("tools/call".into(), p.latency_us);
+        p.latency_spectrum_us = SPECTRUM_QUANTILES
+            .iter()
+            .enumerate()
+            .map(|(k, q)| (*q, 100 * (k as u64 + 1)))
+            .collect();
+        p.errors_by_cause.insert("http_503".into(), 10);
+        p.generator = GeneratorCheck::judge(10, 100_000, 300, 0, 0);
+        p.memory = Some(MemoryFigures {
+            client_user_bytes_per_conn: Some(120.0),
+            server_user_bytes_per_conn: Some(70.0),
+            kernel_bytes_per_socket: Some(4800.0),
+            client_rss_growth_bytes_per_min: Some(0.0),
+            server_rss_growth_bytes_per_min: Some(10.0),
+        });
+        p.cpu = Some(CpuFigures {
+            generator_cpu_s: 3.0,
+            server_cpu_s: Some(4.0),
+            generator_cpu_us_per_request: Some(30.0),
+        });
+        if *name == "failure_recovery" {
+            p.recovery = Some(Recovery {
+                fault: "restart".into(),
+                recovery_s: Some(1.2),
+                sessions_before: 1000,
+                sessions_restored: 1000,
+                requests_lost: 4,
+            });
+        }
+        if *name == "performance" {
+            p.capacity = Some(Capacity {
+                steps: vec![
+                    CapacityStep {
+                        offered_rps: 10_000.0,
+                        achieved_rps: 9_990.0,
+                        latency_us_p95: 900,
+                        error_rate_pct: 0.0,
+                        pass: true,
+                        broke: None,
+                    },
+                    CapacityStep {
+                        offered_rps: 15_000.0,
+                        achieved_rps: 11_000.0,
+                        latency_us_p95: 250_000,
+                        error_rate_pct: 0.0,
+                        pass: false,
+                        broke: Some("p95 250.0 ms ≥ 100.0 ms".into()),
+                    },
+                ],
+                capacity_rps: Some(10_000.0),
+            });
+        }
+        if *name == "cool_down" {
+            p.leak = Some(Leak {
+                server_rss_baseline_bytes: 50 << 20,
+                server_rss_after_bytes: 51 << 20,
+                sessions_deleted: 1000,
+            });
+        }
+        let mut h =
+            hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
+        h.record(300).expect("in range");
+        p.histogram = hist::encode(&h).ok();
+        p.note = Some(format!("<{name}> & notes are escaped"));
+        phases.push(p);
+    }
+    let series = (0..60)
+        .map(|s| SecondSample {
+            t_s: s as f64,
+            phase: PHASE_NAMES[(s / 10) as usize].into(),
+            sessions_held: 1000,
+            throughput_rps: 10_000.0,
+            errors: (s % 7 == 0) as u64,
+            latency_us_p50: 300,
+            latency_us_p95: 900,
+            latency_us_p99: 2000 + s * 10,
+        })
+        .collect();
+    let sla = sla::evaluate(&sla::SlaSpec::default(), &phases);
+    let verdict = sla::overall(&sla);
+    RunReport {
+        schema: SCHEMA_ID.into(),
+        mcpstorm_version: env!("CARGO_PKG_VERSION").into(),
+        started_unix_s: 1_790_000_000,
+        duration_s: 60.0,
+        partial: false,
+        targets: vec!["http://127.0.0.1:8080/mcp".into()],
+        embedded_server: true,
+        connections: 1000,
+        machine: MachineInfo {
+            cpus: 2,
+            kernel: "6.18".into(),
+            nofile_hard: 20_000,
+            hostname: "test".into(),
+        },
+        phases,
+        sla,
+        verdict,
+        series,
+    }
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+
+    /// Tag balance of the HTML we emit (void and self-closed elements aside).
+    fn assert_well_formed(html: &str) {
+        const VOID: [&str; 2] = ["meta", "br"];
+        let mut stack: Vec<String> = Vec::new();
+        let mut rest = html;
+        while let Some(open) = rest.find('<') {
+            rest = &rest[open + 1..];
+            let close = rest.find('>').expect("unterminated tag");
+            let tag = &rest[..close];
+            rest = &rest[close + 1..];
+            if tag.starts_with('!') {
+                continue;
+            }
+            let name: String = tag
+                .trim_start_matches('/')
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            if tag.starts_with('/') {
+                assert_eq!(
+                    stack.pop().as_deref(),
+                    Some(name.as_str()),
+                    "mismatched </{name}>"
+                );
+            } else if !tag.ends_with('/') && !VOID.contains(&name.as_str()) {
+                stack.push(name);
+            }
+        }
+        assert!(stack.is_empty(), "unclosed: {stack:?}");
+    }
+
+    #[test]
+    fn html_is_self_contained_and_well_formed() {
+        let report = sample_report();
+        let html = html::render(&report);
+        assert_well_formed(&html);
+        assert!(!html.contains("<script"), "no JavaScript");
+        assert!(!html.contains("http://") || html.matches("http://").all(|_| true));
+        assert!(
+            !html.contains("src=\"http") && !html.contains("href=\"http"),
+            "no network resources"
+        );
+        assert_eq!(
+            html.matches("<svg").count(),
+            4,
+            "sessions, throughput, latency, spectrum"
+        );
+        assert!(html.contains("&lt;performance&gt; &amp; notes are escaped"));
+        assert!(html.contains("capacity: 10000 req/s"));
+    }
+
+    #[test]
+    fn text_has_phase_rows_sla_and_generator() {
+        let text = text::render(&sample_report());
+        for name in PHASE_NAMES {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name} row");
+        }
+        assert!(text.contains("p95_latency"));
+        assert!(text.contains("generator self-check"));
+        assert!(text.contains("fault restart: 1,000 of 1,000 sessions back; recovery 1.20 s; 4 requests in flight lost"));
+        // 10 errors of 100,000 = 0.01 % < 0.05 %: every SLA passes in the sample.
+        assert!(text.trim_end().ends_with("verdict: PASS"), "{text}");
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let report = sample_report();
+        let json = serde_json::to_string(&report).unwrap();
+        let back: RunReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        assert_eq!(back.exit_code(), 0);
+        let histogram = hist::decode(back.phases[0].histogram.as_deref().unwrap()).unwrap();
+        assert_eq!(histogram.len(), 1);
+    }
+
+    #[test]
+    fn committed_schema_matches_the_structs() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/report.schema.json");
+        let generated = RunReport::json_schema();
+        if std::env::var_os("MCPSTORM_WRITE_SCHEMA").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "schema/report.schema.json is stale: run MCPSTORM_WRITE_SCHEMA=1 cargo test --lib committed_schema"
         );
     }
 }

@@ -5,9 +5,12 @@
 //! throughput > 10,000 req/s, memory per connection < 2 KB, recovery < 5 s.
 
 use super::{PhaseReport, PhaseStatus, format_us};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     Pass,
@@ -20,7 +23,7 @@ pub enum Verdict {
     Fail,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SlaRow {
     pub name: String,
     pub phase: String,
@@ -34,7 +37,7 @@ pub struct SlaRow {
 }
 
 /// The bounds; `None` = that SLA is off.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SlaSpec {
     pub p95_latency_us: Option<u64>,
     pub error_rate_pct: Option<f64>,

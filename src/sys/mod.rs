@@ -3,4 +3,5 @@
 //! calls the same `doctor::diagnose`, so `doctor` and `run` never disagree about a limit.
 
 pub mod doctor;
+pub mod errno;
 pub mod facts;

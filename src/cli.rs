@@ -61,6 +61,10 @@ pub struct RunArgs {
     pub connect_rate: u64,
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Longest the ramp (opening every session) may take; the load then starts with the
+    /// sessions held, and the rest count as `ramp_timeout` errors.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ramp_timeout: Duration,
     /// A request (initialize included) unanswered this long fails and its connection closes.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,

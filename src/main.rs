@@ -81,6 +81,7 @@ fn run(args: RunArgs) -> ExitCode {
         connect_rate_per_s: args.connect_rate,
         connect_timeout: args.connect_timeout,
         request_timeout: args.request_timeout,
+        ramp_timeout: args.ramp_timeout,
         source_ips: args.source_ips,
         rate_per_s: args.rate,
         duration: args.duration,

@@ -203,13 +203,18 @@ mod scripted {
         pub closes_idle: AtomicU64,
         /// Requests naming a session this server never issued (a client bug).
         pub unknown_session: AtomicU64,
+        pub initialize_requests: AtomicU64,
+        /// Every this-many-th initialize is never answered (0 = answer all).
+        pub silent_initialize_every: AtomicU64,
         pub stop: AtomicBool,
     }
 
-    pub fn start() -> (SocketAddr, Arc<Seen>) {
+    pub fn start(silent_initialize_every: u64) -> (SocketAddr, Arc<Seen>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
+        seen.silent_initialize_every
+            .store(silent_initialize_every, Ordering::Relaxed);
         let accept_seen = seen.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -268,6 +273,14 @@ mod scripted {
             };
             let (response, close) = match method {
                 "initialize" => {
+                    let k = seen.initialize_requests.fetch_add(1, Ordering::Relaxed) + 1;
+                    let every = seen.silent_initialize_every.load(Ordering::Relaxed);
+                    if every > 0 && k.is_multiple_of(every) {
+                        // Never answer: hold the connection until the client gives up.
+                        let mut sink = Vec::new();
+                        let _ = reader.read_to_end(&mut sink);
+                        return;
+                    }
                     let n = seen.sessions_created.fetch_add(1, Ordering::Relaxed);
                     let payload = format!(
                         r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25","capabilities":{{}},"serverInfo":{{"name":"scripted","version":"1"}}}}}}"#
@@ -328,7 +341,7 @@ mod scripted {
 
 #[test]
 fn engine_reconnects_keeps_sessions_and_reinitializes_after_404() {
-    let (addr, seen) = scripted::start();
+    let (addr, seen) = scripted::start(0);
     let url = format!("http://{addr}/mcp");
     let run = run_engine(
         &url,
@@ -379,5 +392,98 @@ fn engine_reconnects_keeps_sessions_and_reinitializes_after_404() {
     assert_eq!(
         load(&seen.connections),
         count(report, "/counters/connect_attempts")
+    );
+}
+
+#[test]
+fn engine_unanswered_initialize_times_out_and_the_run_ends_on_time() {
+    let (addr, seen) = scripted::start(4);
+    let url = format!("http://{addr}/mcp");
+    let started = std::time::Instant::now();
+    let run = run_engine(
+        &url,
+        &[
+            "--connections",
+            "40",
+            "--shards",
+            "1",
+            "--duration",
+            "500ms",
+            "--request-timeout",
+            "400ms",
+            "--rate",
+            "200",
+        ],
+    );
+    seen.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = &run.report;
+    // 10 of 40 initialize requests are never answered: each times out (a 100 ms sweep) and
+    // the connection counts as failed; the others load normally.
+    assert_eq!(
+        count(report, "/connections/established"),
+        30,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(count(report, "/connections/failed"), 10);
+    assert_eq!(count(report, "/errors_by_cause/request_timeout"), 10);
+    assert_eq!(count(report, "/errors_by_cause/initialize_failed"), 10);
+    // The script also answers every 37th ping with 404: those are the only request errors.
+    assert_eq!(
+        count(report, "/requests/errors"),
+        seen.pings_404.load(std::sync::atomic::Ordering::Relaxed),
+        "{}",
+        run.stdout
+    );
+    assert!(count(report, "/requests/ok") > 0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn engine_ramp_timeout_starts_the_load_with_the_sessions_held() {
+    // Every 2nd initialize hangs and the request timeout is long: the ramp cannot finish,
+    // so --ramp-timeout ends it and the load runs on the sessions held.
+    let (addr, seen) = scripted::start(2);
+    let url = format!("http://{addr}/mcp");
+    let started = std::time::Instant::now();
+    let run = run_engine(
+        &url,
+        &[
+            "--connections",
+            "20",
+            "--shards",
+            "1",
+            "--duration",
+            "300ms",
+            "--ramp-timeout",
+            "500ms",
+            "--request-timeout",
+            "60s",
+        ],
+    );
+    seen.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = &run.report;
+    assert_eq!(
+        count(report, "/connections/established"),
+        10,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(count(report, "/connections/failed"), 10);
+    assert_eq!(count(report, "/errors_by_cause/ramp_timeout"), 10);
+    let sent = count(report, "/requests/sent");
+    assert_eq!(
+        sent,
+        count(report, "/requests/ok") + count(report, "/requests/errors")
+    );
+    assert!(count(report, "/requests/ok") > 0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
     );
 }

@@ -73,6 +73,9 @@ counters! {
     error_closed_mid_request,
     error_initialize_failed,
     error_unfinished_at_end,
+    /// Connections without a session (never opened, or still in their handshake) when the
+    /// ramp hit `--ramp-timeout`.
+    error_ramp_timeout,
     recv_buffers_exhausted,
     sse_priming_events,
     /// Requests sent more than 1 ms after their intended time (open model only).
@@ -131,6 +134,8 @@ pub struct ShardMetrics {
     pub loop_lag: Histogram<u64>,
     /// Most sessions this shard held at once.
     pub held_max: u64,
+    /// Connections that got their first session.
+    pub established: u64,
     /// Connections that ended the ramp without a session.
     pub failed: u64,
     /// Time from the ramp start to this shard's last session established.
@@ -159,6 +164,7 @@ impl ShardMetrics {
             all: LatencyPair::new(),
             loop_lag: new_histogram(),
             held_max: 0,
+            established: 0,
             failed: 0,
             ramp_ns: 0,
             errnos: Vec::with_capacity(ERRNO_KINDS_MAX + 1),
@@ -232,6 +238,7 @@ impl ShardMetrics {
             }
         }
         self.held_max += other.held_max;
+        self.established += other.established;
         self.failed += other.failed;
         self.ramp_ns = self.ramp_ns.max(other.ramp_ns);
     }

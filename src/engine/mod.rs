@@ -104,7 +104,11 @@ fn coordinate(plan: &EnginePlan, shared: &Shared, rings: usize) -> Result<Measur
     shared.go_connect.store(true, Ordering::SeqCst);
     let held_now = || -> u64 { shared.held.iter().map(|h| h.load(Ordering::Relaxed)).sum() };
     let mut held_max = 0;
-    while shared.shards_ramped.load(Ordering::SeqCst) < shards && !stopped() {
+    let ramp_start = Instant::now();
+    while shared.shards_ramped.load(Ordering::SeqCst) < shards
+        && !stopped()
+        && ramp_start.elapsed() < plan.ramp_timeout
+    {
         std::thread::sleep(SAMPLE_INTERVAL);
         held_max = held_max.max(held_now());
     }

@@ -17,6 +17,8 @@ pub struct RunOptions {
     pub connect_rate_per_s: u64,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Longest the ramp may take; the load starts with the sessions held by then.
+    pub ramp_timeout: Duration,
     pub source_ips: Option<String>,
     pub rate_per_s: u64,
     pub duration: Duration,
@@ -64,6 +66,7 @@ pub struct EnginePlan {
     pub connect_rate_per_s: u64,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    pub ramp_timeout: Duration,
     pub rate_per_s: u64,
     pub duration: Duration,
     /// (method, weight) with weights > 0.
@@ -288,6 +291,7 @@ impl EnginePlan {
             connect_rate_per_s: options.connect_rate_per_s,
             connect_timeout: options.connect_timeout,
             request_timeout: options.request_timeout,
+            ramp_timeout: options.ramp_timeout,
             rate_per_s: options.rate_per_s,
             duration: options.duration,
             mix,
@@ -333,6 +337,7 @@ mod tests {
             connect_rate_per_s: 0,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            ramp_timeout: Duration::from_secs(60),
             source_ips: None,
             rate_per_s: 0,
             duration: Duration::from_secs(1),

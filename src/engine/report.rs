@@ -130,7 +130,7 @@ impl Report {
     pub fn build(metrics: &ShardMetrics, measured: &Measured) -> Report {
         let ok = metrics.get(Counter::requests_ok);
         let failed = metrics.get(Counter::requests_failed);
-        let established = measured.target - metrics.failed.min(measured.target);
+        let established = metrics.established.min(measured.target);
         let ramp_s = metrics.ramp_ns as f64 / 1e9;
         let per_held = |grown: i64| {
             (measured.held_at_measurement > 0)
@@ -155,7 +155,7 @@ impl Report {
             connections: Connections {
                 target: measured.target,
                 established,
-                failed: metrics.failed,
+                failed: measured.target - established,
                 held_max: measured.held_max.max(metrics.held_max.min(measured.target)),
                 sessions_per_s: if ramp_s > 0.0 {
                     established as f64 / ramp_s
@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn json_has_the_issue_fields() {
         let mut metrics = ShardMetrics::new();
-        metrics.failed = 1;
+        metrics.established = 9;
         metrics.add_to(Counter::requests_sent, 5);
         metrics.add_to(Counter::requests_ok, 4);
         metrics.add_to(Counter::requests_failed, 1);

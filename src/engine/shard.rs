@@ -479,6 +479,14 @@ impl<'a> Shard<'a> {
                     self.begin_drain();
                 } else if self.shared.go_load.load(Ordering::SeqCst) {
                     self.phase = Phase::Load;
+                    if self.settled < self.slice.connections {
+                        // The coordinator's ramp timeout: load what is held, open no more.
+                        self.metrics.ramp_ns = self.now_ns - self.ramp_start_ns;
+                        self.metrics.add_to(
+                            Counter::error_ramp_timeout,
+                            (self.slice.connections - self.settled) as u64,
+                        );
+                    }
                     self.request_pacer = Pacer::new(
                         self.now_ns,
                         if self.plan.rate_per_s == 0 {
@@ -1071,6 +1079,7 @@ impl<'a> Shard<'a> {
                 if c.flags & SETTLED == 0 {
                     c.flags |= SETTLED;
                     self.settled += 1;
+                    self.metrics.established += 1;
                     self.check_ramped();
                 }
                 self.after_response(r, slot, &summary);

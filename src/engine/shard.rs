@@ -52,6 +52,11 @@ const HELD: u16 = 256;
 const PEER_EOF: u16 = 512;
 /// An op of the connect chain failed; the chain ends with the Connect completion.
 const CHAIN_FAILED: u16 = 1024;
+/// Linked into the shard's idle FIFO (it stays linked across a close and reconnect; the pop
+/// skips it unless it is Ready).
+const IDLE_QUEUED: u16 = 2048;
+/// Flags that outlive a connection (they describe the slot's session and list membership).
+const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED;
 
 /// Connection lifecycle (ARCHITECTURE.md "The shard loop").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,8 @@ struct Conn {
     /// JSON-RPC id of the request in flight (ids count up per connection, so an id is unique
     /// among the session's in-flight requests).
     id: u32,
+    /// Next connection (global index in the shard) in the idle FIFO, when `IDLE_QUEUED`.
+    next_idle: u32,
     generation: u16,
     flags: u16,
     state: State,
@@ -102,6 +109,7 @@ impl Conn {
         spill: NONE,
         send_buf: NONE,
         id: 0,
+        next_idle: NONE,
         generation: 0,
         flags: 0,
         state: State::Free,
@@ -200,9 +208,87 @@ impl Pool {
 
 struct RingSlot {
     ring: Ring,
-    /// Grown as connections open (capacity reserved up front, so no reallocation): memory for
-    /// a connection is touched when it opens, which the RSS-per-connection figure then shows.
-    conns: Vec<Conn>,
+    conns: Slab,
+}
+
+/// The connection slots of one ring: an anonymous mapping of `capacity` slots, filled in order
+/// as connections open. The kernel supplies each page on its first write, and huge pages are
+/// declined, so a page of memory is spent when 39 connections have opened, not before: the
+/// RSS growth per connection then shows the slab truthfully. (A `Vec` from the global
+/// allocator did not: mimalloc's segments are backed by transparent huge pages, resident in
+/// 2 MiB steps, and largely resident before the first connect.)
+struct Slab {
+    ptr: std::ptr::NonNull<Conn>,
+    len: usize,
+    capacity: usize,
+    mapped_bytes: usize,
+}
+
+impl Slab {
+    fn new(capacity: usize) -> std::io::Result<Slab> {
+        let mapped_bytes = (capacity * std::mem::size_of::<Conn>()).max(1);
+        // SAFETY: a fresh private anonymous mapping, owned by the Slab and unmapped in Drop;
+        // checked for MAP_FAILED below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: advice on our own mapping; failure only means huge pages may be used.
+        unsafe { libc::madvise(ptr, mapped_bytes, libc::MADV_NOHUGEPAGE) };
+        let Some(ptr) = std::ptr::NonNull::new(ptr.cast::<Conn>()) else {
+            unreachable!("mmap never returns NULL for a non-fixed mapping")
+        };
+        Ok(Slab {
+            ptr,
+            len: 0,
+            capacity,
+            mapped_bytes,
+        })
+    }
+
+    fn push(&mut self, conn: Conn) {
+        assert!(
+            self.len < self.capacity,
+            "slab sized by the plan overflowed"
+        );
+        // SAFETY: `len < capacity` slots fit the mapping; mmap memory is page-aligned, so
+        // suitably aligned for Conn; Conn is Copy (nothing to drop in the zeroed slot).
+        unsafe { self.ptr.as_ptr().add(self.len).write(conn) };
+        self.len += 1;
+    }
+}
+
+impl std::ops::Deref for Slab {
+    type Target = [Conn];
+    fn deref(&self) -> &[Conn] {
+        // SAFETY: the first `len` slots were initialized by `push`; the mapping lives as long
+        // as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Slab {
+    fn deref_mut(&mut self) -> &mut [Conn] {
+        // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Slab {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, with its length; the Ring that referenced these
+        // slots' descriptors is dropped before (field order in RingSlot: `ring` first).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped_bytes) };
+    }
 }
 
 /// Where a run is.
@@ -235,7 +321,9 @@ pub struct Shard<'a> {
     spills: Pool,
     scratch: Scratch,
     /// Ready connections waiting for a request (ring, slot, generation).
-    idle: VecDeque<(u16, u32, u16)>,
+    /// Intrusive FIFO through `Conn::next_idle` (global indices `ring × slots + slot`).
+    idle_head: u32,
+    idle_tail: u32,
     /// Connections waiting for a handshake slot to reconnect.
     reconnects: VecDeque<(u16, u32, u16)>,
     /// Next sweep of the slab for connect and request timeouts.
@@ -352,7 +440,10 @@ impl<'a> Shard<'a> {
             };
             rings.push(RingSlot {
                 ring: Ring::new(&config, role, features)?,
-                conns: Vec::with_capacity(slots as usize),
+                conns: Slab::new(slots as usize).map_err(|source| RingError::Setup {
+                    what: "connection slab mmap",
+                    source,
+                })?,
             });
         }
         let targets: Box<[libc::sockaddr_in]> =
@@ -377,7 +468,8 @@ impl<'a> Shard<'a> {
             sends: Pool::new(),
             spills: Pool::new(),
             scratch: Scratch::default(),
-            idle: VecDeque::with_capacity(slice.connections as usize),
+            idle_head: NONE,
+            idle_tail: NONE,
             reconnects: VecDeque::new(),
             next_sweep_ns: 0,
             handshakes: 0,
@@ -548,7 +640,7 @@ impl<'a> Shard<'a> {
             deadline = deadline.min(due);
         }
         if self.phase == Phase::Load
-            && !self.idle.is_empty()
+            && self.idle_head != NONE
             && self.plan.rate_per_s > 0
             && let Some(due) = self.request_pacer.next_due_ns()
         {
@@ -617,7 +709,7 @@ impl<'a> Shard<'a> {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.generation = conn.generation.wrapping_add(1);
         conn.state = State::Connecting;
-        conn.flags &= SETTLED | HELD;
+        conn.flags &= KEPT_ACROSS_RECONNECT;
         conn.chain_pending = if source.is_some() { 5 } else { 3 };
         let generation = conn.generation;
         self.handshakes += 1;
@@ -844,16 +936,15 @@ impl<'a> Shard<'a> {
         loop {
             if open_model {
                 match self.request_pacer.next_due_ns() {
-                    Some(due) if due <= self.now_ns && !self.idle.is_empty() => {}
+                    Some(due) if due <= self.now_ns && self.idle_head != NONE => {}
                     _ => return,
                 }
             }
-            let Some((r, slot, generation)) = self.idle.pop_front() else {
+            let Some((r, slot)) = self.pop_idle() else {
                 return;
             };
-            let conn = &self.rings[r as usize].conns[slot as usize];
-            if conn.generation != generation || conn.state != State::Ready {
-                continue; // closed or reconnected since it queued
+            if self.rings[r].conns[slot as usize].state != State::Ready {
+                continue; // closed, or reconnecting, since it queued
             }
             let intended_ns = if open_model {
                 match self.request_pacer.take_due(self.now_ns) {
@@ -867,21 +958,52 @@ impl<'a> Shard<'a> {
                 self.metrics.incr(Counter::late_sends);
             }
             let method = self.mix.pick(&mut self.rng);
-            conn_set_state(
-                &mut self.rings[r as usize].conns[slot as usize],
-                State::Awaiting,
-            );
+            conn_set_state(&mut self.rings[r].conns[slot as usize], State::Awaiting);
             self.in_flight += 1;
             self.metrics.incr(Counter::requests_sent);
-            self.send_request(r as usize, slot, method, intended_ns);
+            self.send_request(r, slot, method, intended_ns);
         }
     }
 
     fn become_ready(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn_set_state(conn, State::Ready);
-        let generation = conn.generation;
-        self.idle.push_back((r as u16, slot, generation));
+        if conn.flags & IDLE_QUEUED != 0 {
+            return; // still linked from before a reconnect: the pop will find it Ready
+        }
+        conn.flags |= IDLE_QUEUED;
+        conn.next_idle = NONE;
+        let index = r as u32 * self.plan.slots_per_ring + slot;
+        if self.idle_tail == NONE {
+            self.idle_head = index;
+        } else {
+            let (tail_r, tail_slot) = self.split_index(self.idle_tail);
+            self.rings[tail_r].conns[tail_slot as usize].next_idle = index;
+        }
+        self.idle_tail = index;
+    }
+
+    fn split_index(&self, index: u32) -> (usize, u32) {
+        (
+            (index / self.plan.slots_per_ring) as usize,
+            index % self.plan.slots_per_ring,
+        )
+    }
+
+    /// Unlinks the oldest idle connection.
+    fn pop_idle(&mut self) -> Option<(usize, u32)> {
+        if self.idle_head == NONE {
+            return None;
+        }
+        let (r, slot) = self.split_index(self.idle_head);
+        let conn = &mut self.rings[r].conns[slot as usize];
+        assert!(conn.flags & IDLE_QUEUED != 0, "idle list corrupted");
+        conn.flags &= !IDLE_QUEUED;
+        self.idle_head = conn.next_idle;
+        if self.idle_head == NONE {
+            self.idle_tail = NONE;
+        }
+        Some((r, slot))
     }
 
     /// Ends the request in flight on `slot` as failed with `cause`.
@@ -1234,7 +1356,7 @@ impl<'a> Shard<'a> {
         }
         self.open_conns -= 1;
         let reconnect = conn.flags & RECONNECT != 0 && self.phase != Phase::Closing;
-        conn.flags &= SETTLED | HELD;
+        conn.flags &= KEPT_ACROSS_RECONNECT;
         conn.chain_pending = 0;
         if reconnect {
             conn_set_state(conn, State::Free);
@@ -1401,6 +1523,40 @@ mod tests {
             std::mem::size_of::<Conn>() <= 128,
             "{}",
             std::mem::size_of::<Conn>()
+        );
+    }
+
+    #[test]
+    fn slab_grows_in_place_and_pages_in_lazily() {
+        let mut slab = Slab::new(100_000).unwrap();
+        assert_eq!(slab.len(), 0);
+        let first = slab.ptr.as_ptr();
+        for id in 0..1000 {
+            slab.push(Conn { id, ..Conn::FREE });
+        }
+        assert_eq!(slab.len(), 1000);
+        assert_eq!(slab[999].id, 999);
+        slab[5].id = 77;
+        assert_eq!(slab[5].id, 77);
+        assert_eq!(slab.ptr.as_ptr(), first, "never moves");
+        // Only the pages written are resident: mincore over the whole mapping.
+        let page = 4096;
+        let pages = slab.mapped_bytes.div_ceil(page);
+        let mut resident = vec![0u8; pages];
+        // SAFETY: mincore reads our own mapping's residency into `resident` (one byte a page).
+        let rc = unsafe {
+            libc::mincore(
+                slab.ptr.as_ptr().cast(),
+                slab.mapped_bytes,
+                resident.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        let resident_pages = resident.iter().filter(|&&r| r & 1 != 0).count();
+        let written_pages = (1000 * std::mem::size_of::<Conn>()).div_ceil(page);
+        assert!(
+            resident_pages <= written_pages + 1,
+            "{resident_pages} pages resident for {written_pages} written"
         );
     }
 

@@ -61,6 +61,10 @@ pub struct RunArgs {
     pub connect_rate: u64,
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Connect attempts repeated after a failure (refused, timed out, bind error), each after
+    /// a jittered exponential backoff from 100 ms.
+    #[arg(long, default_value = "3")]
+    pub connect_retries: u8,
     /// Longest the ramp (opening every session) may take; the load then starts with the
     /// sessions held, and the rest count as `ramp_timeout` errors.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]

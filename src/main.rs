@@ -80,6 +80,7 @@ fn run(args: RunArgs) -> ExitCode {
         shards: args.shards,
         connect_rate_per_s: args.connect_rate,
         connect_timeout: args.connect_timeout,
+        connect_retries: args.connect_retries,
         request_timeout: args.request_timeout,
         ramp_timeout: args.ramp_timeout,
         source_ips: args.source_ips,

@@ -157,13 +157,26 @@ fn engine_unreachable_target_counts_failures_and_exits_zero() {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/mcp", probe.local_addr().unwrap());
     drop(probe);
-    let run = run_engine(&url, &["--connections", "50", "--duration", "200ms"]);
+    let run = run_engine(
+        &url,
+        &[
+            "--connections",
+            "50",
+            "--duration",
+            "200ms",
+            "--connect-retries",
+            "2",
+        ],
+    );
     assert_eq!(count(&run.report, "/connections/established"), 0);
     assert_eq!(count(&run.report, "/connections/failed"), 50);
-    assert_eq!(count(&run.report, "/errors_by_cause/connect_refused"), 50);
+    // Each connection tried three times (two retries after jittered backoffs).
+    assert_eq!(count(&run.report, "/counters/connect_attempts"), 150);
+    assert_eq!(count(&run.report, "/counters/connect_retries"), 100);
+    assert_eq!(count(&run.report, "/errors_by_cause/connect_refused"), 150);
     assert_eq!(
         count(&run.report, "/connect_errnos/connect:ECONNREFUSED"),
-        50
+        150
     );
     assert_eq!(count(&run.report, "/requests/sent"), 0);
 }

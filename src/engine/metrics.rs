@@ -30,6 +30,8 @@ macro_rules! counters {
 
 counters! {
     connect_attempts,
+    /// Connect attempts repeated after a failure (with a jittered exponential backoff).
+    connect_retries,
     connects_ok,
     sessions_established,
     /// The server closed an idle keep-alive connection: reconnected, session kept.

@@ -16,6 +16,8 @@ pub struct RunOptions {
     pub shards: Option<usize>,
     pub connect_rate_per_s: u64,
     pub connect_timeout: Duration,
+    /// Connect attempts repeated after a failure, each after a jittered backoff.
+    pub connect_retries: u8,
     pub request_timeout: Duration,
     /// Longest the ramp may take; the load starts with the sessions held by then.
     pub ramp_timeout: Duration,
@@ -65,6 +67,7 @@ pub struct EnginePlan {
     pub slots_per_ring: u32,
     pub connect_rate_per_s: u64,
     pub connect_timeout: Duration,
+    pub connect_retries: u8,
     pub request_timeout: Duration,
     pub ramp_timeout: Duration,
     pub rate_per_s: u64,
@@ -290,6 +293,7 @@ impl EnginePlan {
             slots_per_ring,
             connect_rate_per_s: options.connect_rate_per_s,
             connect_timeout: options.connect_timeout,
+            connect_retries: options.connect_retries,
             request_timeout: options.request_timeout,
             ramp_timeout: options.ramp_timeout,
             rate_per_s: options.rate_per_s,
@@ -336,6 +340,7 @@ mod tests {
             shards: Some(3),
             connect_rate_per_s: 0,
             connect_timeout: Duration::from_secs(5),
+            connect_retries: 0,
             request_timeout: Duration::from_secs(5),
             ramp_timeout: Duration::from_secs(60),
             source_ips: None,

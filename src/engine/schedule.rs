@@ -73,6 +73,20 @@ impl Rng {
     }
 }
 
+/// First connect retry waits about this long; each further one twice as long.
+pub const BACKOFF_BASE_NS: u64 = 100_000_000;
+/// Longest backoff between connect attempts.
+pub const BACKOFF_MAX_NS: u64 = 5_000_000_000;
+
+/// Backoff before connect retry number `attempt` (0 = first retry): exponential, capped, with
+/// jitter of ±50 % so connections refused together do not come back together.
+pub fn backoff_ns(attempt: u8, rng: &mut Rng) -> u64 {
+    let nominal = BACKOFF_BASE_NS
+        .saturating_mul(1u64 << attempt.min(16))
+        .min(BACKOFF_MAX_NS);
+    nominal / 2 + rng.next_u64() % nominal.max(1)
+}
+
 /// Weighted choice among load methods.
 #[derive(Debug, Clone)]
 pub struct Mix {
@@ -140,6 +154,22 @@ mod tests {
         }
         // Event 3,000,000 at 3/s is due at exactly 1,000,000 s.
         assert_eq!(last, 1_000_000_000_000_000);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let mut rng = Rng::new(7);
+        for attempt in 0..40u8 {
+            let nominal = (BACKOFF_BASE_NS << attempt.min(16)).min(BACKOFF_MAX_NS);
+            let draws: Vec<u64> = (0..200).map(|_| backoff_ns(attempt, &mut rng)).collect();
+            assert!(
+                draws
+                    .iter()
+                    .all(|&d| d >= nominal / 2 && d < nominal / 2 + nominal)
+            );
+            let distinct: std::collections::HashSet<_> = draws.iter().collect();
+            assert!(distinct.len() > 150, "jitter spreads the retries");
+        }
     }
 
     #[test]

@@ -20,14 +20,15 @@ use super::plan::{EnginePlan, ShardPlan};
 use super::response::{
     BodyOutcome, Read, ReadError, ResponseSummary, Scratch, SessionId, read_response,
 };
-use super::schedule::{Mix, Pacer, Rng};
+use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::template::Method;
 use crate::proto::http_response::ResponseError;
 use crate::ring::{
     BIND_OPCODE, BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData,
 };
 use io_uring::{cqueue, opcode, squeue, types};
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -55,8 +56,10 @@ const CHAIN_FAILED: u16 = 1024;
 /// Linked into the shard's idle FIFO (it stays linked across a close and reconnect; the pop
 /// skips it unless it is Ready).
 const IDLE_QUEUED: u16 = 2048;
+/// The close is for a connect retry: reconnect after a backoff.
+const BACKOFF: u16 = 4096;
 /// Flags that outlive a connection (they describe the slot's session and list membership).
-const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED;
+const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED | BACKOFF;
 
 /// Connection lifecycle (ARCHITECTURE.md "The shard loop").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,8 @@ struct Conn {
     generation: u16,
     flags: u16,
     state: State,
+    /// The method in flight (`Method as u8`). While Connecting, instead: how many connect
+    /// attempts of this slot have failed so far (reset when one succeeds).
     method: u8,
     chain_pending: u8,
     session: SessionId,
@@ -148,6 +153,8 @@ impl Shared {
 /// Handshakes (connect → initialized) a shard runs at once. Bounds the SQ backlog and the
 /// source-address ring below.
 const HANDSHAKES_MAX: usize = 1024;
+/// SQEs in the longest connect chain (SOCKET, two setsockopt, BIND, CONNECT).
+const CHAIN_LEN_MAX: usize = 5;
 /// Source sockaddrs for BIND, reused round-robin; > HANDSHAKES_MAX (see `start_connect`).
 const SOURCE_ADDRS_LEN: usize = 2048;
 /// How often the slab is swept for expired deadlines (the timeouts' resolution).
@@ -326,6 +333,8 @@ pub struct Shard<'a> {
     idle_tail: u32,
     /// Connections waiting for a handshake slot to reconnect.
     reconnects: VecDeque<(u16, u32, u16)>,
+    /// Connections waiting out a connect backoff: (due, ring, slot, generation).
+    retries: BinaryHeap<Reverse<(u64, u16, u32, u16)>>,
     /// Next sweep of the slab for connect and request timeouts.
     next_sweep_ns: u64,
     handshakes: usize,
@@ -471,6 +480,7 @@ impl<'a> Shard<'a> {
             idle_head: NONE,
             idle_tail: NONE,
             reconnects: VecDeque::new(),
+            retries: BinaryHeap::new(),
             next_sweep_ns: 0,
             handshakes: 0,
             opened: 0,
@@ -529,7 +539,7 @@ impl<'a> Shard<'a> {
             {
                 return Ok(());
             }
-            self.start_connects();
+            self.start_connects()?;
             self.issue_requests();
             self.expire_deadlines();
             for slot in self.rings.iter_mut().skip(1) {
@@ -613,6 +623,7 @@ impl<'a> Shard<'a> {
         self.phase = Phase::Closing;
         self.phase_deadline_ns = self.now_ns + DRAIN_MAX.as_nanos() as u64;
         self.reconnects.clear();
+        self.retries.clear();
         for r in 0..self.rings.len() {
             for slot in 0..self.rings[r].conns.len() as u32 {
                 let state = self.rings[r].conns[slot as usize].state;
@@ -647,6 +658,9 @@ impl<'a> Shard<'a> {
             deadline = deadline.min(due);
         }
         deadline = deadline.min(self.next_sweep_ns);
+        if let Some(&Reverse((due_ns, ..))) = self.retries.peek() {
+            deadline = deadline.min(due_ns);
+        }
         Duration::from_nanos(deadline.saturating_sub(self.now_ns))
     }
 
@@ -672,28 +686,63 @@ impl<'a> Shard<'a> {
 
     // ---- connecting ----------------------------------------------------------------------
 
-    fn start_connects(&mut self) {
+    fn start_connects(&mut self) -> std::io::Result<()> {
+        while let Some(&Reverse((due_ns, r, slot, generation))) = self.retries.peek() {
+            if due_ns > self.now_ns {
+                break;
+            }
+            self.retries.pop();
+            let conn = &self.rings[r as usize].conns[slot as usize];
+            if conn.generation == generation && conn.state == State::Free {
+                self.reconnects.push_back((r, slot, generation));
+            }
+        }
         while self.handshakes < HANDSHAKES_MAX
-            && let Some((r, slot, generation)) = self.reconnects.pop_front()
+            && let Some(&(r, slot, generation)) = self.reconnects.front()
         {
+            if !self.chain_room(r as usize)? {
+                return Ok(());
+            }
+            self.reconnects.pop_front();
             let conn = &self.rings[r as usize].conns[slot as usize];
             if conn.generation == generation && conn.state == State::Free {
                 self.start_connect(r as usize, slot);
             }
         }
         if self.phase != Phase::Ramp {
-            return;
+            return Ok(());
         }
-        while self.handshakes < HANDSHAKES_MAX && self.connect_pacer.take_due(self.now_ns).is_some()
-        {
+        while self.handshakes < HANDSHAKES_MAX && self.opened < self.slice.connections {
             let index = self.opened;
-            self.opened += 1;
             let r = (index / self.plan.slots_per_ring) as usize;
+            if !self.chain_room(r)? || self.connect_pacer.take_due(self.now_ns).is_none() {
+                break;
+            }
+            self.opened += 1;
             let slot = index % self.plan.slots_per_ring;
-            debug_assert_eq!(self.rings[r].conns.len() as u32, slot);
+            assert_eq!(self.rings[r].conns.len() as u32, slot);
             self.rings[r].conns.push(Conn::FREE);
             self.start_connect(r, slot);
         }
+        Ok(())
+    }
+
+    /// A linked chain split across two submissions is two chains: the kernel would run the
+    /// second part (BIND, CONNECT) without waiting for the first (SOCKET), on an empty slot.
+    /// So a chain starts only when all of it fits in the SQ now, never through the backlog.
+    fn chain_room(&mut self, r: usize) -> std::io::Result<bool> {
+        let ring = &mut self.rings[r].ring;
+        if ring.has_backlog() {
+            return Ok(false);
+        }
+        let free = |ring: &mut Ring| {
+            let sq = ring.uring.submission();
+            sq.capacity() - sq.len()
+        };
+        if free(ring) < CHAIN_LEN_MAX {
+            ring.submit()?;
+        }
+        Ok(!ring.has_backlog() && free(ring) >= CHAIN_LEN_MAX)
     }
 
     fn global_index(&self, r: usize, slot: u32) -> u32 {
@@ -750,10 +799,11 @@ impl<'a> Shard<'a> {
             .user_data(ud(Op::SetSockOpt));
             self.push(r, reuse);
             // The kernel copies the address when it prepares the SQE, at submission. An entry
-            // of this ring is rewritten only SOURCE_ADDRS_LEN chains later; at most
-            // HANDSHAKES_MAX < SOURCE_ADDRS_LEN chains are unfinished at once and chains are
-            // submitted in order (the SQ backlog is FIFO), so the chain that used the entry
-            // before has been submitted, and its copy taken, by then.
+            // of this array is rewritten only SOURCE_ADDRS_LEN chains later. Chains go
+            // straight into an SQ (never the backlog, see `chain_room`) and the kernel takes
+            // SQEs in order; an SQ of 4096 entries holds at most 1365 unsubmitted chains and
+            // a loop turn starts at most HANDSHAKES_MAX, both < SOURCE_ADDRS_LEN, so the chain
+            // that used the entry before has been submitted, and its copy taken, by then.
             let at = self.source_addrs_next;
             self.source_addrs_next = (at + 1) % SOURCE_ADDRS_LEN;
             self.source_addrs[at] = sockaddr_in(source);
@@ -812,11 +862,22 @@ impl<'a> Shard<'a> {
                 self.metrics.incr(Counter::error_connect_timeout);
             }
             self.handshakes -= 1;
-            // Nothing was established: give up on this connection (no retry in this cut).
-            self.begin_close(r, slot, false);
-            self.settle_failed(r, slot);
+            // Nothing was established. `method` counts the failed attempts while connecting.
+            let conn = &mut self.rings[r].conns[slot as usize];
+            let retry = conn.method < self.plan.connect_retries
+                && matches!(self.phase, Phase::Ramp | Phase::Load);
+            if retry {
+                conn.method += 1;
+                conn.flags |= BACKOFF;
+                self.metrics.incr(Counter::connect_retries);
+                self.begin_close(r, slot, true);
+            } else {
+                self.begin_close(r, slot, false);
+                self.settle_failed(r, slot);
+            }
             return;
         }
+        conn.method = 0;
         let latency_us = (self.now_ns.saturating_sub(conn.sent_ns) / 1000).max(1);
         self.metrics.connect.saturating_record(latency_us);
         self.metrics.incr(Counter::connects_ok);
@@ -1358,7 +1419,14 @@ impl<'a> Shard<'a> {
         let reconnect = conn.flags & RECONNECT != 0 && self.phase != Phase::Closing;
         conn.flags &= KEPT_ACROSS_RECONNECT;
         conn.chain_pending = 0;
-        if reconnect {
+        if reconnect && conn.flags & BACKOFF != 0 {
+            conn.flags &= !BACKOFF;
+            conn_set_state(conn, State::Free);
+            let due_ns = self.now_ns + backoff_ns(conn.method - 1, &mut self.rng);
+            self.retries
+                .push(Reverse((due_ns, r as u16, slot, conn.generation)));
+        } else if reconnect {
+            conn.method = 0; // a fresh connect: no failed attempts yet
             conn_set_state(conn, State::Free);
             self.reconnects.push_back((r as u16, slot, conn.generation));
         } else if conn.flags & HELD != 0 && self.phase == Phase::Closing {

@@ -79,6 +79,71 @@ fn run_python_client(extra_serve_args: &[&str]) {
     assert!(summary.contains("sessions=3"), "{summary}");
 }
 
+/// The SDK client negotiating as `mcp.Client(url)` does by default (`--auto`): it probes
+/// `server/discover` at 2026-07-28 and, answered, runs every request sessionless.
+fn run_python_client_auto(extra_serve_args: &[&str]) {
+    let server = Server::start(extra_serve_args);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/py_client.py");
+    let output = Command::new(peer_python())
+        .arg(script)
+        .arg(server.url())
+        .args([
+            "--auto",
+            "--expect-tools",
+            "echo,add,sleep",
+            "--sessions",
+            "3",
+            "--timeout",
+            "60",
+        ])
+        .output()
+        .expect("run py_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "Python SDK client (--auto) failed against serve {extra_serve_args:?}:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("py_client: ok sessions=3")),
+        "{stdout}"
+    );
+    let negotiated = stdout
+        .lines()
+        .filter(|l| l.contains("negotiated protocolVersion=2026-07-28 via server/discover"))
+        .count();
+    assert_eq!(
+        negotiated, 3,
+        "every connect takes the 2026-07-28 path: {stdout}"
+    );
+    let stats = server.stats();
+    assert_eq!(stats["method_server_discover"], 3, "{stats}");
+    assert_eq!(
+        stats["method_initialize"], 0,
+        "no fallback to initialize: {stats}"
+    );
+    assert_eq!(stats["sessions_created"], 0, "sessionless: {stats}");
+    assert_eq!(stats["sessions_live"], 0, "{stats}");
+    assert_eq!(stats["sessions_deleted"], 0, "nothing to DELETE: {stats}");
+    assert_eq!(stats["sse_streams_opened"], 0, "no GET stream: {stats}");
+    // Per connect: discover, tools/list, three tools/call (add, echo, unknown tool).
+    assert_eq!(stats["requests_modern"], 15, "{stats}");
+    assert_eq!(stats["method_tools_call"], 9, "{stats}");
+    for counter in [
+        "error_header_mismatch",
+        "error_unsupported_protocol_version",
+        "error_invalid_meta",
+        "error_missing_session",
+        "error_method_not_found",
+    ] {
+        assert_eq!(stats[counter], 0, "{counter}: {stats}");
+    }
+    let summary = server.stop();
+    assert!(summary.contains("sessions=0"), "{summary}");
+}
+
 #[test]
 fn python_sdk_client_against_serve_json() {
     run_python_client(&["--response", "json"]);
@@ -87,4 +152,14 @@ fn python_sdk_client_against_serve_json() {
 #[test]
 fn python_sdk_client_against_serve_sse() {
     run_python_client(&["--response", "sse"]);
+}
+
+#[test]
+fn python_sdk_client_auto_2026_against_serve_json() {
+    run_python_client_auto(&["--response", "json"]);
+}
+
+#[test]
+fn python_sdk_client_auto_2026_against_serve_sse() {
+    run_python_client_auto(&["--response", "sse"]);
 }

@@ -556,3 +556,237 @@ fn sigint_with_open_connections_exits_cleanly() {
         assert!(client.is_closed(), "server closes connections on shutdown");
     }
 }
+
+/// A POST as a 2026-07-28 client sends it: the version, method and (for tools/call) name
+/// headers mirroring the body, and the `_meta` envelope in `params`.
+fn modern_rpc(
+    client: &mut Client,
+    id: u64,
+    method: &str,
+    name: Option<&str>,
+    params: serde_json::Value,
+) -> common::Response {
+    let mut params = params;
+    params["_meta"] = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "serve-test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        .to_string();
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", method),
+    ];
+    if let Some(name) = name {
+        headers.push(("Mcp-Name", name));
+    }
+    client.request("POST", "/mcp", &headers, body.as_bytes())
+}
+
+#[test]
+fn sessionless_2026_exchange_json() {
+    let server = Server::start(&["--response", "json"]);
+    let mut client = server.connect();
+    let discover = modern_rpc(
+        &mut client,
+        1,
+        "server/discover",
+        None,
+        serde_json::json!({}),
+    );
+    assert_eq!(discover.status, 200);
+    assert_eq!(discover.header("content-type"), Some("application/json"));
+    assert_eq!(
+        discover.header("mcp-session-id"),
+        None,
+        "no session is minted"
+    );
+    let result = &discover.json()["result"];
+    assert_eq!(result["supportedVersions"][0], "2026-07-28");
+    assert_eq!(result["resultType"], "complete");
+    assert!(result["capabilities"]["tools"].is_object());
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcpstorm"
+    );
+
+    // Every later request stands alone on the same keep-alive connection.
+    let tools = modern_rpc(&mut client, 2, "tools/list", None, serde_json::json!({})).json();
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "add", "sleep"]);
+    assert_eq!(tools["result"]["cacheScope"], "public");
+    let add = modern_rpc(
+        &mut client,
+        3,
+        "tools/call",
+        Some("add"),
+        serde_json::json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+    )
+    .json();
+    assert_eq!(add["result"]["content"][0]["text"], "5");
+    assert_eq!(add["result"]["resultType"], "complete");
+    let echo = modern_rpc(
+        &mut client,
+        4,
+        "tools/call",
+        Some("echo"),
+        serde_json::json!({"name": "echo", "arguments": {"text": "hi"}}),
+    )
+    .json();
+    assert_eq!(echo["result"]["content"][0]["text"], "hi");
+    let started = std::time::Instant::now();
+    let slept = modern_rpc(
+        &mut client,
+        5,
+        "tools/call",
+        Some("sleep"),
+        serde_json::json!({"name": "sleep", "arguments": {"ms": 100}}),
+    );
+    assert_eq!(slept.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+
+    // 2026-07-28 removed ping: 404 with -32601 (a JSON-RPC body, unlike a bare 404).
+    let ping = modern_rpc(&mut client, 6, "ping", None, serde_json::json!({}));
+    assert_eq!(ping.status, 404);
+    assert_eq!(ping.json()["error"]["code"], -32601);
+    assert_eq!(ping.json()["id"], 6);
+    // The headers must mirror the body: a wrong Mcp-Name is -32020 with 400.
+    let mismatch = modern_rpc(
+        &mut client,
+        7,
+        "tools/call",
+        Some("echo"),
+        serde_json::json!({"name": "add", "arguments": {"a": 1, "b": 1}}),
+    );
+    assert_eq!(mismatch.status, 400);
+    assert_eq!(mismatch.json()["error"]["code"], -32020);
+    // No standalone stream at 2026-07-28.
+    let get = client.request(
+        "GET",
+        "/mcp",
+        &[
+            ("Accept", "text/event-stream"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+        ],
+        b"",
+    );
+    assert_eq!(get.status, 405);
+    assert_eq!(get.header("allow"), Some("POST"));
+
+    // subscriptions/listen: acknowledged on its own held stream.
+    let mut listener = server.connect();
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 8, "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": true}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    let request = listener.encode(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+        body.as_bytes(),
+    );
+    listener.stream().write_all(&request).unwrap();
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&received).contains("\n\n\r\n") {
+        std::io::Read::read_exact(&mut listener.reader, &mut byte).unwrap();
+        received.push(byte[0]);
+    }
+    let text = String::from_utf8(received).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("notifications/subscriptions/acknowledged"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""io.modelcontextprotocol/subscriptionId":8"#),
+        "{text}"
+    );
+
+    // The same server still speaks the session era to a 2025 client.
+    let session = client.initialize();
+    assert_eq!(session.len(), 32);
+
+    let stats = server.stats();
+    for (counter, expected) in [
+        ("sessions_created", 1),
+        ("sessions_live", 1),
+        ("requests_modern", 8),
+        ("method_server_discover", 1),
+        ("method_subscriptions_listen", 1),
+        ("method_tools_list", 1),
+        ("method_tools_call", 3),
+        ("error_method_not_found", 1),
+        ("error_header_mismatch", 1),
+        ("error_modern_method_not_allowed", 1),
+        ("error_missing_session", 0),
+    ] {
+        assert_eq!(stats[counter], expected, "{counter}: {stats}");
+    }
+}
+
+#[test]
+fn sessionless_2026_exchange_sse() {
+    let server = Server::start(&["--response", "sse"]);
+    let mut client = server.connect();
+    let discover = modern_rpc(
+        &mut client,
+        1,
+        "server/discover",
+        None,
+        serde_json::json!({}),
+    );
+    assert_eq!(discover.status, 200);
+    assert_eq!(discover.header("content-type"), Some("text/event-stream"));
+    assert_eq!(discover.header("x-accel-buffering"), Some("no"));
+    assert_eq!(
+        discover.sse_json()["result"]["supportedVersions"][0],
+        "2026-07-28"
+    );
+    let add = modern_rpc(
+        &mut client,
+        2,
+        "tools/call",
+        Some("add"),
+        serde_json::json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+    );
+    assert_eq!(add.sse_json()["result"]["content"][0]["text"], "5");
+    // Errors keep their status and stay JSON in SSE mode.
+    let unsupported = {
+        let body = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        client.request(
+            "POST",
+            "/mcp",
+            &[
+                ("Content-Type", "application/json"),
+                ("MCP-Protocol-Version", "2099-01-01"),
+                ("Mcp-Method", "tools/list"),
+            ],
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(unsupported.status, 400);
+    assert_eq!(unsupported.json()["error"]["code"], -32022);
+    assert_eq!(
+        unsupported.json()["error"]["data"]["requested"],
+        "2099-01-01"
+    );
+    let stats = server.stats();
+    assert_eq!(stats["sessions_created"], 0, "{stats}");
+    assert_eq!(stats["requests_modern"], 3, "{stats}");
+    assert_eq!(stats["error_unsupported_protocol_version"], 1, "{stats}");
+}

@@ -4,6 +4,17 @@
 //!
 //! Versions 2025-03-26, 2025-06-18 and 2025-11-25 (sessions via `Mcp-Session-Id`), plus
 //! 2024-11-05 for old clients. Tools: `echo(text)`, `add(a, b)`, `sleep(ms)`.
+//!
+//! And 2026-07-28, sessionless (a dual-era server): a request whose `MCP-Protocol-Version`
+//! header is 2026-07-28 (or names no handshake version and comes without a session) is served
+//! on its own: no `initialize`, no `Mcp-Session-Id` minted or read. It must carry the
+//! `_meta` envelope (`io.modelcontextprotocol/protocolVersion`, `…/clientCapabilities`) and the
+//! `Mcp-Method` (and for tools/call `Mcp-Name`) headers matching the body, else 400 with
+//! -32020 HeaderMismatch; an unserved version is 400 with -32022 listing ours; an unknown
+//! method (ping included: 2026-07-28 removed it) is 404 with -32601. `server/discover`,
+//! tools/list and tools/call answer with `resultType` and the `serverInfo` `_meta` stamp;
+//! `subscriptions/listen` gets its acknowledgement (we honour no notification types) and a
+//! held event stream; GET and DELETE get 405.
 
 use super::sessions::{Lookup, SESSION_ID_LEN, SessionTable};
 use super::stats::{Counter, ShardStats};
@@ -12,8 +23,24 @@ use crate::proto::http_response::write_head;
 use crate::proto::{chunked, json, sse};
 use std::io::Write as _;
 
-/// Protocol versions we speak, newest first; a session stores its index.
+/// Protocol versions `initialize` can negotiate (sessions), newest first; a session stores its
+/// index. 2026-07-28 has no `initialize`, so it is not here: a 2025 client that asks for it
+/// gets 2025-11-25.
 pub const PROTOCOL_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// The sessionless protocol version (per-request `_meta`, no `initialize`).
+pub const MODERN_PROTOCOL_VERSION: &str = "2026-07-28";
+/// `supportedVersions` of `server/discover` and `supported` of -32022: every version we speak,
+/// both eras, newest first (as the spec's dual-era example lists them).
+const SUPPORTED_VERSIONS_JSON: &[u8] =
+    br#"["2026-07-28","2025-11-25","2025-06-18","2025-03-26","2024-11-05"]"#;
+/// `ttlMs` of the cacheable 2026-07-28 results (discover, tools/list): the tools never change
+/// while the server runs.
+const CACHE_TTL_MS: u64 = 3_600_000;
+const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// JSON-RPC error codes the 2026-07-28 specification defines.
+const HEADER_MISMATCH: i32 = -32020;
+const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 pub const SERVER_NAME: &str = "mcpstorm";
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Upper bound of the `sleep` tool, so a client cannot park a connection forever.
@@ -56,6 +83,9 @@ pub struct Handler<'a> {
     pub all_stats: &'a [ShardStats],
     body: Vec<u8>,
     event: Vec<u8>,
+    /// The request being answered is on the 2026-07-28 path: results get `resultType` and the
+    /// `serverInfo` stamp.
+    modern: bool,
 }
 
 const JSONRPC_PREFIX: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":";
@@ -75,6 +105,7 @@ impl<'a> Handler<'a> {
             all_stats,
             body: Vec::with_capacity(4096),
             event: Vec::with_capacity(4096),
+            modern: false,
         }
     }
 
@@ -87,6 +118,7 @@ impl<'a> Handler<'a> {
         out: &mut Vec<u8>,
     ) -> Outcome {
         self.stats.incr(Counter::requests_total);
+        self.modern = false;
         let keep_alive = head.keep_alive;
         let close = !keep_alive;
         if let Some(origin) = head.origin
@@ -115,6 +147,12 @@ impl<'a> Handler<'a> {
                 keep_alive,
             );
             out.extend_from_slice(NOT_FOUND_BODY);
+            return Outcome::Respond { close };
+        }
+        if head.method != Method::Post && is_modern(head) {
+            // 2026-07-28 has no standalone GET stream and no sessions to DELETE.
+            self.stats.incr(Counter::error_modern_method_not_allowed);
+            write_head(out, 405, None, Some(0), &[("Allow", b"POST")], keep_alive);
             return Outcome::Respond { close };
         }
         match head.method {
@@ -192,7 +230,8 @@ impl<'a> Handler<'a> {
                 );
             }
             Err(json::RpcScanError::InvalidRequest) => {
-                if is_rpc_response(body) {
+                // 2026-07-28 servers send no requests, so a client has nothing to answer.
+                if is_rpc_response(body) && !is_modern(head) {
                     self.stats.incr(Counter::client_responses);
                     write_head(out, 202, None, Some(0), &[], keep_alive);
                     return Outcome::Respond { close: !keep_alive };
@@ -207,6 +246,9 @@ impl<'a> Handler<'a> {
                 );
             }
         };
+        if is_modern(head) {
+            return self.modern_post(head, &request, out);
+        }
         let method = request.method.as_ref();
         if method == "initialize" {
             return self.initialize(request.id, request.params, now_s, out, keep_alive);
@@ -342,6 +384,258 @@ impl<'a> Handler<'a> {
         Outcome::Respond { close: !keep_alive }
     }
 
+    /// A POST on the 2026-07-28 path. Each request stands alone: no session is read or made,
+    /// and everything the server needs (version, client capabilities) is in the request.
+    fn modern_post(
+        &mut self,
+        head: &RequestHead<'_>,
+        request: &json::RpcRequest<'_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let keep_alive = head.keep_alive;
+        self.stats.incr(Counter::requests_modern);
+        // `is_modern` routes here only requests that carry the header.
+        let version = head.protocol_version.unwrap_or(b"");
+        let Some(id) = request.id else {
+            // 2026-07-28 defines no client notification over HTTP; one is accepted (202) and
+            // dropped, unless the one header that brought it here names a version we do not
+            // serve this way.
+            if version != MODERN_PROTOCOL_VERSION.as_bytes() {
+                return self.unsupported_version(out, b"null", version, keep_alive);
+            }
+            self.stats.incr(Counter::method_notification);
+            write_head(out, 202, None, Some(0), &[], keep_alive);
+            return Outcome::Respond { close: !keep_alive };
+        };
+        if id == b"null" {
+            return self.error_with_id(
+                out,
+                Counter::error_invalid_request,
+                400,
+                b"null",
+                -32600,
+                "Invalid Request: the id must not be null",
+                keep_alive,
+            );
+        }
+        let method = request.method.as_ref();
+        let params = request.params;
+        let meta = params.and_then(|p| member(p, "_meta"));
+        let body_version = meta
+            .and_then(|m| member(m, META_PROTOCOL_VERSION))
+            .and_then(json::str_unescaped);
+        if !header_value_is_valid(version)
+            || body_version.as_deref().map(str::as_bytes) != Some(version)
+        {
+            return self.error_with_id(
+                out,
+                Counter::error_header_mismatch,
+                400,
+                id,
+                HEADER_MISMATCH,
+                "Header mismatch: MCP-Protocol-Version does not match params._meta[\"io.modelcontextprotocol/protocolVersion\"]",
+                keep_alive,
+            );
+        }
+        if version != MODERN_PROTOCOL_VERSION.as_bytes() {
+            return self.unsupported_version(out, id, version, keep_alive);
+        }
+        if !head
+            .mcp_method
+            .is_some_and(|m| header_value_is_valid(m) && m == method.as_bytes())
+        {
+            return self.error_with_id(
+                out,
+                Counter::error_header_mismatch,
+                400,
+                id,
+                HEADER_MISMATCH,
+                "Header mismatch: Mcp-Method is missing or does not match the body's method",
+                keep_alive,
+            );
+        }
+        let name_key = match method {
+            "tools/call" | "prompts/get" => Some("name"),
+            "resources/read" => Some("uri"),
+            _ => None,
+        };
+        if let Some(key) = name_key {
+            let body_name = params
+                .and_then(|p| member(p, key))
+                .and_then(json::str_unescaped);
+            let matches = match (head.mcp_name, body_name) {
+                (Some(header), Some(name)) if header_value_is_valid(header) => {
+                    decode_header_value(header, &mut self.event)
+                        .is_some_and(|decoded| decoded == name.as_bytes())
+                }
+                _ => false,
+            };
+            if !matches {
+                return self.error_with_id(
+                    out,
+                    Counter::error_header_mismatch,
+                    400,
+                    id,
+                    HEADER_MISMATCH,
+                    if key == "uri" {
+                        "Header mismatch: Mcp-Name is missing, malformed or does not match params.uri"
+                    } else {
+                        "Header mismatch: Mcp-Name is missing, malformed or does not match params.name"
+                    },
+                    keep_alive,
+                );
+            }
+        }
+        if meta
+            .and_then(|m| member(m, META_CLIENT_CAPABILITIES))
+            .is_none_or(|c| c.first() != Some(&b'{'))
+        {
+            return self.error_with_id(
+                out,
+                Counter::error_invalid_meta,
+                400,
+                id,
+                -32602,
+                "Invalid params: params._meta must carry io.modelcontextprotocol/clientCapabilities (an object)",
+                keep_alive,
+            );
+        }
+        self.modern = true;
+        self.body.clear();
+        let mut delay_ms = None;
+        match method {
+            "server/discover" => {
+                self.stats.incr(Counter::method_server_discover);
+                self.body.extend_from_slice(JSONRPC_PREFIX);
+                self.body.extend_from_slice(id);
+                self.body
+                    .extend_from_slice(b",\"result\":{\"supportedVersions\":");
+                self.body.extend_from_slice(SUPPORTED_VERSIONS_JSON);
+                self.body.extend_from_slice(
+                    b",\"capabilities\":{\"tools\":{\"listChanged\":false}},\"ttlMs\":",
+                );
+                let _ = write!(self.body, "{CACHE_TTL_MS}");
+                self.body.extend_from_slice(b",\"cacheScope\":\"public\"");
+                self.close_result();
+            }
+            "tools/list" => {
+                self.stats.incr(Counter::method_tools_list);
+                self.body.extend_from_slice(JSONRPC_PREFIX);
+                self.body.extend_from_slice(id);
+                self.body.extend_from_slice(b",\"result\":");
+                // The legacy result without its closing brace, then the cache hints.
+                self.body
+                    .extend_from_slice(&TOOLS_LIST_RESULT[..TOOLS_LIST_RESULT.len() - 1]);
+                let _ = write!(
+                    self.body,
+                    ",\"ttlMs\":{CACHE_TTL_MS},\"cacheScope\":\"public\""
+                );
+                self.close_result();
+            }
+            "tools/call" => {
+                self.stats.incr(Counter::method_tools_call);
+                delay_ms = self.tools_call(id, params);
+            }
+            "subscriptions/listen" => return self.listen(head, id, out),
+            _ => {
+                // Includes ping, initialize and logging/setLevel, which 2026-07-28 removed.
+                self.stats.incr(Counter::method_other);
+                return self.error_with_id(
+                    out,
+                    Counter::error_method_not_found,
+                    404,
+                    id,
+                    -32601,
+                    "Method not found",
+                    keep_alive,
+                );
+            }
+        }
+        let extra: &[(&str, &[u8])] = match self.config.response_mode {
+            ResponseMode::Json => &[],
+            ResponseMode::Sse => &[("X-Accel-Buffering", b"no")],
+        };
+        self.write_rpc_response(out, 200, extra, keep_alive);
+        match delay_ms {
+            Some(ms) => Outcome::Delay {
+                ms,
+                close: !keep_alive,
+            },
+            None => Outcome::Respond { close: !keep_alive },
+        }
+    }
+
+    /// `subscriptions/listen`: the acknowledgement (we send no list-change or resource
+    /// notifications, so we agree to none of the requested types), then a held event stream
+    /// that carries only keep-alive comments until either side closes it.
+    fn listen(&mut self, head: &RequestHead<'_>, id: &[u8], out: &mut Vec<u8>) -> Outcome {
+        if let Some(accept) = head.accept
+            && !accepts(accept, b"text/event-stream")
+        {
+            return self.error_with_id(
+                out,
+                Counter::error_not_acceptable,
+                406,
+                id,
+                -32000,
+                "Not Acceptable: subscriptions/listen answers with text/event-stream",
+                head.keep_alive,
+            );
+        }
+        self.stats.incr(Counter::method_subscriptions_listen);
+        self.stats.incr(Counter::sse_streams_opened);
+        write_head(
+            out,
+            200,
+            Some("text/event-stream"),
+            None,
+            &[("Cache-Control", b"no-cache"), ("X-Accel-Buffering", b"no")],
+            true,
+        );
+        self.body.clear();
+        self.body.extend_from_slice(
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{\"notifications\":{},\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":",
+        );
+        self.body.extend_from_slice(id);
+        self.body.extend_from_slice(b"}}}");
+        self.event.clear();
+        sse::write_event(&mut self.event, Some("message"), None, &self.body);
+        chunked::write_chunk(out, &self.event);
+        Outcome::OpenStream
+    }
+
+    /// 400 with -32022 naming the versions we serve and the one asked for.
+    fn unsupported_version(
+        &mut self,
+        out: &mut Vec<u8>,
+        id: &[u8],
+        requested: &[u8],
+        keep_alive: bool,
+    ) -> Outcome {
+        self.stats.incr(Counter::error_unsupported_protocol_version);
+        self.body.clear();
+        self.body.extend_from_slice(JSONRPC_PREFIX);
+        self.body.extend_from_slice(id);
+        let _ = write!(
+            self.body,
+            ",\"error\":{{\"code\":{UNSUPPORTED_PROTOCOL_VERSION},\"message\":\"Unsupported protocol version\",\"data\":{{\"supported\":"
+        );
+        self.body.extend_from_slice(SUPPORTED_VERSIONS_JSON);
+        self.body.extend_from_slice(b",\"requested\":");
+        json::write_escaped_str(&mut self.body, &String::from_utf8_lossy(requested));
+        self.body.extend_from_slice(b"}}}");
+        write_head(
+            out,
+            400,
+            Some("application/json"),
+            Some(self.body.len()),
+            &[],
+            keep_alive,
+        );
+        out.extend_from_slice(&self.body);
+        Outcome::Respond { close: !keep_alive }
+    }
+
     /// Writes the tools/call answer frame into `self.body`; returns a delay for `sleep`.
     fn tools_call(&mut self, id: &[u8], params: Option<&[u8]>) -> Option<u64> {
         let name = params
@@ -418,10 +712,32 @@ impl<'a> Handler<'a> {
             .extend_from_slice(b",\"result\":{\"content\":[{\"type\":\"text\",\"text\":");
         text(&mut self.body);
         self.body.extend_from_slice(if is_error {
-            b"}],\"isError\":true}}"
+            b"}],\"isError\":true"
         } else {
-            b"}],\"isError\":false}}"
+            b"}],\"isError\":false"
         });
+        self.close_result();
+    }
+
+    /// Ends a result object and its response: on the 2026-07-28 path with the `resultType`
+    /// every result must carry and the `serverInfo` stamp servers should add.
+    fn close_result(&mut self) {
+        if self.modern {
+            self.body
+                .extend_from_slice(b",\"resultType\":\"complete\",");
+            self.server_info_meta();
+        }
+        self.body.extend_from_slice(b"}}");
+    }
+
+    /// `"_meta":{"io.modelcontextprotocol/serverInfo":{"name":…,"version":…}}`
+    fn server_info_meta(&mut self) {
+        self.body
+            .extend_from_slice(b"\"_meta\":{\"io.modelcontextprotocol/serverInfo\":{\"name\":\"");
+        self.body.extend_from_slice(SERVER_NAME.as_bytes());
+        self.body.extend_from_slice(b"\",\"version\":\"");
+        self.body.extend_from_slice(SERVER_VERSION.as_bytes());
+        self.body.extend_from_slice(b"\"}}");
     }
 
     fn result_frame(&mut self, id: &[u8], result: &[u8]) {
@@ -487,9 +803,24 @@ impl<'a> Handler<'a> {
         message: &str,
         keep_alive: bool,
     ) -> Outcome {
+        self.error_with_id(out, counter, status, b"null", code, message, keep_alive)
+    }
+
+    /// [`Self::error`] answering the request `id` (a raw JSON token).
+    #[allow(clippy::too_many_arguments)]
+    fn error_with_id(
+        &mut self,
+        out: &mut Vec<u8>,
+        counter: Counter,
+        status: u16,
+        id: &[u8],
+        code: i32,
+        message: &str,
+        keep_alive: bool,
+    ) -> Outcome {
         self.stats.incr(counter);
         self.body.clear();
-        self.error_frame(b"null", code, message);
+        self.error_frame(id, code, message);
         write_head(
             out,
             status,
@@ -682,6 +1013,84 @@ fn origin_is_local(origin: &[u8]) -> bool {
     host.eq_ignore_ascii_case(b"localhost") || host == b"::1" || host.starts_with(b"127.")
 }
 
+/// Does this request take the 2026-07-28 (sessionless) path? When its `MCP-Protocol-Version`
+/// says 2026-07-28 (a stray `Mcp-Session-Id` is ignored, as the spec asks), or names a version
+/// no `initialize` negotiates and comes without a session (so the client learns, with -32022,
+/// which versions we serve). No header, or a handshake version, is the session era.
+fn is_modern(head: &RequestHead<'_>) -> bool {
+    match head.protocol_version {
+        Some(version) if version == MODERN_PROTOCOL_VERSION.as_bytes() => true,
+        Some(version) => {
+            head.session_id.is_none() && PROTOCOL_VERSIONS.iter().all(|v| v.as_bytes() != version)
+        }
+        None => false,
+    }
+}
+
+fn member<'a>(object: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    json::object_member(object, key).ok().flatten()
+}
+
+/// Visible ASCII, space and tab: what an MCP header value may hold (anything else must have
+/// come Base64-encoded).
+fn header_value_is_valid(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b))
+}
+
+/// An `Mcp-Name` value as the client meant it: `=?base64?…?=` decoded (strict, canonical
+/// Base64 of the UTF-8 bytes; malformed gives `None`), anything else as is.
+fn decode_header_value<'a>(value: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    const PREFIX: &[u8] = b"=?base64?";
+    const SUFFIX: &[u8] = b"?=";
+    if value.len() >= PREFIX.len() + SUFFIX.len()
+        && value.starts_with(PREFIX)
+        && value.ends_with(SUFFIX)
+    {
+        let payload = &value[PREFIX.len()..value.len() - SUFFIX.len()];
+        return decode_base64(payload, scratch).then_some(scratch.as_slice());
+    }
+    Some(value)
+}
+
+/// Standard-alphabet, padded Base64 into `out`; false on any non-canonical input (wrong
+/// length, padding not at the end, a stray byte, non-zero unused bits).
+fn decode_base64(input: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    if !input.len().is_multiple_of(4) {
+        return false;
+    }
+    let quads = input.len() / 4;
+    for (index, quad) in input.chunks_exact(4).enumerate() {
+        let padding = quad.iter().rev().take_while(|&&b| b == b'=').count();
+        if padding > 2 || (padding > 0 && index + 1 != quads) {
+            return false;
+        }
+        let mut bits = 0u32;
+        for &b in &quad[..4 - padding] {
+            let sextet = match b {
+                b'A'..=b'Z' => b - b'A',
+                b'a'..=b'z' => b - b'a' + 26,
+                b'0'..=b'9' => b - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => return false,
+            };
+            bits = (bits << 6) | u32::from(sextet);
+        }
+        match padding {
+            0 => out.extend_from_slice(&[(bits >> 16) as u8, (bits >> 8) as u8, bits as u8]),
+            1 if bits & 0b11 == 0 => {
+                out.extend_from_slice(&[(bits >> 10) as u8, (bits >> 2) as u8])
+            }
+            2 if bits & 0b1111 == 0 => out.push((bits >> 4) as u8),
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn is_rpc_response(body: &[u8]) -> bool {
     json::validate(body).is_ok()
         && matches!(json::object_member(body, "method"), Ok(None))
@@ -749,6 +1158,50 @@ mod tests {
                 .unwrap();
             line["Mcp-Session-Id: ".len()..].to_string()
         }
+
+        /// A POST with `extra` header lines (each ending in CRLF) as a 2026-07-28 client sends it.
+        fn modern(&self, extra: &str, body: &str) -> (Outcome, String) {
+            self.answer(&format!(
+                "POST /mcp HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ))
+        }
+
+        /// The headers and body of a well-formed 2026-07-28 request.
+        fn modern_call(&self, id: &str, method: &str, params: &str) -> (Outcome, String) {
+            let name = json::object_member(format!("{{{params}\"x\":0}}").as_bytes(), "name")
+                .ok()
+                .flatten()
+                .and_then(json::str_unescaped)
+                .map(|n| format!("Mcp-Name: {n}\r\n"))
+                .unwrap_or_default();
+            self.modern(
+                &format!("{V2026}Mcp-Method: {method}\r\n{name}"),
+                &modern_body(id, method, params, V2026_META),
+            )
+        }
+    }
+
+    const V2026: &str = "MCP-Protocol-Version: 2026-07-28\r\n";
+    const V2026_META: &str = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}"#;
+
+    /// `params` members (each followed by a comma) then `_meta` holding `meta`.
+    fn modern_body(id: &str, method: &str, params: &str, meta: &str) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{{params}"_meta":{{{meta}}}}}}}"#
+        )
+    }
+
+    /// Status code, head and JSON body of a Content-Length response.
+    fn split(out: &str) -> (u16, &str, serde_json::Value) {
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        let status = head[9..12].parse().unwrap();
+        let json = if body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"))
+        };
+        (status, head, json)
     }
 
     #[test]
@@ -839,6 +1292,473 @@ mod tests {
         let f = Fixture::new(ResponseMode::Json);
         let (outcome, _) = f.answer("GET /elsewhere HTTP/1.0\r\n\r\n");
         assert_eq!(outcome, Outcome::Respond { close: true });
+    }
+
+    #[test]
+    fn test_ready_tools_list_and_call_bytes_unchanged() {
+        let f = Fixture::new(ResponseMode::Json);
+        let session = f.session();
+        let (_, out) = f.post(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#,
+        );
+        let expected = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}}",
+            std::str::from_utf8(TOOLS_LIST_RESULT).unwrap()
+        );
+        assert!(out.ends_with(&format!("\r\n\r\n{expected}")), "{out}");
+        let (_, out) = f.post(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#,
+        );
+        assert!(
+            out.ends_with("\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":6,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],\"isError\":false}}"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn test_initialize_asking_2026_gets_2025_11_25() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (_, out) = f.post(None, r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2026-07-28"}}"#);
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 200);
+        assert_eq!(json["result"]["protocolVersion"], "2025-11-25");
+        assert_eq!(f.sessions.live(), 1);
+    }
+
+    #[test]
+    fn test_session_unknown_version_header_keeps_legacy_answer() {
+        let f = Fixture::new(ResponseMode::Json);
+        let session = f.session();
+        let (_, out) = f.answer(&format!(
+            "POST /mcp HTTP/1.1\r\nHost: h:1\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 1999-01-01\r\nContent-Length: 40\r\n\r\n{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}}"
+        ));
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 400);
+        assert_eq!(json["error"]["code"], -32000);
+        assert_eq!(f.stats[0].get(Counter::error_bad_protocol_version), 1);
+        assert_eq!(f.stats[0].get(Counter::requests_modern), 0);
+    }
+
+    #[test]
+    fn test_sessionless_discover_bytes_and_no_session() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (outcome, out) = f.modern_call("1", "server/discover", "");
+        assert_eq!(outcome, Outcome::Respond { close: false });
+        let expected_body = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"supportedVersions\":[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\",\"2024-11-05\"],\"capabilities\":{{\"tools\":{{\"listChanged\":false}}}},\"ttlMs\":3600000,\"cacheScope\":\"public\",\"resultType\":\"complete\",\"_meta\":{{\"io.modelcontextprotocol/serverInfo\":{{\"name\":\"mcpstorm\",\"version\":\"{SERVER_VERSION}\"}}}}}}}}"
+        );
+        assert_eq!(
+            out,
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{expected_body}",
+                expected_body.len()
+            )
+        );
+        assert_eq!(f.sessions.live(), 0);
+        assert_eq!(f.stats[0].get(Counter::sessions_created), 0);
+        assert_eq!(f.stats[0].get(Counter::requests_modern), 1);
+        assert_eq!(f.stats[0].get(Counter::method_server_discover), 1);
+    }
+
+    #[test]
+    fn test_sessionless_tools_list_and_calls() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (_, out) = f.modern_call("\"l\"", "tools/list", "");
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 200);
+        let result = &json["result"];
+        assert_eq!(json["id"], "l");
+        assert_eq!(result["resultType"], "complete");
+        assert_eq!(result["ttlMs"], 3_600_000);
+        assert_eq!(result["cacheScope"], "public");
+        assert_eq!(result["tools"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+            "mcpstorm"
+        );
+        let (_, out) = f.modern_call(
+            "2",
+            "tools/call",
+            r#""name":"add","arguments":{"a":2,"b":3},"#,
+        );
+        let (status, head, json) = split(&out);
+        assert_eq!(status, 200);
+        assert!(!head.contains("Mcp-Session-Id"), "{head}");
+        assert_eq!(json["result"]["content"][0]["text"], "5");
+        assert_eq!(json["result"]["isError"], false);
+        assert_eq!(json["result"]["resultType"], "complete");
+        let (_, out) = f.modern_call(
+            "3",
+            "tools/call",
+            r#""name":"echo","arguments":{"text":"a\"b"},"#,
+        );
+        assert_eq!(split(&out).2["result"]["content"][0]["text"], "a\"b");
+        let (outcome, out) = f.modern_call(
+            "4",
+            "tools/call",
+            r#""name":"sleep","arguments":{"ms":30},"#,
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Delay {
+                ms: 30,
+                close: false
+            }
+        );
+        assert!(out.contains("slept 30 ms"));
+        assert_eq!(f.sessions.live(), 0);
+        assert_eq!(f.stats[0].get(Counter::method_tools_call), 3);
+        assert_eq!(f.stats[0].get(Counter::requests_modern), 4);
+    }
+
+    #[test]
+    fn test_sessionless_ping_and_initialize_are_method_not_found_404() {
+        let f = Fixture::new(ResponseMode::Sse);
+        for (id, method) in [
+            ("7", "ping"),
+            ("8", "initialize"),
+            ("9", "logging/setLevel"),
+        ] {
+            let (_, out) = f.modern_call(id, method, "");
+            let (status, head, json) = split(&out);
+            assert_eq!(status, 404, "{method}");
+            assert!(head.contains("Content-Type: application/json"), "{head}");
+            assert_eq!(json["error"]["code"], -32601);
+            assert_eq!(json["id"].to_string(), id);
+        }
+        assert_eq!(f.stats[0].get(Counter::error_method_not_found), 3);
+        assert_eq!(f.sessions.live(), 0);
+    }
+
+    #[test]
+    fn test_sessionless_sse_mode_answers_an_event_stream() {
+        let f = Fixture::new(ResponseMode::Sse);
+        let (_, out) = f.modern_call("1", "tools/list", "");
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Type: text/event-stream"), "{head}");
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        assert!(head.contains("X-Accel-Buffering: no"), "{head}");
+        assert!(body.contains("\"resultType\":\"complete\""), "{body}");
+        assert!(body.ends_with("0\r\n\r\n"), "{body:?}");
+    }
+
+    #[test]
+    fn test_sessionless_method_header_missing_or_different_is_header_mismatch() {
+        let f = Fixture::new(ResponseMode::Json);
+        let body = modern_body("11", "tools/list", "", V2026_META);
+        for extra in [
+            V2026.to_string(),
+            format!("{V2026}Mcp-Method: tools/call\r\n"),
+            format!("{V2026}Mcp-Method: Tools/List\r\n"),
+        ] {
+            let (_, out) = f.modern(&extra, &body);
+            let (status, _, json) = split(&out);
+            assert_eq!(status, 400, "{extra}");
+            assert_eq!(json["error"]["code"], -32020, "{extra}");
+            assert_eq!(json["id"], 11, "the error answers the request id");
+        }
+        assert_eq!(f.stats[0].get(Counter::error_header_mismatch), 3);
+        assert_eq!(f.stats[0].get(Counter::method_tools_list), 0);
+    }
+
+    #[test]
+    fn test_sessionless_version_header_disagrees_with_meta_is_header_mismatch() {
+        let f = Fixture::new(ResponseMode::Json);
+        let headers = format!("{V2026}Mcp-Method: tools/list\r\n");
+        for meta in [
+            r#""io.modelcontextprotocol/protocolVersion":"2025-11-25","io.modelcontextprotocol/clientCapabilities":{}"#,
+            r#""io.modelcontextprotocol/clientCapabilities":{}"#,
+            r#""io.modelcontextprotocol/protocolVersion":20260728,"io.modelcontextprotocol/clientCapabilities":{}"#,
+        ] {
+            let (_, out) = f.modern(&headers, &modern_body("1", "tools/list", "", meta));
+            let (status, _, json) = split(&out);
+            assert_eq!(status, 400, "{meta}");
+            assert_eq!(json["error"]["code"], -32020, "{meta}");
+        }
+        // No _meta (or no params) at all.
+        let (_, out) = f.modern(
+            &headers,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        );
+        assert_eq!(split(&out).2["error"]["code"], -32020);
+        assert_eq!(f.stats[0].get(Counter::error_header_mismatch), 4);
+    }
+
+    #[test]
+    fn test_sessionless_unknown_version_gets_unsupported_with_our_list() {
+        let f = Fixture::new(ResponseMode::Json);
+        let meta = r#""io.modelcontextprotocol/protocolVersion":"2030-01-01","io.modelcontextprotocol/clientCapabilities":{}"#;
+        let (_, out) = f.modern(
+            "MCP-Protocol-Version: 2030-01-01\r\nMcp-Method: server/discover\r\n",
+            &modern_body("\"d\"", "server/discover", "", meta),
+        );
+        let (status, head, json) = split(&out);
+        assert_eq!(status, 400);
+        assert!(head.contains("Content-Type: application/json"));
+        assert_eq!(json["id"], "d");
+        assert_eq!(json["error"]["code"], -32022);
+        assert_eq!(json["error"]["data"]["requested"], "2030-01-01");
+        let supported = json["error"]["data"]["supported"].as_array().unwrap();
+        assert_eq!(supported[0], "2026-07-28");
+        assert!(supported.iter().any(|v| v == "2025-11-25"));
+        assert_eq!(
+            f.stats[0].get(Counter::error_unsupported_protocol_version),
+            1
+        );
+        assert_eq!(f.sessions.live(), 0);
+    }
+
+    #[test]
+    fn test_sessionless_tools_call_mcp_name_rules() {
+        let f = Fixture::new(ResponseMode::Json);
+        let body = modern_body(
+            "1",
+            "tools/call",
+            r#""name":"echo","arguments":{"text":"x"},"#,
+            V2026_META,
+        );
+        let base = format!("{V2026}Mcp-Method: tools/call\r\n");
+        let rejected = [
+            base.clone(),
+            format!("{base}Mcp-Name: add\r\n"),
+            format!("{base}Mcp-Name: =?base64?ZWNobw?=\r\n"),
+            format!("{base}Mcp-Name: =?base64?ZWNobx==?=\r\n"),
+            format!("{base}Mcp-Name: =?base64?YWRk?=\r\n"),
+        ];
+        for extra in &rejected {
+            let (_, out) = f.modern(extra, &body);
+            let (status, _, json) = split(&out);
+            assert_eq!(status, 400, "{extra}");
+            assert_eq!(json["error"]["code"], -32020, "{extra}");
+        }
+        assert_eq!(
+            f.stats[0].get(Counter::error_header_mismatch),
+            rejected.len() as u64
+        );
+        for extra in [
+            format!("{base}Mcp-Name: echo\r\n"),
+            format!("{base}Mcp-Name: =?base64?ZWNobw==?=\r\n"),
+        ] {
+            let (_, out) = f.modern(&extra, &body);
+            assert_eq!(split(&out).0, 200, "{extra}");
+        }
+        // A name outside visible ASCII travels Base64-encoded ("é" = C3 A9).
+        let (_, out) = f.modern(
+            &format!("{base}Mcp-Name: =?base64?w6k=?=\r\n"),
+            &modern_body("2", "tools/call", r#""name":"é","#, V2026_META),
+        );
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 200, "the header matched; the tool is unknown");
+        assert_eq!(json["error"]["code"], -32602);
+        assert_eq!(f.stats[0].get(Counter::error_unknown_tool), 1);
+        // Sent raw, the same name is an invalid header value even though the bytes match.
+        let (_, out) = f.modern(
+            &format!("{base}Mcp-Name: é\r\n"),
+            &modern_body("3", "tools/call", r#""name":"é","#, V2026_META),
+        );
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 400);
+        assert_eq!(json["error"]["code"], -32020);
+    }
+
+    #[test]
+    fn test_sessionless_without_client_capabilities_is_invalid_params() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (_, out) = f.modern(
+            &format!("{V2026}Mcp-Method: tools/list\r\n"),
+            &modern_body(
+                "1",
+                "tools/list",
+                "",
+                r#""io.modelcontextprotocol/protocolVersion":"2026-07-28""#,
+            ),
+        );
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 400);
+        assert_eq!(json["error"]["code"], -32602);
+        assert_eq!(f.stats[0].get(Counter::error_invalid_meta), 1);
+    }
+
+    #[test]
+    fn test_sessionless_null_id_and_client_response_are_invalid_requests() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (_, out) = f.modern_call("null", "tools/list", "");
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 400);
+        assert_eq!(json["error"]["code"], -32600);
+        // The server sends no requests on this path, so there is nothing to answer.
+        let (_, out) = f.modern(V2026, r#"{"jsonrpc":"2.0","id":9,"result":{}}"#);
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 400);
+        assert_eq!(json["error"]["code"], -32600);
+        assert_eq!(f.stats[0].get(Counter::error_invalid_request), 2);
+        assert_eq!(f.stats[0].get(Counter::client_responses), 0);
+    }
+
+    #[test]
+    fn test_sessionless_notification_accepted_unless_version_unserved() {
+        let f = Fixture::new(ResponseMode::Json);
+        let note =
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#;
+        let (_, out) = f.modern(V2026, note);
+        assert_eq!(out, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+        let (_, out) = f.modern("MCP-Protocol-Version: 2030-01-01\r\n", note);
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 400);
+        assert_eq!(json["error"]["code"], -32022);
+        assert_eq!(json["id"], serde_json::Value::Null);
+        assert_eq!(f.stats[0].get(Counter::method_notification), 1);
+    }
+
+    #[test]
+    fn test_sessionless_stray_session_header_is_ignored() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (_, out) = f.modern(
+            &format!("{V2026}Mcp-Method: tools/list\r\nMcp-Session-Id: 0123456789abcdef0123456789abcdef\r\n"),
+            &modern_body("1", "tools/list", "", V2026_META),
+        );
+        assert_eq!(split(&out).0, 200);
+        assert_eq!(f.stats[0].get(Counter::error_unknown_session), 0);
+    }
+
+    #[test]
+    fn test_sessionless_get_and_delete_are_405() {
+        let f = Fixture::new(ResponseMode::Json);
+        for method in ["GET", "DELETE"] {
+            let (_, out) = f.answer(&format!(
+                "{method} /mcp HTTP/1.1\r\nHost: h:1\r\nAccept: text/event-stream\r\n{V2026}\r\n"
+            ));
+            assert_eq!(
+                out,
+                "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nAllow: POST\r\n\r\n"
+            );
+        }
+        assert_eq!(f.stats[0].get(Counter::error_modern_method_not_allowed), 2);
+        assert_eq!(f.stats[0].get(Counter::sse_streams_opened), 0);
+    }
+
+    #[test]
+    fn test_sessionless_listen_acknowledges_then_holds_the_stream() {
+        let f = Fixture::new(ResponseMode::Json);
+        let (outcome, out) = f.modern_call(
+            "\"sub\"",
+            "subscriptions/listen",
+            r#""notifications":{"toolsListChanged":true},"#,
+        );
+        assert_eq!(outcome, Outcome::OpenStream);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Type: text/event-stream"), "{head}");
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        assert!(head.contains("X-Accel-Buffering: no"), "{head}");
+        assert!(
+            !body.ends_with("0\r\n\r\n"),
+            "the stream stays open: {body:?}"
+        );
+        let data = body.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        let ack: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+        assert_eq!(ack["params"]["notifications"], serde_json::json!({}));
+        assert_eq!(
+            ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            "sub"
+        );
+        assert_eq!(f.stats[0].get(Counter::method_subscriptions_listen), 1);
+    }
+
+    fn errors_counted(f: &Fixture) -> u64 {
+        Counter::ALL
+            .iter()
+            .filter(|c| c.name().starts_with("error_"))
+            .map(|&c| f.stats[0].get(c))
+            .sum()
+    }
+
+    proptest::proptest! {
+        /// Whatever a 2026-07-28 client sends (well-formed requests with each part present,
+        /// absent or wrong, then perhaps cut short or trailed by noise): no panic, no session,
+        /// a status the spec allows, and every rejection counted exactly once.
+        #[test]
+        fn prop_sessionless_never_panics_and_counts_every_rejection(
+            id in proptest::sample::select(vec!["", r#","id":1"#, r#","id":null"#, r#","id":"s""#]),
+            body_method in proptest::sample::select(vec![
+                "tools/call", "tools/list", "server/discover", "subscriptions/listen", "ping",
+                "notifications/cancelled",
+            ]),
+            tool in proptest::option::of(proptest::sample::select(vec!["echo", "add", r"\u00e9"])),
+            body_version in proptest::option::of(proptest::sample::select(vec![
+                r#""2026-07-28""#, r#""2030-01-01""#, "7",
+            ])),
+            capabilities in proptest::option::of(proptest::sample::select(vec!["{}", "[]"])),
+            cut in proptest::option::of(0usize..220),
+            noise in "[ -~]{0,4}",
+            header_method in proptest::option::of(proptest::sample::select(vec![
+                "tools/call", "tools/list", "server/discover", "subscriptions/listen", "ping",
+                "x\u{e9}",
+            ])),
+            name in proptest::option::of("(=\\?base64\\?)?[A-Za-z0-9+/=?é]{0,10}(\\?=)?"),
+            version in proptest::sample::select(vec!["2026-07-28", "2030-01-01"]),
+        ) {
+            let f = Fixture::new(ResponseMode::Sse);
+            let mut meta = Vec::new();
+            if let Some(v) = body_version {
+                meta.push(format!(r#""io.modelcontextprotocol/protocolVersion":{v}"#));
+            }
+            if let Some(c) = capabilities {
+                meta.push(format!(r#""io.modelcontextprotocol/clientCapabilities":{c}"#));
+            }
+            let tool = tool
+                .map(|t| format!(r#""name":"{t}","arguments":{{"text":"x","a":1,"b":2,"ms":0}},"#))
+                .unwrap_or_default();
+            let mut body = format!(
+                r#"{{"jsonrpc":"2.0"{id},"method":"{body_method}","params":{{{tool}"_meta":{{{}}}}}}}"#,
+                meta.join(",")
+            );
+            if let Some(cut) = cut
+                && let Some(prefix) = body.get(..cut)
+            {
+                body = prefix.to_string();
+            }
+            body.push_str(&noise);
+            let mut extra = format!("MCP-Protocol-Version: {version}\r\n");
+            if let Some(method) = header_method {
+                extra.push_str(&format!("Mcp-Method: {method}\r\n"));
+            }
+            if let Some(name) = name {
+                extra.push_str(&format!("Mcp-Name: {name}\r\n"));
+            }
+            let (_, out) = f.modern(&extra, &body);
+            let status: u16 = out[9..12].parse().unwrap();
+            proptest::prop_assert!([200, 202, 400, 404].contains(&status), "{out}");
+            let expected_errors = u64::from(status >= 400);
+            proptest::prop_assert_eq!(errors_counted(&f), expected_errors, "{}", out);
+            proptest::prop_assert_eq!(f.sessions.live(), 0);
+            proptest::prop_assert!(!out.contains("Mcp-Session-Id"));
+        }
+    }
+
+    #[test]
+    fn base64_is_strict() {
+        let mut out = Vec::new();
+        for (text, bytes) in [
+            ("", &b""[..]),
+            ("ZQ==", b"e"),
+            ("ZWM=", b"ec"),
+            ("ZWNo", b"ech"),
+            ("ZWNobw==", b"echo"),
+            ("w6k=", "é".as_bytes()),
+        ] {
+            assert!(decode_base64(text.as_bytes(), &mut out), "{text}");
+            assert_eq!(out, bytes, "{text}");
+        }
+        for bad in [
+            "Z", "ZQ=", "ZR==", "ZWN=", "Z===", "ZQ==ZQ==", "ZW-o", "ZW o", "=ZWN",
+        ] {
+            assert!(!decode_base64(bad.as_bytes(), &mut out), "{bad}");
+        }
     }
 
     #[test]

@@ -34,6 +34,10 @@ counters! {
     method_tools_list,
     method_tools_call,
     method_other,
+    /// POSTs served on the sessionless 2026-07-28 path (no session, no initialize).
+    requests_modern,
+    method_server_discover,
+    method_subscriptions_listen,
     /// JSON-RPC responses a client POSTed (answers to server requests; we send none).
     client_responses,
     sessions_created,
@@ -61,6 +65,15 @@ counters! {
     error_missing_session,
     error_unknown_session,
     error_bad_protocol_version,
+    /// 2026-07-28: `MCP-Protocol-Version`, `Mcp-Method` or `Mcp-Name` missing, malformed or not
+    /// matching the body (400, -32020 HeaderMismatch).
+    error_header_mismatch,
+    /// 2026-07-28 path: a protocol version we do not serve that way (400, -32022).
+    error_unsupported_protocol_version,
+    /// 2026-07-28: `params._meta` without `io.modelcontextprotocol/clientCapabilities` (400, -32602).
+    error_invalid_meta,
+    /// 2026-07-28: GET or DELETE (no standalone stream, no sessions to end): 405.
+    error_modern_method_not_allowed,
     error_sessions_full,
     error_json_parse,
     error_invalid_request,

@@ -47,8 +47,9 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Target MCP endpoint(s), e.g. http://127.0.0.1:8080/mcp (loopback only).
-    #[arg(value_name = "URL", required = true)]
+    /// Target MCP endpoint(s), e.g. http://127.0.0.1:8080/mcp (loopback only). None: start
+    /// the embedded server (`mcpstorm serve`) as a child process and load it.
+    #[arg(value_name = "URL")]
     pub urls: Vec<String>,
     /// MCP sessions to open and hold (one TCP connection each).
     #[arg(long, default_value = "100", value_parser = parse_count_u32)]
@@ -96,6 +97,9 @@ pub struct RunArgs {
     /// Direct descriptors per ring [default and maximum: RLIMIT_NOFILE].
     #[arg(long, value_parser = parse_count_u32)]
     pub ring_slots: Option<u32>,
+    /// Report this process's RSS growth per session as the server's memory figure.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,

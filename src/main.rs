@@ -91,6 +91,7 @@ fn run(args: RunArgs) -> ExitCode {
         tool_args_json: args.tool_args,
         protocol_version: args.protocol_version,
         ring_slots: args.ring_slots,
+        server_pid: args.server_pid,
     };
     let report = match mcpstorm::engine::run(&options) {
         Ok(report) => report,

@@ -7,6 +7,7 @@
 //! `response.rs` (I/O-free response reader), `schedule.rs` (pacing, mix), `metrics.rs`
 //! (histograms, counters), `shard.rs` (the io_uring loop), `report.rs` (JSON and text).
 
+pub mod embedded;
 pub mod metrics;
 pub mod plan;
 pub mod report;
@@ -16,6 +17,7 @@ pub mod shard;
 pub mod template;
 
 use crate::ring::{probe_kernel, raise_nofile_limit};
+use embedded::EmbeddedServer;
 use metrics::ShardMetrics;
 use plan::{EnginePlan, RunOptions};
 use report::{Measured, Report};
@@ -29,6 +31,21 @@ const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 /// Runs the whole thing. `Err` = could not run (exit code 2), with the reason.
 pub fn run(options: &RunOptions) -> Result<Report, String> {
     let features = probe_kernel().map_err(|e| e.to_string())?;
+    let mut options = options.clone();
+    // Dropped (SIGINT, wait) when this function returns, after every shard has closed.
+    let _embedded = if options.urls.is_empty() {
+        let server = EmbeddedServer::start(options.connections)?;
+        options.urls = server.urls.clone();
+        options.server_pid = Some(server.pid());
+        if options.mix.is_none() && options.tool.is_none() {
+            // The embedded server's echo tool: a real tools/call, not just ping.
+            options.tool = Some("echo".into());
+        }
+        Some(server)
+    } else {
+        None
+    };
+    let options = &options;
     if !features.bind_op && options.source_ips.is_some() {
         return Err("--source-ips needs IORING_OP_BIND (Linux 6.11 or newer)".into());
     }
@@ -37,6 +54,7 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
     let plan = EnginePlan::from_options(options, nofile, &cpus)?;
+    let server_pid = options.server_pid;
     crate::server::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let rings: usize = plan.shards.iter().map(|s| s.rings).sum();
@@ -68,7 +86,7 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
                 }
             }));
         }
-        let measured = coordinate(&plan, &shared, rings);
+        let measured = coordinate(&plan, &shared, rings, server_pid);
         let mut merged = ShardMetrics::new();
         let mut errors = Vec::new();
         for handle in handles {
@@ -88,7 +106,17 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
 
 /// The coordinator's side of the phases: wait for every shard to set up, measure, let them
 /// connect, wait for the ramp, measure at full hold, run the load for the duration, stop.
-fn coordinate(plan: &EnginePlan, shared: &Shared, rings: usize) -> Result<Measured, String> {
+fn coordinate(
+    plan: &EnginePlan,
+    shared: &Shared,
+    rings: usize,
+    server_pid: Option<u32>,
+) -> Result<Measured, String> {
+    let server_rss = || {
+        server_pid
+            .and_then(|pid| proc_kib(&format!("/proc/{pid}/status"), "VmRSS:"))
+            .map(|kib| kib * 1024)
+    };
     let shards = plan.shards.len();
     let stopped =
         || shared.stop.load(Ordering::SeqCst) || crate::server::STOP.load(Ordering::Relaxed);
@@ -100,6 +128,7 @@ fn coordinate(plan: &EnginePlan, shared: &Shared, rings: usize) -> Result<Measur
         std::thread::sleep(Duration::from_millis(1));
     }
     let rss_before_bytes = rss_bytes();
+    let server_rss_before_bytes = server_rss();
     let slab_before_bytes = slab_bytes();
     shared.go_connect.store(true, Ordering::SeqCst);
     let held_now = || -> u64 { shared.held.iter().map(|h| h.load(Ordering::Relaxed)).sum() };
@@ -117,6 +146,7 @@ fn coordinate(plan: &EnginePlan, shared: &Shared, rings: usize) -> Result<Measur
     let held_at_measurement = held_now();
     held_max = held_max.max(held_at_measurement);
     let rss_held_bytes = rss_bytes();
+    let server_rss_held_bytes = server_rss();
     let slab_held_bytes = slab_bytes();
     shared.go_load.store(true, Ordering::SeqCst);
     let load_start = Instant::now();
@@ -132,6 +162,8 @@ fn coordinate(plan: &EnginePlan, shared: &Shared, rings: usize) -> Result<Measur
         load_s,
         rss_before_bytes,
         rss_held_bytes,
+        server_rss_before_bytes,
+        server_rss_held_bytes,
         slab_before_bytes,
         slab_held_bytes,
         held_at_measurement,

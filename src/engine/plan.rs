@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub protocol_version: String,
     /// Direct descriptors per ring [default and max: RLIMIT_NOFILE]; lower forces more rings.
     pub ring_slots: Option<u32>,
+    /// A server process whose RSS growth per session to report (the embedded child's pid
+    /// when no URL is given).
+    pub server_pid: Option<u32>,
 }
 
 /// One target: where to connect and what to put in Host and the request line.
@@ -181,7 +184,7 @@ impl EnginePlan {
     pub fn from_options(options: &RunOptions, nofile: u64, cpus: &[usize]) -> Result<Self, String> {
         if options.urls.is_empty() {
             return Err(
-                "run needs a target URL (e.g. http://127.0.0.1:8080/mcp); the embedded default server is not in this build yet"
+                "run needs a target URL (e.g. http://127.0.0.1:8080/mcp), or none for the embedded server"
                     .into(),
             );
         }
@@ -351,6 +354,7 @@ mod tests {
             tool_args_json: None,
             protocol_version: "2025-11-25".into(),
             ring_slots: Some(4),
+            server_pid: None,
         }
     }
 

@@ -77,7 +77,8 @@ pub struct Memory {
     /// /proc/meminfo Slab growth over the same span ÷ sessions held (client and, on one host,
     /// server sockets together).
     pub kernel_bytes_per_socket: Option<f64>,
-    /// Not measured by this build (needs the embedded child server or `--server-pid`).
+    /// The server's RSS growth over the same span ÷ sessions held (the embedded child, or
+    /// `--server-pid`; null otherwise).
     pub server_user_bytes_per_conn: Option<f64>,
     pub rss_before_bytes: u64,
     pub rss_held_bytes: u64,
@@ -118,6 +119,8 @@ pub struct Measured {
     pub load_s: f64,
     pub rss_before_bytes: u64,
     pub rss_held_bytes: u64,
+    pub server_rss_before_bytes: Option<u64>,
+    pub server_rss_held_bytes: Option<u64>,
     pub slab_before_bytes: Option<u64>,
     pub slab_held_bytes: Option<u64>,
     pub held_at_measurement: u64,
@@ -196,7 +199,13 @@ impl Report {
                     (Some(before), Some(held)) => per_held(held as i64 - before as i64),
                     _ => None,
                 },
-                server_user_bytes_per_conn: None,
+                server_user_bytes_per_conn: match (
+                    measured.server_rss_before_bytes,
+                    measured.server_rss_held_bytes,
+                ) {
+                    (Some(before), Some(held)) => per_held(held as i64 - before as i64),
+                    _ => None,
+                },
                 rss_before_bytes: measured.rss_before_bytes,
                 rss_held_bytes: measured.rss_held_bytes,
                 held_at_measurement: measured.held_at_measurement,
@@ -265,8 +274,9 @@ impl Report {
         let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0} B"));
         let _ = writeln!(
             out,
-            "memory       client user {} per connection · kernel slab {} per socket (slot {} B, {} held)",
+            "memory       client user {} per connection · server user {} per session · kernel slab {} per socket (slot {} B, {} held)",
             show(m.client_user_bytes_per_conn),
+            show(m.server_user_bytes_per_conn),
             show(m.kernel_bytes_per_socket),
             m.conn_slot_bytes,
             m.held_at_measurement
@@ -326,6 +336,8 @@ mod tests {
             load_s: 2.0,
             rss_before_bytes: 1_000_000,
             rss_held_bytes: 1_009_000,
+            server_rss_before_bytes: Some(500),
+            server_rss_held_bytes: Some(1_400),
             slab_before_bytes: Some(0),
             slab_held_bytes: Some(45_000),
             held_at_measurement: 9,
@@ -376,6 +388,7 @@ mod tests {
         assert_eq!(json["throughput_rps"], 2.0);
         assert_eq!(json["memory"]["client_user_bytes_per_conn"], 1000.0);
         assert_eq!(json["memory"]["kernel_bytes_per_socket"], 5000.0);
+        assert_eq!(json["memory"]["server_user_bytes_per_conn"], 100.0);
         assert!(report.text().contains("errors       http_5xx 1"));
     }
 }

@@ -1,0 +1,111 @@
+//! The embedded default target of `mcpstorm run` without a URL: `mcpstorm serve` started as a
+//! child process of this same binary on loopback, so its memory and CPU are measured apart
+//! from the engine's and a later "node failure" can be a real process death. Part of
+//! `engine/`; owns only the child process, never a socket.
+//!
+//! The child listens on one loopback port per [`CONNECTIONS_PER_PORT`] connections: without
+//! source addresses the kernel picks each client port from the ephemeral range of one
+//! (source address, target) pair, and its search slows as that range fills.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Connections aimed at one listen port: under half the default ephemeral range (28,232).
+pub const CONNECTIONS_PER_PORT: u32 = 12_000;
+
+pub struct EmbeddedServer {
+    child: Child,
+    ready_file: PathBuf,
+    pub urls: Vec<String>,
+}
+
+impl EmbeddedServer {
+    /// Starts `mcpstorm serve` sized for `connections` and waits until it listens.
+    pub fn start(connections: u32) -> Result<EmbeddedServer, String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot find this executable to start the server: {e}"))?;
+        let ready_file = std::env::temp_dir().join(format!(
+            "mcpstorm-embedded-ready-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let _ = std::fs::remove_file(&ready_file);
+        let ports = connections.div_ceil(CONNECTIONS_PER_PORT).max(1);
+        let headroom = connections / 5 + 1000;
+        let mut command = Command::new(&exe);
+        command.arg("serve");
+        for _ in 0..ports {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        command
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .args([
+                "--max-connections",
+                &(connections.saturating_add(headroom)).to_string(),
+                "--max-sessions",
+                &(connections.saturating_add(headroom))
+                    .max(131_072)
+                    .to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {} serve: {e}", exe.display()))?;
+        let mut server = EmbeddedServer {
+            child,
+            ready_file,
+            urls: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&server.ready_file) {
+                let urls: Vec<String> = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|addr| format!("http://{}/mcp", addr.trim()))
+                    .collect();
+                if urls.len() == ports as usize {
+                    server.urls = urls;
+                    return Ok(server);
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("the embedded server exited at start: {status}"));
+            }
+            if Instant::now() > deadline {
+                return Err("the embedded server did not start listening within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for EmbeddedServer {
+    /// SIGINT (the server closes its connections and exits), then SIGKILL after 5 s.
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid, which we have not yet waited for (so it
+        // cannot have been reused).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_file(&self.ready_file);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.ready_file);
+    }
+}

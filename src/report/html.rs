@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 const WIDTH: f64 = 1160.0;
 const HEIGHT: f64 = 300.0;
 const MARGIN_LEFT: f64 = 78.0;
-const MARGIN_RIGHT: f64 = 20.0;
+const MARGIN_RIGHT: f64 = 36.0;
 const MARGIN_TOP: f64 = 34.0;
 const MARGIN_BOTTOM: f64 = 44.0;
 const PHASE_COLORS: [&str; 6] = [
@@ -81,13 +81,21 @@ fn short_number(v: f64) -> String {
     }
 }
 
-/// A line chart over a linear x axis (seconds) with phase bands behind it.
-fn time_chart(
+/// Where a chart's x axis puts its labels: seconds (linear) or fixed (position, label) pairs.
+enum XAxis<'a> {
+    Seconds,
+    Labels(&'a [(f64, &'a str)]),
+}
+
+/// One line chart: phase bands behind, y grid with `y_format` labels, x labels, one polyline
+/// and legend entry per series. `x_max` is the right edge; points beyond it are clamped.
+fn line_chart(
     title: &str,
     y_format: &dyn Fn(f64) -> String,
     series: &[Series<'_>],
     bands: &[Band],
     x_max: f64,
+    x_axis: XAxis<'_>,
 ) -> String {
     let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
     let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
@@ -96,10 +104,14 @@ fn time_chart(
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0f64, f64::max);
     let y_ticks = nice_ticks(y_max);
-    let y_top = *y_ticks.last().unwrap_or(&1.0);
+    let y_top = y_ticks
+        .last()
+        .copied()
+        .unwrap_or(1.0)
+        .max(f64::MIN_POSITIVE);
     let x_top = if x_max > 0.0 { x_max } else { 1.0 };
-    let sx = |x: f64| MARGIN_LEFT + x / x_top * plot_w;
-    let sy = |y: f64| MARGIN_TOP + plot_h - y / y_top.max(f64::MIN_POSITIVE) * plot_h;
+    let sx = |x: f64| MARGIN_LEFT + x.min(x_top) / x_top * plot_w;
+    let sy = |y: f64| MARGIN_TOP + plot_h - y / y_top * plot_h;
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -129,42 +141,44 @@ fn time_chart(
             escape(&y_format(*tick))
         );
     }
-    for tick in nice_ticks(x_top) {
-        if tick > x_top * 1.0001 {
-            break;
-        }
-        let x = sx(tick);
+    let x_labels: Vec<(f64, String)> = match x_axis {
+        XAxis::Seconds => nice_ticks(x_top)
+            .into_iter()
+            .filter(|t| *t <= x_top * 1.0001)
+            .map(|t| (t, format!("{} s", short_number(t))))
+            .collect(),
+        XAxis::Labels(labels) => labels.iter().map(|(x, l)| (*x, l.to_string())).collect(),
+    };
+    for (x, label) in x_labels {
         let _ = write!(
             svg,
-            r#"<text x="{x:.1}" y="{:.1}" class="xtick">{} s</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" class="xtick">{}</text>"#,
+            sx(x),
             HEIGHT - MARGIN_BOTTOM + 18.0,
-            short_number(tick)
+            escape(&label)
         );
     }
     let _ = write!(
         svg,
-        r#"<line x1="{MARGIN_LEFT}" x2="{MARGIN_LEFT}" y1="{MARGIN_TOP}" y2="{:.1}" class="axis"/><line x1="{MARGIN_LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="axis"/>"#,
-        MARGIN_TOP + plot_h,
+        r#"<line x1="{MARGIN_LEFT}" x2="{MARGIN_LEFT}" y1="{MARGIN_TOP}" y2="{bottom:.1}" class="axis"/><line x1="{MARGIN_LEFT}" x2="{:.1}" y1="{bottom:.1}" y2="{bottom:.1}" class="axis"/>"#,
         WIDTH - MARGIN_RIGHT,
-        MARGIN_TOP + plot_h,
-        MARGIN_TOP + plot_h
+        bottom = MARGIN_TOP + plot_h,
     );
     for (i, s) in series.iter().enumerate() {
         let color = LINE_COLORS[i % LINE_COLORS.len()];
-        if s.points.is_empty() {
-            continue;
+        if !s.points.is_empty() {
+            let path: Vec<String> = s
+                .points
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                .collect();
+            let _ = write!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#,
+                path.join(" ")
+            );
         }
-        let path: Vec<String> = s
-            .points
-            .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#,
-            path.join(" ")
-        );
-        let lx = MARGIN_LEFT + 10.0 + i as f64 * 150.0;
+        let lx = MARGIN_LEFT + 10.0 + i as f64 * 170.0;
         let _ = write!(
             svg,
             r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{color}"/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"#,
@@ -176,6 +190,17 @@ fn time_chart(
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A chart over the run's seconds with phase bands.
+fn time_chart(
+    title: &str,
+    y_format: &dyn Fn(f64) -> String,
+    series: &[Series<'_>],
+    bands: &[Band],
+    x_max: f64,
+) -> String {
+    line_chart(title, y_format, series, bands, x_max, XAxis::Seconds)
 }
 
 /// Latency by percentile, x = log10(1 / (1 − q)) as HdrHistogram plots draw it.
@@ -194,72 +219,22 @@ fn spectrum_chart(report: &RunReport) -> String {
                 .collect(),
         })
         .collect();
-    let x_max = 5.0; // 99.999th percentile
-    let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
-    let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
-    let y_max = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(0.0f64, f64::max);
-    let y_ticks = nice_ticks(y_max);
-    let y_top = y_ticks.last().copied().unwrap_or(1.0).max(1.0);
-    let sx = |x: f64| MARGIN_LEFT + x.min(x_max) / x_max * plot_w;
-    let sy = |y: f64| MARGIN_TOP + plot_h - y / y_top * plot_h;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="latency percentile spectrum"><text x="{MARGIN_LEFT}" y="20" class="title">Latency by percentile, per phase (corrected for coordinated omission)</text>"#
-    );
-    for tick in &y_ticks {
-        let y = sy(*tick);
-        let _ = write!(
-            svg,
-            r#"<line x1="{MARGIN_LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="ytick">{}</text>"#,
-            WIDTH - MARGIN_RIGHT,
-            MARGIN_LEFT - 6.0,
-            y + 4.0,
-            escape(&format_us(*tick as u64))
-        );
-    }
-    for (x, label) in [
+    const LABELS: [(f64, &str); 6] = [
         (0.0, "0%"),
         (1.0, "90%"),
         (2.0, "99%"),
         (3.0, "99.9%"),
         (4.0, "99.99%"),
         (5.0, "99.999%"),
-    ] {
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" class="xtick">{label}</text>"#,
-            sx(x),
-            HEIGHT - MARGIN_BOTTOM + 18.0
-        );
-    }
-    for (i, s) in series.iter().enumerate() {
-        let color = LINE_COLORS[i % LINE_COLORS.len()];
-        let path: Vec<String> = s
-            .points
-            .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#,
-            path.join(" ")
-        );
-        let lx = MARGIN_LEFT + 10.0 + i as f64 * 170.0;
-        let _ = write!(
-            svg,
-            r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{color}"/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"#,
-            HEIGHT - 12.0,
-            lx + 18.0,
-            HEIGHT - 7.0,
-            escape(s.name)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
+    ];
+    line_chart(
+        "Latency by percentile, per phase (corrected for coordinated omission)",
+        &|v| format_us(v as u64),
+        &series,
+        &[],
+        5.0,
+        XAxis::Labels(&LABELS),
+    )
 }
 
 fn verdict_class(verdict: Verdict) -> (&'static str, &'static str) {

@@ -594,6 +594,9 @@ mod render_tests {
     fn html_is_self_contained_and_well_formed() {
         let report = sample_report();
         let html = html::render(&report);
+        if let Some(path) = std::env::var_os("MCPSTORM_WRITE_SAMPLE_HTML") {
+            std::fs::write(path, &html).unwrap();
+        }
         assert_well_formed(&html);
         assert!(!html.contains("<script"), "no JavaScript");
         assert!(!html.contains("http://") || html.matches("http://").all(|_| true));

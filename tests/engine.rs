@@ -551,3 +551,54 @@ fn engine_without_url_loads_the_embedded_server_child() {
     );
     assert!(report["memory"]["server_user_bytes_per_conn"].is_number());
 }
+
+#[test]
+fn engine_protocol_2026_07_28_sessionless_against_serve() {
+    for mode in ["json", "sse"] {
+        let server = Server::start(&["--response", mode]);
+        let run = run_engine(
+            &server.url(),
+            &[
+                "--connections",
+                "1000",
+                "--shards",
+                "2",
+                "--duration",
+                "1s",
+                "--protocol-version",
+                "2026-07-28",
+                "--mix",
+                "tools/call:80,tools/list:20",
+            ],
+        );
+        let report = &run.report;
+        let stats = server.stats();
+        assert_eq!(
+            count(report, "/connections/established"),
+            1000,
+            "{}",
+            run.stdout
+        );
+        assert_eq!(count(report, "/connections/failed"), 0);
+        let ok = count(report, "/requests/ok");
+        assert!(ok > 0);
+        assert_eq!(count(report, "/requests/sent"), ok, "{}", run.stdout);
+        assert_eq!(
+            report["errors_by_cause"],
+            serde_json::json!({}),
+            "{}",
+            run.stdout
+        );
+        // No handshake and no session on the wire; every request took the 2026 path with
+        // headers and _meta the server accepted.
+        assert_eq!(count(&stats, "/sessions_created"), 0, "{stats}");
+        assert_eq!(count(&stats, "/method_initialize"), 0, "{stats}");
+        assert_eq!(count(&stats, "/requests_modern"), ok, "{stats}");
+        assert_eq!(
+            count(&stats, "/method_tools_call") + count(&stats, "/method_tools_list"),
+            ok
+        );
+        assert_eq!(count(&stats, "/error_header_mismatch"), 0);
+        assert_eq!(count(&stats, "/error_invalid_meta"), 0);
+    }
+}

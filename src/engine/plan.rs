@@ -4,7 +4,10 @@
 //! the run (ring slots, ports per source→target pair) fails here with the fix in the message.
 //! No I/O beyond reading limits.
 
-use super::template::{Method, Template, TemplateConfig};
+use super::template::{MODERN_PROTOCOL_VERSION, Method, Template, TemplateConfig};
+
+/// Protocol revisions with initialize and `Mcp-Session-Id`.
+pub const SESSION_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -200,11 +203,26 @@ impl EnginePlan {
             Some(text) => parse_source_ips(text)?,
             None => Vec::new(),
         };
+        let modern = options.protocol_version == MODERN_PROTOCOL_VERSION;
         let mix = match (&options.mix, &options.tool) {
             (Some(text), _) => parse_mix(text)?,
             (None, Some(_)) => vec![(Method::ToolsCall, 1)],
+            // 2026-07-28 removed ping.
+            (None, None) if modern => vec![(Method::ToolsList, 1)],
             (None, None) => vec![(Method::Ping, 1)],
         };
+        if modern && mix.iter().any(|&(m, _)| m == Method::Ping) {
+            return Err(format!(
+                "--mix: protocol {MODERN_PROTOCOL_VERSION} has no ping; use tools/call or tools/list"
+            ));
+        }
+        if !modern && !SESSION_PROTOCOL_VERSIONS.contains(&options.protocol_version.as_str()) {
+            return Err(format!(
+                "--protocol-version {:?} is not one mcpstorm speaks ({}, {MODERN_PROTOCOL_VERSION})",
+                options.protocol_version,
+                SESSION_PROTOCOL_VERSIONS.join(", ")
+            ));
+        }
         let tool = options.tool.clone().unwrap_or_else(|| "echo".into());
         let tool_args_json = options
             .tool_args_json
@@ -419,6 +437,15 @@ mod tests {
         o.source_ips = Some("127.0.0.2-127.0.0.5".into());
         assert!(EnginePlan::from_options(&o, 20_000, &[0]).is_ok());
         o.tool_args_json = Some("[1]".into());
+        assert!(EnginePlan::from_options(&o, 20_000, &[0]).is_err());
+        let mut o = options();
+        o.protocol_version = "2026-07-28".into();
+        let plan = EnginePlan::from_options(&o, 20_000, &[0]).unwrap();
+        assert_eq!(plan.mix, vec![(Method::ToolsList, 1)]);
+        o.mix = Some("ping:1,tools/list:1".into());
+        assert!(EnginePlan::from_options(&o, 20_000, &[0]).is_err());
+        o.protocol_version = "1999-01-01".into();
+        o.mix = None;
         assert!(EnginePlan::from_options(&o, 20_000, &[0]).is_err());
     }
 

@@ -348,6 +348,8 @@ pub struct Shard<'a> {
     mix: Mix,
     rng: Rng,
     phase: Phase,
+    /// Protocol 2026-07-28: sessionless, no initialize.
+    modern: bool,
     now_ns: u64,
     ramp_start_ns: u64,
     phase_deadline_ns: u64,
@@ -497,6 +499,7 @@ impl<'a> Shard<'a> {
             mix: Mix::new(&plan.mix),
             rng: Rng::new(0x6d63_7073_746f_726d ^ id as u64),
             phase: Phase::Ramp,
+            modern: plan.protocol_version == super::template::MODERN_PROTOCOL_VERSION,
             now_ns: 0,
             ramp_start_ns: 0,
             phase_deadline_ns: u64::MAX,
@@ -883,13 +886,34 @@ impl<'a> Shard<'a> {
         self.metrics.incr(Counter::connects_ok);
         self.arm_recv(r, slot);
         let conn = &self.rings[r].conns[slot as usize];
-        if conn.session.is_empty() {
+        if self.modern {
+            // 2026-07-28: no session and no initialize; the connection is ready at once.
+            self.handshakes -= 1;
+            self.establish(r, slot);
+            self.become_ready(r, slot);
+        } else if conn.session.is_empty() {
             conn_set_state(&mut self.rings[r].conns[slot as usize], State::Initializing);
             self.send_request(r, slot, Method::Initialize, self.now_ns);
         } else {
             // A reconnect after the server closed an idle connection: the session lives on.
             self.handshakes -= 1;
             self.become_ready(r, slot);
+        }
+    }
+
+    /// The connection holds a session (or, sessionless, is ready to load): count it once.
+    fn establish(&mut self, r: usize, slot: u32) {
+        let c = &mut self.rings[r].conns[slot as usize];
+        if c.flags & HELD == 0 {
+            c.flags |= HELD;
+            self.held += 1;
+            self.metrics.held_max = self.metrics.held_max.max(self.held);
+        }
+        if c.flags & SETTLED == 0 {
+            c.flags |= SETTLED;
+            self.settled += 1;
+            self.metrics.established += 1;
+            self.check_ramped();
         }
     }
 
@@ -1107,8 +1131,10 @@ impl<'a> Shard<'a> {
             }
             State::Ready => self.metrics.incr(cause),
         }
+        // Reconnect what was established (the session, if any, is kept; a stateless 2025
+        // server gets a new initialize).
         let keep =
-            self.phase != Phase::Closing && !self.rings[r].conns[slot as usize].session.is_empty();
+            self.phase != Phase::Closing && self.rings[r].conns[slot as usize].flags & HELD != 0;
         self.begin_close(r, slot, keep);
     }
 
@@ -1253,18 +1279,7 @@ impl<'a> Shard<'a> {
                 self.metrics.initialize.saturating_record(latency_us);
                 self.metrics.incr(Counter::sessions_established);
                 self.handshakes -= 1;
-                let c = &mut self.rings[r].conns[slot as usize];
-                if c.flags & HELD == 0 {
-                    c.flags |= HELD;
-                    self.held += 1;
-                    self.metrics.held_max = self.metrics.held_max.max(self.held);
-                }
-                if c.flags & SETTLED == 0 {
-                    c.flags |= SETTLED;
-                    self.settled += 1;
-                    self.metrics.established += 1;
-                    self.check_ramped();
-                }
+                self.establish(r, slot);
                 self.after_response(r, slot, &summary);
             }
             State::Awaiting => {
@@ -1291,7 +1306,7 @@ impl<'a> Shard<'a> {
                         Err(Counter::error_stream_without_response)
                     }
                     (200, _) => Err(Counter::error_not_rpc),
-                    (404, _) => Err(Counter::error_session_lost),
+                    (404, _) if !self.modern => Err(Counter::error_session_lost),
                     (503, _) => Err(Counter::error_http_503),
                     (400..=499, _) => Err(Counter::error_http_4xx),
                     (500..=599, _) => Err(Counter::error_http_5xx),

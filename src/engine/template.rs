@@ -5,6 +5,11 @@
 //! Headers are the ones the official Python SDK sends (tests/peers/WIRE-NOTES.md): `Host` with
 //! the port, `accept: application/json, text/event-stream`, `content-type: application/json`,
 //! and after initialize `mcp-session-id` and `mcp-protocol-version`.
+//!
+//! Protocol 2026-07-28 is sessionless: no initialize; every POST carries
+//! `MCP-Protocol-Version`, `Mcp-Method` (and `Mcp-Name` for tools/call, Base64-encoded as
+//! `=?base64?…?=` when the name is not plain visible ASCII) and `params._meta` with the protocol
+//! version, client info and client capabilities.
 
 use crate::proto::http_response::write_u64_decimal;
 use crate::proto::json::write_escaped_str;
@@ -67,6 +72,9 @@ pub struct Template {
     has_id: bool,
 }
 
+/// The sessionless protocol revision (no initialize, per-request headers and `_meta`).
+pub const MODERN_PROTOCOL_VERSION: &str = "2026-07-28";
+
 /// Static parts of every request to one target.
 #[derive(Debug, Clone)]
 pub struct TemplateConfig<'a> {
@@ -89,10 +97,32 @@ impl Template {
         head_start.extend_from_slice(
             b"\r\naccept: application/json, text/event-stream\r\ncontent-type: application/json\r\n",
         );
-        if method != Method::Initialize {
+        let modern = config.protocol_version == MODERN_PROTOCOL_VERSION;
+        if modern {
+            head_start.extend_from_slice(b"MCP-Protocol-Version: ");
+            head_start.extend_from_slice(config.protocol_version.as_bytes());
+            head_start.extend_from_slice(b"\r\nMcp-Method: ");
+            head_start.extend_from_slice(method.name().as_bytes());
+            head_start.extend_from_slice(b"\r\n");
+            if method == Method::ToolsCall {
+                head_start.extend_from_slice(b"Mcp-Name: ");
+                write_header_value(&mut head_start, config.tool);
+                head_start.extend_from_slice(b"\r\n");
+            }
+        } else if method != Method::Initialize {
             head_start.extend_from_slice(b"mcp-protocol-version: ");
             head_start.extend_from_slice(config.protocol_version.as_bytes());
             head_start.extend_from_slice(b"\r\n");
+        }
+        let mut meta = Vec::new();
+        if modern {
+            meta.extend_from_slice(b"\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":");
+            write_escaped_str(&mut meta, config.protocol_version);
+            meta.extend_from_slice(
+                b",\"io.modelcontextprotocol/clientInfo\":{\"name\":\"mcpstorm\",\"version\":\"",
+            );
+            meta.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+            meta.extend_from_slice(b"\"},\"io.modelcontextprotocol/clientCapabilities\":{}}");
         }
         let mut body_start = Vec::with_capacity(64);
         let mut body_end = Vec::with_capacity(128);
@@ -122,6 +152,15 @@ impl Template {
                 write_escaped_str(&mut body_end, config.tool);
                 body_end.extend_from_slice(b",\"arguments\":");
                 body_end.extend_from_slice(config.tool_args_json.as_bytes());
+                if modern {
+                    body_end.push(b',');
+                    body_end.extend_from_slice(&meta);
+                }
+                body_end.extend_from_slice(b"}}");
+            }
+            Method::Ping | Method::ToolsList if modern => {
+                body_end.extend_from_slice(b",\"params\":{");
+                body_end.extend_from_slice(&meta);
                 body_end.extend_from_slice(b"}}");
             }
             Method::Ping | Method::ToolsList => body_end.push(b'}'),
@@ -154,6 +193,40 @@ impl Template {
         }
         out.extend_from_slice(&self.body_end);
     }
+}
+
+/// A header value as 2026-07-28 carries names: as-is when visible ASCII without leading or
+/// trailing space, else `=?base64?<standard padded Base64 of the UTF-8>?=`.
+fn write_header_value(out: &mut Vec<u8>, value: &str) {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) || b == b' ')
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && (!value.starts_with("=?") || !value.ends_with("?="));
+    if plain {
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    out.extend_from_slice(b"=?base64?");
+    for chunk in value.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> shift) as usize & 63]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+    out.extend_from_slice(b"?=");
 }
 
 fn decimal_digits(mut value: u64) -> usize {
@@ -239,6 +312,58 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(body_of(&request).1).unwrap();
         assert_eq!(value["params"]["name"], "echo");
         assert_eq!(value["params"]["arguments"]["text"], "hi");
+    }
+
+    #[test]
+    fn test_modern_2026_headers_and_meta() {
+        let config = TemplateConfig {
+            protocol_version: MODERN_PROTOCOL_VERSION,
+            ..config()
+        };
+        for method in [Method::ToolsCall, Method::ToolsList] {
+            let mut out = Vec::new();
+            Template::new(method, &config).write(&mut out, b"", 3);
+            let request = String::from_utf8(out).unwrap();
+            let (head, body) = body_of(&request);
+            assert!(
+                head.contains("\r\nMCP-Protocol-Version: 2026-07-28\r\n"),
+                "{head}"
+            );
+            assert!(head.contains(&format!("\r\nMcp-Method: {}\r\n", method.name())));
+            assert_eq!(
+                head.contains("\r\nMcp-Name: echo\r\n"),
+                method == Method::ToolsCall
+            );
+            assert!(!head.contains("session"));
+            let value: serde_json::Value = serde_json::from_str(body).unwrap();
+            let meta = &value["params"]["_meta"];
+            assert_eq!(
+                meta["io.modelcontextprotocol/protocolVersion"],
+                "2026-07-28"
+            );
+            assert_eq!(
+                meta["io.modelcontextprotocol/clientInfo"]["name"],
+                "mcpstorm"
+            );
+            assert!(meta["io.modelcontextprotocol/clientCapabilities"].is_object());
+            assert_eq!(value["id"], 3);
+        }
+    }
+
+    #[test]
+    fn test_header_value_base64_when_not_plain_ascii() {
+        let encode = |s: &str| {
+            let mut out = Vec::new();
+            write_header_value(&mut out, s);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(encode("echo"), "echo");
+        assert_eq!(encode("get weather"), "get weather");
+        // RFC 4648 test vectors, wrapped.
+        assert_eq!(encode(" f"), "=?base64?IGY=?=");
+        assert_eq!(encode("héllo"), "=?base64?aMOpbGxv?=");
+        assert_eq!(encode("=?x?="), "=?base64?PT94Pz0=?=");
+        assert_eq!(encode("a\tb"), "=?base64?YQli?=");
     }
 
     #[test]

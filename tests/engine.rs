@@ -231,6 +231,9 @@ mod scripted {
         pub initialize_requests: AtomicU64,
         /// Every this-many-th initialize is never answered (0 = answer all).
         pub silent_initialize_every: AtomicU64,
+        /// The first this-many initialize requests get 503 (a full server).
+        pub busy_initialize_first: AtomicU64,
+        pub initialize_503: AtomicU64,
         pub stop: AtomicBool,
     }
 
@@ -299,6 +302,20 @@ mod scripted {
             let (response, close) = match method {
                 "initialize" => {
                     let k = seen.initialize_requests.fetch_add(1, Ordering::Relaxed) + 1;
+                    if k <= seen.busy_initialize_first.load(Ordering::Relaxed) {
+                        seen.initialize_503.fetch_add(1, Ordering::Relaxed);
+                        let body = format!(
+                            r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":"too many sessions"}}}}"#
+                        );
+                        let busy = format!(
+                            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if writer.write_all(busy.as_bytes()).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     let every = seen.silent_initialize_every.load(Ordering::Relaxed);
                     if every > 0 && k.is_multiple_of(every) {
                         // Never answer: hold the connection until the client gives up.
@@ -601,4 +618,51 @@ fn engine_protocol_2026_07_28_sessionless_against_serve() {
         assert_eq!(count(&stats, "/error_header_mismatch"), 0);
         assert_eq!(count(&stats, "/error_invalid_meta"), 0);
     }
+}
+
+#[test]
+fn engine_backs_off_on_503_and_then_establishes() {
+    // The first 15 initialize requests find the server full (503, no Retry-After): each is
+    // counted, waited out on its connection with a jittered backoff, and resent.
+    let (addr, seen) = scripted::start(0);
+    seen.busy_initialize_first
+        .store(15, std::sync::atomic::Ordering::Relaxed);
+    let url = format!("http://{addr}/mcp");
+    let run = run_engine(
+        &url,
+        &[
+            "--connections",
+            "10",
+            "--shards",
+            "1",
+            "--duration",
+            "300ms",
+            "--rate",
+            "100",
+        ],
+    );
+    seen.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = &run.report;
+    let busy = seen
+        .initialize_503
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(busy, 15);
+    assert_eq!(
+        count(report, "/connections/established"),
+        10,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(count(report, "/errors_by_cause/http_503"), 15);
+    assert_eq!(count(report, "/counters/busy_backoffs"), 15);
+    assert_eq!(
+        report["errors_by_cause"]["initialize_failed"],
+        serde_json::Value::Null
+    );
+    assert_eq!(count(report, "/connections/failed"), 0);
+    assert_eq!(
+        seen.sessions_created
+            .load(std::sync::atomic::Ordering::Relaxed),
+        10
+    );
 }

@@ -33,6 +33,8 @@ counters! {
     /// Connect attempts repeated after a failure (with a jittered exponential backoff).
     connect_retries,
     connects_ok,
+    /// 503 answers waited out on their connection (Retry-After or a jittered backoff).
+    busy_backoffs,
     sessions_established,
     /// The server closed an idle keep-alive connection: reconnected, session kept.
     reconnects_idle_close,

@@ -97,6 +97,8 @@ pub struct ResponseSummary {
     pub body: BodyOutcome,
     /// SSE events with an empty `data` (rmcp's priming event) that preceded the response.
     pub priming_events: u32,
+    /// `Retry-After` in seconds (503 and 429 answers).
+    pub retry_after_s: Option<u64>,
 }
 
 /// Result of reading the bytes received so far.
@@ -241,6 +243,7 @@ fn summarize(
         session_id,
         body: outcome,
         priming_events,
+        retry_after_s: head.retry_after_s,
     })
 }
 

@@ -74,6 +74,9 @@ enum State {
     Ready,
     /// A load request is in flight.
     Awaiting,
+    /// Connected, nothing in flight: waiting out a 503 backoff before resending initialize
+    /// (session not held yet) or before the next request (held).
+    Waiting,
     Closing,
     Failed,
     Done,
@@ -153,6 +156,10 @@ impl Shared {
 /// Handshakes (connect → initialized) a shard runs at once. Bounds the SQ backlog and the
 /// source-address ring below.
 const HANDSHAKES_MAX: usize = 1024;
+/// Longest `Retry-After` honoured.
+const RETRY_AFTER_MAX_S: u64 = 60;
+/// Backoff after a 503 without `Retry-After`: `backoff_ns` of this attempt (≈ 0.4–1.2 s).
+const BUSY_BACKOFF_ATTEMPT: u8 = 3;
 /// SQEs in the longest connect chain (SOCKET, two setsockopt, BIND, CONNECT).
 const CHAIN_LEN_MAX: usize = 5;
 /// Source sockaddrs for BIND, reused round-robin; > HANDSHAKES_MAX (see `start_connect`).
@@ -335,6 +342,8 @@ pub struct Shard<'a> {
     reconnects: VecDeque<(u16, u32, u16)>,
     /// Connections waiting out a connect backoff: (due, ring, slot, generation).
     retries: BinaryHeap<Reverse<(u64, u16, u32, u16)>>,
+    /// Connections in `Waiting` (503 backoff): (due, ring, slot, generation).
+    waiting: BinaryHeap<Reverse<(u64, u16, u32, u16)>>,
     /// Next sweep of the slab for connect and request timeouts.
     next_sweep_ns: u64,
     handshakes: usize,
@@ -483,6 +492,7 @@ impl<'a> Shard<'a> {
             idle_tail: NONE,
             reconnects: VecDeque::new(),
             retries: BinaryHeap::new(),
+            waiting: BinaryHeap::new(),
             next_sweep_ns: 0,
             handshakes: 0,
             opened: 0,
@@ -543,6 +553,7 @@ impl<'a> Shard<'a> {
                 return Ok(());
             }
             self.start_connects()?;
+            self.resume_waiting();
             self.issue_requests();
             self.expire_deadlines();
             for slot in self.rings.iter_mut().skip(1) {
@@ -627,6 +638,7 @@ impl<'a> Shard<'a> {
         self.phase_deadline_ns = self.now_ns + DRAIN_MAX.as_nanos() as u64;
         self.reconnects.clear();
         self.retries.clear();
+        self.waiting.clear();
         for r in 0..self.rings.len() {
             for slot in 0..self.rings[r].conns.len() as u32 {
                 let state = self.rings[r].conns[slot as usize].state;
@@ -662,6 +674,9 @@ impl<'a> Shard<'a> {
         }
         deadline = deadline.min(self.next_sweep_ns);
         if let Some(&Reverse((due_ns, ..))) = self.retries.peek() {
+            deadline = deadline.min(due_ns);
+        }
+        if let Some(&Reverse((due_ns, ..))) = self.waiting.peek() {
             deadline = deadline.min(due_ns);
         }
         Duration::from_nanos(deadline.saturating_sub(self.now_ns))
@@ -1121,7 +1136,10 @@ impl<'a> Shard<'a> {
                 self.begin_close(r, slot, false);
                 return;
             }
-            State::Initializing | State::Initialized => {
+            State::Waiting if self.rings[r].conns[slot as usize].flags & HELD != 0 => {
+                self.metrics.incr(cause)
+            }
+            State::Initializing | State::Initialized | State::Waiting => {
                 self.metrics.incr(cause);
                 self.metrics.incr(Counter::error_initialize_failed);
                 self.handshakes -= 1;
@@ -1214,7 +1232,9 @@ impl<'a> Shard<'a> {
         };
         let state = self.rings[r].conns[slot as usize].state;
         match (state, cause) {
-            (State::Ready, None) => {
+            (State::Ready, None) | (State::Waiting, None)
+                if self.rings[r].conns[slot as usize].flags & HELD != 0 =>
+            {
                 // The server closed an idle keep-alive connection: reconnect, keep the session.
                 self.metrics.incr(Counter::reconnects_idle_close);
                 let keep = self.phase != Phase::Closing;
@@ -1323,6 +1343,10 @@ impl<'a> Shard<'a> {
                         self.metrics.incr(cause);
                     }
                 }
+                if outcome == Err(Counter::error_http_503) && summary.keep_alive {
+                    self.back_off(r, slot, &summary);
+                    return;
+                }
                 if outcome == Err(Counter::error_session_lost) {
                     // The server forgot the session: initialize a new one on this connection.
                     let c = &mut self.rings[r].conns[slot as usize];
@@ -1355,7 +1379,53 @@ impl<'a> Shard<'a> {
         self.become_ready(r, slot);
     }
 
+    /// A 503 (server full or busy): wait `Retry-After` (capped), or a jittered backoff, on
+    /// this connection, then resend initialize or resume requests.
+    fn back_off(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
+        let delay_ns = match summary.retry_after_s {
+            Some(seconds) => seconds.min(RETRY_AFTER_MAX_S) * 1_000_000_000,
+            None => backoff_ns(BUSY_BACKOFF_ATTEMPT, &mut self.rng),
+        };
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn_set_state(conn, State::Waiting);
+        let generation = conn.generation;
+        self.metrics.incr(Counter::busy_backoffs);
+        self.waiting.push(Reverse((
+            self.now_ns + delay_ns,
+            r as u16,
+            slot,
+            generation,
+        )));
+    }
+
+    fn resume_waiting(&mut self) {
+        while let Some(&Reverse((due_ns, r, slot, generation))) = self.waiting.peek() {
+            if due_ns > self.now_ns {
+                break;
+            }
+            self.waiting.pop();
+            let (r, conn) = (r as usize, &self.rings[r as usize].conns[slot as usize]);
+            if conn.generation != generation || conn.state != State::Waiting {
+                continue;
+            }
+            if conn.flags & HELD != 0 {
+                self.become_ready(r, slot);
+            } else {
+                conn_set_state(&mut self.rings[r].conns[slot as usize], State::Initializing);
+                self.send_request(r, slot, Method::Initialize, self.now_ns);
+            }
+        }
+    }
+
     fn handshake_failed(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
+        if summary.status == 503
+            && summary.keep_alive
+            && matches!(self.phase, Phase::Ramp | Phase::Load)
+        {
+            self.metrics.incr(Counter::error_http_503);
+            self.back_off(r, slot, summary);
+            return;
+        }
         let cause = match summary.status {
             503 => Counter::error_http_503,
             400..=499 => Counter::error_http_4xx,

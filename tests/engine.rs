@@ -226,6 +226,10 @@ mod scripted {
         pub pings_404: AtomicU64,
         pub closes_with_header: AtomicU64,
         pub closes_idle: AtomicU64,
+        /// Pings answered with a TCP reset instead of a response.
+        pub resets: AtomicU64,
+        /// Reset the third request on every fourth connection (off unless a test sets it).
+        pub reset_some: AtomicBool,
         /// Requests naming a session this server never issued (a client bug).
         pub unknown_session: AtomicU64,
         pub initialize_requests: AtomicU64,
@@ -250,15 +254,15 @@ mod scripted {
                 if accept_seen.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                accept_seen.connections.fetch_add(1, Ordering::Relaxed);
+                let index = accept_seen.connections.fetch_add(1, Ordering::Relaxed);
                 let seen = accept_seen.clone();
-                std::thread::spawn(move || serve(stream, &seen));
+                std::thread::spawn(move || serve(stream, &seen, index));
             }
         });
         (addr, seen)
     }
 
-    fn serve(stream: TcpStream, seen: &Seen) {
+    fn serve(stream: TcpStream, seen: &Seen, index: u64) {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
         let mut served_on_connection = 0u64;
@@ -333,6 +337,17 @@ mod scripted {
                     "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n".to_string(),
                     false,
                 ),
+                "ping"
+                    if seen.reset_some.load(Ordering::Relaxed)
+                        && index % 4 == 3
+                        && served_on_connection == 3 =>
+                {
+                    // Reset instead of answering: linger 0, then close sends RST.
+                    seen.resets.fetch_add(1, Ordering::Relaxed);
+                    let _ =
+                        socket2::SockRef::from(&writer).set_linger(Some(std::time::Duration::ZERO));
+                    return;
+                }
                 "ping" => {
                     let known = session.as_deref().is_some_and(|s| {
                         s.strip_prefix("s-")
@@ -364,13 +379,14 @@ mod scripted {
                 }
                 other => panic!("unexpected method {other:?}"),
             };
+            let ok_ping = response.starts_with("HTTP/1.1 200");
             if writer.write_all(response.as_bytes()).is_err() {
                 return;
             }
             if close {
                 return;
             }
-            if method == "ping" && served_on_connection.is_multiple_of(7) {
+            if method == "ping" && ok_ping && served_on_connection.is_multiple_of(7) {
                 // Close as an idle keep-alive connection would be closed: after the response
                 // has gone out and the client has read it, with no header announcing it.
                 std::thread::sleep(std::time::Duration::from_millis(5));
@@ -384,6 +400,8 @@ mod scripted {
 #[test]
 fn engine_reconnects_keeps_sessions_and_reinitializes_after_404() {
     let (addr, seen) = scripted::start(0);
+    seen.reset_some
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let url = format!("http://{addr}/mcp");
     let run = run_engine(
         &url,
@@ -421,7 +439,10 @@ fn engine_reconnects_keeps_sessions_and_reinitializes_after_404() {
     let cause = |name: &str| report["errors_by_cause"][name].as_u64().unwrap_or(0);
     let mid_request = cause("closed_mid_request") + cause("reset");
     assert_eq!(errors, lost + mid_request, "{}", run.stdout);
-    assert!(mid_request <= load(&seen.closes_idle));
+    // Every deliberate reset failed its ping as `reset` (a racing silent close may add more).
+    assert!(load(&seen.resets) > 0);
+    assert!(cause("reset") >= load(&seen.resets), "{}", run.stdout);
+    assert!(mid_request <= load(&seen.closes_idle) + load(&seen.resets));
     assert_eq!(ok, load(&seen.pings_ok));
     assert_eq!(load(&seen.sessions_created), 20 + lost);
     assert_eq!(count(report, "/counters/sessions_established"), 20 + lost);
@@ -433,7 +454,8 @@ fn engine_reconnects_keeps_sessions_and_reinitializes_after_404() {
         load(&seen.closes_with_header)
     );
     assert!(
-        count(report, "/counters/reconnects_idle_close") + mid_request <= load(&seen.closes_idle),
+        count(report, "/counters/reconnects_idle_close") + mid_request
+            <= load(&seen.closes_idle) + load(&seen.resets),
         "{}",
         run.stdout
     );

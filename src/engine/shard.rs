@@ -1139,6 +1139,14 @@ impl<'a> Shard<'a> {
             State::Waiting if self.rings[r].conns[slot as usize].flags & HELD != 0 => {
                 self.metrics.incr(cause)
             }
+            State::Initializing | State::Initialized
+                if self.rings[r].conns[slot as usize].flags & HELD != 0 =>
+            {
+                // A re-initialize (after the server lost the session) broke: reconnect and
+                // initialize again rather than give the connection up.
+                self.metrics.incr(cause);
+                self.handshakes -= 1;
+            }
             State::Initializing | State::Initialized | State::Waiting => {
                 self.metrics.incr(cause);
                 self.metrics.incr(Counter::error_initialize_failed);

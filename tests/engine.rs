@@ -103,6 +103,12 @@ fn assert_sides_agree(server: &Server, run: &Run, connections: u64) {
         report["memory"]["client_user_bytes_per_conn"].is_number(),
         "{report}"
     );
+    assert!(
+        report["generator"]["cpu_us_per_request"]
+            .as_f64()
+            .is_some_and(|us| us > 0.0),
+        "{report}"
+    );
 }
 
 #[test]

@@ -148,6 +148,8 @@ fn coordinate(
     let rss_held_bytes = rss_bytes();
     let server_rss_held_bytes = server_rss();
     let slab_held_bytes = slab_bytes();
+    let cpu_start_us = self_cpu_us();
+    let server_cpu_start_us = server_pid.and_then(process_cpu_us);
     shared.go_load.store(true, Ordering::SeqCst);
     let load_start = Instant::now();
     while load_start.elapsed() < plan.duration && !stopped() {
@@ -155,11 +157,18 @@ fn coordinate(
         held_max = held_max.max(held_now());
     }
     let load_s = load_start.elapsed().as_secs_f64();
+    let load_cpu_us = self_cpu_us().saturating_sub(cpu_start_us);
+    let server_load_cpu_us = match (server_cpu_start_us, server_pid.and_then(process_cpu_us)) {
+        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+        _ => None,
+    };
     shared.stop.store(true, Ordering::SeqCst);
     Ok(Measured {
         target: plan.connections as u64,
         held_max,
         load_s,
+        load_cpu_us,
+        server_load_cpu_us,
         rss_before_bytes,
         rss_held_bytes,
         server_rss_before_bytes,
@@ -171,6 +180,36 @@ fn coordinate(
         shards,
         rings,
     })
+}
+
+/// CPU time (user + system) this process has used, µs.
+fn self_cpu_us() -> u64 {
+    // SAFETY: getrusage only writes the struct we hand it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
+
+/// CPU time (user + system) of another process, µs, from /proc/PID/stat.
+fn process_cpu_us(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: sysconf reads a constant of the running system.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    parse_stat_cpu_ticks(&text).map(|ticks| ticks * 1_000_000 / ticks_per_s)
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/PID/stat line; the command name may hold
+/// spaces and parentheses, so fields are counted after its last `)`.
+fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
+    let after_name = &text[text.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Resident set size of this process (VmRSS).
@@ -205,6 +244,16 @@ mod tests {
         assert_eq!(parse_kib(text, "Slab:"), Some(312_044));
         assert_eq!(parse_kib(text, "VmRSS:"), None);
         assert!(rss_bytes() > 0);
+        let stat = "4242 (a b) c) S 1 2 3 4 5 6 7 8 9 10 123 45 0 0 20 0 1";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(168));
+        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        assert!(process_cpu_us(std::process::id()).is_some());
+        let before = self_cpu_us();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        assert!(self_cpu_us() > before, "{x}");
         assert!(slab_bytes().is_some());
     }
 }

@@ -91,6 +91,10 @@ pub struct Memory {
 pub struct Generator {
     pub late_sends: u64,
     pub loop_lag_us_p99: u64,
+    /// Engine CPU time (all threads) over the load phase ÷ requests sent in it.
+    pub cpu_us_per_request: Option<f64>,
+    /// The server's CPU time over the load phase ÷ requests (embedded child or --server-pid).
+    pub server_cpu_us_per_request: Option<f64>,
     pub shards: usize,
     pub rings: usize,
 }
@@ -117,6 +121,8 @@ pub struct Measured {
     pub target: u64,
     pub held_max: u64,
     pub load_s: f64,
+    pub load_cpu_us: u64,
+    pub server_load_cpu_us: Option<u64>,
     pub rss_before_bytes: u64,
     pub rss_held_bytes: u64,
     pub server_rss_before_bytes: Option<u64>,
@@ -140,6 +146,12 @@ impl Report {
                 .then(|| grown as f64 / measured.held_at_measurement as f64)
         };
         let corrected = Percentiles::of(&metrics.all.corrected);
+        let sent = metrics.get(Counter::requests_sent);
+        let per_request = |cpu_us: Option<u64>| {
+            cpu_us
+                .filter(|_| sent > 0)
+                .map(|us| us as f64 / sent as f64)
+        };
         let mut by_method = BTreeMap::new();
         for (index, method) in Method::LOAD.iter().enumerate() {
             let pair = &metrics.methods[index];
@@ -213,6 +225,8 @@ impl Report {
             },
             generator: Generator {
                 late_sends: metrics.get(Counter::late_sends),
+                cpu_us_per_request: per_request(Some(measured.load_cpu_us)),
+                server_cpu_us_per_request: per_request(measured.server_load_cpu_us),
                 loop_lag_us_p99: if metrics.loop_lag.is_empty() {
                     0
                 } else {
@@ -284,8 +298,15 @@ impl Report {
         let g = &self.generator;
         let _ = writeln!(
             out,
-            "generator    late sends {} · loop lag p99 {} µs · {} shards × {} rings",
-            g.late_sends, g.loop_lag_us_p99, g.shards, g.rings
+            "generator    late sends {} · loop lag p99 {} µs · CPU {} per request (server {}) · {} shards × {} rings",
+            g.late_sends,
+            g.loop_lag_us_p99,
+            g.cpu_us_per_request
+                .map_or("n/a".to_string(), |v| format!("{v:.1} µs")),
+            g.server_cpu_us_per_request
+                .map_or("n/a".to_string(), |v| format!("{v:.1} µs")),
+            g.shards,
+            g.rings
         );
         if !self.errors_by_cause.is_empty() {
             let causes: Vec<String> = self
@@ -334,6 +355,8 @@ mod tests {
             target: 10,
             held_max: 9,
             load_s: 2.0,
+            load_cpu_us: 50,
+            server_load_cpu_us: None,
             rss_before_bytes: 1_000_000,
             rss_held_bytes: 1_009_000,
             server_rss_before_bytes: Some(500),
@@ -389,6 +412,8 @@ mod tests {
         assert_eq!(json["memory"]["client_user_bytes_per_conn"], 1000.0);
         assert_eq!(json["memory"]["kernel_bytes_per_socket"], 5000.0);
         assert_eq!(json["memory"]["server_user_bytes_per_conn"], 100.0);
+        assert_eq!(json["generator"]["cpu_us_per_request"], 10.0);
+        assert!(json["generator"]["server_cpu_us_per_request"].is_null());
         assert!(report.text().contains("errors       http_5xx 1"));
     }
 }

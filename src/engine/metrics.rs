@@ -84,6 +84,8 @@ counters! {
     sse_priming_events,
     /// Requests sent more than 1 ms after their intended time (open model only).
     late_sends,
+    /// Loop turns where requests waited for the send window (SEND_BUFS_MAX per shard).
+    send_window_full,
     spill_uses,
     bytes_sent,
     bytes_received,

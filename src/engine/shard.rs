@@ -170,6 +170,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 const LOOP_TICK: Duration = Duration::from_millis(5);
 /// A request later than this behind its intended time counts as a late send.
 const LATE_SEND_NS: u64 = 1_000_000;
+/// Load requests a shard has in its send arena at once (unsent or being sent). A closed loop
+/// over N connections would otherwise take N buffers in one burst.
+const SEND_BUFS_MAX: usize = 4096;
 /// Free send/spill buffers kept with their memory.
 const POOL_RESERVE_MAX: usize = 1024;
 /// A request with its headers is 300–450 bytes; a longer one grows its buffer.
@@ -207,6 +210,11 @@ impl Pool {
         self.bufs.push(Vec::with_capacity(POOL_BUF_BYTES));
         self.sent.push(0);
         (self.bufs.len() - 1) as u32
+    }
+
+    /// Buffers handed out and not yet given back.
+    fn in_use(&self) -> usize {
+        self.bufs.len() - self.free.len()
     }
 
     fn give(&mut self, i: u32) {
@@ -1034,6 +1042,12 @@ impl<'a> Shard<'a> {
         }
         let open_model = self.plan.rate_per_s > 0;
         loop {
+            if self.sends.in_use() >= SEND_BUFS_MAX {
+                // Requests wait (idle, or due in the schedule, so the corrected latency counts
+                // the wait) until sends complete: memory stays bounded whatever N is.
+                self.metrics.incr(Counter::send_window_full);
+                return;
+            }
             if open_model {
                 match self.request_pacer.next_due_ns() {
                     Some(due) if due <= self.now_ns && self.idle_head != NONE => {}

@@ -7,5 +7,6 @@ pub mod engine;
 pub mod proto;
 pub mod report;
 pub mod ring;
+pub mod scenario;
 pub mod server;
 pub mod sys;

@@ -97,6 +97,12 @@ pub struct RunArgs {
     /// Direct descriptors per ring [default and maximum: RLIMIT_NOFILE].
     #[arg(long, value_parser = parse_count_u32)]
     pub ring_slots: Option<u32>,
+    /// How responses are received: `multishot` keeps one multishot receive armed on every
+    /// connection (notices a server closing an idle connection at once); `armed` arms a
+    /// single-shot receive only while a response is awaited (idle connections hold no
+    /// receive request in the kernel).
+    #[arg(long, default_value = "multishot", value_parser = ["multishot", "armed"])]
+    pub recv: String,
     /// Report this process's RSS growth per session as the server's memory figure.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -92,6 +92,7 @@ fn run(args: RunArgs) -> ExitCode {
         protocol_version: args.protocol_version,
         ring_slots: args.ring_slots,
         server_pid: args.server_pid,
+        recv_multishot: args.recv == "multishot",
     };
     let report = match mcpstorm::engine::run(&options) {
         Ok(report) => report,

@@ -131,6 +131,11 @@ fn engine_json_mode_closed_loop_2000_sessions() {
         ],
     );
     assert_sides_agree(&server, &run, 2000);
+    // Multishot: one receive per connection, re-armed only if the buffer ring ran dry.
+    assert_eq!(
+        count(&run.report, "/counters/recv_arms"),
+        2000 + count(&run.report, "/counters/recv_buffers_exhausted")
+    );
     assert!(
         run.report["memory"]["server_user_bytes_per_conn"].is_number(),
         "{}",
@@ -692,5 +697,32 @@ fn engine_backs_off_on_503_and_then_establishes() {
         seen.sessions_created
             .load(std::sync::atomic::Ordering::Relaxed),
         10
+    );
+}
+
+#[test]
+fn engine_recv_armed_only_while_awaiting_against_serve_sse() {
+    // `--recv armed`: single-shot receives, armed with each request and re-armed only while
+    // its response is incomplete (SSE over chunked arrives in pieces).
+    let server = Server::start(&["--response", "sse"]);
+    let run = run_engine(
+        &server.url(),
+        &[
+            "--connections",
+            "1000",
+            "--shards",
+            "2",
+            "--duration",
+            "1s",
+            "--recv",
+            "armed",
+            "--mix",
+            "tools/call:80,tools/list:10,ping:10",
+        ],
+    );
+    assert_sides_agree(&server, &run, 1000);
+    // One receive per response at least (initialize, initialized, every request).
+    assert!(
+        count(&run.report, "/counters/recv_arms") >= 2000 + count(&run.report, "/requests/sent")
     );
 }

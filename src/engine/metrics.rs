@@ -81,6 +81,9 @@ counters! {
     /// ramp hit `--ramp-timeout`.
     error_ramp_timeout,
     recv_buffers_exhausted,
+    /// Receive requests submitted (multishot: about one per connection; armed: one or more
+    /// per request).
+    recv_arms,
     sse_priming_events,
     /// Requests sent more than 1 ms after their intended time (open model only).
     late_sends,

@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub protocol_version: String,
     /// Direct descriptors per ring [default and max: RLIMIT_NOFILE]; lower forces more rings.
     pub ring_slots: Option<u32>,
+    /// Keep a multishot receive armed on every connection (true), or arm a single-shot one
+    /// only while a response is awaited (false).
+    pub recv_multishot: bool,
     /// A server process whose RSS growth per session to report (the embedded child's pid
     /// when no URL is given).
     pub server_pid: Option<u32>,
@@ -81,6 +84,7 @@ pub struct EnginePlan {
     /// (method, weight) with weights > 0.
     pub mix: Vec<(Method, u32)>,
     pub protocol_version: String,
+    pub recv_multishot: bool,
     pub buf_count: u16,
     pub buf_bytes: u32,
 }
@@ -324,6 +328,7 @@ impl EnginePlan {
             duration: options.duration,
             mix,
             protocol_version: options.protocol_version.clone(),
+            recv_multishot: options.recv_multishot,
             buf_count: 512,
             buf_bytes: 4096,
         })
@@ -404,6 +409,7 @@ mod tests {
             protocol_version: "2025-11-25".into(),
             ring_slots: Some(4),
             server_pid: None,
+            recv_multishot: true,
         }
     }
 

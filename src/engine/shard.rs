@@ -907,7 +907,9 @@ impl<'a> Shard<'a> {
         let latency_us = (self.now_ns.saturating_sub(conn.sent_ns) / 1000).max(1);
         self.metrics.connect.saturating_record(latency_us);
         self.metrics.incr(Counter::connects_ok);
-        self.arm_recv(r, slot);
+        if self.plan.recv_multishot {
+            self.arm_recv(r, slot);
+        }
         let conn = &self.rings[r].conns[slot as usize];
         if self.modern {
             // 2026-07-28: no session and no initialize; the connection is ready at once.
@@ -964,11 +966,27 @@ impl<'a> Shard<'a> {
     // ---- requests ------------------------------------------------------------------------
 
     fn arm_recv(&mut self, r: usize, slot: u32) {
+        self.metrics.incr(Counter::recv_arms);
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.flags |= RECV_ARMED;
-        let entry = opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP)
+        let user_data = UserData::new(slot, conn.generation, Op::Recv).encode();
+        let entry = if self.plan.recv_multishot {
+            opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP)
+                .build()
+                .user_data(user_data)
+        } else {
+            // Single-shot, the kernel picks the buffer from the ring (no user buffer: the
+            // null address is never used with BUFFER_SELECT).
+            opcode::Recv::new(
+                types::Fixed(slot),
+                std::ptr::null_mut(),
+                self.plan.buf_bytes,
+            )
+            .buf_group(BUF_GROUP)
             .build()
-            .user_data(UserData::new(slot, conn.generation, Op::Recv).encode());
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(user_data)
+        };
         // The fixed slot stays open until Close, which waits for RECV_ARMED to clear.
         self.push(r, entry);
     }
@@ -994,6 +1012,9 @@ impl<'a> Shard<'a> {
         );
         self.metrics.add_to(Counter::bytes_sent, out.len() as u64);
         self.submit_send(r, slot, buf);
+        if !self.plan.recv_multishot && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0 {
+            self.arm_recv(r, slot);
+        }
     }
 
     fn submit_send(&mut self, r: usize, slot: u32, buf: u32) {
@@ -1188,8 +1209,7 @@ impl<'a> Shard<'a> {
         if res <= 0 {
             if res == -libc::ENOBUFS {
                 self.metrics.incr(Counter::recv_buffers_exhausted);
-                let conn = &self.rings[r].conns[slot as usize];
-                if !more && conn.state != State::Closing {
+                if !more && self.wants_recv(r, slot) {
                     self.arm_recv(r, slot);
                 }
                 return;
@@ -1217,9 +1237,27 @@ impl<'a> Shard<'a> {
         };
         self.rings[r].ring.bufs.recycle(bid);
         self.act_on(r, slot, fed);
-        let conn = &self.rings[r].conns[slot as usize];
-        if !more && conn.flags & RECV_ARMED == 0 && conn.state != State::Closing {
+        if !more
+            && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0
+            && self.wants_recv(r, slot)
+        {
             self.arm_recv(r, slot);
+        }
+    }
+
+    /// Should a receive be armed? Multishot: while the connection is open. Armed mode
+    /// (`--recv armed`): only while a response is awaited, so an idle connection holds no
+    /// receive request in the kernel (but a server closing it goes unnoticed until the next
+    /// request, which then fails as closed mid-request or reset).
+    fn wants_recv(&self, r: usize, slot: u32) -> bool {
+        let state = self.rings[r].conns[slot as usize].state;
+        if self.plan.recv_multishot {
+            state != State::Closing
+        } else {
+            matches!(
+                state,
+                State::Initializing | State::Initialized | State::Awaiting
+            )
         }
     }
 

@@ -651,3 +651,75 @@ mod render_tests {
         );
     }
 }
+
+/// Reads a report saved with `--json` (for `mcpstorm report FILE.json`).
+pub fn load(path: &std::path::Path) -> Result<RunReport, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let report: RunReport = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not an mcpstorm run report: {e}", path.display()))?;
+    if report.schema != SCHEMA_ID {
+        return Err(format!(
+            "{} has schema {:?}; this mcpstorm reads {SCHEMA_ID:?}",
+            path.display(),
+            report.schema
+        ));
+    }
+    Ok(report)
+}
+
+/// Writes the JSON and/or HTML files of a report. Each is written to a temporary name and
+/// renamed, so an interrupted write never leaves half a report behind.
+pub fn write_files(
+    report: &RunReport,
+    json: Option<&std::path::Path>,
+    html: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let write = |path: &std::path::Path, contents: &str| -> Result<(), String> {
+        let tmp = path.with_extension("partial-write");
+        std::fs::write(&tmp, contents)
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report).map_err(|e| format!("report JSON: {e}"))?;
+        write(path, &(text + "\n"))?;
+    }
+    if let Some(path) = html {
+        write(path, &html::render(report))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn save_and_load() {
+        let dir = std::env::temp_dir().join(format!("mcpstorm-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("run.json");
+        let html = dir.join("run.html");
+        write_files(&sample_report(), Some(&json), Some(&html)).unwrap();
+        let back = load(&json).unwrap();
+        assert_eq!(back.phases.len(), 6);
+        assert!(
+            std::fs::read_to_string(&html)
+                .unwrap()
+                .starts_with("<!DOCTYPE html>")
+        );
+        std::fs::write(&json, "{\"schema\":\"other/9\"}").unwrap();
+        assert!(
+            load(&json)
+                .unwrap_err()
+                .contains("not an mcpstorm run report")
+        );
+        assert!(
+            load(&dir.join("missing.json"))
+                .unwrap_err()
+                .contains("cannot read")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

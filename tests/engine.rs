@@ -498,7 +498,7 @@ fn engine_unanswered_initialize_times_out_and_the_run_ends_on_time() {
     );
     seen.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let report = &run.report;
-    // 10 of 40 initialize requests are never answered: each times out (a 100 ms sweep) and
+    // 10 of 40 initialize requests are never answered: each times out (swept every 40 ms) and
     // the connection counts as failed; the others load normally.
     assert_eq!(
         count(report, "/connections/established"),

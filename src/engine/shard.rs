@@ -164,8 +164,12 @@ const BUSY_BACKOFF_ATTEMPT: u8 = 3;
 const CHAIN_LEN_MAX: usize = 5;
 /// Source sockaddrs for BIND, reused round-robin; > HANDSHAKES_MAX (see `start_connect`).
 const SOURCE_ADDRS_LEN: usize = 2048;
-/// How often the slab is swept for expired deadlines (the timeouts' resolution).
-const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the slab is swept for expired deadlines (the timeouts' resolution):
+/// A tenth of the shorter timeout, within these bounds: timeouts fire within 10 % of their
+/// value, and a run of 100K connections with 30 s timeouts sweeps once a second, not ten
+/// times (each sweep reads the whole slab).
+const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(10);
+const SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(1);
 /// Longest the loop sleeps without a deadline.
 const LOOP_TICK: Duration = Duration::from_millis(5);
 /// A request later than this behind its intended time counts as a late send.
@@ -1589,13 +1593,15 @@ impl<'a> Shard<'a> {
     // ---- timeouts ------------------------------------------------------------------------
 
     /// Checks every connection for an expired connect or request deadline. A sweep over the
-    /// slab every SWEEP_INTERVAL costs a few µs per thousand connections and no memory, where a
+    /// slab every sweep interval costs a few µs per thousand connections and no memory, where a
     /// deadline queue entry per request would grow with rate × timeout.
     fn expire_deadlines(&mut self) {
         if self.now_ns < self.next_sweep_ns {
             return;
         }
-        self.next_sweep_ns = self.now_ns + SWEEP_INTERVAL.as_nanos() as u64;
+        let interval = (self.plan.connect_timeout.min(self.plan.request_timeout) / 10)
+            .clamp(SWEEP_INTERVAL_MIN, SWEEP_INTERVAL_MAX);
+        self.next_sweep_ns = self.now_ns + interval.as_nanos() as u64;
         let connect_timeout_ns = self.plan.connect_timeout.as_nanos() as u64;
         let request_timeout_ns = self.plan.request_timeout.as_nanos() as u64;
         for r in 0..self.rings.len() {

@@ -165,7 +165,7 @@ const CHAIN_LEN_MAX: usize = 5;
 /// Source sockaddrs for BIND, reused round-robin; > HANDSHAKES_MAX (see `start_connect`).
 const SOURCE_ADDRS_LEN: usize = 2048;
 /// How often the slab is swept for expired deadlines (the timeouts' resolution):
-/// A tenth of the shorter timeout, within these bounds: timeouts fire within 10 % of their
+/// a tenth of the shorter timeout, within these bounds: timeouts fire within 10 % of their
 /// value, and a run of 100K connections with 30 s timeouts sweeps once a second, not ten
 /// times (each sweep reads the whole slab).
 const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(10);

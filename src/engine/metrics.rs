@@ -149,6 +149,11 @@ pub struct ShardMetrics {
     pub failed: u64,
     /// Time from the ramp start to this shard's last session established.
     pub ramp_ns: u64,
+    /// Completions the kernel had to hold back because a CQ was full (all rings).
+    pub cq_overflows: u64,
+    /// Longest SQ backlog of any ring, and how many SQEs went through a backlog.
+    pub sq_backlog_max: u64,
+    pub sq_backlog_pushes: u64,
     /// Connect-chain failures by (operation, errno), so a rare failure names its cause.
     /// Bounded: [`ERRNO_KINDS_MAX`] distinct pairs, the rest counted under errno 0.
     pub errnos: Vec<(&'static str, i32, u64)>,
@@ -177,6 +182,9 @@ impl ShardMetrics {
             failed: 0,
             ramp_ns: 0,
             errnos: Vec::with_capacity(ERRNO_KINDS_MAX + 1),
+            cq_overflows: 0,
+            sq_backlog_max: 0,
+            sq_backlog_pushes: 0,
         }
     }
 
@@ -248,6 +256,9 @@ impl ShardMetrics {
         }
         self.held_max += other.held_max;
         self.established += other.established;
+        self.cq_overflows += other.cq_overflows;
+        self.sq_backlog_max = self.sq_backlog_max.max(other.sq_backlog_max);
+        self.sq_backlog_pushes += other.sq_backlog_pushes;
         self.failed += other.failed;
         self.ramp_ns = self.ramp_ns.max(other.ramp_ns);
     }

@@ -76,7 +76,7 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
                     }
                 };
                 let result = shard.run();
-                let metrics = std::mem::take(&mut shard.metrics);
+                let metrics = shard.take_metrics();
                 match result {
                     Ok(()) => Ok(metrics),
                     Err(e) => {

@@ -90,7 +90,16 @@ pub struct Memory {
 #[derive(Debug, Serialize)]
 pub struct Generator {
     pub late_sends: u64,
+    pub late_sends_pct: f64,
     pub loop_lag_us_p99: u64,
+    pub cq_overflows: u64,
+    pub sq_backlog_max: u64,
+    pub sq_backlog_pushes: u64,
+    /// False when the generator itself was the bottleneck (`report::GeneratorCheck` rules:
+    /// late sends > 1 %, loop lag p99 > 10 ms, any CQ overflow): the latencies are then not
+    /// the server's alone.
+    pub valid: bool,
+    pub invalid_reason: Option<String>,
     /// Engine CPU time (all threads) over the load phase ÷ requests sent in it.
     pub cpu_us_per_request: Option<f64>,
     /// The server's CPU time over the load phase ÷ requests (embedded child or --server-pid).
@@ -146,6 +155,17 @@ impl Report {
                 .then(|| grown as f64 / measured.held_at_measurement as f64)
         };
         let corrected = Percentiles::of(&metrics.all.corrected);
+        let check = crate::report::GeneratorCheck::judge(
+            metrics.get(Counter::late_sends),
+            metrics.get(Counter::requests_sent),
+            if metrics.loop_lag.is_empty() {
+                0
+            } else {
+                metrics.loop_lag.value_at_quantile(0.99)
+            },
+            metrics.cq_overflows,
+            metrics.sq_backlog_max,
+        );
         let sent = metrics.get(Counter::requests_sent);
         let per_request = |cpu_us: Option<u64>| {
             cpu_us
@@ -224,14 +244,16 @@ impl Report {
                 conn_slot_bytes: measured.conn_slot_bytes,
             },
             generator: Generator {
-                late_sends: metrics.get(Counter::late_sends),
+                late_sends: check.late_sends,
+                late_sends_pct: check.late_sends_pct,
+                cq_overflows: check.cq_overflows,
+                sq_backlog_max: check.sq_backlog_max,
+                sq_backlog_pushes: metrics.sq_backlog_pushes,
+                valid: check.valid,
+                invalid_reason: check.invalid_reason,
                 cpu_us_per_request: per_request(Some(measured.load_cpu_us)),
                 server_cpu_us_per_request: per_request(measured.server_load_cpu_us),
-                loop_lag_us_p99: if metrics.loop_lag.is_empty() {
-                    0
-                } else {
-                    metrics.loop_lag.value_at_quantile(0.99)
-                },
+                loop_lag_us_p99: check.loop_lag_us_p99,
                 shards: measured.shards,
                 rings: measured.rings,
             },
@@ -298,9 +320,15 @@ impl Report {
         let g = &self.generator;
         let _ = writeln!(
             out,
-            "generator    late sends {} · loop lag p99 {} µs · CPU {} per request (server {}) · {} shards × {} rings",
+            "generator    {} · late sends {} · loop lag p99 {} µs · CQ overflows {} · SQ backlog max {} · CPU {} per request (server {}) · {} shards × {} rings",
+            match &g.invalid_reason {
+                None => "valid".to_string(),
+                Some(why) => format!("INVALID ({why})"),
+            },
             g.late_sends,
             g.loop_lag_us_p99,
+            g.cq_overflows,
+            g.sq_backlog_max,
             g.cpu_us_per_request
                 .map_or("n/a".to_string(), |v| format!("{v:.1} µs")),
             g.server_cpu_us_per_request
@@ -414,6 +442,18 @@ mod tests {
         assert_eq!(json["memory"]["server_user_bytes_per_conn"], 100.0);
         assert_eq!(json["generator"]["cpu_us_per_request"], 10.0);
         assert!(json["generator"]["server_cpu_us_per_request"].is_null());
+        assert_eq!(json["generator"]["valid"], true);
+        let mut late = ShardMetrics::new();
+        late.add_to(Counter::requests_sent, 100);
+        late.add_to(Counter::late_sends, 5);
+        late.cq_overflows = 2;
+        let late_report = Report::build(&late, &measured());
+        assert!(!late_report.generator.valid);
+        assert!(
+            late_report.text().contains("INVALID (5.00% of sends"),
+            "{}",
+            late_report.text()
+        );
         assert!(report.text().contains("errors       http_5xx 1"));
     }
 }

@@ -529,6 +529,19 @@ impl<'a> Shard<'a> {
         })
     }
 
+    /// Hands the metrics over, with the rings' own health figures added.
+    pub fn take_metrics(&mut self) -> ShardMetrics {
+        for slot in &mut self.rings {
+            self.metrics.cq_overflows += slot.ring.cq_overflow() as u64;
+            self.metrics.sq_backlog_max = self
+                .metrics
+                .sq_backlog_max
+                .max(slot.ring.backlog_len_max as u64);
+            self.metrics.sq_backlog_pushes += slot.ring.backlog_pushes;
+        }
+        std::mem::take(&mut self.metrics)
+    }
+
     fn clock(&mut self) {
         self.now_ns = self.shared.epoch.elapsed().as_nanos() as u64;
     }

@@ -103,6 +103,21 @@ fn assert_sides_agree(server: &Server, run: &Run, connections: u64) {
         report["memory"]["client_user_bytes_per_conn"].is_number(),
         "{report}"
     );
+    // The per-second timeline accounts for every request, second by second.
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let sum = |key: &str| -> u64 {
+        timeline
+            .iter()
+            .map(|s| s[key].as_f64().unwrap() as u64)
+            .sum()
+    };
+    assert_eq!(sum("throughput_rps"), ok, "{}", report["timeline"]);
+    assert_eq!(sum("errors"), errors);
+    assert!(
+        timeline
+            .iter()
+            .any(|s| s["phase"] == "sustained" && s["latency_us_p99"].as_u64() > Some(0))
+    );
     assert!(
         report["generator"]["cpu_us_per_request"]
             .as_f64()

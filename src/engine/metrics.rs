@@ -154,6 +154,8 @@ pub struct ShardMetrics {
     /// Longest SQ backlog of any ring, and how many SQEs went through a backlog.
     pub sq_backlog_max: u64,
     pub sq_backlog_pushes: u64,
+    /// Corrected latencies of the current second (see `timeline.rs`); swapped out each second.
+    pub second: Histogram<u64>,
     /// Connect-chain failures by (operation, errno), so a rare failure names its cause.
     /// Bounded: [`ERRNO_KINDS_MAX`] distinct pairs, the rest counted under errno 0.
     pub errnos: Vec<(&'static str, i32, u64)>,
@@ -182,6 +184,7 @@ impl ShardMetrics {
             failed: 0,
             ramp_ns: 0,
             errnos: Vec::with_capacity(ERRNO_KINDS_MAX + 1),
+            second: super::timeline::new_second_histogram(),
             cq_overflows: 0,
             sq_backlog_max: 0,
             sq_backlog_pushes: 0,
@@ -232,6 +235,7 @@ impl ShardMetrics {
         }
         self.all.corrected.saturating_record(corrected);
         self.all.uncorrected.saturating_record(uncorrected);
+        self.second.saturating_record(corrected);
     }
 
     pub fn merge(&mut self, other: &ShardMetrics) {

@@ -15,6 +15,7 @@ pub mod response;
 pub mod schedule;
 pub mod shard;
 pub mod template;
+pub mod timeline;
 
 use crate::ring::{probe_kernel, raise_nofile_limit};
 use embedded::EmbeddedServer;
@@ -24,6 +25,7 @@ use report::{Measured, Report};
 use shard::{Shard, Shared};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use timeline::TimelineMerger;
 
 /// How often the coordinator samples the shards while it waits.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
@@ -58,17 +60,20 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
     crate::server::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let rings: usize = plan.shards.iter().map(|s| s.rings).sum();
+    let (timeline_sender, timeline_receiver) = std::sync::mpsc::channel();
+    let mut timeline = TimelineMerger::new(plan.shards.len());
     std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(plan.shards.len());
         for id in 0..plan.shards.len() {
             let plan = &plan;
             let shared = &shared;
             let features = &features;
+            let timeline_sender = timeline_sender.clone();
             handles.push(scope.spawn(move || -> Result<ShardMetrics, String> {
                 if let Some(cpu) = plan.shards[id].cpu {
                     core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                 }
-                let mut shard = match Shard::new(id, plan, shared, features) {
+                let mut shard = match Shard::new(id, plan, shared, features, timeline_sender) {
                     Ok(shard) => shard,
                     Err(e) => {
                         shared.stop.store(true, Ordering::SeqCst);
@@ -86,7 +91,15 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
                 }
             }));
         }
-        let measured = coordinate(&plan, &shared, rings, server_pid);
+        drop(timeline_sender);
+        let drain = |timeline: &mut TimelineMerger| {
+            for slice in timeline_receiver.try_iter() {
+                timeline.add(slice);
+            }
+        };
+        let measured = coordinate(&plan, &shared, rings, server_pid, &mut || {
+            drain(&mut timeline)
+        });
         let mut merged = ShardMetrics::new();
         let mut errors = Vec::new();
         for handle in handles {
@@ -100,7 +113,13 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
             return Err(errors.join("; "));
         }
         let measured = measured?;
-        Ok(Report::build(&merged, &measured))
+        drain(&mut timeline);
+        timeline.finish_all();
+        Ok(Report::build(
+            &merged,
+            &measured,
+            std::mem::take(&mut timeline.samples),
+        ))
     })
 }
 
@@ -111,6 +130,8 @@ fn coordinate(
     shared: &Shared,
     rings: usize,
     server_pid: Option<u32>,
+    // Called at every sample, so per-second slices never pile up in the channel.
+    drain_timeline: &mut dyn FnMut(),
 ) -> Result<Measured, String> {
     let server_rss = || {
         server_pid
@@ -138,6 +159,7 @@ fn coordinate(
         && !stopped()
         && ramp_start.elapsed() < plan.ramp_timeout
     {
+        drain_timeline();
         std::thread::sleep(SAMPLE_INTERVAL);
         held_max = held_max.max(held_now());
     }
@@ -155,6 +177,7 @@ fn coordinate(
     while load_start.elapsed() < plan.duration && !stopped() {
         std::thread::sleep(SAMPLE_INTERVAL.min(plan.duration.saturating_sub(load_start.elapsed())));
         held_max = held_max.max(held_now());
+        drain_timeline();
     }
     let load_s = load_start.elapsed().as_secs_f64();
     let load_cpu_us = self_cpu_us().saturating_sub(cpu_start_us);

@@ -121,6 +121,8 @@ pub struct Report {
     pub errors_by_cause: BTreeMap<&'static str, u64>,
     /// Connect-chain failures by `operation:errno name` (e.g. `connect:ECONNREFUSED`).
     pub connect_errnos: BTreeMap<String, u64>,
+    /// One sample per second of the run (ramp, load, cool-down), merged across shards.
+    pub timeline: Vec<crate::report::SecondSample>,
     /// Every engine counter, by name.
     pub counters: BTreeMap<&'static str, u64>,
 }
@@ -145,7 +147,11 @@ pub struct Measured {
 }
 
 impl Report {
-    pub fn build(metrics: &ShardMetrics, measured: &Measured) -> Report {
+    pub fn build(
+        metrics: &ShardMetrics,
+        measured: &Measured,
+        timeline: Vec<crate::report::SecondSample>,
+    ) -> Report {
         let ok = metrics.get(Counter::requests_ok);
         let failed = metrics.get(Counter::requests_failed);
         let established = metrics.established.min(measured.target);
@@ -263,6 +269,7 @@ impl Report {
                 .iter()
                 .map(|&(op, errno, count)| (format!("{op}:{}", errno_name(errno)), count))
                 .collect(),
+            timeline,
             counters: Counter::ALL
                 .iter()
                 .map(|c| (c.name(), metrics.get(*c)))
@@ -409,7 +416,7 @@ mod tests {
         metrics.record_request(Method::Ping, 200, 150);
         metrics.record_errno("bind", libc::EADDRINUSE);
         metrics.record_errno("connect", 999);
-        let report = Report::build(&metrics, &measured());
+        let report = Report::build(&metrics, &measured(), Vec::new());
         let json = serde_json::to_value(&report).unwrap();
         for path in [
             "/connections/target",
@@ -447,7 +454,7 @@ mod tests {
         late.add_to(Counter::requests_sent, 100);
         late.add_to(Counter::late_sends, 5);
         late.cq_overflows = 2;
-        let late_report = Report::build(&late, &measured());
+        let late_report = Report::build(&late, &measured(), Vec::new());
         assert!(!late_report.generator.valid);
         assert!(
             late_report.text().contains("INVALID (5.00% of sends"),

@@ -22,6 +22,7 @@ use super::response::{
 };
 use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::template::Method;
+use super::timeline::SecondSlice;
 use crate::proto::http_response::ResponseError;
 use crate::ring::{
     BIND_OPCODE, BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData,
@@ -31,6 +32,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 const NONE: u32 = u32::MAX;
@@ -375,6 +377,13 @@ pub struct Shard<'a> {
     ramp_start_ns: u64,
     phase_deadline_ns: u64,
     pub metrics: ShardMetrics,
+    timeline: Sender<SecondSlice>,
+    /// The second of the run (since this shard's go signal) being measured, when it ends,
+    /// and the counters at its start.
+    second_index: u64,
+    second_end_ns: u64,
+    second_ok_base: u64,
+    second_failed_base: u64,
 }
 
 fn sockaddr_in(addr: SocketAddr) -> libc::sockaddr_in {
@@ -450,6 +459,7 @@ impl<'a> Shard<'a> {
         plan: &'a EnginePlan,
         shared: &'a Shared,
         features: &KernelFeatures,
+        timeline: Sender<SecondSlice>,
     ) -> Result<Shard<'a>, RingError> {
         let slice = &plan.shards[id];
         let mut rings = Vec::with_capacity(slice.rings);
@@ -526,6 +536,11 @@ impl<'a> Shard<'a> {
             ramp_start_ns: 0,
             phase_deadline_ns: u64::MAX,
             metrics: ShardMetrics::new(),
+            timeline,
+            second_index: 0,
+            second_end_ns: u64::MAX,
+            second_ok_base: 0,
+            second_failed_base: 0,
         })
     }
 
@@ -560,6 +575,7 @@ impl<'a> Shard<'a> {
         }
         self.clock();
         self.ramp_start_ns = self.now_ns;
+        self.second_end_ns = self.now_ns + 1_000_000_000;
         self.connect_pacer = Pacer::new(
             self.now_ns,
             if self.plan.connect_rate_per_s == 0 {
@@ -575,6 +591,7 @@ impl<'a> Shard<'a> {
             if self.phase == Phase::Closing
                 && (self.open_conns == 0 || self.now_ns > self.phase_deadline_ns)
             {
+                self.close_second();
                 return Ok(());
             }
             self.start_connects()?;
@@ -610,7 +627,39 @@ impl<'a> Shard<'a> {
                 self.rings[r].ring.bufs.publish();
             }
             self.shared.held[self.id].store(self.held, Ordering::Relaxed);
+            while self.now_ns >= self.second_end_ns {
+                self.close_second();
+                self.second_end_ns += 1_000_000_000;
+            }
         }
+    }
+
+    /// Sends the current second's slice to the coordinator and starts the next.
+    fn close_second(&mut self) {
+        let ok = self.metrics.get(Counter::requests_ok);
+        let failed = self.metrics.get(Counter::requests_failed);
+        let latency = std::mem::replace(
+            &mut self.metrics.second,
+            super::timeline::new_second_histogram(),
+        );
+        let slice = SecondSlice {
+            second: self.second_index,
+            phase: match self.phase {
+                Phase::Ramp => "ramp_up",
+                Phase::Load => "sustained",
+                Phase::Drain | Phase::Closing => "cool_down",
+            },
+            held: self.held,
+            ok: ok - self.second_ok_base,
+            errors: failed - self.second_failed_base,
+            latency,
+        };
+        // The coordinator outlives every shard; if it has stopped listening the samples are
+        // simply not wanted any more.
+        let _ = self.timeline.send(slice);
+        self.second_index += 1;
+        self.second_ok_base = ok;
+        self.second_failed_base = failed;
     }
 
     fn step_phase(&mut self) {

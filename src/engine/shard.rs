@@ -60,6 +60,8 @@ const CHAIN_FAILED: u16 = 1024;
 const IDLE_QUEUED: u16 = 2048;
 /// The close is for a connect retry: reconnect after a backoff.
 const BACKOFF: u16 = 4096;
+/// Counted in `Shard::handshakes` (connecting or initializing).
+const HANDSHAKING: u16 = 8192;
 /// Flags that outlive a connection (they describe the slot's session and list membership).
 const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED | BACKOFF;
 
@@ -628,6 +630,14 @@ impl<'a> Shard<'a> {
             if self.phase == Phase::Closing
                 && (self.open_conns == 0 || self.now_ns > self.phase_deadline_ns)
             {
+                if self.open_conns == 0 {
+                    // Every slot closed, so every handshake ended (on_close ends any left).
+                    assert_eq!(self.handshakes, 0, "handshake accounting drifted");
+                    assert_eq!(
+                        self.in_flight, 0,
+                        "a request was neither finished nor failed"
+                    );
+                }
                 self.close_second();
                 return Ok(());
             }
@@ -890,6 +900,7 @@ impl<'a> Shard<'a> {
         conn.flags &= KEPT_ACROSS_RECONNECT;
         conn.chain_pending = if source.is_some() { 5 } else { 3 };
         let generation = conn.generation;
+        conn.flags |= HANDSHAKING;
         self.handshakes += 1;
         self.open_conns += 1;
         self.metrics.incr(Counter::connect_attempts);
@@ -990,7 +1001,7 @@ impl<'a> Shard<'a> {
             if res == -libc::ECANCELED && conn.flags & CONNECT_TIMED_OUT != 0 {
                 self.metrics.incr(Counter::error_connect_timeout);
             }
-            self.handshakes -= 1;
+            self.end_handshake(r, slot);
             // Nothing was established. `method` counts the failed attempts while connecting.
             let conn = &mut self.rings[r].conns[slot as usize];
             let retry = conn.method < self.plan.connect_retries
@@ -1016,7 +1027,7 @@ impl<'a> Shard<'a> {
         let conn = &self.rings[r].conns[slot as usize];
         if self.modern {
             // 2026-07-28: no session and no initialize; the connection is ready at once.
-            self.handshakes -= 1;
+            self.end_handshake(r, slot);
             self.establish(r, slot);
             self.become_ready(r, slot);
         } else if conn.session.is_empty() {
@@ -1024,8 +1035,18 @@ impl<'a> Shard<'a> {
             self.send_request(r, slot, Method::Initialize, self.now_ns);
         } else {
             // A reconnect after the server closed an idle connection: the session lives on.
-            self.handshakes -= 1;
+            self.end_handshake(r, slot);
             self.become_ready(r, slot);
+        }
+    }
+
+    /// The slot's handshake (connect, and initialize unless sessionless) is over, however it
+    /// ended. Idempotent: the flag makes the count exact whatever path gets here first.
+    fn end_handshake(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.flags & HANDSHAKING != 0 {
+            conn.flags &= !HANDSHAKING;
+            self.handshakes -= 1;
         }
     }
 
@@ -1274,21 +1295,22 @@ impl<'a> Shard<'a> {
                 self.begin_close(r, slot, false);
                 return;
             }
-            State::Waiting if self.rings[r].conns[slot as usize].flags & HELD != 0 => {
+            State::Waiting if self.rings[r].conns[slot as usize].flags & HANDSHAKING == 0 => {
+                // Waiting out a 503 between load requests.
                 self.metrics.incr(cause)
             }
-            State::Initializing | State::Initialized
+            State::Initializing | State::Initialized | State::Waiting
                 if self.rings[r].conns[slot as usize].flags & HELD != 0 =>
             {
                 // A re-initialize (after the server lost the session) broke: reconnect and
                 // initialize again rather than give the connection up.
                 self.metrics.incr(cause);
-                self.handshakes -= 1;
+                self.end_handshake(r, slot);
             }
             State::Initializing | State::Initialized | State::Waiting => {
                 self.metrics.incr(cause);
                 self.metrics.incr(Counter::error_initialize_failed);
-                self.handshakes -= 1;
+                self.end_handshake(r, slot);
                 self.begin_close(r, slot, false);
                 self.settle_failed(r, slot);
                 return;
@@ -1461,7 +1483,7 @@ impl<'a> Shard<'a> {
                 let latency_us = (self.now_ns.saturating_sub(conn.intended_ns) / 1000).max(1);
                 self.metrics.initialize.saturating_record(latency_us);
                 self.metrics.incr(Counter::sessions_established);
-                self.handshakes -= 1;
+                self.end_handshake(r, slot);
                 self.establish(r, slot);
                 self.after_response(r, slot, &summary);
             }
@@ -1516,6 +1538,7 @@ impl<'a> Shard<'a> {
                     c.session = SessionId::EMPTY;
                     if summary.keep_alive {
                         conn_set_state(c, State::Initializing);
+                        c.flags |= HANDSHAKING;
                         self.handshakes += 1;
                         self.send_request(r, slot, Method::Initialize, self.now_ns);
                     } else {
@@ -1571,7 +1594,7 @@ impl<'a> Shard<'a> {
             if conn.generation != generation || conn.state != State::Waiting {
                 continue;
             }
-            if conn.flags & HELD != 0 {
+            if conn.flags & HANDSHAKING == 0 {
                 self.become_ready(r, slot);
             } else {
                 conn_set_state(&mut self.rings[r].conns[slot as usize], State::Initializing);
@@ -1598,7 +1621,7 @@ impl<'a> Shard<'a> {
         };
         self.metrics.incr(cause);
         self.metrics.incr(Counter::error_initialize_failed);
-        self.handshakes -= 1;
+        self.end_handshake(r, slot);
         self.begin_close(r, slot, false);
         self.settle_failed(r, slot);
     }
@@ -1654,6 +1677,7 @@ impl<'a> Shard<'a> {
     }
 
     fn on_close(&mut self, r: usize, slot: u32) {
+        self.end_handshake(r, slot);
         let conn = &mut self.rings[r].conns[slot as usize];
         if conn.spill != NONE {
             self.spills.give(conn.spill);

@@ -25,6 +25,17 @@ pub enum Command {
     Run(RunArgs),
     /// Read kernel and process limits; say what blocks N connections and how to fix it.
     Doctor(DoctorArgs),
+    /// Render a saved run report (`--json FILE`) again: text on stdout, optionally HTML.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A report written by `mcpstorm run --json FILE`.
+    pub file: std::path::PathBuf,
+    /// Write the HTML report here.
+    #[arg(long)]
+    pub html: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //! (0 success, 1 an SLA failed, 2 could not run). All logic lives in the library.
 
 use clap::Parser;
-use mcpstorm::cli::{Cli, Command, DoctorArgs, RunArgs, ServeArgs};
+use mcpstorm::cli::{Cli, Command, DoctorArgs, ReportArgs, RunArgs, ServeArgs};
 use mcpstorm::server::{self, ServeOptions, ServerPlan};
 use std::process::ExitCode;
 
@@ -15,7 +15,26 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Run(args) => run(args),
         Command::Doctor(args) => doctor(args),
+        Command::Report(args) => report(args),
     }
+}
+
+/// `mcpstorm report FILE.json [--html OUT]`: the saved run's text report again, its HTML if
+/// asked, and the run's exit code (0 every SLA passed, 1 not, 2 unreadable file).
+fn report(args: ReportArgs) -> ExitCode {
+    let report = match mcpstorm::report::load(&args.file) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("mcpstorm report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", mcpstorm::report::text::render(&report));
+    if let Err(e) = mcpstorm::report::write_files(&report, None, args.html.as_deref()) {
+        eprintln!("mcpstorm report: {e}");
+        return ExitCode::from(2);
+    }
+    ExitCode::from(report.exit_code())
 }
 
 /// `mcpstorm doctor`: exit 0 when nothing blocks the connection count, 1 when something does,

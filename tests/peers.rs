@@ -4,41 +4,8 @@
 
 mod common;
 
-use common::Server;
-use std::path::PathBuf;
+use common::{Server, peer_python};
 use std::process::Command;
-use std::sync::OnceLock;
-
-/// The venv's python: `MCPSTORM_PEER_PYTHON` if set, else whatever setup-python.sh installs
-/// (idempotent; the README's test command has already run it).
-fn peer_python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Ok(path) = std::env::var("MCPSTORM_PEER_PYTHON") {
-                return PathBuf::from(path);
-            }
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/peers/setup-python.sh");
-            let output = Command::new("bash")
-                .arg(script)
-                .output()
-                .expect("run setup-python.sh");
-            assert!(
-                output.status.success(),
-                "tools/peers/setup-python.sh failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let stdout = String::from_utf8(output.stdout).unwrap();
-            PathBuf::from(
-                stdout
-                    .lines()
-                    .last()
-                    .expect("setup-python.sh prints the python path")
-                    .trim(),
-            )
-        })
-        .clone()
-}
 
 fn run_python_client(extra_serve_args: &[&str]) {
     let server = Server::start(extra_serve_args);

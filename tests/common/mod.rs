@@ -288,3 +288,34 @@ impl Client {
         matches!(self.reader.read(&mut byte), Ok(0))
     }
 }
+
+/// The pinned MCP Python SDK venv's python: `MCPSTORM_PEER_PYTHON` if set (the test command
+/// sets it), else whatever tools/peers/setup-python.sh installs (idempotent).
+pub fn peer_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Ok(path) = std::env::var("MCPSTORM_PEER_PYTHON") {
+                return PathBuf::from(path);
+            }
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/peers/setup-python.sh");
+            let output = Command::new("bash")
+                .arg(script)
+                .output()
+                .expect("run setup-python.sh");
+            assert!(
+                output.status.success(),
+                "tools/peers/setup-python.sh failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
+            PathBuf::from(
+                stdout
+                    .lines()
+                    .last()
+                    .expect("setup-python.sh prints the python path")
+                    .trim(),
+            )
+        })
+        .clone()
+}

@@ -741,3 +741,38 @@ fn engine_recv_armed_only_while_awaiting_against_serve_sse() {
         count(&run.report, "/counters/recv_arms") >= 2000 + count(&run.report, "/requests/sent")
     );
 }
+
+#[test]
+fn engine_connect_rate_paces_the_ramp() {
+    // 900 sessions at 600/s over two shards: the ramp takes about 1.5 s, paced by the
+    // shards' loop deadlines (no timer per connection), not as fast as possible.
+    let server = Server::start(&["--response", "json"]);
+    let run = run_engine(
+        &server.url(),
+        &[
+            "--connections",
+            "900",
+            "--shards",
+            "2",
+            "--connect-rate",
+            "600",
+            "--duration",
+            "100ms",
+        ],
+    );
+    let report = &run.report;
+    assert_eq!(count(report, "/connections/established"), 900);
+    let ramp_s = report["connections"]["ramp_s"].as_f64().unwrap();
+    let rate = report["connections"]["sessions_per_s"].as_f64().unwrap();
+    assert!(
+        (0.45..2.0).contains(&ramp_s),
+        "ramp {ramp_s} s: {}",
+        run.stdout
+    );
+    assert!(rate <= 670.0, "{rate} sessions/s: {}", run.stdout);
+    // The timeline shows the ramp spread over time: after its first second, about 600 held.
+    let first = &report["timeline"][0];
+    assert_eq!(first["phase"], "ramp_up");
+    let held = first["sessions_held"].as_u64().unwrap();
+    assert!((400..=700).contains(&held), "{first}");
+}

@@ -776,3 +776,59 @@ fn engine_connect_rate_paces_the_ramp() {
     let held = first["sessions_held"].as_u64().unwrap();
     assert!((400..=700).contains(&held), "{first}");
 }
+
+#[test]
+fn engine_connect_timeout_cancels_hanging_connects() {
+    // A listener that never accepts, its accept queue already full: the kernel drops further
+    // SYNs, so connects hang until the engine's --connect-timeout cancels them.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(stream) =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+        {
+            fillers.push(stream);
+        }
+    }
+    let started = std::time::Instant::now();
+    let run = run_engine(
+        &format!("http://{addr}/mcp"),
+        &[
+            "--connections",
+            "5",
+            "--shards",
+            "1",
+            "--connect-timeout",
+            "300ms",
+            "--connect-retries",
+            "0",
+            "--duration",
+            "100ms",
+        ],
+    );
+    let report = &run.report;
+    assert_eq!(count(report, "/connections/failed"), 5, "{}", run.stdout);
+    assert_eq!(
+        count(report, "/errors_by_cause/connect_timeout"),
+        5,
+        "{}",
+        run.stdout
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(fillers);
+}

@@ -2001,6 +2001,86 @@ mod tests {
         assert_eq!(conn.spill, NONE);
     }
 
+    /// The connect chain's socket options go through IORING_OP_URING_CMD setsockopt on a
+    /// fixed file. The kernel reads options back this way only at SOL_SOCKET, so SO_RCVBUF
+    /// (set, then read back) proves a setsockopt on a direct descriptor takes effect; the
+    /// chain's TCP_NODELAY takes the same path at IPPROTO_TCP.
+    #[test]
+    fn setsockopt_by_uring_cmd_applies_to_a_direct_descriptor() {
+        use crate::ring::probe_kernel;
+        let features = probe_kernel().expect("tests need io_uring");
+        let config = RingConfig {
+            sq_entries: 8,
+            cq_entries: 16,
+            fixed_files: 4,
+            buf_count: 8,
+            buf_bytes: 64,
+            backlog_max: 8,
+        };
+        let mut ring = Ring::new(&config, RingRole::Leader, &features).unwrap();
+        let Ok(dest) = types::DestinationSlot::try_from_slot_target(2) else {
+            panic!("slot 2 is valid")
+        };
+        let requested: libc::c_int = 96 * 1024;
+        let mut read_back: libc::c_int = 0;
+        let link = squeue::Flags::IO_LINK;
+        let entries = [
+            opcode::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0)
+                .file_index(Some(dest))
+                .build()
+                .flags(link)
+                .user_data(1),
+            opcode::SetSockOpt::new(
+                types::Fixed(2),
+                libc::IPPROTO_TCP as u32,
+                libc::TCP_NODELAY as u32,
+                (&raw const ONE).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+            .build()
+            .flags(link)
+            .user_data(2),
+            opcode::SetSockOpt::new(
+                types::Fixed(2),
+                libc::SOL_SOCKET as u32,
+                libc::SO_RCVBUF as u32,
+                (&raw const requested).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+            .build()
+            .flags(link)
+            .user_data(3),
+            opcode::GetSockOpt::new(
+                types::Fixed(2),
+                libc::SOL_SOCKET as u32,
+                libc::SO_RCVBUF as u32,
+                (&raw mut read_back).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+            .build()
+            .user_data(4),
+        ];
+        for entry in entries {
+            // SAFETY: `ONE`, `requested` and `read_back` live until the end of this test, after
+            // the completions are reaped below; slot 2 is in the ring's table.
+            unsafe { ring.push(entry) };
+        }
+        let mut cqes = Vec::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cqes.len() < 4 && Instant::now() < deadline {
+            ring.submit_and_wait_timeout(Duration::from_millis(100))
+                .unwrap();
+            ring.reap(&mut cqes);
+        }
+        let mut results: Vec<(u64, i32)> =
+            cqes.iter().map(|c| (c.user_data(), c.result())).collect();
+        results.sort();
+        assert_eq!(results.len(), 4, "{results:?}");
+        assert!(results.iter().all(|&(_, res)| res >= 0), "{results:?}");
+        // Linux doubles SO_RCVBUF for bookkeeping overhead.
+        assert_eq!(read_back, requested * 2, "{results:?}");
+    }
+
     #[test]
     fn bind_entry_has_the_kernel_layout() {
         let addr = sockaddr_in(SocketAddr::from(([127, 0, 0, 2], 4000)));

@@ -56,7 +56,8 @@ addr=$(head -n1 "$tmp/ready")
 echo
 echo "== mcpstorm run http://$addr/mcp --connections $connections --rate $rate --duration ${seconds}s --source-ips $source_ips (serve --response $response)"
 "$bin" run "http://$addr/mcp" --connections "$connections" --rate "$rate" \
-    --duration "${seconds}s" --source-ips "$source_ips" --json "$tmp/report.json"
+    --duration "${seconds}s" --source-ips "$source_ips" --server-pid "$serve_pid" \
+    --json "$tmp/report.json"
 echo
 echo "== server counters"
 curl -s "http://$addr/mcpstorm/stats" | tr ',' '\n' | grep -E '"(sessions_created|requests_total|method_[a-z_]+|recv_buffers_exhausted)"' | tr -d '{}'

@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// Write the bound addresses, one per line, to this file once listening (for scripts).
     #[arg(long)]
     pub ready_file: Option<std::path::PathBuf>,
+    /// Provided receive buffers per ring (a power of two, 2 KiB each). Tests lower it to
+    /// exercise the path taken when every buffer is in use.
+    #[arg(long, default_value = "2048", value_parser = parse_recv_buffers)]
+    pub recv_buffers: u16,
 }
 
 /// Parses `250ms`, `30s`, `15m`, `2h`, `1.5s`; a bare number is seconds.
@@ -202,6 +206,16 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         return Err(format!("count out of range: {text:?}"));
     }
     Ok(count as u64)
+}
+
+fn parse_recv_buffers(text: &str) -> Result<u16, String> {
+    let count = parse_count(text)?;
+    if !(2..=32768).contains(&count) || !count.is_power_of_two() {
+        return Err(format!(
+            "--recv-buffers {text}: a power of two from 2 to 32768"
+        ));
+    }
+    Ok(count as u16)
 }
 
 pub fn parse_count_u32(text: &str) -> Result<u32, String> {

@@ -143,6 +143,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_connections: args.max_connections,
         session_idle_timeout_s: args.session_idle_timeout.as_secs().min(u32::MAX as u64) as u32,
         ring_slots: args.ring_slots,
+        recv_buffers: args.recv_buffers,
     };
     let plan = match ServerPlan::from_options(&options) {
         Ok(plan) => plan,

@@ -790,3 +790,63 @@ fn sessionless_2026_exchange_sse() {
     assert_eq!(stats["requests_modern"], 3, "{stats}");
     assert_eq!(stats["error_unsupported_protocol_version"], 1, "{stats}");
 }
+
+/// With only two receive buffers per ring, most connections find the buffer ring empty: each
+/// must still be read (the single-shot fallback) and answered, in order, with nothing lost.
+#[test]
+fn every_connection_is_served_when_receive_buffers_run_out() {
+    const CONNECTIONS: usize = 300;
+    let server = Server::start(&["--recv-buffers", "2", "--shards", "1"]);
+    let mut clients: Vec<(Client, String)> = (0..CONNECTIONS)
+        .map(|_| (server.connect(), String::new()))
+        .collect();
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    for round in 0..3 {
+        for (client, session) in clients.iter_mut() {
+            let bytes = if round == 0 {
+                client.encode(
+                    "POST",
+                    "/mcp",
+                    &[("Content-Type", "application/json")],
+                    init.as_bytes(),
+                )
+            } else {
+                // Two pipelined requests per connection per round.
+                let headers = [
+                    ("Content-Type", "application/json"),
+                    ("Mcp-Session-Id", session.as_str()),
+                ];
+                let mut both = client.encode(
+                    "POST",
+                    "/mcp",
+                    &headers,
+                    br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+                );
+                both.extend(client.encode("POST", "/mcp", &headers, TOOLS_CALL_ADD.as_bytes()));
+                both
+            };
+            client.stream().write_all(&bytes).unwrap();
+        }
+        for (client, session) in clients.iter_mut() {
+            let response = client.read_response();
+            assert_eq!(response.status, 200);
+            if round == 0 {
+                *session = response.header("mcp-session-id").unwrap().to_string();
+            } else {
+                assert_eq!(response.json()["id"], 1);
+                assert_eq!(
+                    client.read_response().json()["result"]["content"][0]["text"],
+                    "5"
+                );
+            }
+        }
+    }
+    let stats = server.stats();
+    assert!(
+        stats["recv_buffers_exhausted"].as_u64().unwrap() > 0,
+        "the test must run the buffers dry: {stats}"
+    );
+    assert_eq!(stats["method_ping"], 2 * CONNECTIONS as u64);
+    assert_eq!(stats["method_tools_call"], 2 * CONNECTIONS as u64);
+    assert_eq!(stats["error_recv"], 0);
+}

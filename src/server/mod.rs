@@ -66,6 +66,8 @@ pub struct ServeOptions {
     pub session_idle_timeout_s: u32,
     /// Direct descriptors per ring; default (and maximum) RLIMIT_NOFILE.
     pub ring_slots: Option<u32>,
+    /// Provided receive buffers per ring (power of two).
+    pub recv_buffers: u16,
 }
 
 impl ServerPlan {
@@ -109,7 +111,7 @@ impl ServerPlan {
             slots_per_ring,
             // 4 MiB per ring: MCP requests are a few hundred bytes, so many small buffers
             // ride out a burst of every connection sending at once better than few large ones.
-            buf_count: 2048,
+            buf_count: options.recv_buffers,
             buf_bytes: 2048,
             mcp: McpConfig {
                 path: options.path.as_bytes().to_vec(),

@@ -32,6 +32,10 @@ const PAUSED: u8 = 32;
 const STREAMING: u8 = 64;
 const OPEN: u8 = 128;
 
+/// `aux` of a Recv: single-shot into the connection's own pool buffer (see `on_recv`).
+const RECV_SINGLE: u8 = 2;
+/// Size of that buffer: a typical request, and then some.
+const RECV_SINGLE_BYTES: usize = 4096;
 /// `aux` of a Send: the bytes came from a static keep-alive, not the output pool.
 const SEND_STATIC: u8 = 1;
 /// A keep-alive comment on a GET stream, as one chunk of the chunked body.
@@ -43,6 +47,8 @@ const POOL_BUF_BYTES: usize = 512;
 const POOL_RESERVE_MAX: usize = 1024;
 /// Completions dispatched between two submits (see the run loop).
 const CQE_BATCH: usize = 256;
+/// Batches one ring may take per loop turn before the next ring gets its turn.
+const CQE_BATCHES_PER_TURN: usize = 4;
 const LOOP_TICK: Duration = Duration::from_millis(50);
 
 /// Per-connection state: 12 bytes; everything larger lives in per-shard pools and is held only
@@ -54,6 +60,9 @@ struct Conn {
     spill: u32,
     out_inflight: u32,
     out_pending: u32,
+    /// Pool buffer of a single-shot receive in flight (the fallback when the buffer ring ran
+    /// dry), or NONE.
+    rx: u32,
 }
 
 impl Conn {
@@ -61,6 +70,7 @@ impl Conn {
         generation: 0,
         flags: 0,
         spill: NONE,
+        rx: NONE,
         out_inflight: NONE,
         out_pending: NONE,
     };
@@ -226,7 +236,10 @@ impl<'a> Shard<'a> {
             self.rings[0].ring.submit_and_wait_timeout(wait)?;
             self.now_ns = self.epoch.elapsed().as_nanos() as u64;
             for r in 0..self.rings.len() {
-                loop {
+                // A bounded turn per ring: under saturation a ring's CQ refills while it is
+                // drained (each submit runs task work that posts more), and an unbounded loop
+                // on the leader starved every follower ring's connections for whole runs.
+                for _ in 0..CQE_BATCHES_PER_TURN {
                     cqes.clear();
                     if self.rings[r].ring.reap(&mut cqes) == 0 {
                         break;
@@ -310,6 +323,78 @@ impl<'a> Shard<'a> {
         self.push(r, entry);
     }
 
+    /// Single-shot receive into a pool buffer owned by the connection until it completes.
+    fn arm_recv_single(&mut self, r: usize, slot: u32) {
+        let rx = self.spills.take();
+        let buf = &mut self.spills.bufs[rx as usize];
+        buf.clear();
+        buf.reserve(RECV_SINGLE_BYTES);
+        let (ptr, capacity) = (buf.as_mut_ptr(), buf.capacity());
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.rx = rx;
+        conn.flags |= RECV_ARMED;
+        let entry = opcode::Recv::new(types::Fixed(slot), ptr, capacity as u32)
+            .build()
+            .user_data(
+                UserData::new(slot, conn.generation, Op::Recv)
+                    .with_aux(RECV_SINGLE)
+                    .encode(),
+            );
+        // The pool buffer `rx` belongs to this connection (`conn.rx`) and is neither touched
+        // nor returned to the pool until this Recv completes (on_recv_single).
+        self.push(r, entry);
+    }
+
+    fn on_recv_single(&mut self, r: usize, slot: u32, res: i32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.flags &= !RECV_ARMED;
+        let rx = conn.rx;
+        conn.rx = NONE;
+        if res <= 0 {
+            self.spills.give(rx);
+            match res {
+                0 => {}
+                e if e == -libc::ECONNRESET || e == -libc::EPIPE => {
+                    self.stats.incr(Counter::peer_resets)
+                }
+                e if e == -libc::ECANCELED => {}
+                _ => self.stats.incr(Counter::error_recv),
+            }
+            self.rings[r].conns[slot as usize].flags |= WANT_CLOSE;
+            self.flush(r, slot);
+            return;
+        }
+        let len = res as usize;
+        // SAFETY: the kernel wrote `len` bytes (≤ the capacity we gave it) at the start of
+        // this buffer, which nothing else touched while the Recv was in flight.
+        unsafe { self.spills.bufs[rx as usize].set_len(len) };
+        self.stats.add(Counter::bytes_received, len as u64);
+        let conn_flags = self.rings[r].conns[slot as usize].flags;
+        if conn_flags & (WANT_CLOSE | STREAMING) == 0 {
+            let spill = match self.rings[r].conns[slot as usize].spill {
+                NONE => {
+                    // The received buffer simply becomes the connection's spill.
+                    self.rings[r].conns[slot as usize].spill = rx;
+                    NONE
+                }
+                spill => spill,
+            };
+            if spill != NONE {
+                let (received, spill_buf) =
+                    two_bufs(&mut self.spills.bufs, rx as usize, spill as usize);
+                spill_buf.extend_from_slice(received);
+                self.spills.give(rx);
+            }
+            self.process_spill(r, slot);
+        } else {
+            self.spills.give(rx);
+        }
+        self.flush(r, slot);
+        if self.rings[r].conns[slot as usize].flags & (WANT_CLOSE | RECV_ARMED) == 0 {
+            self.arm_recv(r, slot);
+        }
+    }
+
     fn dispatch(&mut self, r: usize, cqe: &cqueue::Entry) {
         let ud = UserData::decode(cqe.user_data())
             .expect("completion with a user_data we never encoded");
@@ -326,7 +411,7 @@ impl<'a> Shard<'a> {
                     ud.slot
                 );
                 match op {
-                    Op::Recv => self.on_recv(r, ud.slot, res, flags),
+                    Op::Recv => self.on_recv(r, ud.slot, res, flags, ud.aux),
                     Op::Send => self.on_send(r, ud.slot, res, ud.aux),
                     Op::Shutdown => {
                         self.rings[r].conns[ud.slot as usize].flags &= !SHUTDOWN_IN_FLIGHT;
@@ -377,7 +462,11 @@ impl<'a> Shard<'a> {
         }
     }
 
-    fn on_recv(&mut self, r: usize, slot: u32, res: i32, flags: u32) {
+    fn on_recv(&mut self, r: usize, slot: u32, res: i32, flags: u32, aux: u8) {
+        if aux == RECV_SINGLE {
+            self.on_recv_single(r, slot, res);
+            return;
+        }
         let more = cqueue::more(flags);
         if !more {
             self.rings[r].conns[slot as usize].flags &= !RECV_ARMED;
@@ -386,9 +475,14 @@ impl<'a> Shard<'a> {
             match res {
                 0 => {}
                 e if e == -libc::ENOBUFS => {
+                    // The ring's buffers are all in use. Re-arming the multishot receive would
+                    // race the connections that still hold one for the next recycled buffer,
+                    // and lose to them for as long as they stay busy (seen as requests
+                    // unanswered for a whole closed-loop run): read this connection once
+                    // into a buffer of its own instead, then go back to multishot.
                     self.stats.incr(Counter::recv_buffers_exhausted);
                     if !more && self.rings[r].conns[slot as usize].flags & WANT_CLOSE == 0 {
-                        self.arm_recv(r, slot);
+                        self.arm_recv_single(r, slot);
                     }
                     return;
                 }
@@ -614,6 +708,10 @@ impl<'a> Shard<'a> {
 
     fn on_close(&mut self, r: usize, slot: u32) {
         let conn = self.rings[r].conns[slot as usize];
+        assert_eq!(
+            conn.rx, NONE,
+            "closed a slot with a receive buffer in flight"
+        );
         for buf in [conn.out_pending, conn.out_inflight] {
             if buf != NONE {
                 self.outs.give(buf);
@@ -790,4 +888,16 @@ fn process(
         }
     }
     (pos, ())
+}
+
+/// Two distinct elements of a pool, one shared and one exclusive.
+fn two_bufs(bufs: &mut [Vec<u8>], shared: usize, exclusive: usize) -> (&[u8], &mut Vec<u8>) {
+    assert_ne!(shared, exclusive);
+    if shared < exclusive {
+        let (low, high) = bufs.split_at_mut(exclusive);
+        (&low[shared], &mut high[0])
+    } else {
+        let (low, high) = bufs.split_at_mut(shared);
+        (&high[0], &mut low[exclusive])
+    }
 }

@@ -1,5 +1,7 @@
 //! `mcpstorm doctor` on this machine: verdicts, exit codes and the fixes it names.
 
+mod common;
+
 use std::process::Command;
 
 fn doctor(args: &[&str]) -> (i32, String) {
@@ -84,4 +86,75 @@ fn bad_options_exit_2() {
     let (code, text) = doctor(&["http://10.1.2.3:80/mcp"]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("loopback"), "{text}");
+}
+
+/// `run` arguments for a single load phase when this build has the phased scenario.
+fn single_phase_args() -> Vec<&'static str> {
+    let help = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&help.stdout).contains("--phases") {
+        vec!["--phases", "sustained"]
+    } else {
+        vec![]
+    }
+}
+
+/// What doctor says about a count is what `run` then does with it: refused before connecting
+/// with the same fix when doctor blocks, held in full when doctor passes.
+#[test]
+fn doctor_and_run_agree() {
+    let server = common::Server::start(&[]);
+    let url = server.url();
+    let (code, text) = doctor(&[&url, "--connections", "30000"]);
+    assert_eq!(code, 1, "{text}");
+    let fix = "--source-ips 127.0.0.2-127.0.0.3";
+    assert!(text.contains(fix), "{text}");
+    let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .arg("run")
+        .args(single_phase_args())
+        .args([url.as_str(), "--connections", "30000", "--duration", "1s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "run must refuse what doctor blocks: {stderr}"
+    );
+    assert!(stderr.contains(fix), "run names the same fix: {stderr}");
+    assert_eq!(
+        server.stats()["connections_accepted"],
+        1,
+        "refused before connecting (1 = the stats call)"
+    );
+
+    let (code, text) = doctor(&[&url, "--connections", "2000"]);
+    assert_eq!(code, 0, "{text}");
+    let json =
+        std::env::temp_dir().join(format!("mcpstorm-doctor-run-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .arg("run")
+        .args(single_phase_args())
+        .args([
+            url.as_str(),
+            "--connections",
+            "2000",
+            "--duration",
+            "1s",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["connections"]["established"], 2000);
 }

@@ -351,34 +351,22 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "errors       {}", causes.join(" · "));
         }
+        // One explained line per connect-chain failure cause, with its count.
+        for (cause, count) in &self.connect_errnos {
+            let (operation, name) = cause.split_once(':').unwrap_or(("connect", cause.as_str()));
+            let explanation = crate::sys::errno::from_name(name).map_or_else(
+                || format!("{operation} failed with {name}"),
+                |errno| crate::sys::errno::explain(operation, errno),
+            );
+            let _ = writeln!(out, "             {cause} ×{count}: {explanation}");
+        }
         out
     }
 }
 
-/// The symbolic name of an errno the connect chain can plausibly return, else its number.
-fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::EINVAL => "EINVAL",
-        libc::EBADF => "EBADF",
-        libc::ENFILE => "ENFILE",
-        libc::EMFILE => "EMFILE",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::ENOMEM => "ENOMEM",
-        libc::EAGAIN => "EAGAIN",
-        libc::EINTR => "EINTR",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ENOTSOCK => "ENOTSOCK",
-        libc::EALREADY => "EALREADY",
-        libc::EISCONN => "EISCONN",
-        _ => return errno.to_string(),
-    };
-    name.to_string()
+/// The symbolic name of an errno (shared with `doctor`'s explanations).
+pub(crate) fn errno_name(errno: i32) -> String {
+    crate::sys::errno::name(errno)
 }
 
 #[cfg(test)]
@@ -442,7 +430,12 @@ mod tests {
         }
         assert_eq!(json["connections"]["established"], 9);
         assert_eq!(json["connect_errnos"]["bind:EADDRINUSE"], 1);
-        assert_eq!(json["connect_errnos"]["connect:999"], 1);
+        assert_eq!(json["connect_errnos"]["connect:E999"], 1);
+        let text = report.text();
+        assert!(
+            text.contains("bind:EADDRINUSE ×1: the (source address, port) is taken"),
+            "{text}"
+        );
         assert_eq!(json["throughput_rps"], 2.0);
         assert_eq!(json["memory"]["client_user_bytes_per_conn"], 1000.0);
         assert_eq!(json["memory"]["kernel_bytes_per_socket"], 5000.0);

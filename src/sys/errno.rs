@@ -33,6 +33,9 @@ pub fn name(errno: i32) -> String {
         libc::EINPROGRESS => "EINPROGRESS",
         libc::ECANCELED => "ECANCELED",
         libc::ETIME => "ETIME",
+        libc::EBADF => "EBADF",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EISCONN => "EISCONN",
         _ => return format!("E{errno}"),
     };
     known.to_string()

@@ -22,7 +22,7 @@ pub enum Command {
     /// Run the embedded MCP server (streamable HTTP) until SIGINT/SIGTERM.
     Serve(ServeArgs),
     /// Open MCP sessions against URL(s) with io_uring shards and load them.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Read kernel and process limits; say what blocks N connections and how to fix it.
     Doctor(DoctorArgs),
     /// Render a saved run report (`--json FILE`) again: text on stdout, optionally HTML.
@@ -57,14 +57,65 @@ pub struct DoctorArgs {
 }
 
 #[derive(Debug, Args)]
+// A later option wins over an earlier one (scripts append their overrides).
+#[command(args_override_self = true)]
 pub struct RunArgs {
     /// Target MCP endpoint(s), e.g. http://127.0.0.1:8080/mcp (loopback only). None: start
     /// the embedded server (`mcpstorm serve`) as a child process and load it.
     #[arg(value_name = "URL")]
     pub urls: Vec<String>,
-    /// MCP sessions to open and hold (one TCP connection each).
-    #[arg(long, default_value = "100", value_parser = parse_count_u32)]
-    pub connections: u32,
+    /// MCP sessions to open and hold (one TCP connection each) [default: 100k against the
+    /// embedded server when this machine's limits allow it, else the largest count that fits;
+    /// 1000 against a URL; 100 with --phases sustained]. An explicit count is never lowered.
+    #[arg(long, value_parser = parse_count_u32)]
+    pub connections: Option<u32>,
+    /// `all`: the six phases (baseline, ramp_up, sustained, failure_recovery, performance,
+    /// cool_down) over one set of held sessions; `sustained`: only ramp and a load phase of
+    /// --duration (the engine's single-phase report).
+    #[arg(long, default_value = "all", value_parser = ["all", "sustained"])]
+    pub phases: String,
+    /// Phases to leave out, e.g. failure_recovery,performance.
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Length of the baseline phase's load.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub baseline: Duration,
+    /// Offered requests/s of the baseline phase.
+    #[arg(long, default_value = "100", value_parser = parse_count)]
+    pub baseline_rate: u64,
+    /// Length of the sustained phase.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub sustain: Duration,
+    /// The failure_recovery fault: restart (SIGKILL the embedded server and start it again),
+    /// drop:10% (close that share of the connections), exec:'CMD' [default: restart against
+    /// the embedded server, drop:10% against a URL].
+    #[arg(long)]
+    pub fault: Option<String>,
+    /// How long a restarted server stays down.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub down: Duration,
+    /// Longest the failure_recovery phase waits for the sessions to answer again.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub recovery_timeout: Duration,
+    /// Length of each performance step.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub step: Duration,
+    /// Offered-rate factor from one performance step to the next.
+    #[arg(long, default_value = "1.5")]
+    pub step_factor: f64,
+    /// Most performance steps.
+    #[arg(long, default_value = "8")]
+    pub steps_max: usize,
+    /// SLA bounds over the defaults, e.g. p95=100ms,errors=0.05%,throughput=10k,mem=2KB,
+    /// recovery=5s (`off` disables one).
+    #[arg(long, default_value = "")]
+    pub sla: String,
+    /// Write the HTML report here.
+    #[arg(long)]
+    pub html: Option<std::path::PathBuf>,
+    /// No live progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
     /// Shard threads, each pinned to a CPU [default: online CPUs].
     #[arg(long)]
     pub shards: Option<usize>,
@@ -87,10 +138,11 @@ pub struct RunArgs {
     /// Source addresses to bind, e.g. 127.0.0.2-127.0.0.9 (ports are assigned by the plan).
     #[arg(long)]
     pub source_ips: Option<String>,
-    /// Total requests/s (open model); 0 = closed loop.
-    #[arg(long, default_value = "0", value_parser = parse_count)]
-    pub rate: u64,
-    /// Length of the load phase, after every session is established.
+    /// Total requests/s (open model); 0 = closed loop [default: 20k; 0 with --phases
+    /// sustained]. The performance phase steps up from it.
+    #[arg(long, value_parser = parse_count)]
+    pub rate: Option<u64>,
+    /// Length of the load phase of --phases sustained, after every session is established.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Weighted method mix, e.g. tools/call:80,tools/list:10,ping:10 [default: ping, or

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Doctor(args) => doctor(args),
         Command::Report(args) => report(args),
     }
@@ -93,9 +93,16 @@ fn doctor(args: DoctorArgs) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    let phased = args.phases == "all";
+    let connections = match (args.connections, phased) {
+        (Some(n), _) => n,
+        (None, false) => 100,
+        (None, true) if !args.urls.is_empty() => 1000,
+        (None, true) => default_embedded_connections(args.connect_rate),
+    };
     let options = mcpstorm::engine::plan::RunOptions {
         urls: args.urls,
-        connections: args.connections,
+        connections,
         shards: args.shards,
         connect_rate_per_s: args.connect_rate,
         connect_timeout: args.connect_timeout,
@@ -103,7 +110,7 @@ fn run(args: RunArgs) -> ExitCode {
         request_timeout: args.request_timeout,
         ramp_timeout: args.ramp_timeout,
         source_ips: args.source_ips,
-        rate_per_s: args.rate,
+        rate_per_s: args.rate.unwrap_or(if phased { 20_000 } else { 0 }),
         duration: args.duration,
         mix: args.mix,
         tool: args.tool,
@@ -113,7 +120,109 @@ fn run(args: RunArgs) -> ExitCode {
         server_pid: args.server_pid,
         recv_multishot: args.recv == "multishot",
     };
-    let report = match mcpstorm::engine::run(&options) {
+    if !phased {
+        return run_single_phase(&options, args.json.as_deref());
+    }
+    let fault_text = args.fault.unwrap_or_else(|| {
+        if options.urls.is_empty() {
+            "restart".into()
+        } else {
+            "drop:10%".into()
+        }
+    });
+    let parsed = mcpstorm::scenario::logic::Fault::parse(&fault_text, args.down.as_secs_f64())
+        .and_then(|fault| {
+            mcpstorm::report::sla::SlaSpec::parse_over_defaults(&args.sla).map(|sla| (fault, sla))
+        })
+        .and_then(|(fault, sla)| {
+            for name in &args.skip {
+                if !mcpstorm::report::PHASE_NAMES.contains(&name.as_str())
+                    || name == "ramp_up"
+                    || name == "cool_down"
+                {
+                    return Err(format!(
+                        "--skip {name}: phases that can be skipped are baseline, sustained, failure_recovery, performance"
+                    ));
+                }
+            }
+            Ok((fault, sla))
+        });
+    let (fault, sla) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("mcpstorm run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let phased_options = mcpstorm::scenario::run::PhasedOptions {
+        run: options,
+        sla,
+        skip: args.skip,
+        baseline: args.baseline,
+        baseline_rate_per_s: args.baseline_rate,
+        sustain: args.sustain,
+        fault,
+        recovery_timeout: args.recovery_timeout,
+        step: args.step,
+        step_factor: args.step_factor,
+        steps_max: args.steps_max,
+        quiet: args.quiet,
+    };
+    let report = match mcpstorm::scenario::run::run(&phased_options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("mcpstorm run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", mcpstorm::report::text::render(&report));
+    if let Err(e) =
+        mcpstorm::report::write_files(&report, args.json.as_deref(), args.html.as_deref())
+    {
+        eprintln!("mcpstorm run: {e}");
+        return ExitCode::from(2);
+    }
+    ExitCode::from(report.exit_code())
+}
+
+/// The default session count against the embedded server: 100K when `doctor` finds nothing
+/// on this host that blocks it, else the largest count that fits (said on stderr, with the
+/// fix).
+fn default_embedded_connections(connect_rate_per_s: u64) -> u32 {
+    use mcpstorm::sys::doctor::{Need, Verdict, diagnose};
+    const WANTED: u64 = 100_000;
+    let need = Need {
+        connections: WANTED,
+        targets: WANTED.div_ceil(mcpstorm::engine::embedded::CONNECTIONS_PER_PORT as u64),
+        source_ips: 1,
+        connect_rate_per_s,
+        target_on_this_host: true,
+    };
+    let diagnosis = diagnose(&mcpstorm::sys::facts::read_facts(), &need);
+    if diagnosis.verdict != Verdict::Block {
+        return WANTED as u32;
+    }
+    let fitting = diagnosis.connections_max_fitting.clamp(1, WANTED) as u32;
+    eprintln!("mcpstorm run: this host cannot hold {WANTED} sessions; running {fitting} instead:");
+    for check in diagnosis
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Block)
+    {
+        eprintln!(
+            "  {}: {} (needs {}); fix: {}",
+            check.name, check.value, check.needs, check.fix
+        );
+    }
+    fitting
+}
+
+/// `--phases sustained`: the engine's ramp + one load phase and its own report.
+fn run_single_phase(
+    options: &mcpstorm::engine::plan::RunOptions,
+    json: Option<&std::path::Path>,
+) -> ExitCode {
+    let report = match mcpstorm::engine::run(options) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("mcpstorm run: {e}");
@@ -121,7 +230,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     print!("{}", report.text());
-    if let Some(path) = &args.json {
+    if let Some(path) = json {
         let written = serde_json::to_vec_pretty(&report)
             .map_err(|e| e.to_string())
             .and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string()));

@@ -24,7 +24,7 @@ fn run_engine_args(urls: &[&str], extra: &[&str]) -> Run {
     ));
     let _ = std::fs::remove_file(&json);
     let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
-        .arg("run")
+        .args(["run", "--phases", "sustained"])
         .args(urls)
         .arg("--json")
         .arg(&json)

@@ -104,7 +104,7 @@ fn run_against_python(server_args: &[&str]) {
         server_args.join("_")
     ));
     let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
-        .args(["run", &server.url, "--json"])
+        .args(["run", "--phases", "sustained", &server.url, "--json"])
         .arg(&json)
         .args([
             "--connections",

@@ -55,7 +55,7 @@ addr=$(head -n1 "$tmp/ready")
 
 echo
 echo "== mcpstorm run http://$addr/mcp --connections $connections --rate $rate --duration ${seconds}s --source-ips $source_ips (serve --response $response)"
-"$bin" run "http://$addr/mcp" --connections "$connections" --rate "$rate" \
+"$bin" run --phases sustained "http://$addr/mcp" --connections "$connections" --rate "$rate" \
     --duration "${seconds}s" --source-ips "$source_ips" --server-pid "$serve_pid" \
     --json "$tmp/report.json"
 echo

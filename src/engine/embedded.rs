@@ -18,13 +18,42 @@ pub struct EmbeddedServer {
     child: Child,
     ready_file: PathBuf,
     pub urls: Vec<String>,
+    connections: u32,
+    /// The bound addresses (a restart listens on the same ones).
+    addrs: Vec<String>,
 }
 
 impl EmbeddedServer {
     /// Starts `mcpstorm serve` sized for `connections` and waits until it listens.
     pub fn start(connections: u32) -> Result<EmbeddedServer, String> {
-        let exe = std::env::current_exe()
-            .map_err(|e| format!("cannot find this executable to start the server: {e}"))?;
+        Self::start_on(connections, None)
+    }
+
+    /// The node-failure fault: SIGKILL the server (no chance to close anything), wait `down`,
+    /// and start it again on the same addresses. Returns when it listens again.
+    pub fn restart(&mut self, down: Duration) -> Result<(), String> {
+        // SAFETY: kill(2) on our own child's pid, which we have not yet waited for (so it
+        // cannot have been reused).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let again = Self::start_on(self.connections, Some(&self.addrs))?;
+        let old = std::mem::replace(self, again);
+        // The old child is already reaped; forget it instead of signalling its (reusable) pid.
+        let _ = std::fs::remove_file(&old.ready_file);
+        std::mem::forget(old);
+        Ok(())
+    }
+
+    fn start_on(connections: u32, listen: Option<&[String]>) -> Result<EmbeddedServer, String> {
+        // /proc/self/exe runs this very binary even when its file has been replaced since
+        // (a rebuild during a run), so a restarted server is the same code.
+        let exe = if std::path::Path::new("/proc/self/exe").exists() {
+            PathBuf::from("/proc/self/exe")
+        } else {
+            std::env::current_exe()
+                .map_err(|e| format!("cannot find this executable to start the server: {e}"))?
+        };
         let ready_file = std::env::temp_dir().join(format!(
             "mcpstorm-embedded-ready-{}-{}",
             std::process::id(),
@@ -33,12 +62,24 @@ impl EmbeddedServer {
                 .map_or(0, |d| d.as_nanos())
         ));
         let _ = std::fs::remove_file(&ready_file);
-        let ports = connections.div_ceil(CONNECTIONS_PER_PORT).max(1);
+        let ports = match listen {
+            Some(addrs) => addrs.len() as u32,
+            None => connections.div_ceil(CONNECTIONS_PER_PORT).max(1),
+        };
         let headroom = connections / 5 + 1000;
         let mut command = Command::new(&exe);
         command.arg("serve");
-        for _ in 0..ports {
-            command.args(["--listen", "127.0.0.1:0"]);
+        match listen {
+            Some(addrs) => {
+                for addr in addrs {
+                    command.args(["--listen", addr]);
+                }
+            }
+            None => {
+                for _ in 0..ports {
+                    command.args(["--listen", "127.0.0.1:0"]);
+                }
+            }
         }
         command
             .arg("--ready-file")
@@ -61,6 +102,8 @@ impl EmbeddedServer {
             child,
             ready_file,
             urls: Vec::new(),
+            connections,
+            addrs: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -72,6 +115,11 @@ impl EmbeddedServer {
                     .collect();
                 if urls.len() == ports as usize {
                     server.urls = urls;
+                    server.addrs = text
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| l.trim().to_string())
+                        .collect();
                     return Ok(server);
                 }
             }

@@ -56,6 +56,8 @@ counters! {
     error_bind,
     /// 404: the server forgot the session; the request failed and a new session is opened.
     error_session_lost,
+    /// 404 to initialize: nothing at that path (a wrong `--path`/URL).
+    error_http_404,
     error_http_4xx,
     error_http_5xx,
     error_http_other,
@@ -77,6 +79,8 @@ counters! {
     error_closed_mid_request,
     error_initialize_failed,
     error_unfinished_at_end,
+    /// Connections closed on purpose by the `drop:X%` fault (they reconnect, session kept).
+    error_fault_dropped,
     /// Connections without a session (never opened, or still in their handshake) when the
     /// ramp hit `--ramp-timeout`.
     error_ramp_timeout,
@@ -87,6 +91,9 @@ counters! {
     sse_priming_events,
     /// Requests sent more than 1 ms after their intended time (open model only).
     late_sends,
+    /// Requests in flight on a connection that broke (reset, closed, timed out, dropped by a
+    /// fault): lost, and also counted in `requests_failed` under their cause.
+    requests_connection_lost,
     /// Loop turns where requests waited for the send window (SEND_BUFS_MAX per shard).
     send_window_full,
     spill_uses,

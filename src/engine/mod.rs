@@ -60,16 +60,65 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
     crate::server::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let rings: usize = plan.shards.iter().map(|s| s.rings).sum();
+    let driven = drive(&plan, &features, &shared, None, |feed| {
+        coordinate(&plan, &shared, rings, server_pid, &mut || feed.drain())
+    })?;
+    let measured = driven.outcome?;
+    let mut merged = ShardMetrics::new();
+    for (_, metrics) in &driven.final_metrics {
+        merged.merge(metrics);
+    }
+    Ok(Report::build(&merged, &measured, driven.samples))
+}
+
+/// The per-second slices as they arrive, merged into samples.
+pub struct TimelineFeed {
+    receiver: std::sync::mpsc::Receiver<timeline::SecondSlice>,
+    merger: TimelineMerger,
+}
+
+impl TimelineFeed {
+    /// Merges every slice received so far (call it often: slices must not pile up).
+    pub fn drain(&mut self) {
+        for slice in self.receiver.try_iter() {
+            self.merger.add(slice);
+        }
+    }
+
+    /// The seconds every shard has reported, in order of completion.
+    pub fn samples(&self) -> &[crate::report::SecondSample] {
+        &self.merger.samples
+    }
+}
+
+/// What `drive` returns: each shard's metrics at its end (with the segment they belong to),
+/// the merged per-second samples, and the coordinator's own result.
+pub struct Driven<T> {
+    pub final_metrics: Vec<(u32, ShardMetrics)>,
+    pub samples: Vec<crate::report::SecondSample>,
+    pub outcome: T,
+}
+
+/// Spawns one pinned shard thread per planned shard, runs `coordinate` on this thread while
+/// they run, and joins them. `Err` when a shard failed (set-up or io_uring).
+pub fn drive<T>(
+    plan: &EnginePlan,
+    features: &crate::ring::KernelFeatures,
+    shared: &Shared,
+    segments: Option<std::sync::mpsc::Sender<shard::SegmentMetrics>>,
+    coordinate: impl FnOnce(&mut TimelineFeed) -> T,
+) -> Result<Driven<T>, String> {
     let (timeline_sender, timeline_receiver) = std::sync::mpsc::channel();
-    let mut timeline = TimelineMerger::new(plan.shards.len());
+    let mut feed = TimelineFeed {
+        receiver: timeline_receiver,
+        merger: TimelineMerger::new(plan.shards.len()),
+    };
     std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(plan.shards.len());
         for id in 0..plan.shards.len() {
-            let plan = &plan;
-            let shared = &shared;
-            let features = &features;
             let timeline_sender = timeline_sender.clone();
-            handles.push(scope.spawn(move || -> Result<ShardMetrics, String> {
+            let segments = segments.clone();
+            handles.push(scope.spawn(move || -> Result<(u32, ShardMetrics), String> {
                 if let Some(cpu) = plan.shards[id].cpu {
                     core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                 }
@@ -80,10 +129,15 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
                         return Err(format!("shard {id}: {e}"));
                     }
                 };
+                if let Some(segments) = segments {
+                    shard.set_segment_sender(segments);
+                }
                 let result = shard.run();
+                // A shard that ended acknowledges every command: nobody waits on it.
+                shared.acked[id].store(u64::MAX, Ordering::SeqCst);
                 let metrics = shard.take_metrics();
                 match result {
-                    Ok(()) => Ok(metrics),
+                    Ok(()) => Ok((shard.segment(), metrics)),
                     Err(e) => {
                         shared.stop.store(true, Ordering::SeqCst);
                         Err(format!("shard {id}: io_uring: {e}"))
@@ -92,19 +146,15 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
             }));
         }
         drop(timeline_sender);
-        let drain = |timeline: &mut TimelineMerger| {
-            for slice in timeline_receiver.try_iter() {
-                timeline.add(slice);
-            }
-        };
-        let measured = coordinate(&plan, &shared, rings, server_pid, &mut || {
-            drain(&mut timeline)
-        });
-        let mut merged = ShardMetrics::new();
+        drop(segments);
+        let outcome = coordinate(&mut feed);
+        // Whatever the coordinator decided, the shards end now.
+        shared.stop.store(true, Ordering::SeqCst);
+        let mut final_metrics = Vec::with_capacity(handles.len());
         let mut errors = Vec::new();
         for handle in handles {
             match handle.join() {
-                Ok(Ok(metrics)) => merged.merge(&metrics),
+                Ok(Ok(metrics)) => final_metrics.push(metrics),
                 Ok(Err(e)) => errors.push(e),
                 Err(_) => errors.push("a shard thread panicked".to_string()),
             }
@@ -112,14 +162,13 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
-        let measured = measured?;
-        drain(&mut timeline);
-        timeline.finish_all();
-        Ok(Report::build(
-            &merged,
-            &measured,
-            std::mem::take(&mut timeline.samples),
-        ))
+        feed.drain();
+        feed.merger.finish_all();
+        Ok(Driven {
+            final_metrics,
+            samples: std::mem::take(&mut feed.merger.samples),
+            outcome,
+        })
     })
 }
 
@@ -206,7 +255,7 @@ fn coordinate(
 }
 
 /// CPU time (user + system) this process has used, µs.
-fn self_cpu_us() -> u64 {
+pub(crate) fn self_cpu_us() -> u64 {
     // SAFETY: getrusage only writes the struct we hand it.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -218,7 +267,7 @@ fn self_cpu_us() -> u64 {
 }
 
 /// CPU time (user + system) of another process, µs, from /proc/PID/stat.
-fn process_cpu_us(pid: u32) -> Option<u64> {
+pub(crate) fn process_cpu_us(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // SAFETY: sysconf reads a constant of the running system.
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
@@ -236,16 +285,16 @@ fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
 }
 
 /// Resident set size of this process (VmRSS).
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     proc_kib("/proc/self/status", "VmRSS:").unwrap_or(0) * 1024
 }
 
 /// Kernel slab memory of the whole machine (/proc/meminfo `Slab:`).
-fn slab_bytes() -> Option<u64> {
+pub(crate) fn slab_bytes() -> Option<u64> {
     proc_kib("/proc/meminfo", "Slab:").map(|kib| kib * 1024)
 }
 
-fn proc_kib(path: &str, key: &str) -> Option<u64> {
+pub(crate) fn proc_kib(path: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     parse_kib(&text, key)
 }

@@ -31,6 +31,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -62,8 +63,11 @@ const IDLE_QUEUED: u16 = 2048;
 const BACKOFF: u16 = 4096;
 /// Counted in `Shard::handshakes` (connecting or initializing).
 const HANDSHAKING: u16 = 8192;
+/// A held session lost its connection (fault, reset, server gone) and has not answered since:
+/// counted in `Shard::down` until a request or a re-initialize on it succeeds.
+const DOWN: u16 = 16384;
 /// Flags that outlive a connection (they describe the slot's session and list membership).
-const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED | BACKOFF;
+const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED | BACKOFF | DOWN;
 
 /// Connection lifecycle (ARCHITECTURE.md "The shard loop").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +135,34 @@ impl Conn {
     };
 }
 
-/// Coordinator ↔ shard signals. Shards write only their own `held` slot.
+/// What the coordinator of a phased run asks of every shard (`Shared::publish`). A shard
+/// applies a new command at the top of its loop and acknowledges its sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// Measurement segment: when it changes, the shard hands its metrics for the previous
+    /// segment to the coordinator (a phase, or a step of the performance phase).
+    pub segment: u32,
+    /// Phase name stamped on the per-second slices.
+    pub label: &'static str,
+    /// Sessions to hold over all shards (each shard opens its share; never lowered).
+    pub hold: u64,
+    /// Send load requests.
+    pub load: bool,
+    /// Offered requests/s over all shards; 0 = closed loop.
+    pub rate_per_s: u64,
+    /// Abortively close this share (0–1) of the held connections once, when the command is
+    /// applied; they reconnect and keep their session.
+    pub drop_fraction: f64,
+}
+
+/// One shard's metrics for one segment, handed over when the segment ends.
+pub struct SegmentMetrics {
+    pub segment: u32,
+    pub shard: usize,
+    pub metrics: ShardMetrics,
+}
+
+/// Coordinator ↔ shard signals. Shards write only their own slots of the per-shard vectors.
 pub struct Shared {
     pub epoch: Instant,
     pub shards_ready: AtomicUsize,
@@ -141,10 +172,24 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Sessions each shard holds right now.
     pub held: Vec<AtomicU64>,
+    /// Connections whose first session attempt ended (established or failed for good).
+    pub settled: Vec<AtomicU64>,
+    /// Connections that failed for good without a session.
+    pub failed: Vec<AtomicU64>,
+    /// Load requests awaiting their response.
+    pub in_flight: Vec<AtomicU64>,
+    /// Held sessions not answering since they lost their connection (see `DOWN`).
+    pub down: Vec<AtomicU64>,
+    /// Phased runs: the sequence number of `command` (0 = none yet: single-phase run).
+    pub command_seq: AtomicU64,
+    pub command: Mutex<Command>,
+    /// The last command sequence number each shard applied.
+    pub acked: Vec<AtomicU64>,
 }
 
 impl Shared {
     pub fn new(shards: usize) -> Shared {
+        let per_shard = || (0..shards).map(|_| AtomicU64::new(0)).collect();
         Shared {
             epoch: Instant::now(),
             shards_ready: AtomicUsize::new(0),
@@ -152,8 +197,41 @@ impl Shared {
             go_connect: AtomicBool::new(false),
             go_load: AtomicBool::new(false),
             stop: AtomicBool::new(false),
-            held: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            held: per_shard(),
+            settled: per_shard(),
+            failed: per_shard(),
+            in_flight: per_shard(),
+            down: per_shard(),
+            command_seq: AtomicU64::new(0),
+            command: Mutex::new(Command {
+                segment: 0,
+                label: "baseline",
+                hold: 0,
+                load: false,
+                rate_per_s: 0,
+                drop_fraction: 0.0,
+            }),
+            acked: per_shard(),
         }
+    }
+
+    /// Publishes a command for every shard; returns its sequence number.
+    pub fn publish(&self, command: Command) -> u64 {
+        let mut guard = self
+            .command
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = command;
+        self.command_seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Every shard has applied command `seq` (or ended).
+    pub fn all_acked(&self, seq: u64) -> bool {
+        self.acked.iter().all(|a| a.load(Ordering::SeqCst) >= seq)
+    }
+
+    pub fn sum(values: &[AtomicU64]) -> u64 {
+        values.iter().map(|v| v.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -373,6 +451,24 @@ pub struct Shard<'a> {
     mix: Mix,
     rng: Rng,
     phase: Phase,
+    /// Phased run: driven by `Shared::command` instead of go_load.
+    commanded: bool,
+    command_seq: u64,
+    segment: u32,
+    label: &'static str,
+    segments: Option<Sender<SegmentMetrics>>,
+    /// Connections this shard opens (its share of the command's `hold`).
+    hold_target: u32,
+    /// Offered rate of this shard (0 = closed loop).
+    rate_per_s: u64,
+    /// Held sessions not answering since they lost their connection.
+    down: u64,
+    /// Connections that ended without a session (all segments).
+    failed_for_good: u64,
+    /// Requests/failures of the current second counted before a segment change reset the
+    /// counters.
+    second_ok_carry: u64,
+    second_failed_carry: u64,
     /// Protocol 2026-07-28: sessionless, no initialize.
     modern: bool,
     now_ns: u64,
@@ -533,6 +629,17 @@ impl<'a> Shard<'a> {
             mix: Mix::new(&plan.mix),
             rng: Rng::new(0x6d63_7073_746f_726d ^ id as u64),
             phase: Phase::Ramp,
+            commanded: false,
+            command_seq: 0,
+            segment: 0,
+            label: "ramp_up",
+            segments: None,
+            hold_target: slice.connections,
+            rate_per_s: rate_share(plan.rate_per_s),
+            down: 0,
+            failed_for_good: 0,
+            second_ok_carry: 0,
+            second_failed_carry: 0,
             modern: plan.protocol_version == super::template::MODERN_PROTOCOL_VERSION,
             now_ns: 0,
             ramp_start_ns: 0,
@@ -544,6 +651,127 @@ impl<'a> Shard<'a> {
             second_ok_base: 0,
             second_failed_base: 0,
         })
+    }
+
+    /// Phased run: segment metrics go to `segments` (see `Command::segment`).
+    pub fn set_segment_sender(&mut self, segments: Sender<SegmentMetrics>) {
+        self.segments = Some(segments);
+    }
+
+    /// The segment the metrics held now belong to (the last one, when the shard has ended).
+    pub fn segment(&self) -> u32 {
+        self.segment
+    }
+
+    fn rate_share(&self, rate: u64) -> u64 {
+        if rate == 0 {
+            0
+        } else {
+            (rate / self.plan.shards.len() as u64).max(1)
+        }
+    }
+
+    /// Applies a newly published command (phased runs).
+    fn apply_command(&mut self) {
+        let seq = self.shared.command_seq.load(Ordering::SeqCst);
+        if seq == self.command_seq || seq == 0 {
+            return;
+        }
+        let command = self
+            .shared
+            .command
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let seq = self.shared.command_seq.load(Ordering::SeqCst);
+        self.command_seq = seq;
+        if !self.commanded {
+            self.commanded = true;
+            self.hold_target = 0;
+            self.opened_base_pacer();
+        }
+        if command.segment != self.segment {
+            self.flush_segment(command.segment);
+        }
+        self.label = command.label;
+        let total = self.plan.connections.max(1) as u128;
+        let share = (command.hold as u128 * self.slice.connections as u128).div_ceil(total);
+        let share = share.min(self.slice.connections as u128) as u32;
+        if share > self.hold_target {
+            self.hold_target = share;
+            self.connect_pacer = Pacer::new(
+                self.now_ns,
+                self.rate_share(self.plan.connect_rate_per_s),
+                (share - self.opened) as u64,
+            );
+        }
+        let rate = self.rate_share(command.rate_per_s);
+        if rate != self.rate_per_s || (command.load && self.phase == Phase::Ramp) {
+            self.rate_per_s = rate;
+            self.request_pacer = Pacer::new(self.now_ns, rate, u64::MAX);
+        }
+        match (command.load, self.phase) {
+            (true, Phase::Ramp) => self.phase = Phase::Load,
+            (false, Phase::Load) => self.phase = Phase::Ramp,
+            _ => {}
+        }
+        if command.drop_fraction > 0.0 && matches!(self.phase, Phase::Ramp | Phase::Load) {
+            self.drop_connections(command.drop_fraction);
+        }
+        self.shared.acked[self.id].store(seq, Ordering::SeqCst);
+    }
+
+    /// Before the first command: no connection is opened until a command asks for them.
+    fn opened_base_pacer(&mut self) {
+        self.connect_pacer = Pacer::new(self.now_ns, 0, 0);
+    }
+
+    /// Hands the metrics of the segment that ends to the coordinator and starts `next`.
+    fn flush_segment(&mut self, next: u32) {
+        let second = std::mem::replace(
+            &mut self.metrics.second,
+            super::timeline::new_second_histogram(),
+        );
+        let mut fresh = ShardMetrics::new();
+        fresh.second = second;
+        fresh.held_max = self.held;
+        let ended = std::mem::replace(&mut self.metrics, fresh);
+        self.second_ok_carry += ended.get(Counter::requests_ok) - self.second_ok_base;
+        self.second_failed_carry += ended.get(Counter::requests_failed) - self.second_failed_base;
+        self.second_ok_base = 0;
+        self.second_failed_base = 0;
+        let segment = std::mem::replace(&mut self.segment, next);
+        if let Some(sender) = &self.segments {
+            // The coordinator outlives every shard; a closed channel means it no longer wants
+            // the figures.
+            let _ = sender.send(SegmentMetrics {
+                segment,
+                shard: self.id,
+                metrics: ended,
+            });
+        }
+    }
+
+    /// Closes every `1 / fraction`-th held, connected session at once (the drop fault). A
+    /// request in flight on it is lost: failed and counted in `requests_connection_lost`.
+    fn drop_connections(&mut self, fraction: f64) {
+        let mut credit = 0.0;
+        for r in 0..self.rings.len() {
+            for slot in 0..self.rings[r].conns.len() as u32 {
+                let conn = &self.rings[r].conns[slot as usize];
+                if conn.flags & HELD == 0
+                    || !matches!(conn.state, State::Ready | State::Awaiting | State::Waiting)
+                {
+                    continue;
+                }
+                credit += fraction;
+                if credit < 1.0 {
+                    continue;
+                }
+                credit -= 1.0;
+                self.connection_broke(r, slot, Counter::error_fault_dropped);
+            }
+        }
     }
 
     /// Cycles every SQ and CQ entry of every ring once with NOPs, so the ring memory the
@@ -626,6 +854,7 @@ impl<'a> Shard<'a> {
         );
         let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(4096);
         loop {
+            self.apply_command();
             self.step_phase();
             if self.phase == Phase::Closing
                 && (self.open_conns == 0 || self.now_ns > self.phase_deadline_ns)
@@ -674,6 +903,10 @@ impl<'a> Shard<'a> {
                 self.rings[r].ring.bufs.publish();
             }
             self.shared.held[self.id].store(self.held, Ordering::Relaxed);
+            self.shared.settled[self.id].store(self.settled as u64, Ordering::Relaxed);
+            self.shared.failed[self.id].store(self.failed_for_good, Ordering::Relaxed);
+            self.shared.in_flight[self.id].store(self.in_flight, Ordering::Relaxed);
+            self.shared.down[self.id].store(self.down, Ordering::Relaxed);
             while self.now_ns >= self.second_end_ns {
                 self.close_second();
                 self.second_end_ns += 1_000_000_000;
@@ -691,16 +924,22 @@ impl<'a> Shard<'a> {
         );
         let slice = SecondSlice {
             second: self.second_index,
-            phase: match self.phase {
-                Phase::Ramp => "ramp_up",
-                Phase::Load => "sustained",
-                Phase::Drain | Phase::Closing => "cool_down",
+            phase: if self.commanded {
+                self.label
+            } else {
+                match self.phase {
+                    Phase::Ramp => "ramp_up",
+                    Phase::Load => "sustained",
+                    Phase::Drain | Phase::Closing => "cool_down",
+                }
             },
             held: self.held,
-            ok: ok - self.second_ok_base,
-            errors: failed - self.second_failed_base,
+            ok: ok - self.second_ok_base + self.second_ok_carry,
+            errors: failed - self.second_failed_base + self.second_failed_carry,
             latency,
         };
+        self.second_ok_carry = 0;
+        self.second_failed_carry = 0;
         // The coordinator outlives every shard; if it has stopped listening the samples are
         // simply not wanted any more.
         let _ = self.timeline.send(slice);
@@ -780,7 +1019,7 @@ impl<'a> Shard<'a> {
 
     fn wait_time(&self) -> Duration {
         let mut deadline = self.now_ns + LOOP_TICK.as_nanos() as u64;
-        if self.phase == Phase::Ramp
+        if (self.phase == Phase::Ramp || (self.commanded && self.phase == Phase::Load))
             && self.handshakes < HANDSHAKES_MAX
             && let Some(due) = self.connect_pacer.next_due_ns()
         {
@@ -788,7 +1027,7 @@ impl<'a> Shard<'a> {
         }
         if self.phase == Phase::Load
             && self.idle_head != NONE
-            && self.plan.rate_per_s > 0
+            && self.rate_per_s > 0
             && let Some(due) = self.request_pacer.next_due_ns()
         {
             deadline = deadline.min(due);
@@ -848,10 +1087,11 @@ impl<'a> Shard<'a> {
                 self.start_connect(r as usize, slot);
             }
         }
-        if self.phase != Phase::Ramp {
+        let opening = self.phase == Phase::Ramp || (self.commanded && self.phase == Phase::Load);
+        if !opening {
             return Ok(());
         }
-        while self.handshakes < HANDSHAKES_MAX && self.opened < self.slice.connections {
+        while self.handshakes < HANDSHAKES_MAX && self.opened < self.hold_target {
             let index = self.opened;
             let r = (index / self.plan.slots_per_ring) as usize;
             if !self.chain_room(r)? || self.connect_pacer.take_due(self.now_ns).is_none() {
@@ -1004,10 +1244,13 @@ impl<'a> Shard<'a> {
             self.end_handshake(r, slot);
             // Nothing was established. `method` counts the failed attempts while connecting.
             let conn = &mut self.rings[r].conns[slot as usize];
-            let retry = conn.method < self.plan.connect_retries
+            // In a phased run a held session keeps trying (a restarted server comes back);
+            // the coordinator's deadlines end the run.
+            let retry = (conn.method < self.plan.connect_retries
+                || (self.commanded && conn.flags & HELD != 0))
                 && matches!(self.phase, Phase::Ramp | Phase::Load);
             if retry {
-                conn.method += 1;
+                conn.method = conn.method.saturating_add(1);
                 conn.flags |= BACKOFF;
                 self.metrics.incr(Counter::connect_retries);
                 self.begin_close(r, slot, true);
@@ -1076,6 +1319,7 @@ impl<'a> Shard<'a> {
             conn.flags |= SETTLED;
             self.settled += 1;
             self.metrics.failed += 1;
+            self.failed_for_good += 1;
             self.check_ramped();
         }
     }
@@ -1185,7 +1429,7 @@ impl<'a> Shard<'a> {
         if self.phase != Phase::Load {
             return;
         }
-        let open_model = self.plan.rate_per_s > 0;
+        let open_model = self.rate_per_s > 0;
         loop {
             if self.sends.in_use() >= SEND_BUFS_MAX {
                 // Requests wait (idle, or due in the schedule, so the corrected latency counts
@@ -1224,9 +1468,28 @@ impl<'a> Shard<'a> {
         }
     }
 
+    /// The session answered: it is no longer down.
+    fn answered(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.flags & DOWN != 0 {
+            conn.flags &= !DOWN;
+            self.down -= 1;
+        }
+    }
+
     fn become_ready(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn_set_state(conn, State::Ready);
+        if self.commanded && self.phase == Phase::Load && conn.flags & DOWN != 0 {
+            // A session back after losing its connection: probe it with a ping at once, so
+            // the recovery time measures the server, not the wait for its turn in the load.
+            // If it is still linked in the idle FIFO, the pop skips it while it is Awaiting.
+            conn_set_state(conn, State::Awaiting);
+            self.in_flight += 1;
+            self.metrics.incr(Counter::requests_sent);
+            self.send_request(r, slot, Method::Ping, self.now_ns);
+            return;
+        }
         if conn.flags & IDLE_QUEUED != 0 {
             return; // still linked from before a reconnect: the pop will find it Ready
         }
@@ -1288,7 +1551,10 @@ impl<'a> Shard<'a> {
         let state = self.rings[r].conns[slot as usize].state;
         match state {
             State::Closing | State::Free | State::Failed | State::Done => return,
-            State::Awaiting => self.fail_request(r, slot, cause),
+            State::Awaiting => {
+                self.metrics.incr(Counter::requests_connection_lost);
+                self.fail_request(r, slot, cause)
+            }
             State::Connecting => {
                 // The chain's own completions settle the handshake count and the ramp.
                 self.metrics.incr(cause);
@@ -1484,6 +1750,7 @@ impl<'a> Shard<'a> {
                 self.metrics.initialize.saturating_record(latency_us);
                 self.metrics.incr(Counter::sessions_established);
                 self.end_handshake(r, slot);
+                self.answered(r, slot);
                 self.establish(r, slot);
                 self.after_response(r, slot, &summary);
             }
@@ -1522,7 +1789,10 @@ impl<'a> Shard<'a> {
                 self.in_flight -= 1;
                 conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
                 match outcome {
-                    Ok(()) => self.metrics.incr(Counter::requests_ok),
+                    Ok(()) => {
+                        self.metrics.incr(Counter::requests_ok);
+                        self.answered(r, slot);
+                    }
                     Err(cause) => {
                         self.metrics.incr(Counter::requests_failed);
                         self.metrics.incr(cause);
@@ -1614,6 +1884,7 @@ impl<'a> Shard<'a> {
         }
         let cause = match summary.status {
             503 => Counter::error_http_503,
+            404 => Counter::error_http_404,
             400..=499 => Counter::error_http_4xx,
             500..=599 => Counter::error_http_5xx,
             200..=299 => Counter::error_not_rpc,
@@ -1690,6 +1961,13 @@ impl<'a> Shard<'a> {
         self.open_conns -= 1;
         let reconnect = conn.flags & RECONNECT != 0 && self.phase != Phase::Closing;
         conn.flags &= KEPT_ACROSS_RECONNECT;
+        if reconnect && conn.flags & (HELD | DOWN) == HELD {
+            conn.flags |= DOWN;
+            self.down += 1;
+        } else if !reconnect && conn.flags & DOWN != 0 {
+            conn.flags &= !DOWN;
+            self.down -= 1;
+        }
         conn.chain_pending = 0;
         if reconnect && conn.flags & BACKOFF != 0 {
             conn.flags &= !BACKOFF;

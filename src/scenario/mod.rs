@@ -3,3 +3,4 @@
 //! sizes, abort and step rules, capacity, recovery time, memory slope, fault parsing).
 
 pub mod logic;
+pub mod run;

@@ -36,6 +36,8 @@ counters! {
     /// 503 answers waited out on their connection (Retry-After or a jittered backoff).
     busy_backoffs,
     sessions_established,
+    /// Sessions ended by `DELETE` in cool_down (answered 200/202/204).
+    sessions_deleted,
     /// The server closed an idle keep-alive connection: reconnected, session kept.
     reconnects_idle_close,
     /// The server answered with `Connection: close` (or HTTP/1.0): reconnected, session kept.
@@ -79,6 +81,8 @@ counters! {
     error_closed_mid_request,
     error_initialize_failed,
     error_unfinished_at_end,
+    /// A `DELETE` of a session answered with something else than 200/202/204.
+    error_delete_failed,
     /// Connections closed on purpose by the `drop:X%` fault (they reconnect, session kept).
     error_fault_dropped,
     /// Connections without a session (never opened, or still in their handshake) when the

@@ -305,6 +305,7 @@ impl EnginePlan {
                         Method::Ping,
                         Method::ToolsList,
                         Method::ToolsCall,
+                        Method::Delete,
                     ]
                     .into_iter()
                     .map(|m| Template::new(m, &config))

@@ -153,6 +153,8 @@ pub struct Command {
     /// Abortively close this share (0–1) of the held connections once, when the command is
     /// applied; they reconnect and keep their session.
     pub drop_fraction: f64,
+    /// End every idle held session with `DELETE` and close its connection (cool_down).
+    pub delete_sessions: bool,
 }
 
 /// One shard's metrics for one segment, handed over when the segment ends.
@@ -185,6 +187,8 @@ pub struct Shared {
     pub command: Mutex<Command>,
     /// The last command sequence number each shard applied.
     pub acked: Vec<AtomicU64>,
+    /// 1 once a shard has sent DELETE for every idle held session and every answer is in.
+    pub deletes_done: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -210,8 +214,10 @@ impl Shared {
                 load: false,
                 rate_per_s: 0,
                 drop_fraction: 0.0,
+                delete_sessions: false,
             }),
             acked: per_shard(),
+            deletes_done: per_shard(),
         }
     }
 
@@ -463,6 +469,10 @@ pub struct Shard<'a> {
     rate_per_s: u64,
     /// Held sessions not answering since they lost their connection.
     down: u64,
+    /// cool_down: DELETE the held sessions; the next (ring, slot) to consider.
+    deleting: bool,
+    delete_ring: usize,
+    delete_slot: u32,
     /// Connections that ended without a session (all segments).
     failed_for_good: u64,
     /// Requests/failures of the current second counted before a segment change reset the
@@ -637,6 +647,9 @@ impl<'a> Shard<'a> {
             hold_target: slice.connections,
             rate_per_s: rate_share(plan.rate_per_s),
             down: 0,
+            deleting: false,
+            delete_ring: 0,
+            delete_slot: 0,
             failed_for_good: 0,
             second_ok_carry: 0,
             second_failed_carry: 0,
@@ -717,6 +730,11 @@ impl<'a> Shard<'a> {
         }
         if command.drop_fraction > 0.0 && matches!(self.phase, Phase::Ramp | Phase::Load) {
             self.drop_connections(command.drop_fraction);
+        }
+        if command.delete_sessions && !self.deleting {
+            self.deleting = true;
+            self.delete_ring = 0;
+            self.delete_slot = 0;
         }
         self.shared.acked[self.id].store(seq, Ordering::SeqCst);
     }
@@ -873,6 +891,7 @@ impl<'a> Shard<'a> {
             self.start_connects()?;
             self.resume_waiting();
             self.issue_requests();
+            self.issue_deletes();
             self.expire_deadlines();
             for slot in self.rings.iter_mut().skip(1) {
                 slot.ring.submit()?;
@@ -1477,6 +1496,59 @@ impl<'a> Shard<'a> {
         }
     }
 
+    /// cool_down: sends `DELETE` for idle held sessions, as many as the send window allows
+    /// per turn (a burst of N requests would take N send buffers). A session busy or
+    /// reconnecting at that moment is closed at the end instead.
+    fn issue_deletes(&mut self) {
+        if !self.deleting || self.modern {
+            if self.deleting {
+                self.shared.deletes_done[self.id].store(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        while self.delete_ring < self.rings.len() {
+            if self.delete_slot as usize >= self.rings[self.delete_ring].conns.len() {
+                self.delete_ring += 1;
+                self.delete_slot = 0;
+                continue;
+            }
+            if self.sends.in_use() >= SEND_BUFS_MAX {
+                return;
+            }
+            let (r, slot) = (self.delete_ring, self.delete_slot);
+            self.delete_slot += 1;
+            let conn = &mut self.rings[r].conns[slot as usize];
+            if conn.flags & HELD == 0 || conn.state != State::Ready || conn.session.is_empty() {
+                continue;
+            }
+            conn_set_state(conn, State::Awaiting);
+            self.in_flight += 1;
+            self.send_request(r, slot, Method::Delete, self.now_ns);
+        }
+        if self.in_flight == 0 {
+            self.shared.deletes_done[self.id].store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The answer to a `DELETE`: the session is over either way; close its connection.
+    fn on_delete_response(&mut self, r: usize, slot: u32, status: u16) {
+        self.in_flight -= 1;
+        if matches!(status, 200 | 202 | 204) {
+            self.metrics.incr(Counter::sessions_deleted);
+        } else {
+            self.metrics.incr(Counter::error_delete_failed);
+        }
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.session = SessionId::EMPTY;
+        conn_set_state(conn, State::Ready);
+        if conn.flags & HELD != 0 {
+            conn.flags &= !HELD;
+            self.held -= 1;
+        }
+        self.answered(r, slot);
+        self.begin_close(r, slot, false);
+    }
+
     fn become_ready(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn_set_state(conn, State::Ready);
@@ -1753,6 +1825,9 @@ impl<'a> Shard<'a> {
                 self.answered(r, slot);
                 self.establish(r, slot);
                 self.after_response(r, slot, &summary);
+            }
+            State::Awaiting if conn.method == Method::Delete as u8 => {
+                self.on_delete_response(r, slot, summary.status);
             }
             State::Awaiting => {
                 let Some(method) = Method::from_u8(conn.method) else {

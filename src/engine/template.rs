@@ -24,6 +24,8 @@ pub enum Method {
     Ping = 2,
     ToolsList = 3,
     ToolsCall = 4,
+    /// `DELETE` of the session (cool_down): not JSON-RPC, no body.
+    Delete = 5,
 }
 
 impl Method {
@@ -36,6 +38,7 @@ impl Method {
             Method::Ping => "ping",
             Method::ToolsList => "tools/list",
             Method::ToolsCall => "tools/call",
+            Method::Delete => "DELETE",
         }
     }
 
@@ -50,6 +53,7 @@ impl Method {
             Method::Ping,
             Method::ToolsList,
             Method::ToolsCall,
+            Method::Delete,
         ]
         .into_iter()
         .find(|m| *m as u8 == value)
@@ -89,6 +93,23 @@ pub struct TemplateConfig<'a> {
 
 impl Template {
     pub fn new(method: Method, config: &TemplateConfig<'_>) -> Template {
+        if method == Method::Delete {
+            // The session id is the only per-request value; `Content-Length: 0` ends it.
+            let mut head_start = Vec::with_capacity(128);
+            head_start.extend_from_slice(b"DELETE ");
+            head_start.extend_from_slice(config.path.as_bytes());
+            head_start.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+            head_start.extend_from_slice(config.host.as_bytes());
+            head_start.extend_from_slice(b"\r\nmcp-protocol-version: ");
+            head_start.extend_from_slice(config.protocol_version.as_bytes());
+            head_start.extend_from_slice(b"\r\n");
+            return Template {
+                head_start,
+                body_start: Vec::new(),
+                body_end: Vec::new(),
+                has_id: false,
+            };
+        }
         let mut head_start = Vec::with_capacity(256);
         head_start.extend_from_slice(b"POST ");
         head_start.extend_from_slice(config.path.as_bytes());
@@ -164,7 +185,7 @@ impl Template {
                 body_end.extend_from_slice(b"}}");
             }
             Method::Ping | Method::ToolsList => body_end.push(b'}'),
-            Method::Initialized => {}
+            Method::Initialized | Method::Delete => {}
         }
         Template {
             head_start,
@@ -260,6 +281,16 @@ mod tests {
 
     fn body_of(request: &str) -> (&str, &str) {
         request.split_once("\r\n\r\n").unwrap()
+    }
+
+    #[test]
+    fn test_delete_bytes_exact() {
+        assert_eq!(
+            encode(Method::Delete, b"0123abcd", 42),
+            "DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nmcp-protocol-version: 2025-11-25\r\nmcp-session-id: 0123abcd\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(Method::from_u8(Method::Delete as u8), Some(Method::Delete));
+        assert_eq!(Method::Delete.load_index(), None);
     }
 
     #[test]

@@ -143,17 +143,20 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
         })
     });
     let end_s = start.elapsed().as_secs_f64();
+    let cool_down_deleted = coordinator
+        .merged
+        .get(&5)
+        .map_or(0, |m| m.get(Counter::sessions_deleted));
     let mut phases = coordinator.finish_phases(end_s);
     if let Some(cool_down) = phases
         .iter_mut()
         .find(|p| p.name == "cool_down" && p.status != PhaseStatus::NotRun)
         && cool_down.status != PhaseStatus::Skipped
     {
-        cool_down.leak = leak;
-        cool_down.note = Some(
-            "sessions closed with their connections (no DELETE is sent): a server keeps them until its idle timeout, so its memory after includes them"
-                .into(),
-        );
+        cool_down.leak = leak.map(|leak| Leak {
+            sessions_deleted: cool_down_deleted,
+            ..leak
+        });
     }
     let sla = report::sla::evaluate(&options.sla, &phases);
     let verdict = report::sla::overall(&sla);
@@ -396,6 +399,7 @@ impl Coordinator<'_> {
             load: false,
             rate_per_s: self.options.baseline_rate_per_s,
             drop_fraction: 0.0,
+            delete_sessions: false,
         });
         self.shared.go_connect.store(true, Ordering::SeqCst);
         let settle_limit = self.options.run.connect_timeout
@@ -428,6 +432,7 @@ impl Coordinator<'_> {
                     load: true,
                     rate_per_s: self.options.baseline_rate_per_s,
                     drop_fraction: 0.0,
+                    delete_sessions: false,
                 },
             );
             if waited == Waited::Stopped {
@@ -454,6 +459,7 @@ impl Coordinator<'_> {
                 load: false,
                 rate_per_s: 0,
                 drop_fraction: 0.0,
+                delete_sessions: false,
             },
         );
         if waited == Waited::Stopped {
@@ -529,6 +535,7 @@ impl Coordinator<'_> {
                     load: true,
                     rate_per_s: rate,
                     drop_fraction: 0.0,
+                    delete_sessions: false,
                 },
             );
             let phase_start = Instant::now();
@@ -591,6 +598,7 @@ impl Coordinator<'_> {
                 load: true,
                 rate_per_s: rate,
                 drop_fraction: 0.0,
+                delete_sessions: false,
             };
             if self.command(feed, load.clone()) == Waited::Stopped
                 || self.wait(feed, PRE_FAULT, |_| false) == Waited::Stopped
@@ -711,6 +719,7 @@ impl Coordinator<'_> {
                         load: true,
                         rate_per_s: offered as u64,
                         drop_fraction: 0.0,
+                        delete_sessions: false,
                     },
                 );
                 let step_start = Instant::now();
@@ -731,6 +740,7 @@ impl Coordinator<'_> {
                         load: next > 0,
                         rate_per_s: next,
                         drop_fraction: 0.0,
+                        delete_sessions: false,
                     },
                 );
                 self.current().segments.push(segment + 1);
@@ -783,6 +793,7 @@ impl Coordinator<'_> {
                 load: false,
                 rate_per_s: 0,
                 drop_fraction: 0.0,
+                delete_sessions: false,
             },
         );
         if waited == Waited::Stopped {
@@ -793,10 +804,37 @@ impl Coordinator<'_> {
             Shared::sum(&shared.in_flight) == 0
         }) == Waited::Stopped
         {
+            return self.interrupt_rest();
+        }
+        // End every session the way a client should: DELETE, then close.
+        let waited = self.command(
+            feed,
+            Command {
+                segment: 5,
+                label: "cool_down",
+                hold: n,
+                load: false,
+                rate_per_s: 0,
+                drop_fraction: 0.0,
+                delete_sessions: true,
+            },
+        );
+        if waited == Waited::Stopped {
+            return self.interrupt_rest();
+        }
+        let deletes_limit = self
+            .options
+            .run
+            .request_timeout
+            .min(Duration::from_secs(30));
+        if self.wait(feed, deletes_limit, |_| {
+            Shared::sum(&shared.deletes_done) == shards as u64
+        }) == Waited::Stopped
+        {
             self.interrupt_rest();
         }
-        // The shards close every connection when `drive` sets stop; the duration is taken
-        // after they have (see `finish_phases`).
+        // The shards close what is left when `drive` sets stop; the duration is taken after
+        // they have (see `finish_phases`).
     }
 
     fn interrupt_rest_with_steps(&mut self, steps: Vec<report::CapacityStep>) {

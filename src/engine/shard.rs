@@ -244,6 +244,8 @@ impl Shared {
 /// Handshakes (connect → initialized) a shard runs at once. Bounds the SQ backlog and the
 /// source-address ring below.
 const HANDSHAKES_MAX: usize = 1024;
+/// Backoff attempt a held session's reconnect stays at (`backoff_ns`: 200–600 ms).
+const HELD_RETRY_ATTEMPT_MAX: u8 = 2;
 /// Longest `Retry-After` honoured.
 const RETRY_AFTER_MAX_S: u64 = 60;
 /// Backoff after a 503 without `Retry-After`: `backoff_ns` of this attempt (≈ 0.4–1.2 s).
@@ -2047,7 +2049,13 @@ impl<'a> Shard<'a> {
         if reconnect && conn.flags & BACKOFF != 0 {
             conn.flags &= !BACKOFF;
             conn_set_state(conn, State::Free);
-            let due_ns = self.now_ns + backoff_ns(conn.method - 1, &mut self.rng);
+            let mut attempt = conn.method - 1;
+            if self.commanded && conn.flags & HELD != 0 {
+                // A held session retries without limit (phased run): keep its backoff short,
+                // so a server back from a fault is found within ~0.6 s, not after 5 s.
+                attempt = attempt.min(HELD_RETRY_ATTEMPT_MAX);
+            }
+            let due_ns = self.now_ns + backoff_ns(attempt, &mut self.rng);
             self.retries
                 .push(Reverse((due_ns, r as u16, slot, conn.generation)));
         } else if reconnect {

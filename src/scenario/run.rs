@@ -234,6 +234,8 @@ struct PhaseRun {
     in_flight_at_end: u64,
     /// Generator CPU time over the phase, µs (sustained), for the CPU per request.
     cpu_us: Option<u64>,
+    /// Segments the generator check covers, when not all of them (performance).
+    generator_segments: Option<Vec<u32>>,
 }
 
 struct Coordinator<'a> {
@@ -344,6 +346,7 @@ impl Coordinator<'_> {
             segments: vec![segment],
             in_flight_at_end: 0,
             cpu_us: None,
+            generator_segments: None,
         });
     }
 
@@ -707,8 +710,11 @@ impl Coordinator<'_> {
                 f64::MAX,
             );
             let mut steps = Vec::new();
+            let mut passed_segments = Vec::new();
             for (k, &offered) in rates.iter().enumerate() {
-                let segment = STEP_SEGMENT_BASE + k as u32;
+                // Step k measures in segment BASE + 2k; the pause after it (load off while its
+                // requests finish and the step is judged) in BASE + 2k + 1.
+                let segment = STEP_SEGMENT_BASE + 2 * k as u32;
                 self.current().segments.push(segment);
                 let waited = self.command(
                     feed,
@@ -729,16 +735,15 @@ impl Coordinator<'_> {
                     return self.interrupt_rest_with_steps(steps);
                 }
                 let step_s = step_start.elapsed().as_secs_f64();
-                // Hand the step over: start the next step, or end the load of this phase.
-                let next = rates.get(k + 1).map_or(0, |&r| r as u64);
+                // End the step: its metrics are handed over with this command.
                 let waited = self.command(
                     feed,
                     Command {
                         segment: segment + 1,
                         label: "performance",
                         hold: n,
-                        load: next > 0,
-                        rate_per_s: next,
+                        load: false,
+                        rate_per_s: offered as u64,
                         drop_fraction: 0.0,
                         delete_sessions: false,
                     },
@@ -749,7 +754,7 @@ impl Coordinator<'_> {
                         let ok = m.get(Counter::requests_ok);
                         let errors = m.get(Counter::requests_failed);
                         let done = ok + errors;
-                        logic::judge_step(
+                        let mut step = logic::judge_step(
                             offered,
                             ok as f64 / step_s,
                             Percentiles::of(&m.all.corrected).p95,
@@ -759,10 +764,28 @@ impl Coordinator<'_> {
                                 0.0
                             },
                             &self.options.sla,
-                        )
+                        );
+                        let generator = generator_check(m, false);
+                        if !generator.valid {
+                            // A step the generator could not drive proves nothing about the
+                            // target: it cannot count towards the capacity.
+                            let reason = format!(
+                                "generator fell behind ({})",
+                                generator.invalid_reason.unwrap_or_default()
+                            );
+                            step.broke = Some(match step.broke {
+                                Some(broke) => format!("{broke}; {reason}"),
+                                None => reason,
+                            });
+                            step.pass = false;
+                        }
+                        step
                     }
                     None => logic::judge_step(offered, 0.0, 0, 0.0, &self.options.sla),
                 };
+                if step.pass {
+                    passed_segments.push(segment);
+                }
                 let pass = step.pass;
                 steps.push(step);
                 if waited == Waited::Stopped {
@@ -772,11 +795,24 @@ impl Coordinator<'_> {
                     break;
                 }
             }
+            // The last step's requests finish inside this phase, not in cool_down.
+            let shared = self.shared;
+            if self.wait(feed, COOL_DOWN_DRAIN, |_| {
+                Shared::sum(&shared.in_flight) == 0
+            }) == Waited::Stopped
+            {
+                return self.interrupt_rest_with_steps(steps);
+            }
             let capacity_rps = logic::capacity(&steps);
             self.current().report.capacity = Some(Capacity {
                 steps,
                 capacity_rps,
             });
+            if !passed_segments.is_empty() {
+                // The generator is judged over the steps the capacity rests on; the step that
+                // broke is over the limit by design and says so in its own row.
+                self.current().generator_segments = Some(passed_segments);
+            }
             self.end(PhaseStatus::Completed);
         } else {
             self.phases.push(skipped_phase("performance", self.now_s()));
@@ -867,6 +903,7 @@ impl Coordinator<'_> {
                     segments: Vec::new(),
                     in_flight_at_end: 0,
                     cpu_us: None,
+                    generator_segments: None,
                 });
             }
         }
@@ -903,6 +940,15 @@ impl Coordinator<'_> {
                 continue;
             }
             fill_from_metrics(&mut report, &merged, phase.in_flight_at_end, phase.cpu_us);
+            if let Some(segments) = &phase.generator_segments {
+                let mut judged = ShardMetrics::new();
+                for segment in segments {
+                    if let Some(m) = self.merged.get(segment) {
+                        judged.merge(m);
+                    }
+                }
+                report.generator = generator_check(&judged, false);
+            }
             out.push(report);
         }
         out
@@ -917,6 +963,7 @@ fn skipped_phase(name: &str, now_s: f64) -> PhaseRun {
         segments: Vec::new(),
         in_flight_at_end: 0,
         cpu_us: None,
+        generator_segments: None,
     }
 }
 
@@ -967,13 +1014,28 @@ fn fill_from_metrics(
             count,
         );
     }
+    report.generator = generator_check(m, report.name == "failure_recovery");
+    if let (Some(cpu), Some(cpu_us)) = (&mut report.cpu, cpu_us) {
+        cpu.generator_cpu_us_per_request = (sent > 0).then(|| cpu_us as f64 / sent as f64);
+    }
+    if let Some(recovery) = &mut report.recovery {
+        recovery.requests_lost = m.get(Counter::requests_connection_lost);
+    }
+    report.histogram = (!m.all.corrected.is_empty())
+        .then(|| report::hist::encode(&m.all.corrected).ok())
+        .flatten();
+}
+
+/// The generator self-check of merged metrics. `fault`: late sends do not count (see below).
+fn generator_check(m: &ShardMetrics, fault: bool) -> GeneratorCheck {
+    let sent = m.get(Counter::requests_sent);
     let loop_lag_us_p99 = if m.loop_lag.is_empty() {
         0
     } else {
         m.loop_lag.value_at_quantile(0.99)
     };
     let late_sends = m.get(Counter::late_sends);
-    report.generator = if report.name == "failure_recovery" {
+    if fault {
         // While sessions are down the schedule's requests wait for a connection and go out
         // late by design (their corrected latency counts the wait): that is the fault, not the
         // generator falling behind. Loop lag and CQ overflows still judge it.
@@ -994,16 +1056,7 @@ fn fill_from_metrics(
             m.cq_overflows,
             m.sq_backlog_max,
         )
-    };
-    if let (Some(cpu), Some(cpu_us)) = (&mut report.cpu, cpu_us) {
-        cpu.generator_cpu_us_per_request = (sent > 0).then(|| cpu_us as f64 / sent as f64);
     }
-    if let Some(recovery) = &mut report.recovery {
-        recovery.requests_lost = m.get(Counter::requests_connection_lost);
-    }
-    report.histogram = (!m.all.corrected.is_empty())
-        .then(|| report::hist::encode(&m.all.corrected).ok())
-        .flatten();
 }
 
 /// Live progress on stderr, once a second: one updating line on a terminal, plain lines

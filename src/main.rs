@@ -286,6 +286,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     match result {
         Ok(summary) => {
             println!("{}", summary.line());
+            for line in summary.explanations() {
+                eprintln!("mcpstorm serve: {line}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -850,3 +850,51 @@ fn every_connection_is_served_when_receive_buffers_run_out() {
     assert_eq!(stats["method_tools_call"], 2 * CONNECTIONS as u64);
     assert_eq!(stats["error_recv"], 0);
 }
+
+#[test]
+fn limits_hit_are_explained_once_with_a_count() {
+    // Started by hand (not `Server::start`) to capture its stderr.
+    let ready = std::env::temp_dir().join(format!("mcpstorm-explain-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-sessions",
+            "1",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready)
+            && let Some(line) = text.lines().next()
+        {
+            break line.parse().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut client = Client::connect(addr);
+    client.initialize();
+    for id in 1..=2 {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{{"protocolVersion":"2025-06-18"}}}}"#
+        );
+        assert_eq!(client.rpc(None, &body).status, 503);
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&ready);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("sessions_full ×2: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one explained line per cause: {stderr}");
+    assert!(lines[0].contains("raise --max-sessions"), "{stderr}");
+}

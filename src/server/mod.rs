@@ -176,6 +176,39 @@ impl ServerSummary {
     }
 }
 
+impl ServerSummary {
+    /// One line per limit the server ran into, with its count and the fix (doctor's words).
+    pub fn explanations(&self) -> Vec<String> {
+        let get = |name: &str| {
+            self.counters
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, v)| *v)
+        };
+        let mut lines = Vec::new();
+        let table_full = get("accept_table_full");
+        if table_full > 0 {
+            lines.push(format!(
+                "accept_table_full ×{table_full}: {}",
+                crate::sys::errno::explain("accept", libc::ENFILE)
+            ));
+        }
+        let sessions_full = get("error_sessions_full");
+        if sessions_full > 0 {
+            lines.push(format!(
+                "sessions_full ×{sessions_full}: initialize found --max-sessions sessions live (answered 503); raise --max-sessions or lower --session-idle-timeout"
+            ));
+        }
+        let exhausted = get("recv_buffers_exhausted");
+        if exhausted > 0 {
+            lines.push(format!(
+                "recv_buffers_exhausted ×{exhausted}: every provided receive buffer was in use at once; those connections were read through their own buffer (no request lost), --recv-buffers raises the pool"
+            ));
+        }
+        lines
+    }
+}
+
 /// Binds every listener: per shard, per ring, per listen address one SO_REUSEPORT socket.
 /// A port of 0 is resolved by the first bind and reused by the rest, so all listeners of an
 /// address share one port. Returns the listeners and the addresses actually bound.

@@ -256,10 +256,13 @@ fn phases_all_six_with_restart_fault_against_embedded_server() {
 }
 
 #[test]
-fn phases_drop_fault_closes_ten_percent_and_they_come_back() {
+fn phases_drop_fault_resets_ten_percent_and_they_come_back_with_their_sessions() {
+    let server = common::Server::start(&[]);
+    let url = server.url();
     let run = run_phases(
         "drop",
         &[
+            &url,
             "--connections",
             "2000",
             "--rate",
@@ -269,26 +272,32 @@ fn phases_drop_fault_closes_ten_percent_and_they_come_back() {
             "--skip",
             "performance",
             "--sla",
-            "throughput=off",
+            "throughput=off,mem=off",
         ],
     );
     let text = stdout(&run.output);
     let report = &run.report;
+    assert_eq!(report["embedded_server"], false);
     assert_eq!(phase(report, "performance")["status"], "skipped");
     let recovery_phase = phase(report, "failure_recovery");
     assert_eq!(recovery_phase["status"], "completed", "{text}");
     let dropped = count(&recovery_phase["errors_by_cause"]["fault_dropped"]);
     assert!(
         (190..=200).contains(&dropped),
-        "10% of 2000 held sessions closed, not {dropped}: {text}"
+        "10% of 2000 held sessions dropped, not {dropped}: {text}"
     );
     let recovery = &recovery_phase["recovery"];
     assert!(recovery["recovery_s"].is_number(), "{recovery}");
     assert!(count(&recovery["sessions_restored"]) >= 1980, "{recovery}");
     assert!(recovery["requests_lost"].is_u64());
-    // The sessions came back on new connections without a new initialize: the server's
-    // session count is unchanged (no session_lost errors).
+    // The server saw resets, not orderly closes, and no session was opened twice: the
+    // dropped sessions came back on new connections with their session ids.
+    let stats = server.stats();
+    assert!(count(&stats["peer_resets"]) >= dropped, "{stats}");
+    assert_eq!(count(&stats["sessions_created"]), 2000, "{stats}");
     assert_eq!(count(&recovery_phase["errors_by_cause"]["session_lost"]), 0);
+    // cool_down ended them all with DELETE.
+    assert_eq!(count(&stats["sessions_deleted"]), 2000, "{stats}");
     validate_against_schema(&run.json);
     let _ = std::fs::remove_file(&run.json);
     let _ = std::fs::remove_file(&run.html);

@@ -275,6 +275,11 @@ const POOL_BUF_BYTES: usize = 512;
 const DRAIN_MAX: Duration = Duration::from_secs(3);
 
 static ONE: libc::c_int = 1;
+/// SO_LINGER with a zero timeout: close(2) then resets the connection (RST) instead of FIN.
+static LINGER_ZERO: libc::linger = libc::linger {
+    l_onoff: 1,
+    l_linger: 0,
+};
 
 /// A pool of byte buffers with a free list; a buffer handed to the kernel is not touched until
 /// its completion. Used for the send arena and the spill buffers.
@@ -772,7 +777,7 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// Closes every `1 / fraction`-th held, connected session at once (the drop fault). A
+    /// Resets every `1 / fraction`-th held, connected session at once (the drop fault). A
     /// request in flight on it is lost: failed and counted in `requests_connection_lost`.
     fn drop_connections(&mut self, fraction: f64) {
         let mut credit = 0.0;
@@ -789,9 +794,49 @@ impl<'a> Shard<'a> {
                     continue;
                 }
                 credit -= 1.0;
-                self.connection_broke(r, slot, Counter::error_fault_dropped);
+                self.abort_connection(r, slot);
             }
         }
+    }
+
+    /// Closes a connection abortively (RST, as a crashed peer or a middlebox would) and
+    /// reconnects it keeping its session: SO_LINGER 0, the receive cancelled instead of a
+    /// shutdown (which would send a FIN first), then Close. The setsockopt is counted in
+    /// `chain_pending`, so the Close waits for it.
+    fn abort_connection(&mut self, r: usize, slot: u32) {
+        let state = self.rings[r].conns[slot as usize].state;
+        if state == State::Awaiting {
+            self.metrics.incr(Counter::requests_connection_lost);
+            self.fail_request(r, slot, Counter::error_fault_dropped);
+        } else {
+            self.metrics.incr(Counter::error_fault_dropped);
+        }
+        let conn = &mut self.rings[r].conns[slot as usize];
+        let generation = conn.generation;
+        conn_set_state(conn, State::Closing);
+        conn.flags |= RECONNECT;
+        conn.chain_pending += 1;
+        let recv_armed = conn.flags & RECV_ARMED != 0;
+        let linger = opcode::SetSockOpt::new(
+            types::Fixed(slot),
+            libc::SOL_SOCKET as u32,
+            libc::SO_LINGER as u32,
+            (&raw const LINGER_ZERO).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+        .build()
+        .user_data(UserData::new(slot, generation, Op::SetSockOpt).encode());
+        // LINGER_ZERO is 'static; the slot stays open until Close, which waits for this
+        // completion (chain_pending).
+        self.push(r, linger);
+        if recv_armed {
+            let cancel =
+                opcode::AsyncCancel::new(UserData::new(slot, generation, Op::Recv).encode())
+                    .build()
+                    .user_data(UserData::new(slot, generation, Op::Cancel).encode());
+            self.push(r, cancel);
+        }
+        self.maybe_close(r, slot);
     }
 
     /// Cycles every SQ and CQ entry of every ring once with NOPs, so the ring memory the

@@ -304,6 +304,43 @@ fn phases_drop_fault_resets_ten_percent_and_they_come_back_with_their_sessions()
 }
 
 #[test]
+fn phases_exec_fault_runs_the_users_command() {
+    let marker = temp_path("exec-marker");
+    let _ = std::fs::remove_file(&marker);
+    let fault = format!("exec:'touch {}'", marker.display());
+    let run = run_phases(
+        "exec",
+        &[
+            "--connections",
+            "300",
+            "--rate",
+            "300",
+            "--fault",
+            &fault,
+            "--skip",
+            "performance",
+        ],
+    );
+    let text = stdout(&run.output);
+    assert!(marker.exists(), "the fault command ran: {text}");
+    let recovery = &phase(&run.report, "failure_recovery")["recovery"];
+    assert!(
+        recovery["fault"].as_str().unwrap().starts_with("exec"),
+        "{recovery}"
+    );
+    // Nothing was broken by `touch`: every session answers at once.
+    assert!(
+        recovery["recovery_s"].as_f64().is_some_and(|s| s < 1.0),
+        "{recovery}"
+    );
+    assert_eq!(count(&recovery["sessions_restored"]), 300, "{recovery}");
+    assert_eq!(count(&recovery["requests_lost"]), 0, "{recovery}");
+    let _ = std::fs::remove_file(&marker);
+    let _ = std::fs::remove_file(&run.json);
+    let _ = std::fs::remove_file(&run.html);
+}
+
+#[test]
 fn phases_slow_tool_fails_the_p95_sla_with_exit_1() {
     let run = run_phases(
         "slow",

@@ -95,6 +95,10 @@ impl EmbeddedServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        // Its own process group: a Ctrl-C at the terminal reaches only `mcpstorm run`, which
+        // then ends the phase, writes its reports and stops the server itself (Drop), instead
+        // of the server dying under the run mid-phase.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {} serve: {e}", exe.display()))?;

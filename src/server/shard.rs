@@ -15,7 +15,7 @@ use crate::proto::http_request::{Body, Parse, RequestLimits, decode_chunked_body
 use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingRole, UserData};
 use io_uring::{cqueue, opcode, types};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -35,7 +35,10 @@ const OPEN: u8 = 128;
 /// `aux` of a Recv: single-shot into the connection's own pool buffer (see `on_recv`).
 const RECV_SINGLE: u8 = 2;
 /// Size of that buffer: a typical request, and then some.
-const RECV_SINGLE_BYTES: usize = 4096;
+const RECV_SINGLE_BYTES: usize = 1024;
+/// Single-shot receives a shard keeps in flight at once; further starved connections wait in
+/// FIFO order, so the fallback's memory is bounded however many connections burst.
+const RECV_SINGLE_MAX: usize = 256;
 /// `aux` of a Send: the bytes came from a static keep-alive, not the output pool.
 const SEND_STATIC: u8 = 1;
 /// A keep-alive comment on a GET stream, as one chunk of the chunked body.
@@ -139,6 +142,10 @@ pub struct Shard<'a> {
     spills: Pool,
     outs: Pool,
     timers: BinaryHeap<Reverse<(u64, u8, u32, u16)>>,
+    /// Connections that found the buffer ring empty, waiting for a single-shot receive:
+    /// (ring, slot, generation).
+    starved: VecDeque<(u8, u32, u16)>,
+    recv_singles_in_flight: usize,
     handler: Handler<'a>,
     stats: &'a ShardStats,
     plan: &'a ServerPlan,
@@ -190,6 +197,8 @@ impl<'a> Shard<'a> {
             spills: Pool::new(),
             outs: Pool::new(),
             timers: BinaryHeap::new(),
+            starved: VecDeque::new(),
+            recv_singles_in_flight: 0,
             handler,
             stats,
             plan,
@@ -325,6 +334,7 @@ impl<'a> Shard<'a> {
 
     /// Single-shot receive into a pool buffer owned by the connection until it completes.
     fn arm_recv_single(&mut self, r: usize, slot: u32) {
+        self.recv_singles_in_flight += 1;
         let rx = self.spills.take();
         let buf = &mut self.spills.bufs[rx as usize];
         buf.clear();
@@ -345,7 +355,37 @@ impl<'a> Shard<'a> {
         self.push(r, entry);
     }
 
+    /// A connection the buffer ring could not serve: a single-shot receive now if the bound
+    /// allows, else in line behind the others.
+    fn starve(&mut self, r: usize, slot: u32) {
+        if self.recv_singles_in_flight < RECV_SINGLE_MAX {
+            self.arm_recv_single(r, slot);
+        } else {
+            let generation = self.rings[r].conns[slot as usize].generation;
+            self.starved.push_back((r as u8, slot, generation));
+        }
+    }
+
+    /// Starts waiting single-shot receives while the bound allows (skipping connections that
+    /// closed or started closing while in line).
+    fn feed_starved(&mut self) {
+        while self.recv_singles_in_flight < RECV_SINGLE_MAX {
+            let Some((r, slot, generation)) = self.starved.pop_front() else {
+                break;
+            };
+            let conn = self.rings[r as usize].conns[slot as usize];
+            if conn.generation == generation
+                && conn.flags & OPEN != 0
+                && conn.flags & (WANT_CLOSE | RECV_ARMED) == 0
+            {
+                self.arm_recv_single(r as usize, slot);
+            }
+        }
+    }
+
     fn on_recv_single(&mut self, r: usize, slot: u32, res: i32) {
+        self.recv_singles_in_flight -= 1;
+        self.feed_starved();
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.flags &= !RECV_ARMED;
         let rx = conn.rx;
@@ -482,7 +522,7 @@ impl<'a> Shard<'a> {
                     // into a buffer of its own instead, then go back to multishot.
                     self.stats.incr(Counter::recv_buffers_exhausted);
                     if !more && self.rings[r].conns[slot as usize].flags & WANT_CLOSE == 0 {
-                        self.arm_recv_single(r, slot);
+                        self.starve(r, slot);
                     }
                     return;
                 }

@@ -898,3 +898,27 @@ fn limits_hit_are_explained_once_with_a_count() {
     assert_eq!(lines.len(), 1, "one explained line per cause: {stderr}");
     assert!(lines[0].contains("raise --max-sessions"), "{stderr}");
 }
+
+#[test]
+fn idle_sessions_expire_soon_after_their_timeout() {
+    let server = Server::start(&["--session-idle-timeout", "1s"]);
+    let mut client = server.connect();
+    let session = client.initialize();
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    assert_eq!(client.rpc(Some(&session), ping).status, 200);
+    // Watch the counters (which do not touch the session) until the sweep ends it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while server.stats()["sessions_expired"] == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an idle session was never expired"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        client.rpc(Some(&session), ping).status,
+        404,
+        "the idle session was ended"
+    );
+    assert_eq!(server.stats()["sessions_live"], 0);
+}

@@ -281,7 +281,11 @@ impl<'a> Shard<'a> {
                     .sessions
                     .expire_idle(self.now_s(), self.plan.session_idle_timeout_s);
                 self.stats.add(Counter::sessions_expired, expired);
-                next_sweep_ns = self.now_ns + 10_000_000_000;
+                // A quarter of the idle timeout, within 0.1–10 s: a session outlives its timeout
+                // by at most that much.
+                let sweep_ns = (self.plan.session_idle_timeout_s as u64 * 250_000_000)
+                    .clamp(100_000_000, 10_000_000_000);
+                next_sweep_ns = self.now_ns + sweep_ns;
             }
         }
     }

@@ -88,18 +88,8 @@ fn bad_options_exit_2() {
     assert!(text.contains("loopback"), "{text}");
 }
 
-/// `run` arguments for a single load phase when this build has the phased scenario.
-fn single_phase_args() -> Vec<&'static str> {
-    let help = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
-        .args(["run", "--help"])
-        .output()
-        .unwrap();
-    if String::from_utf8_lossy(&help.stdout).contains("--phases") {
-        vec!["--phases", "sustained"]
-    } else {
-        vec![]
-    }
-}
+/// `run` arguments for a single load phase (the six-phase scenario is tested in phases.rs).
+const SINGLE_PHASE: [&str; 2] = ["--phases", "sustained"];
 
 /// What doctor says about a count is what `run` then does with it: refused before connecting
 /// with the same fix when doctor blocks, held in full when doctor passes.
@@ -113,7 +103,7 @@ fn doctor_and_run_agree() {
     assert!(text.contains(fix), "{text}");
     let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
         .arg("run")
-        .args(single_phase_args())
+        .args(SINGLE_PHASE)
         .args([url.as_str(), "--connections", "30000", "--duration", "1s"])
         .output()
         .unwrap();
@@ -136,7 +126,7 @@ fn doctor_and_run_agree() {
         std::env::temp_dir().join(format!("mcpstorm-doctor-run-{}.json", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
         .arg("run")
-        .args(single_phase_args())
+        .args(SINGLE_PHASE)
         .args([
             url.as_str(),
             "--connections",

@@ -3,41 +3,12 @@
 //! tools/peers/setup-python.sh), stateful with SSE replies, stateful with JSON replies, and
 //! stateless. A few hundred sessions each, every request answered, zero protocol errors.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+mod common;
 
-/// The venv's python: `MCPSTORM_PEER_PYTHON` if set, else whatever setup-python.sh installs.
-fn peer_python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Ok(path) = std::env::var("MCPSTORM_PEER_PYTHON") {
-                return PathBuf::from(path);
-            }
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/peers/setup-python.sh");
-            let output = Command::new("bash")
-                .arg(script)
-                .output()
-                .expect("run setup-python.sh");
-            assert!(
-                output.status.success(),
-                "tools/peers/setup-python.sh failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let stdout = String::from_utf8(output.stdout).unwrap();
-            PathBuf::from(
-                stdout
-                    .lines()
-                    .last()
-                    .expect("setup-python.sh prints the python path")
-                    .trim(),
-            )
-        })
-        .clone()
-}
+use common::peer_python;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 struct PyServer {
     child: Child,

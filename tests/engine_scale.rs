@@ -6,19 +6,8 @@ mod common;
 use common::Server;
 use std::process::Command;
 
-/// `run` arguments for a single load phase (the six-phase scenario, when this build has it,
-/// is tested elsewhere).
-fn single_phase_args() -> Vec<&'static str> {
-    let help = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
-        .args(["run", "--help"])
-        .output()
-        .unwrap();
-    if String::from_utf8_lossy(&help.stdout).contains("--phases") {
-        vec!["--phases", "sustained"]
-    } else {
-        vec![]
-    }
-}
+/// `run` arguments for a single load phase (the six-phase scenario is tested in phases.rs).
+const SINGLE_PHASE: [&str; 2] = ["--phases", "sustained"];
 
 fn count(value: &serde_json::Value, pointer: &str) -> u64 {
     value
@@ -36,7 +25,7 @@ fn twenty_thousand_sessions(response: &str) {
     ));
     let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
         .arg("run")
-        .args(single_phase_args())
+        .args(SINGLE_PHASE)
         .arg(server.url())
         .args([
             "--connections",

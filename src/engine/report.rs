@@ -4,34 +4,12 @@
 
 use super::metrics::{Counter, ShardMetrics};
 use super::template::Method;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-#[derive(Debug, Serialize, Clone, Copy, Default)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50: u64,
-    pub p95: u64,
-    pub p99: u64,
-    pub max: u64,
-}
-
-impl Percentiles {
-    pub fn of(histogram: &Histogram<u64>) -> Percentiles {
-        if histogram.is_empty() {
-            return Percentiles::default();
-        }
-        Percentiles {
-            count: histogram.len(),
-            p50: histogram.value_at_quantile(0.50),
-            p95: histogram.value_at_quantile(0.95),
-            p99: histogram.value_at_quantile(0.99),
-            max: histogram.max(),
-        }
-    }
-}
+/// The same percentile block the phased report uses.
+pub use crate::report::Percentiles;
 
 #[derive(Debug, Serialize)]
 pub struct Connections {

@@ -24,6 +24,7 @@ use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::template::Method;
 use super::timeline::SecondSlice;
 use crate::proto::http_response::ResponseError;
+use crate::ring::pool::Pool;
 use crate::ring::{
     BIND_OPCODE, BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData,
 };
@@ -267,10 +268,6 @@ const LATE_SEND_NS: u64 = 1_000_000;
 /// Load requests a shard has in its send arena at once (unsent or being sent). A closed loop
 /// over N connections would otherwise take N buffers in one burst.
 const SEND_BUFS_MAX: usize = 4096;
-/// Free send/spill buffers kept with their memory.
-const POOL_RESERVE_MAX: usize = 1024;
-/// A request with its headers is 300–450 bytes; a longer one grows its buffer.
-const POOL_BUF_BYTES: usize = 512;
 /// How long the end of a run waits for in-flight requests and closes.
 const DRAIN_MAX: Duration = Duration::from_secs(3);
 
@@ -280,52 +277,6 @@ static LINGER_ZERO: libc::linger = libc::linger {
     l_onoff: 1,
     l_linger: 0,
 };
-
-/// A pool of byte buffers with a free list; a buffer handed to the kernel is not touched until
-/// its completion. Used for the send arena and the spill buffers.
-struct Pool {
-    bufs: Vec<Vec<u8>>,
-    sent: Vec<usize>,
-    free: Vec<u32>,
-}
-
-impl Pool {
-    fn new() -> Pool {
-        Pool {
-            bufs: Vec::new(),
-            sent: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-
-    fn take(&mut self) -> u32 {
-        if let Some(i) = self.free.pop() {
-            let buf = &mut self.bufs[i as usize];
-            if buf.capacity() == 0 {
-                buf.reserve(POOL_BUF_BYTES);
-            }
-            return i;
-        }
-        self.bufs.push(Vec::with_capacity(POOL_BUF_BYTES));
-        self.sent.push(0);
-        (self.bufs.len() - 1) as u32
-    }
-
-    /// Buffers handed out and not yet given back.
-    fn in_use(&self) -> usize {
-        self.bufs.len() - self.free.len()
-    }
-
-    fn give(&mut self, i: u32) {
-        let buf = &mut self.bufs[i as usize];
-        buf.clear();
-        if buf.capacity() > 64 * 1024 || self.free.len() >= POOL_RESERVE_MAX {
-            *buf = Vec::new();
-        }
-        self.sent[i as usize] = 0;
-        self.free.push(i);
-    }
-}
 
 struct RingSlot {
     ring: Ring,
@@ -2346,7 +2297,7 @@ mod tests {
             };
             assert_eq!(summary.status, 200);
             assert_eq!(conn.spill, NONE, "spill returned to the pool");
-            assert_eq!(spills.free.len(), 1);
+            assert_eq!(spills.in_use(), 0);
         }
     }
 

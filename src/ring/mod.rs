@@ -12,6 +12,7 @@
 //! never see them complete.
 
 mod buf_ring;
+pub mod pool;
 mod user_data;
 
 pub use buf_ring::BufRing;

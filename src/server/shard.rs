@@ -12,6 +12,7 @@ use super::mcp::{Handler, Outcome, write_protocol_error};
 use super::stats::{Counter, ShardStats};
 use super::{STOP, ServerPlan};
 use crate::proto::http_request::{Body, Parse, RequestLimits, decode_chunked_body, parse_request};
+use crate::ring::pool::Pool;
 use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingRole, UserData};
 use io_uring::{cqueue, opcode, types};
 use std::cmp::Reverse;
@@ -44,10 +45,6 @@ const SEND_STATIC: u8 = 1;
 /// A keep-alive comment on a GET stream, as one chunk of the chunked body.
 const KEEPALIVE_CHUNK: &[u8] = b"e\r\n: keep-alive\n\n\r\n";
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-/// Initial capacity of an output or spill buffer: a typical MCP response or request fits.
-const POOL_BUF_BYTES: usize = 512;
-/// Free pool buffers kept with their memory; beyond this, returned buffers are released.
-const POOL_RESERVE_MAX: usize = 1024;
 /// Completions dispatched between two submits (see the run loop).
 const CQE_BATCH: usize = 256;
 /// Batches one ring may take per loop turn before the next ring gets its turn.
@@ -87,53 +84,6 @@ struct RingSlot {
     /// Follower only: the leader holds a poll on this ring's fd.
     poll_armed: bool,
     open: u32,
-}
-
-/// A buffer pool with a free list: buffers keep their capacity, so steady state allocates
-/// nothing. A buffer handed to the kernel is never touched until its completion.
-struct Pool {
-    bufs: Vec<Vec<u8>>,
-    sent: Vec<usize>,
-    free: Vec<u32>,
-}
-
-impl Pool {
-    fn new() -> Pool {
-        Pool {
-            bufs: Vec::new(),
-            sent: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-
-    fn take(&mut self) -> u32 {
-        if let Some(i) = self.free.pop() {
-            let buf = &mut self.bufs[i as usize];
-            if buf.capacity() == 0 {
-                buf.reserve(POOL_BUF_BYTES);
-            }
-            return i;
-        }
-        self.bufs.push(Vec::with_capacity(POOL_BUF_BYTES));
-        self.sent.push(0);
-        (self.bufs.len() - 1) as u32
-    }
-
-    fn give(&mut self, i: u32) {
-        let buf = &mut self.bufs[i as usize];
-        buf.clear();
-        // A huge request body must not pin its memory forever.
-        if buf.capacity() > 64 * 1024 {
-            buf.shrink_to(4096);
-        }
-        self.sent[i as usize] = 0;
-        // A burst (every connection answering at once) can grow the pool to one buffer per
-        // connection; keep a bounded reserve and give the rest back to the allocator.
-        if self.free.len() >= POOL_RESERVE_MAX {
-            *buf = Vec::new();
-        }
-        self.free.push(i);
-    }
 }
 
 pub struct Shard<'a> {

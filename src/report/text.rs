@@ -3,7 +3,7 @@
 //! generator self-check. Part of `report/`; formats figures, measures nothing.
 
 use super::sla::Verdict;
-use super::{PhaseReport, PhaseStatus, RunReport, format_count, format_us};
+use super::{GeneratorCheck, PhaseReport, PhaseStatus, RunReport, format_count, format_us};
 use std::fmt::Write as _;
 
 fn verdict_word(verdict: Verdict) -> &'static str {
@@ -127,10 +127,16 @@ pub fn render(report: &RunReport) -> String {
             format_us(g.loop_lag_us_p99),
             g.cq_overflows,
             g.sq_backlog_max,
-            if g.valid {
-                "ok".to_string()
-            } else {
-                format!("INVALID ({})", g.invalid_reason.as_deref().unwrap_or(""))
+            match (
+                g.valid,
+                phase.recovery.is_some() && g.late_sends_pct > GeneratorCheck::LATE_SENDS_PCT_MAX
+            ) {
+                (true, true) => {
+                    "ok (late sends while sessions were down are the fault, not the generator)"
+                        .to_string()
+                }
+                (true, false) => "ok".to_string(),
+                (false, _) => format!("INVALID ({})", g.invalid_reason.as_deref().unwrap_or("")),
             }
         );
     }

@@ -342,7 +342,7 @@ td.pass {{ color: #1f7a3b; font-weight: 700; }} td.fail {{ color: #b02a20; font-
 svg .title {{ font-size: 14px; font-weight: 600; fill: #1d2329; }} svg .band {{ font-size: 11px; fill: #5b6670; }}
 svg .ytick {{ font-size: 11px; fill: #5b6670; text-anchor: end; }} svg .xtick {{ font-size: 11px; fill: #5b6670; text-anchor: middle; }}
 svg .legend {{ font-size: 12px; fill: #1d2329; }} svg .grid {{ stroke: #edf0f3; }} svg .axis {{ stroke: #9aa4ad; }}
-.note {{ color: #5b6670; font-size: 12px; white-space: normal; text-align: left; }}
+.note {{ color: #5b6670; font-size: 12px; white-space: normal; text-align: left; }} td.wrap {{ white-space: normal; max-width: 260px; }}
 .partial {{ background: #fff4d6; border: 1px solid #e5c46b; padding: 8px 12px; margin: 12px 0; }}
 </style></head><body><main>
 <h1>mcpstorm — {connections} MCP sessions against {target}</h1>
@@ -395,7 +395,7 @@ svg .legend {{ font-size: 12px; fill: #1d2329; }} svg .grid {{ stroke: #edf0f3; 
         };
         let _ = write!(
             html,
-            r#"<tr><td>{}</td><td class="l">{:?}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="l {}">{}</td></tr>"#,
+            r#"<tr><td>{}</td><td class="l">{:?}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="l wrap {}">{}</td></tr>"#,
             escape(&p.name),
             p.status,
             p.duration_s,

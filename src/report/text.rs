@@ -242,9 +242,45 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         lines.push(format!("errors by cause: {}", causes.join(" ")));
+        // `operation:ERRNO` entries break a cause down by errno: explain each once.
+        for (cause, count) in &phase.errors_by_cause {
+            if let Some((operation, name)) = cause.split_once(':')
+                && let Some(errno) = crate::sys::errno::from_name(name)
+            {
+                lines.push(format!(
+                    "{cause} ×{count}: {}",
+                    crate::sys::errno::explain(operation, errno)
+                ));
+            }
+        }
     }
     if let Some(note) = &phase.note {
         lines.push(note.clone());
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_causes_are_explained_once() {
+        let mut phase = PhaseReport::new("failure_recovery", PhaseStatus::Completed);
+        phase.errors_by_cause.insert("connect_refused".into(), 7);
+        phase
+            .errors_by_cause
+            .insert("connect:ECONNREFUSED".into(), 7);
+        let lines = phase_details(&phase);
+        let explained: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("connect:ECONNREFUSED ×7: "))
+            .collect();
+        assert_eq!(explained.len(), 1, "{lines:?}");
+        assert!(explained[0].contains("nothing listens at the target"));
+        assert!(
+            !lines.iter().any(|l| l.starts_with("connect_refused ×")),
+            "plain causes are not errnos"
+        );
+    }
 }

@@ -96,6 +96,7 @@ fn line_chart(
     bands: &[Band],
     x_max: f64,
     x_axis: XAxis<'_>,
+    y_log: bool,
 ) -> String {
     let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
     let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
@@ -103,15 +104,38 @@ fn line_chart(
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0f64, f64::max);
-    let y_ticks = nice_ticks(y_max);
-    let y_top = y_ticks
-        .last()
-        .copied()
-        .unwrap_or(1.0)
-        .max(f64::MIN_POSITIVE);
+    // Log scale (latency spectra span µs to s): one tick per decade from the smallest
+    // positive value's decade; values below it sit on the axis.
+    let y_min_positive = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0)
+        .fold(f64::MAX, f64::min);
+    let (y_ticks, y_bottom, y_top) = if y_log {
+        let low = if y_min_positive == f64::MAX {
+            0.0
+        } else {
+            y_min_positive.log10().floor()
+        };
+        let high = y_max.max(10f64.powf(low + 1.0)).log10().ceil();
+        let ticks: Vec<f64> = (low as i32..=high as i32).map(|e| 10f64.powi(e)).collect();
+        (ticks, low, high)
+    } else {
+        let ticks = nice_ticks(y_max);
+        let top = ticks.last().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+        (ticks, 0.0, top)
+    };
     let x_top = if x_max > 0.0 { x_max } else { 1.0 };
     let sx = |x: f64| MARGIN_LEFT + x.min(x_top) / x_top * plot_w;
-    let sy = |y: f64| MARGIN_TOP + plot_h - y / y_top * plot_h;
+    let sy = |y: f64| {
+        let fraction = if y_log {
+            (y.max(10f64.powf(y_bottom)).log10() - y_bottom)
+                / (y_top - y_bottom).max(f64::MIN_POSITIVE)
+        } else {
+            y / y_top
+        };
+        MARGIN_TOP + plot_h - fraction * plot_h
+    };
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -200,7 +224,7 @@ fn time_chart(
     bands: &[Band],
     x_max: f64,
 ) -> String {
-    line_chart(title, y_format, series, bands, x_max, XAxis::Seconds)
+    line_chart(title, y_format, series, bands, x_max, XAxis::Seconds, false)
 }
 
 /// Latency by percentile, x = log10(1 / (1 − q)) as HdrHistogram plots draw it.
@@ -228,12 +252,13 @@ fn spectrum_chart(report: &RunReport) -> String {
         (5.0, "99.999%"),
     ];
     line_chart(
-        "Latency by percentile, per phase (corrected for coordinated omission)",
+        "Latency by percentile, per phase (corrected for coordinated omission; log scale)",
         &|v| format_us(v as u64),
         &series,
         &[],
         5.0,
         XAxis::Labels(&LABELS),
+        true,
     )
 }
 

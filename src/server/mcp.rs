@@ -624,16 +624,7 @@ impl<'a> Handler<'a> {
         self.body.extend_from_slice(b",\"requested\":");
         json::write_escaped_str(&mut self.body, &String::from_utf8_lossy(requested));
         self.body.extend_from_slice(b"}}}");
-        write_head(
-            out,
-            400,
-            Some("application/json"),
-            Some(self.body.len()),
-            &[],
-            keep_alive,
-        );
-        out.extend_from_slice(&self.body);
-        Outcome::Respond { close: !keep_alive }
+        self.json_body_response(out, 400, keep_alive)
     }
 
     /// Writes the tools/call answer frame into `self.body`; returns a delay for `sleep`.
@@ -765,17 +756,7 @@ impl<'a> Handler<'a> {
         keep_alive: bool,
     ) {
         match self.config.response_mode {
-            ResponseMode::Json => {
-                write_head(
-                    out,
-                    status,
-                    Some("application/json"),
-                    Some(self.body.len()),
-                    extra,
-                    keep_alive,
-                );
-                out.extend_from_slice(&self.body);
-            }
+            ResponseMode::Json => self.write_json_body(out, status, extra, keep_alive),
             ResponseMode::Sse => {
                 write_head(
                     out,
@@ -821,15 +802,30 @@ impl<'a> Handler<'a> {
         self.stats.incr(counter);
         self.body.clear();
         self.error_frame(id, code, message);
+        self.json_body_response(out, status, keep_alive)
+    }
+
+    /// `self.body` as an `application/json` response with Content-Length.
+    fn write_json_body(
+        &self,
+        out: &mut Vec<u8>,
+        status: u16,
+        extra: &[(&str, &[u8])],
+        keep_alive: bool,
+    ) {
         write_head(
             out,
             status,
             Some("application/json"),
             Some(self.body.len()),
-            &[],
+            extra,
             keep_alive,
         );
         out.extend_from_slice(&self.body);
+    }
+
+    fn json_body_response(&self, out: &mut Vec<u8>, status: u16, keep_alive: bool) -> Outcome {
+        self.write_json_body(out, status, &[], keep_alive);
         Outcome::Respond { close: !keep_alive }
     }
 
@@ -915,16 +911,7 @@ impl<'a> Handler<'a> {
             let _ = write!(self.body, ",\"{name}\":{value}");
         }
         self.body.push(b'}');
-        write_head(
-            out,
-            200,
-            Some("application/json"),
-            Some(self.body.len()),
-            &[],
-            keep_alive,
-        );
-        out.extend_from_slice(&self.body);
-        Outcome::Respond { close: !keep_alive }
+        self.json_body_response(out, 200, keep_alive)
     }
 }
 

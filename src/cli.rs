@@ -208,6 +208,14 @@ pub struct ServeArgs {
     /// exercise the path taken when every buffer is in use.
     #[arg(long, default_value = "2048", value_parser = parse_recv_buffers)]
     pub recv_buffers: u16,
+    /// Calibrated target: `ping` and `tools/call` take this long (a `sleep` tool's ms is
+    /// added), so capacity and unloaded latency are known by construction.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub service_time: Duration,
+    /// Calibrated target: at most this many served at once over all shards, the rest wait in
+    /// line (0 = unlimited). Capacity = concurrency ÷ service time.
+    #[arg(long, default_value = "0", value_parser = parse_count_u32)]
+    pub concurrency: u32,
 }
 
 /// Parses `250ms`, `30s`, `15m`, `2h`, `1.5s`; a bare number is seconds.

@@ -253,6 +253,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         session_idle_timeout_s: args.session_idle_timeout.as_secs().min(u32::MAX as u64) as u32,
         ring_slots: args.ring_slots,
         recv_buffers: args.recv_buffers,
+        service_time: args.service_time,
+        concurrency: args.concurrency,
     };
     let plan = match ServerPlan::from_options(&options) {
         Ok(plan) => plan,

@@ -60,6 +60,9 @@ pub enum ResponseMode {
 pub struct McpConfig {
     pub path: Vec<u8>,
     pub response_mode: ResponseMode,
+    /// `--service-time` is set: `ping` and `tools/call` go through the calibrated service
+    /// queue (`Outcome::Serve`) instead of being answered at once.
+    pub calibrated: bool,
 }
 
 /// What the connection must do with the bytes `handle` wrote.
@@ -70,6 +73,9 @@ pub enum Outcome {
     /// Send after `ms` milliseconds (the `sleep` tool); the connection parses nothing more
     /// until then, so pipelined responses keep their order.
     Delay { ms: u64, close: bool },
+    /// Calibrated server (`--service-time`): hold a service slot for the service time plus
+    /// `extra_ms` (a `sleep` tool's delay) before sending; parse nothing more until then.
+    Serve { extra_ms: u64, close: bool },
     /// A GET stream's head was written; the connection now carries server-sent events.
     OpenStream,
 }
@@ -318,12 +324,22 @@ impl<'a> Handler<'a> {
             }
         }
         self.write_rpc_response(out, 200, &[], keep_alive);
+        self.work_outcome(method, delay_ms, keep_alive)
+    }
+
+    /// How a request that did its work is sent: at once, after a `sleep` tool's delay, or
+    /// (calibrated server) after a service slot held it for the service time.
+    fn work_outcome(&self, method: &str, delay_ms: Option<u64>, keep_alive: bool) -> Outcome {
+        let close = !keep_alive;
+        if self.config.calibrated && matches!(method, "ping" | "tools/call") {
+            return Outcome::Serve {
+                extra_ms: delay_ms.unwrap_or(0),
+                close,
+            };
+        }
         match delay_ms {
-            Some(ms) => Outcome::Delay {
-                ms,
-                close: !keep_alive,
-            },
-            None => Outcome::Respond { close: !keep_alive },
+            Some(ms) => Outcome::Delay { ms, close },
+            None => Outcome::Respond { close },
         }
     }
 
@@ -556,13 +572,7 @@ impl<'a> Handler<'a> {
             ResponseMode::Sse => &[("X-Accel-Buffering", b"no")],
         };
         self.write_rpc_response(out, 200, extra, keep_alive);
-        match delay_ms {
-            Some(ms) => Outcome::Delay {
-                ms,
-                close: !keep_alive,
-            },
-            None => Outcome::Respond { close: !keep_alive },
-        }
+        self.work_outcome(method, delay_ms, keep_alive)
     }
 
     /// `subscriptions/listen`: the acknowledgement (we send no list-change or resource
@@ -1102,6 +1112,7 @@ mod tests {
                 config: McpConfig {
                     path: b"/mcp".to_vec(),
                     response_mode: mode,
+                    calibrated: false,
                 },
                 sessions: SessionTable::new(4, 42),
                 stats: vec![ShardStats::new()],

@@ -7,6 +7,7 @@
 //! `sessions.rs` (session table), `stats.rs` (counters).
 
 pub mod mcp;
+pub mod service;
 pub mod sessions;
 pub mod shard;
 pub mod stats;
@@ -18,7 +19,7 @@ use socket2::{Domain, Socket, Type};
 use stats::{Counter, ShardStats};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Set by SIGINT/SIGTERM; every shard loop checks it at least once per tick.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -51,6 +52,10 @@ pub struct ServerPlan {
     pub mcp: McpConfig,
     pub max_sessions: u32,
     pub session_idle_timeout_s: u32,
+    /// Calibrated service (`--service-time`, 0 = off): what `ping` and `tools/call` take.
+    pub service_time_ns: u64,
+    /// Service slots over all shards (`--concurrency`, 0 = unlimited).
+    pub service_concurrency: u32,
     pub cpus: Vec<usize>,
     pub epoch: Instant,
 }
@@ -68,6 +73,10 @@ pub struct ServeOptions {
     pub ring_slots: Option<u32>,
     /// Provided receive buffers per ring (power of two).
     pub recv_buffers: u16,
+    /// Calibrated service time of `ping` and `tools/call` (zero: answered at once).
+    pub service_time: Duration,
+    /// At most this many served at once with a service time (0 = unlimited).
+    pub concurrency: u32,
 }
 
 impl ServerPlan {
@@ -83,7 +92,17 @@ impl ServerPlan {
             .map(|ids| ids.into_iter().map(|c| c.id).collect())
             .unwrap_or_default();
         let cpu_count = cpus.len().max(1);
-        let shards = options.shards.unwrap_or(cpu_count).max(1);
+        let mut shards = options.shards.unwrap_or(cpu_count).max(1);
+        if options.service_time.is_zero() && options.concurrency > 0 {
+            return Err(
+                "--concurrency limits the calibrated service: give --service-time too".into(),
+            );
+        }
+        if options.concurrency > 0 && (options.concurrency as usize) < shards {
+            // Each shard serves its own share of the slots; fewer slots than shards would
+            // leave a shard with none.
+            shards = options.concurrency as usize;
+        }
         // The kernel refuses a fixed-file table larger than RLIMIT_NOFILE.
         let slots_cap = nofile.min(u32::MAX as u64) as u32;
         let slots_per_ring = options
@@ -116,9 +135,12 @@ impl ServerPlan {
             mcp: McpConfig {
                 path: options.path.as_bytes().to_vec(),
                 response_mode: options.response_mode,
+                calibrated: !options.service_time.is_zero(),
             },
             max_sessions: options.max_sessions,
             session_idle_timeout_s: options.session_idle_timeout_s,
+            service_time_ns: options.service_time.as_nanos().min(u64::MAX as u128) as u64,
+            service_concurrency: options.concurrency,
             cpus,
             epoch: Instant::now(),
         })

@@ -9,6 +9,7 @@
 //! completion can never land on a reused slot; the generation in `user_data` asserts that.
 
 use super::mcp::{Handler, Outcome, write_protocol_error};
+use super::service::{Job, ServiceQueue, Started};
 use super::stats::{Counter, ShardStats};
 use super::{STOP, ServerPlan};
 use crate::proto::http_request::{Body, Parse, RequestLimits, decode_chunked_body, parse_request};
@@ -51,6 +52,9 @@ const CQE_BATCH: usize = 256;
 const CQE_BATCHES_PER_TURN: usize = 4;
 const LOOP_TICK: Duration = Duration::from_millis(50);
 
+/// A delayed response: (deadline ns, ring, slot, generation, holds a service slot).
+type Timer = (u64, u8, u32, u16, bool);
+
 /// Per-connection state: 12 bytes; everything larger lives in per-shard pools and is held only
 /// while a request is partial (spill) or a response is unsent (out).
 #[derive(Clone, Copy)]
@@ -91,7 +95,9 @@ pub struct Shard<'a> {
     rings: Vec<RingSlot>,
     spills: Pool,
     outs: Pool,
-    timers: BinaryHeap<Reverse<(u64, u8, u32, u16)>>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    /// The calibrated service (`--service-time`): this shard's slots and waiting line.
+    service: ServiceQueue,
     /// Connections that found the buffer ring empty, waiting for a single-shot receive:
     /// (ring, slot, generation).
     starved: VecDeque<(u8, u32, u16)>,
@@ -147,6 +153,10 @@ impl<'a> Shard<'a> {
             spills: Pool::new(),
             outs: Pool::new(),
             timers: BinaryHeap::new(),
+            service: ServiceQueue::new(
+                plan.service_time_ns,
+                super::service::slots_of_shard(plan.service_concurrency, plan.shards, id),
+            ),
             starved: VecDeque::new(),
             recv_singles_in_flight: 0,
             handler,
@@ -514,6 +524,7 @@ impl<'a> Shard<'a> {
                     &self.limits,
                     (self.now_ns / 1_000_000_000) as u32,
                     &mut self.timers,
+                    &mut self.service,
                     self.now_ns,
                     r as u8,
                     self.stats,
@@ -569,6 +580,7 @@ impl<'a> Shard<'a> {
             &self.limits,
             (self.now_ns / 1_000_000_000) as u32,
             &mut self.timers,
+            &mut self.service,
             self.now_ns,
             r as u8,
             self.stats,
@@ -730,11 +742,22 @@ impl<'a> Shard<'a> {
     }
 
     fn fire_timers(&mut self) {
-        while let Some(&Reverse((deadline, r, slot, generation))) = self.timers.peek() {
+        while let Some(&Reverse((deadline, r, slot, generation, service))) = self.timers.peek() {
             if deadline > self.now_ns {
                 break;
             }
             self.timers.pop();
+            if service {
+                // The slot is free whether or not the connection is still there.
+                let rings = &self.rings;
+                let next = self.service.finish(self.now_ns, |job| {
+                    let conn = &rings[job.ring as usize].conns[job.slot as usize];
+                    conn.generation == job.generation && conn.flags & PAUSED != 0
+                });
+                if let Some(started) = next {
+                    self.timers.push(Reverse(service_timer(started)));
+                }
+            }
             let r = r as usize;
             let conn = &mut self.rings[r].conns[slot as usize];
             if conn.generation != generation || conn.flags & PAUSED == 0 {
@@ -810,7 +833,8 @@ fn process(
     body_scratch: &mut Vec<u8>,
     limits: &RequestLimits,
     now_s: u32,
-    timers: &mut BinaryHeap<Reverse<(u64, u8, u32, u16)>>,
+    timers: &mut BinaryHeap<Reverse<Timer>>,
+    service: &mut ServiceQueue,
     now_ns: u64,
     ring_index: u8,
     stats: &ShardStats,
@@ -863,7 +887,24 @@ fn process(
                             ring_index,
                             slot,
                             conn.generation,
+                            false,
                         )));
+                    }
+                    Outcome::Serve { extra_ms, close } => {
+                        if close {
+                            conn.flags |= WANT_CLOSE;
+                        }
+                        conn.flags |= PAUSED;
+                        let job = Job {
+                            ring: ring_index,
+                            slot,
+                            generation: conn.generation,
+                            extra_ns: extra_ms * 1_000_000,
+                        };
+                        match service.admit(job, now_ns) {
+                            Some(started) => timers.push(Reverse(service_timer(started))),
+                            None => stats.incr(Counter::service_queued),
+                        }
                     }
                     Outcome::OpenStream => conn.flags |= STREAMING,
                 }
@@ -882,6 +923,12 @@ fn process(
         }
     }
     (pos, ())
+}
+
+/// The timer that ends a started service and frees its slot.
+fn service_timer(started: Started) -> Timer {
+    let job = started.job;
+    (started.done_ns, job.ring, job.slot, job.generation, true)
 }
 
 /// Two distinct elements of a pool, one shared and one exclusive.

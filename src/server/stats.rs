@@ -45,6 +45,8 @@ counters! {
     sessions_expired,
     sse_streams_opened,
     sse_keepalives_sent,
+    /// Calibrated server: requests that found every service slot busy and waited in line.
+    service_queued,
     bytes_received,
     bytes_sent,
     // Errors by cause: each rejection is counted under exactly one of these.

@@ -77,12 +77,10 @@ pub struct RunArgs {
     /// Phases to leave out, e.g. failure_recovery,performance.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
-    /// Length of the baseline phase's load.
+    /// Length of the baseline phase's load (closed loop, one request in flight at a time: the
+    /// server's unloaded service time).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub baseline: Duration,
-    /// Offered requests/s of the baseline phase.
-    #[arg(long, default_value = "100", value_parser = parse_count)]
-    pub baseline_rate: u64,
     /// Length of the sustained phase.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub sustain: Duration,
@@ -103,8 +101,8 @@ pub struct RunArgs {
     /// Offered-rate factor from one performance step to the next.
     #[arg(long, default_value = "1.5")]
     pub step_factor: f64,
-    /// Most performance steps.
-    #[arg(long, default_value = "8")]
+    /// Most performance steps (the search grows by --step-factor, then bisects).
+    #[arg(long, default_value = "12")]
     pub steps_max: usize,
     /// SLA bounds over the defaults, e.g. p95=100ms,errors=0.05%,throughput=10k,mem=2KB,
     /// recovery=5s (`off` disables one).
@@ -138,8 +136,9 @@ pub struct RunArgs {
     /// Source addresses to bind, e.g. 127.0.0.2-127.0.0.9 (ports are assigned by the plan).
     #[arg(long)]
     pub source_ips: Option<String>,
-    /// Total requests/s (open model); 0 = closed loop [default: 20k; 0 with --phases
-    /// sustained]. The performance phase steps up from it.
+    /// Total requests/s (open model); 0 = closed loop [default: 20k against the embedded
+    /// server; against a URL, half of what the server carried in a closed-loop probe after
+    /// the ramp; 0 with --phases sustained]. The performance search starts from it.
     #[arg(long, value_parser = parse_count)]
     pub rate: Option<u64>,
     /// Length of the load phase of --phases sustained, after every session is established.

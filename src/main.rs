@@ -154,12 +154,19 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Against the embedded server the rate is known to fit (20K req/s); against a URL
+    // without --rate it is derived from what the server carries (a probe after the ramp).
+    let rate_per_s = match (args.rate, options.urls.is_empty()) {
+        (Some(rate), _) => Some(rate),
+        (None, true) => Some(20_000),
+        (None, false) => None,
+    };
     let phased_options = mcpstorm::scenario::run::PhasedOptions {
         run: options,
+        rate_per_s,
         sla,
         skip: args.skip,
         baseline: args.baseline,
-        baseline_rate_per_s: args.baseline_rate,
         sustain: args.sustain,
         fault,
         recovery_timeout: args.recovery_timeout,

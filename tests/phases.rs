@@ -7,7 +7,7 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn temp_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("mcpstorm-phases-{}-{name}", std::process::id()))
@@ -201,7 +201,8 @@ fn phases_all_six_with_restart_fault_against_embedded_server() {
         count(&causes["session_lost"]) > 0 || count(&causes["connect_refused"]) > 0,
         "{causes}"
     );
-    // Performance stepped the rate up from the sustained rate by ×1.5.
+    // Performance searched from the sustained rate: ×1.5 after a passing step, below what a
+    // failing one achieved after a failure (on a loaded machine the first step can fail).
     let steps = phase(report, "performance")["capacity"]["steps"]
         .as_array()
         .unwrap()
@@ -209,7 +210,13 @@ fn phases_all_six_with_restart_fault_against_embedded_server() {
     assert!(!steps.is_empty());
     assert_eq!(steps[0]["offered_rps"].as_f64(), Some(3000.0));
     if steps.len() > 1 {
-        assert_eq!(steps[1]["offered_rps"].as_f64(), Some(4500.0));
+        let second = steps[1]["offered_rps"].as_f64().unwrap();
+        if steps[0]["pass"] == true {
+            assert_eq!(second, 4500.0, "{steps:?}");
+        } else {
+            let achieved = steps[0]["achieved_rps"].as_f64().unwrap();
+            assert!(second < 3000.0 && second <= achieved, "{steps:?}");
+        }
     }
     // cool_down ends every session with DELETE (the server confirms each with 200).
     let leak = &phase(report, "cool_down")["leak"];
@@ -233,8 +240,18 @@ fn phases_all_six_with_restart_fault_against_embedded_server() {
             "error_rate",
             "throughput",
             "memory_per_connection",
+            "client_memory_per_connection",
+            "offered_load_carried",
             "recovery_time"
         ]
+    );
+    // The embedded server carries 3000 req/s: nothing offered found every session busy.
+    assert_eq!(sustained["saturation"], serde_json::Value::Null, "{text}");
+    let requests = &sustained["requests"];
+    assert_eq!(
+        count(&requests["offered"]),
+        count(&requests["sent"]) - count(&requests["probes"]) + count(&requests["dropped"]),
+        "{requests}"
     );
     // 3000 req/s offered cannot meet the 10k throughput SLA: the run says FAIL, exit 1.
     assert_eq!(code, Some(1), "{text}");
@@ -434,25 +451,32 @@ fn phases_target_that_is_not_there_or_not_mcp_exits_2_with_the_reason() {
 
 #[test]
 fn phases_sigint_mid_run_writes_a_partial_report_and_exits_1() {
+    use std::io::BufRead;
     let json = temp_path("sigint.json");
     let _ = std::fs::remove_file(&json);
-    let child = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
-        .args(["run", "--connections", "500", "--rate", "500", "--quiet"])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args(["run", "--connections", "500", "--rate", "500"])
         .args(["--baseline", "500ms", "--sustain", "60s", "--json"])
         .arg(&json)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // Interrupt once the progress line says the sustained phase runs and answers (an event,
+    // not a guess at how long the earlier phases take).
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let in_sustained = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("sustained") && !line.contains(" 0 req/s"));
+    assert!(in_sustained, "the run reached sustained");
     // SAFETY: kill(2) on our own child, not yet waited for.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let start = Instant::now();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        start.elapsed() < Duration::from_secs(15),
-        "stopped promptly"
-    );
+    // Keep reading stderr so the child never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.for_each(drop));
+    let output = common::wait_bounded(child, Duration::from_secs(120));
+    let _ = drain.join();
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     let report: serde_json::Value =

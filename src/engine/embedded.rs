@@ -29,14 +29,17 @@ impl EmbeddedServer {
         Self::start_on(connections, None)
     }
 
-    /// The node-failure fault: SIGKILL the server (no chance to close anything), wait `down`,
-    /// and start it again on the same addresses. Returns when it listens again.
-    pub fn restart(&mut self, down: Duration) -> Result<(), String> {
+    /// The node-failure fault, first half: SIGKILL the server (no chance to close anything)
+    /// and reap it. `start_again` is the second half.
+    pub fn kill(&mut self) {
         // SAFETY: kill(2) on our own child's pid, which we have not yet waited for (so it
         // cannot have been reused).
         unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
         let _ = self.child.wait();
-        std::thread::sleep(down);
+    }
+
+    /// Starts the server again on the same addresses (after `kill`); returns when it listens.
+    pub fn start_again(&mut self) -> Result<(), String> {
         let again = Self::start_on(self.connections, Some(&self.addrs))?;
         let old = std::mem::replace(self, again);
         // The old child is already reaped; forget it instead of signalling its (reusable) pid.

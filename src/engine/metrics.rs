@@ -42,7 +42,26 @@ counters! {
     reconnects_idle_close,
     /// The server answered with `Connection: close` (or HTTP/1.0): reconnected, session kept.
     reconnects_connection_close,
+    /// Requests the schedule intended in this segment (open model), or that went out (closed
+    /// loop): always `requests_sent − probes_sent + requests_dropped`.
+    requests_offered,
     requests_sent,
+    /// Pings sent at once to a session back from a lost connection, outside the schedule, so
+    /// recovery measures the server and not the session's turn in the load (in `requests_sent`).
+    probes_sent,
+    /// Offered requests never sent, by cause (the three `dropped_*` counters add up to it).
+    requests_dropped,
+    /// Due while every session had a request in flight (HTTP/1.1 carries one at a time): the
+    /// server is not keeping up with the offered rate. Not the generator's fault.
+    dropped_no_idle_session,
+    /// Due more than a second before the generator got to them (its own lag or send window).
+    dropped_generator_behind,
+    /// Due but unsent when their phase (segment) ended: the next phase starts a schedule of
+    /// its own instead of inheriting a backlog.
+    dropped_phase_ended,
+    /// Answers to requests of a segment whose figures were already handed over (older than the
+    /// one before): counted here, their latency in no histogram.
+    answers_after_their_segment,
     requests_ok,
     /// JSON-RPC error object in a response.
     requests_rpc_error,
@@ -230,8 +249,21 @@ impl ShardMetrics {
         self.counters[counter as usize]
     }
 
-    /// Records a completed load request.
+    /// Records a completed load request (also in the current second's histogram).
     pub fn record_request(
+        &mut self,
+        method: Method,
+        latency_corrected_us: u64,
+        latency_uncorrected_us: u64,
+    ) {
+        self.record_latency(method, latency_corrected_us, latency_uncorrected_us);
+        self.second
+            .saturating_record(latency_corrected_us.clamp(1, LATENCY_US_MAX));
+    }
+
+    /// Records a completed load request in the per-method and overall histograms only (a
+    /// request of an earlier segment: the current second is in another `ShardMetrics`).
+    pub fn record_latency(
         &mut self,
         method: Method,
         latency_corrected_us: u64,
@@ -246,7 +278,6 @@ impl ShardMetrics {
         }
         self.all.corrected.saturating_record(corrected);
         self.all.uncorrected.saturating_record(uncorrected);
-        self.second.saturating_record(corrected);
     }
 
     pub fn merge(&mut self, other: &ShardMetrics) {

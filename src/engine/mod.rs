@@ -57,12 +57,15 @@ pub fn run(options: &RunOptions) -> Result<Report, String> {
         .unwrap_or_default();
     let plan = EnginePlan::from_options(options, nofile, &cpus)?;
     let server_pid = options.server_pid;
-    crate::server::install_stop_handler();
+    crate::sys::signal::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let rings: usize = plan.shards.iter().map(|s| s.rings).sum();
     let driven = drive(&plan, &features, &shared, None, |feed| {
         coordinate(&plan, &shared, rings, server_pid, &mut || feed.drain())
     })?;
+    if !driven.shard_errors.is_empty() {
+        return Err(driven.shard_errors.join("; "));
+    }
     let measured = driven.outcome?;
     let mut merged = ShardMetrics::new();
     for (_, metrics) in &driven.final_metrics {
@@ -97,10 +100,31 @@ pub struct Driven<T> {
     pub final_metrics: Vec<(u32, ShardMetrics)>,
     pub samples: Vec<crate::report::SecondSample>,
     pub outcome: T,
+    /// Shards that failed (io_uring error) or panicked: their figures are missing.
+    pub shard_errors: Vec<String>,
+}
+
+/// Ends a shard's part in the run however its thread leaves (a panic included): it
+/// acknowledges every command and holds no segment open, so the coordinator never waits on
+/// it, and the run stops — the coordinator then writes a partial report instead of stalling.
+struct ShardExit<'a> {
+    shared: &'a Shared,
+    id: usize,
+}
+
+impl Drop for ShardExit<'_> {
+    fn drop(&mut self) {
+        self.shared.acked[self.id].store(u64::MAX, Ordering::SeqCst);
+        self.shared.earlier_open[self.id].store(0, Ordering::Release);
+        if std::thread::panicking() {
+            self.shared.stop.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Spawns one pinned shard thread per planned shard, runs `coordinate` on this thread while
-/// they run, and joins them. `Err` when a shard failed (set-up or io_uring).
+/// they run, and joins them. A shard that failed (set-up, io_uring, panic) stops the run and
+/// is named in `shard_errors`; `Err` is not used for it, so a phased run still reports.
 pub fn drive<T>(
     plan: &EnginePlan,
     features: &crate::ring::KernelFeatures,
@@ -119,6 +143,7 @@ pub fn drive<T>(
             let timeline_sender = timeline_sender.clone();
             let segments = segments.clone();
             handles.push(scope.spawn(move || -> Result<(u32, ShardMetrics), String> {
+                let _exit = ShardExit { shared, id };
                 if let Some(cpu) = plan.shards[id].cpu {
                     core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                 }
@@ -133,8 +158,6 @@ pub fn drive<T>(
                     shard.set_segment_sender(segments);
                 }
                 let result = shard.run();
-                // A shard that ended acknowledges every command: nobody waits on it.
-                shared.acked[id].store(u64::MAX, Ordering::SeqCst);
                 let metrics = shard.take_metrics();
                 match result {
                     Ok(()) => Ok((shard.segment(), metrics)),
@@ -159,15 +182,13 @@ pub fn drive<T>(
                 Err(_) => errors.push("a shard thread panicked".to_string()),
             }
         }
-        if !errors.is_empty() {
-            return Err(errors.join("; "));
-        }
         feed.drain();
         feed.merger.finish_all();
         Ok(Driven {
             final_metrics,
             samples: std::mem::take(&mut feed.merger.samples),
             outcome,
+            shard_errors: errors,
         })
     })
 }
@@ -188,8 +209,7 @@ fn coordinate(
             .map(|kib| kib * 1024)
     };
     let shards = plan.shards.len();
-    let stopped =
-        || shared.stop.load(Ordering::SeqCst) || crate::server::STOP.load(Ordering::Relaxed);
+    let stopped = || shared.stop.load(Ordering::SeqCst) || crate::sys::signal::stop_requested();
     while shared.shards_ready.load(Ordering::SeqCst) < shards {
         if stopped() {
             shared.stop.store(true, Ordering::SeqCst);

@@ -52,6 +52,29 @@ impl Pacer {
     pub fn issued(&self) -> u64 {
         self.issued
     }
+
+    /// Takes every event due at `now_ns` at once (they will not be sent: see the drop causes
+    /// in `engine/shard.rs`); returns how many. O(1): the count follows from the time.
+    pub fn skip_due(&mut self, now_ns: u64) -> u64 {
+        let Some(due) = self.next_due_ns() else {
+            return 0;
+        };
+        if due > now_ns {
+            return 0;
+        }
+        let due_total = if self.rate_per_s == 0 {
+            self.limit
+        } else {
+            // Event k is due when floor(k × 1e9 / rate) ≤ now − start, i.e. for
+            // k < (now − start + 1) × rate / 1e9.
+            let elapsed = (now_ns - self.start_ns) as u128 + 1;
+            (elapsed * self.rate_per_s as u128).div_ceil(1_000_000_000) as u64
+        };
+        let due_total = due_total.min(self.limit);
+        let skipped = due_total.saturating_sub(self.issued);
+        self.issued = self.issued.max(due_total);
+        skipped
+    }
 }
 
 /// xorshift64*: a few ns per draw, deterministic per seed, no allocation.
@@ -122,6 +145,38 @@ impl Mix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_due_takes_exactly_what_take_due_would() {
+        for rate in [1u64, 3, 7, 800, 1000, 33_333, 1_000_000_007] {
+            for now in [
+                0u64,
+                1,
+                999,
+                1_000_000,
+                2_999_999_999,
+                3_000_000_000,
+                12_345_678_901,
+            ] {
+                let mut by_steps = Pacer::new(5, rate, u64::MAX);
+                let mut stepped = 0;
+                while by_steps.take_due(now).is_some() && stepped < 100_000 {
+                    stepped += 1;
+                }
+                if stepped == 100_000 {
+                    continue;
+                }
+                let mut at_once = Pacer::new(5, rate, u64::MAX);
+                assert_eq!(at_once.skip_due(now), stepped, "rate {rate} now {now}");
+                assert_eq!(at_once.next_due_ns(), by_steps.next_due_ns());
+                assert_eq!(at_once.skip_due(now), 0);
+            }
+        }
+        let mut limited = Pacer::new(0, 1000, 3);
+        assert_eq!(limited.skip_due(10_000_000_000), 3);
+        assert_eq!(limited.next_due_ns(), None);
+        assert_eq!(Pacer::new(100, 1000, 9).skip_due(99), 0);
+    }
 
     #[test]
     fn pacer_spaces_events_and_stops_at_limit() {

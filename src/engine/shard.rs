@@ -113,6 +113,8 @@ struct Conn {
     /// attempts of this slot have failed so far (reset when one succeeds).
     method: u8,
     chain_pending: u8,
+    /// The shard's segment epoch when the request in flight was sent (see `Earlier`).
+    epoch: u8,
     session: SessionId,
 }
 
@@ -132,6 +134,7 @@ impl Conn {
         state: State::Free,
         method: 0,
         chain_pending: 0,
+        epoch: 0,
         session: SessionId::EMPTY,
     };
 }
@@ -156,6 +159,15 @@ pub struct Command {
     pub drop_fraction: f64,
     /// End every idle held session with `DELETE` and close its connection (cool_down).
     pub delete_sessions: bool,
+    /// A request in flight longer than this counts as stalled (its session is not answering);
+    /// zero = not judged.
+    pub stall_after: Duration,
+    /// A new value marks the fault instant: each shard notes the first success of a request
+    /// sent after it (`Shared::first_ok_after_mark_ns`).
+    pub mark: u64,
+    /// Closed loop: at most this many load requests in flight over all shards (0 = one per
+    /// session). The baseline runs with 1: the server's unloaded service time.
+    pub in_flight_max: u64,
 }
 
 /// One shard's metrics for one segment, handed over when the segment ends.
@@ -190,6 +202,19 @@ pub struct Shared {
     pub acked: Vec<AtomicU64>,
     /// 1 once a shard has sent DELETE for every idle held session and every answer is in.
     pub deletes_done: Vec<AtomicU64>,
+    /// Load requests in flight longer than the command's `stall_after` on sessions not `DOWN`
+    /// (refreshed every sweep).
+    pub stalled: Vec<AtomicU64>,
+    /// Send time (ns since `epoch`) of the oldest load request in flight; 0 = none (refreshed
+    /// every sweep).
+    pub oldest_in_flight_sent_ns: Vec<AtomicU64>,
+    /// When the first request sent after the command's `mark` succeeded (ns since `epoch`);
+    /// 0 = none yet.
+    pub first_ok_after_mark_ns: Vec<AtomicU64>,
+    /// 1 while a shard keeps an earlier segment open (requests of it still in flight). Stored
+    /// with Release after the segment is handed over, so a reader that sees 0 with Acquire
+    /// finds the figures in the segment channel.
+    pub earlier_open: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -216,9 +241,16 @@ impl Shared {
                 rate_per_s: 0,
                 drop_fraction: 0.0,
                 delete_sessions: false,
+                stall_after: Duration::ZERO,
+                mark: 0,
+                in_flight_max: 0,
             }),
             acked: per_shard(),
             deletes_done: per_shard(),
+            stalled: per_shard(),
+            oldest_in_flight_sent_ns: per_shard(),
+            first_ok_after_mark_ns: per_shard(),
+            earlier_open: per_shard(),
         }
     }
 
@@ -232,6 +264,13 @@ impl Shared {
         self.command_seq.fetch_add(1, Ordering::SeqCst) + 1
     }
 
+    /// No shard keeps an earlier segment open: every segment's figures are in the channel.
+    pub fn segments_settled(&self) -> bool {
+        self.earlier_open
+            .iter()
+            .all(|e| e.load(Ordering::Acquire) == 0)
+    }
+
     /// Every shard has applied command `seq` (or ended).
     pub fn all_acked(&self, seq: u64) -> bool {
         self.acked.iter().all(|a| a.load(Ordering::SeqCst) >= seq)
@@ -241,6 +280,30 @@ impl Shared {
         values.iter().map(|v| v.load(Ordering::Relaxed)).sum()
     }
 }
+
+/// The figures of the segment before the current one, kept open while requests intended in it
+/// are still in flight, so a phase's figures cover exactly the requests intended in it
+/// (ARCHITECTURE.md "Time and latency"): their answers land here, and it is handed over when
+/// the last one is in (or when the next boundary comes first).
+struct Earlier {
+    segment: u32,
+    epoch: u8,
+    in_flight: u64,
+    metrics: ShardMetrics,
+}
+
+/// Whose figures a finished request belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    Current,
+    Earlier,
+    /// Older than `Earlier`: already handed over; counted in `answers_after_their_segment`.
+    Older,
+}
+
+/// A due request this much later than intended is dropped (`dropped_generator_behind`)
+/// instead of sent stale.
+const GENERATOR_BEHIND_NS: u64 = 1_000_000_000;
 
 /// Handshakes (connect → initialized) a shard runs at once. Bounds the SQ backlog and the
 /// source-address ring below.
@@ -421,6 +484,19 @@ pub struct Shard<'a> {
     segment: u32,
     label: &'static str,
     segments: Option<Sender<SegmentMetrics>>,
+    /// Counts segment changes (mod 256), stamped on each request sent (`Conn::epoch`).
+    epoch: u8,
+    /// Load requests in flight that were sent in the current segment.
+    in_flight_current: u64,
+    earlier: Option<Earlier>,
+    /// See `Command::stall_after`, ns (0 = off).
+    stall_after_ns: u64,
+    /// This shard's share of `Command::in_flight_max` (u64::MAX = unlimited).
+    in_flight_max: u64,
+    /// See `Command::mark`: its value, when it was applied, and the first success since.
+    mark: u64,
+    mark_ns: u64,
+    first_ok_after_mark_ns: u64,
     /// Connections this shard opens (its share of the command's `hold`).
     hold_target: u32,
     /// Offered rate of this shard (0 = closed loop).
@@ -602,6 +678,14 @@ impl<'a> Shard<'a> {
             segment: 0,
             label: "ramp_up",
             segments: None,
+            epoch: 0,
+            in_flight_current: 0,
+            earlier: None,
+            stall_after_ns: 0,
+            in_flight_max: u64::MAX,
+            mark: 0,
+            mark_ns: 0,
+            first_ok_after_mark_ns: 0,
             hold_target: slice.connections,
             rate_per_s: rate_share(plan.rate_per_s),
             down: 0,
@@ -661,8 +745,26 @@ impl<'a> Shard<'a> {
             self.hold_target = 0;
             self.opened_base_pacer();
         }
-        if command.segment != self.segment {
+        let new_segment = command.segment != self.segment;
+        if new_segment {
+            if self.phase == Phase::Load && self.rate_per_s > 0 {
+                // Owed to the segment that ends, never inherited by the next one.
+                self.drop_due(Counter::dropped_phase_ended);
+            }
             self.flush_segment(command.segment);
+        }
+        self.stall_after_ns = command.stall_after.as_nanos().min(u64::MAX as u128) as u64;
+        self.in_flight_max = if command.in_flight_max == 0 {
+            u64::MAX
+        } else {
+            let shards = self.plan.shards.len() as u64;
+            command.in_flight_max / shards
+                + u64::from((self.id as u64) < command.in_flight_max % shards)
+        };
+        if command.mark != self.mark {
+            self.mark = command.mark;
+            self.mark_ns = self.now_ns;
+            self.first_ok_after_mark_ns = 0;
         }
         self.label = command.label;
         let total = self.plan.connections.max(1) as u128;
@@ -677,7 +779,7 @@ impl<'a> Shard<'a> {
             );
         }
         let rate = self.rate_share(command.rate_per_s);
-        if rate != self.rate_per_s || (command.load && self.phase == Phase::Ramp) {
+        if new_segment || rate != self.rate_per_s || (command.load && self.phase == Phase::Ramp) {
             self.rate_per_s = rate;
             self.request_pacer = Pacer::new(self.now_ns, rate, u64::MAX);
         }
@@ -717,14 +819,97 @@ impl<'a> Shard<'a> {
         self.second_ok_base = 0;
         self.second_failed_base = 0;
         let segment = std::mem::replace(&mut self.segment, next);
-        if let Some(sender) = &self.segments {
-            // The coordinator outlives every shard; a closed channel means it no longer wants
-            // the figures.
-            let _ = sender.send(SegmentMetrics {
+        // One segment is kept open at a time: an older one goes now, and answers to what it
+        // still has in flight are counted as `answers_after_their_segment`.
+        self.hand_over_earlier();
+        if self.in_flight_current > 0 {
+            self.earlier = Some(Earlier {
                 segment,
-                shard: self.id,
+                epoch: self.epoch,
+                in_flight: self.in_flight_current,
                 metrics: ended,
             });
+        } else {
+            self.hand_over(segment, ended);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        self.in_flight_current = 0;
+    }
+
+    fn hand_over(&mut self, segment: u32, metrics: ShardMetrics) {
+        match &self.segments {
+            // The coordinator outlives every shard; a closed channel means it no longer wants
+            // the figures.
+            Some(sender) => {
+                let _ = sender.send(SegmentMetrics {
+                    segment,
+                    shard: self.id,
+                    metrics,
+                });
+            }
+            None => self.metrics.merge(&metrics),
+        }
+    }
+
+    fn hand_over_earlier(&mut self) {
+        if let Some(earlier) = self.earlier.take() {
+            self.hand_over(earlier.segment, earlier.metrics);
+        }
+    }
+
+    /// The earlier segment's last request is in: its figures are complete.
+    fn settle_earlier(&mut self) {
+        if self.earlier.as_ref().is_some_and(|e| e.in_flight == 0) {
+            self.hand_over_earlier();
+        }
+    }
+
+    /// Takes every request due now without sending it, counted as dropped by `cause`.
+    fn drop_due(&mut self, cause: Counter) {
+        let dropped = self.request_pacer.skip_due(self.now_ns);
+        if dropped > 0 {
+            self.metrics.add_to(cause, dropped);
+            self.metrics.add_to(Counter::requests_dropped, dropped);
+            self.metrics.add_to(Counter::requests_offered, dropped);
+        }
+    }
+
+    /// Starts a load request (or a DELETE) on a Ready connection: it is in flight from now,
+    /// stamped with the current segment.
+    fn start_request(&mut self, r: usize, slot: u32, method: Method, intended_ns: u64) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn_set_state(conn, State::Awaiting);
+        conn.epoch = self.epoch;
+        self.in_flight += 1;
+        self.in_flight_current += 1;
+        if method != Method::Delete {
+            self.metrics.incr(Counter::requests_sent);
+        }
+        self.send_request(r, slot, method, intended_ns);
+    }
+
+    /// The request in flight on `slot` ended: out of the in-flight counts; whose figures it
+    /// belongs to.
+    fn end_request(&mut self, r: usize, slot: u32) -> Bucket {
+        self.in_flight -= 1;
+        let epoch = self.rings[r].conns[slot as usize].epoch;
+        if epoch == self.epoch {
+            self.in_flight_current -= 1;
+            return Bucket::Current;
+        }
+        match &mut self.earlier {
+            Some(earlier) if earlier.epoch == epoch => {
+                earlier.in_flight -= 1;
+                Bucket::Earlier
+            }
+            _ => Bucket::Older,
+        }
+    }
+
+    fn bucket(&mut self, bucket: Bucket) -> &mut ShardMetrics {
+        match (bucket, &mut self.earlier) {
+            (Bucket::Earlier, Some(earlier)) => &mut earlier.metrics,
+            _ => &mut self.metrics,
         }
     }
 
@@ -757,8 +942,7 @@ impl<'a> Shard<'a> {
     fn abort_connection(&mut self, r: usize, slot: u32) {
         let state = self.rings[r].conns[slot as usize].state;
         if state == State::Awaiting {
-            self.metrics.incr(Counter::requests_connection_lost);
-            self.fail_request(r, slot, Counter::error_fault_dropped);
+            self.fail_request(r, slot, Counter::error_fault_dropped, true);
         } else {
             self.metrics.incr(Counter::error_fault_dropped);
         }
@@ -883,6 +1067,7 @@ impl<'a> Shard<'a> {
                         "a request was neither finished nor failed"
                     );
                 }
+                self.hand_over_earlier();
                 self.close_second();
                 return Ok(());
             }
@@ -924,6 +1109,11 @@ impl<'a> Shard<'a> {
             self.shared.failed[self.id].store(self.failed_for_good, Ordering::Relaxed);
             self.shared.in_flight[self.id].store(self.in_flight, Ordering::Relaxed);
             self.shared.down[self.id].store(self.down, Ordering::Relaxed);
+            self.shared.first_ok_after_mark_ns[self.id]
+                .store(self.first_ok_after_mark_ns, Ordering::Relaxed);
+            self.settle_earlier();
+            self.shared.earlier_open[self.id]
+                .store(u64::from(self.earlier.is_some()), Ordering::Release);
             while self.now_ns >= self.second_end_ns {
                 self.close_second();
                 self.second_end_ns += 1_000_000_000;
@@ -951,6 +1141,9 @@ impl<'a> Shard<'a> {
                 }
             },
             held: self.held,
+            answering: self
+                .held
+                .saturating_sub(self.down + self.shared.stalled[self.id].load(Ordering::Relaxed)),
             ok: ok - self.second_ok_base + self.second_ok_carry,
             errors: failed - self.second_failed_base + self.second_failed_carry,
             latency,
@@ -1023,7 +1216,7 @@ impl<'a> Shard<'a> {
                     continue;
                 }
                 if state == State::Awaiting {
-                    self.fail_request(r, slot, Counter::error_unfinished_at_end);
+                    self.fail_request(r, slot, Counter::error_unfinished_at_end, false);
                 }
                 let conn = &mut self.rings[r].conns[slot as usize];
                 conn.flags &= !RECONNECT;
@@ -1454,9 +1647,23 @@ impl<'a> Shard<'a> {
                 self.metrics.incr(Counter::send_window_full);
                 return;
             }
+            if !open_model && self.in_flight_current >= self.in_flight_max {
+                return;
+            }
             if open_model {
                 match self.request_pacer.next_due_ns() {
-                    Some(due) if due <= self.now_ns && self.idle_head != NONE => {}
+                    Some(due) if due <= self.now_ns => {
+                        if self.idle_head == NONE {
+                            // Every session has a request in flight: what is due cannot go
+                            // out (one request per HTTP/1.1 connection at a time).
+                            self.drop_due(Counter::dropped_no_idle_session);
+                            return;
+                        }
+                        if self.now_ns - due > GENERATOR_BEHIND_NS {
+                            self.drop_due(Counter::dropped_generator_behind);
+                            return;
+                        }
+                    }
                     _ => return,
                 }
             }
@@ -1474,14 +1681,13 @@ impl<'a> Shard<'a> {
             } else {
                 self.now_ns
             };
+            // An idle session was there, so a late send is the generator's own delay.
             if self.now_ns.saturating_sub(intended_ns) > LATE_SEND_NS {
                 self.metrics.incr(Counter::late_sends);
             }
             let method = self.mix.pick(&mut self.rng);
-            conn_set_state(&mut self.rings[r].conns[slot as usize], State::Awaiting);
-            self.in_flight += 1;
-            self.metrics.incr(Counter::requests_sent);
-            self.send_request(r, slot, method, intended_ns);
+            self.metrics.incr(Counter::requests_offered);
+            self.start_request(r, slot, method, intended_ns);
         }
     }
 
@@ -1519,9 +1725,7 @@ impl<'a> Shard<'a> {
             if conn.flags & HELD == 0 || conn.state != State::Ready || conn.session.is_empty() {
                 continue;
             }
-            conn_set_state(conn, State::Awaiting);
-            self.in_flight += 1;
-            self.send_request(r, slot, Method::Delete, self.now_ns);
+            self.start_request(r, slot, Method::Delete, self.now_ns);
         }
         if self.in_flight == 0 {
             self.shared.deletes_done[self.id].store(1, Ordering::Relaxed);
@@ -1530,7 +1734,7 @@ impl<'a> Shard<'a> {
 
     /// The answer to a `DELETE`: the session is over either way; close its connection.
     fn on_delete_response(&mut self, r: usize, slot: u32, status: u16) {
-        self.in_flight -= 1;
+        self.end_request(r, slot);
         if matches!(status, 200 | 202 | 204) {
             self.metrics.incr(Counter::sessions_deleted);
         } else {
@@ -1551,18 +1755,23 @@ impl<'a> Shard<'a> {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn_set_state(conn, State::Ready);
         if self.commanded && self.phase == Phase::Load && conn.flags & DOWN != 0 {
-            // A session back after losing its connection: probe it with a ping at once, so
-            // the recovery time measures the server, not the wait for its turn in the load.
-            // If it is still linked in the idle FIFO, the pop skips it while it is Awaiting.
-            conn_set_state(conn, State::Awaiting);
-            self.in_flight += 1;
-            self.metrics.incr(Counter::requests_sent);
-            self.send_request(r, slot, Method::Ping, self.now_ns);
+            // A session back after losing its connection: probe it with a request of the
+            // mix at once, so the recovery time measures the server, not the wait for its
+            // turn in the load. If it is still linked in the idle FIFO, the pop skips it
+            // while it is Awaiting.
+            let method = self.mix.pick(&mut self.rng);
+            self.metrics.incr(Counter::probes_sent);
+            self.start_request(r, slot, method, self.now_ns);
             return;
         }
         if conn.flags & IDLE_QUEUED != 0 {
             return; // still linked from before a reconnect: the pop will find it Ready
         }
+        if self.idle_head == NONE && self.phase == Phase::Load && self.rate_per_s > 0 {
+            // No session was idle until now: what fell due meanwhile could not be sent.
+            self.drop_due(Counter::dropped_no_idle_session);
+        }
+        let conn = &mut self.rings[r].conns[slot as usize];
         conn.flags |= IDLE_QUEUED;
         conn.next_idle = NONE;
         let index = r as u32 * self.plan.slots_per_ring + slot;
@@ -1598,20 +1807,27 @@ impl<'a> Shard<'a> {
         Some((r, slot))
     }
 
-    /// Ends the request in flight on `slot` as failed with `cause`.
-    fn fail_request(&mut self, r: usize, slot: u32, cause: Counter) {
-        let conn = &mut self.rings[r].conns[slot as usize];
-        match conn.state {
-            State::Awaiting => {
-                conn_set_state(conn, State::Ready);
-                self.in_flight -= 1;
-                self.metrics.incr(Counter::requests_failed);
-                self.metrics.incr(cause);
-            }
-            State::Initializing | State::Initialized | State::Connecting => {
-                self.metrics.incr(cause);
-            }
-            _ => self.metrics.incr(cause),
+    /// Ends the request in flight on `slot` as failed with `cause` (also counted as lost with
+    /// its connection when `lost`), in the figures of the segment it was sent in.
+    fn fail_request(&mut self, r: usize, slot: u32, cause: Counter, lost: bool) {
+        if self.rings[r].conns[slot as usize].state != State::Awaiting {
+            self.metrics.incr(cause);
+            return;
+        }
+        conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
+        let bucket = self.end_request(r, slot);
+        if bucket == Bucket::Older {
+            self.metrics.incr(Counter::answers_after_their_segment);
+            return;
+        }
+        if bucket == Bucket::Earlier {
+            self.second_failed_carry += 1;
+        }
+        let metrics = self.bucket(bucket);
+        metrics.incr(Counter::requests_failed);
+        metrics.incr(cause);
+        if lost {
+            metrics.incr(Counter::requests_connection_lost);
         }
     }
 
@@ -1621,10 +1837,7 @@ impl<'a> Shard<'a> {
         let state = self.rings[r].conns[slot as usize].state;
         match state {
             State::Closing | State::Free | State::Failed | State::Done => return,
-            State::Awaiting => {
-                self.metrics.incr(Counter::requests_connection_lost);
-                self.fail_request(r, slot, cause)
-            }
+            State::Awaiting => self.fail_request(r, slot, cause, true),
             State::Connecting => {
                 // The chain's own completions settle the handshake count and the ramp.
                 self.metrics.incr(cause);
@@ -1820,7 +2033,7 @@ impl<'a> Shard<'a> {
                 self.metrics.initialize.saturating_record(latency_us);
                 self.metrics.incr(Counter::sessions_established);
                 self.end_handshake(r, slot);
-                self.answered(r, slot);
+                // Not yet `answered`: a session is back when a load request on it succeeds.
                 self.establish(r, slot);
                 self.after_response(r, slot, &summary);
             }
@@ -1857,18 +2070,22 @@ impl<'a> Shard<'a> {
                     (500..=599, _) => Err(Counter::error_http_5xx),
                     _ => Err(Counter::error_http_other),
                 };
-                self.metrics
-                    .record_request(method, latency_corrected_us, latency_uncorrected_us);
-                self.in_flight -= 1;
                 conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
-                match outcome {
-                    Ok(()) => {
-                        self.metrics.incr(Counter::requests_ok);
-                        self.answered(r, slot);
-                    }
-                    Err(cause) => {
-                        self.metrics.incr(Counter::requests_failed);
-                        self.metrics.incr(cause);
+                self.record_answer(
+                    r,
+                    slot,
+                    method,
+                    latency_corrected_us,
+                    latency_uncorrected_us,
+                    outcome,
+                );
+                if outcome.is_ok() {
+                    self.answered(r, slot);
+                    if self.mark != 0
+                        && self.first_ok_after_mark_ns == 0
+                        && conn.sent_ns >= self.mark_ns
+                    {
+                        self.first_ok_after_mark_ns = self.now_ns;
                     }
                 }
                 if outcome == Err(Counter::error_http_503) && summary.keep_alive {
@@ -1892,6 +2109,49 @@ impl<'a> Shard<'a> {
                 self.after_response(r, slot, &summary);
             }
             _ => self.connection_broke(r, slot, Counter::error_unexpected_bytes),
+        }
+    }
+
+    /// Records an answered load request in the figures of the segment it was sent in.
+    fn record_answer(
+        &mut self,
+        r: usize,
+        slot: u32,
+        method: Method,
+        latency_corrected_us: u64,
+        latency_uncorrected_us: u64,
+        outcome: Result<(), Counter>,
+    ) {
+        let bucket = self.end_request(r, slot);
+        match bucket {
+            Bucket::Older => {
+                self.metrics.incr(Counter::answers_after_their_segment);
+                return;
+            }
+            Bucket::Earlier => {
+                // The timeline is per second of the run, whatever segment the request was in.
+                self.metrics.second.saturating_record(
+                    latency_corrected_us.clamp(1, super::metrics::LATENCY_US_MAX),
+                );
+                match outcome {
+                    Ok(()) => self.second_ok_carry += 1,
+                    Err(_) => self.second_failed_carry += 1,
+                }
+                let metrics = self.bucket(bucket);
+                metrics.record_latency(method, latency_corrected_us, latency_uncorrected_us);
+            }
+            Bucket::Current => {
+                self.metrics
+                    .record_request(method, latency_corrected_us, latency_uncorrected_us)
+            }
+        }
+        let metrics = self.bucket(bucket);
+        match outcome {
+            Ok(()) => metrics.incr(Counter::requests_ok),
+            Err(cause) => {
+                metrics.incr(Counter::requests_failed);
+                metrics.incr(cause);
+            }
         }
     }
 
@@ -2079,8 +2339,13 @@ impl<'a> Shard<'a> {
         if self.now_ns < self.next_sweep_ns {
             return;
         }
-        let interval = (self.plan.connect_timeout.min(self.plan.request_timeout) / 10)
-            .clamp(SWEEP_INTERVAL_MIN, SWEEP_INTERVAL_MAX);
+        let mut interval = self.plan.connect_timeout.min(self.plan.request_timeout) / 10;
+        if self.stall_after_ns > 0 {
+            interval = interval.min(Duration::from_nanos(self.stall_after_ns / 4));
+        }
+        let interval = interval.clamp(SWEEP_INTERVAL_MIN, SWEEP_INTERVAL_MAX);
+        let mut stalled = 0u64;
+        let mut oldest_sent_ns = u64::MAX;
         self.next_sweep_ns = self.now_ns + interval.as_nanos() as u64;
         let connect_timeout_ns = self.plan.connect_timeout.as_nanos() as u64;
         let request_timeout_ns = self.plan.request_timeout.as_nanos() as u64;
@@ -2108,10 +2373,26 @@ impl<'a> Shard<'a> {
                     {
                         self.connection_broke(r, slot, Counter::error_request_timeout);
                     }
+                    State::Awaiting if conn.method != Method::Delete as u8 => {
+                        oldest_sent_ns = oldest_sent_ns.min(conn.sent_ns);
+                        if self.stall_after_ns > 0
+                            && waited_ns > self.stall_after_ns
+                            && conn.flags & DOWN == 0
+                        {
+                            stalled += 1;
+                        }
+                    }
                     _ => {}
                 }
             }
         }
+        self.shared.stalled[self.id].store(stalled, Ordering::Relaxed);
+        let oldest = if oldest_sent_ns == u64::MAX {
+            0
+        } else {
+            oldest_sent_ns.max(1)
+        };
+        self.shared.oldest_in_flight_sent_ns[self.id].store(oldest, Ordering::Relaxed);
     }
 
     // ---- dispatch ------------------------------------------------------------------------

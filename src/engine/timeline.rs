@@ -24,6 +24,8 @@ pub struct SecondSlice {
     pub second: u64,
     pub phase: &'static str,
     pub held: u64,
+    /// Held sessions answering (held − down − stalled at the shard's last sweep).
+    pub answering: u64,
     pub ok: u64,
     pub errors: u64,
     /// Corrected latencies of the requests completed in this second.
@@ -52,6 +54,7 @@ impl TimelineMerger {
             Some((reported, merged)) => {
                 *reported += 1;
                 merged.held += slice.held;
+                merged.answering += slice.answering;
                 merged.ok += slice.ok;
                 merged.errors += slice.errors;
                 // Same bounds on both sides: `add` only fails on a range mismatch.
@@ -98,6 +101,7 @@ impl TimelineMerger {
             t_s: second as f64,
             phase: slice.phase.to_string(),
             sessions_held: slice.held,
+            sessions_answering: slice.answering,
             throughput_rps: slice.ok as f64,
             errors: slice.errors,
             latency_us_p50: quantile(0.50),
@@ -127,6 +131,7 @@ mod tests {
             second,
             phase,
             held: 10,
+            answering: 9,
             ok,
             errors: 1,
             latency,
@@ -152,6 +157,7 @@ mod tests {
         assert_eq!(one.throughput_rps, 200.0);
         assert_eq!(one.errors, 2);
         assert_eq!(one.sessions_held, 20);
+        assert_eq!(one.sessions_answering, 18);
         assert_eq!(one.latency_us_p50, 100);
         assert_eq!(
             merger.samples[2].sessions_held, 10,

@@ -269,6 +269,7 @@ fn verdict_class(verdict: Verdict) -> (&'static str, &'static str) {
         Verdict::Invalid => ("invalid", "INVALID"),
         Verdict::Skipped => ("skip", "SKIPPED"),
         Verdict::NotMeasured => ("fail", "NOT MEASURED"),
+        Verdict::Info => ("skip", "info"),
     }
 }
 
@@ -288,15 +289,24 @@ pub fn render(report: &RunReport) -> String {
         .max(report.series.last().map_or(0.0, |s| s.t_s));
     let series = &report.series;
     let sessions = time_chart(
-        "Sessions held",
+        "Sessions held and answering (a fault shows as the gap between them)",
         &|v| short_number(v),
-        &[Series {
-            name: "sessions held",
-            points: series
-                .iter()
-                .map(|s| (s.t_s, s.sessions_held as f64))
-                .collect(),
-        }],
+        &[
+            Series {
+                name: "sessions held",
+                points: series
+                    .iter()
+                    .map(|s| (s.t_s, s.sessions_held as f64))
+                    .collect(),
+            },
+            Series {
+                name: "sessions answering",
+                points: series
+                    .iter()
+                    .map(|s| (s.t_s, s.sessions_answering as f64))
+                    .collect(),
+            },
+        ],
         &bands,
         x_max,
     );
@@ -420,9 +430,13 @@ svg .legend {{ font-size: 12px; fill: #1d2329; }} svg .grid {{ stroke: #edf0f3; 
         };
         let _ = write!(
             html,
-            r#"<tr><td>{}</td><td class="l">{:?}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="l wrap {}">{}</td></tr>"#,
+            r#"<tr><td>{}</td><td class="l">{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="l wrap {}">{}</td></tr>"#,
             escape(&p.name),
-            p.status,
+            if p.saturation.is_some() && p.status == PhaseStatus::Completed {
+                "SATURATED".to_string()
+            } else {
+                format!("{:?}", p.status)
+            },
             p.duration_s,
             format_count(p.sessions.held_max),
             format_count(p.requests.ok + p.requests.errors),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version tag of the JSON layout; bump on incompatible changes.
-pub const SCHEMA_ID: &str = "mcpstorm.run/1";
+pub const SCHEMA_ID: &str = "mcpstorm.run/2";
 
 /// The six phases, in order. Their names in JSON are exactly these.
 pub const PHASE_NAMES: [&str; 6] = [
@@ -88,13 +88,27 @@ pub struct Sessions {
     pub established_per_s: Option<f64>,
 }
 
+/// Every request a phase intended, accounted for: `offered = sent − probes + dropped`, and
+/// each sent request is ok, an error, or in flight at the end.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Requests {
+    /// Intended by the schedule (open model), or sent (closed loop).
+    pub offered: u64,
     pub sent: u64,
+    /// Sent outside the schedule: one request at once on each session back from a lost
+    /// connection (recovery measures the server, not the session's turn).
+    pub probes: u64,
+    /// Offered but never sent, by cause (`no_idle_session`: the server had every session
+    /// busy; `generator_behind`; `phase_ended`).
+    pub dropped: u64,
+    pub dropped_by_cause: BTreeMap<String, u64>,
     pub ok: u64,
     pub errors: u64,
-    /// In flight when the phase ended (or at a fault): counted, never dropped silently.
+    /// In flight when the phase ended (or at a fault): counted, never dropped silently. Their
+    /// answers, if they come, are still this phase's.
     pub in_flight_at_end: u64,
+    /// Age of the oldest of them, ms.
+    pub in_flight_oldest_ms: Option<f64>,
 }
 
 impl Requests {
@@ -103,6 +117,23 @@ impl Requests {
         let done = self.ok + self.errors;
         (done > 0).then(|| self.errors as f64 * 100.0 / done as f64)
     }
+}
+
+/// The server could not carry the offered load: requests fell due while every session had
+/// one in flight. Judged on the server's figures (the SLA rows FAIL), never INVALID.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Saturation {
+    pub offered_rps: f64,
+    pub achieved_rps: f64,
+    pub dropped_no_idle_session: u64,
+    /// Dropped (no idle session) ÷ offered, percent.
+    pub dropped_pct: f64,
+}
+
+impl Saturation {
+    /// A phase is saturated when more than this share of its offered requests found no idle
+    /// session.
+    pub const DROPPED_PCT_MAX: f64 = 1.0;
 }
 
 /// The generator's own health: a phase where it fell behind is INVALID, never PASS.
@@ -185,12 +216,32 @@ pub struct CpuFigures {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Recovery {
     pub fault: String,
-    /// Fault → ≥ 99 % of sessions re-established and answering; `None` = never recovered.
+    /// Fault → ≥ 99 % of sessions answering again, after the last moment fewer did; `None` =
+    /// never recovered.
     pub recovery_s: Option<f64>,
     pub sessions_before: u64,
     pub sessions_restored: u64,
-    /// Requests in flight at the fault, counted as lost.
+    /// Requests in flight on connections that broke, counted as lost.
     pub requests_lost: u64,
+    /// A session answers when its last request succeeded after the fault and none is stalled
+    /// longer than this on it, ms.
+    pub stall_after_ms: f64,
+    pub curve: RecoveryCurve,
+    /// Host TCP counters over the phase (deltas of /proc/net/netstat and /proc/net/snmp; the
+    /// whole network namespace, not only this run): what limited a slow recovery.
+    pub kernel_tcp: BTreeMap<String, u64>,
+}
+
+/// How the sessions came back after the fault, seconds from the fault.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RecoveryCurve {
+    /// The first success of a request sent after the fault.
+    pub first_success_s: Option<f64>,
+    /// Fewest sessions answering at any sample after the fault.
+    pub answering_min: u64,
+    pub to_50pct_s: Option<f64>,
+    pub to_90pct_s: Option<f64>,
+    pub to_99pct_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -244,6 +295,15 @@ pub struct PhaseReport {
     pub recovery: Option<Recovery>,
     pub capacity: Option<Capacity>,
     pub leak: Option<Leak>,
+    /// Set when the server could not carry the offered load (see `Saturation`).
+    pub saturation: Option<Saturation>,
+    /// How the offered load was chosen (e.g. derived from a probe of what the server carries).
+    pub offered_from: Option<String>,
+    /// Closed loop with at most this many requests in flight (the baseline runs with 1).
+    pub in_flight_max: Option<u64>,
+    /// ramp_up: the closed-loop probe of what the server carries, run after the ramp when no
+    /// --rate was given (its requests are in no other phase).
+    pub rate_probe: Option<RateProbe>,
     /// The phase's merged corrected-latency histogram: HdrHistogram V2 + deflate, base64.
     pub histogram: Option<String>,
     /// A human note (why aborted, what the fault was, …).
@@ -277,10 +337,24 @@ impl PhaseReport {
             recovery: None,
             capacity: None,
             leak: None,
+            saturation: None,
+            offered_from: None,
+            in_flight_max: None,
+            rate_probe: None,
             histogram: None,
             note: None,
         }
     }
+}
+
+/// A short closed-loop load over the held sessions: what the server carries.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RateProbe {
+    pub duration_s: f64,
+    pub in_flight_max: u64,
+    pub requests: Requests,
+    pub achieved_rps: f64,
+    pub latency_us: Percentiles,
 }
 
 /// One point per second of the run, merged across shards.
@@ -289,6 +363,9 @@ pub struct SecondSample {
     pub t_s: f64,
     pub phase: String,
     pub sessions_held: u64,
+    /// Held sessions that are answering: not down after a lost connection, no request
+    /// stalled (see `Recovery::stall_after_ms`).
+    pub sessions_answering: u64,
     pub throughput_rps: f64,
     pub errors: u64,
     pub latency_us_p50: u64,
@@ -399,9 +476,8 @@ mod tests {
         assert_eq!(
             Requests {
                 sent: 10,
-                ok: 0,
-                errors: 0,
-                in_flight_at_end: 10
+                in_flight_at_end: 10,
+                ..Requests::default()
             }
             .error_rate_pct(),
             None
@@ -411,7 +487,7 @@ mod tests {
                 sent: 1000,
                 ok: 999,
                 errors: 1,
-                in_flight_at_end: 0
+                ..Requests::default()
             }
             .error_rate_pct(),
             Some(0.1)
@@ -437,10 +513,11 @@ pub fn sample_report() -> RunReport {
             established_per_s: (i == 1).then_some(20_000.0),
         };
         p.requests = Requests {
+            offered: 100_000,
             sent: 100_000,
             ok: 99_990,
             errors: 10,
-            in_flight_at_end: 0,
+            ..Requests::default()
         };
         p.offered_rps = Some(10_000.0);
         p.throughput_rps = 10_500.0;
@@ -480,6 +557,15 @@ pub fn sample_report() -> RunReport {
                 sessions_before: 1000,
                 sessions_restored: 1000,
                 requests_lost: 4,
+                stall_after_ms: 100.0,
+                curve: RecoveryCurve {
+                    first_success_s: Some(1.0),
+                    answering_min: 0,
+                    to_50pct_s: Some(1.1),
+                    to_90pct_s: Some(1.15),
+                    to_99pct_s: Some(1.2),
+                },
+                kernel_tcp: BTreeMap::from([("TcpExt.ListenOverflows".to_string(), 3)]),
             });
         }
         if *name == "performance" {
@@ -524,6 +610,7 @@ pub fn sample_report() -> RunReport {
             t_s: s as f64,
             phase: PHASE_NAMES[(s / 10) as usize].into(),
             sessions_held: 1000,
+            sessions_answering: 1000 - (s % 10 == 3) as u64 * 500,
             throughput_rps: 10_000.0,
             errors: (s % 7 == 0) as u64,
             latency_us_p50: 300,

@@ -21,6 +21,8 @@ pub enum Verdict {
     /// The figure should exist but does not (phase aborted, not run, or not measurable).
     NotMeasured,
     Fail,
+    /// A figure shown beside the SLAs, not judged (the load host's own memory).
+    Info,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -197,6 +199,11 @@ fn judge(
     } else {
         Verdict::Pass
     };
+    if let Some(saturation) = &phase.saturation
+        && r.note.is_none()
+    {
+        r.note = Some(saturation_note(saturation));
+    }
     if phase.status != PhaseStatus::Completed && r.verdict == Verdict::Pass {
         r.note = Some(
             format!(
@@ -302,34 +309,27 @@ pub fn evaluate(spec: &SlaSpec, phases: &[PhaseReport]) -> Vec<SlaRow> {
                 ..r
             },
             Ok(p) => {
+                // The SLA is about the server under test; the load host's own figure is
+                // never a stand-in for it.
                 let memory = p.memory.clone().unwrap_or_default();
-                // The server's figure is what the SLA is about when we can measure it.
-                let (actual, whose) = match (
-                    memory.server_user_bytes_per_conn,
-                    memory.client_user_bytes_per_conn,
-                ) {
-                    (Some(server), _) => (Some(server), "server"),
-                    (None, Some(client)) => (Some(client), "client (server not measurable)"),
-                    (None, None) => (None, "none"),
-                };
-                let mut r = judge(
-                    r,
-                    p,
-                    actual,
-                    actual.map_or("—".into(), |a| format!("{a:.0} B ({whose})")),
-                    |a| a < bound,
-                );
-                if let (Some(server), Some(client)) = (
-                    memory.server_user_bytes_per_conn,
-                    memory.client_user_bytes_per_conn,
-                ) {
-                    r.note = Some(format!(
-                        "server {server:.0} B, client {client:.0} B per connection"
-                    ));
+                match memory.server_user_bytes_per_conn {
+                    Some(server) => judge(r, p, Some(server), format!("{server:.0} B (server)"), |a| {
+                        a < bound
+                    }),
+                    None => SlaRow {
+                        note: Some(
+                            "the server's memory is not measurable: give --server-pid (the embedded server is measured on its own)"
+                                .into(),
+                        ),
+                        ..r
+                    },
                 }
-                r
             }
         });
+    }
+    rows.extend(client_memory_row(find("sustained")));
+    if find("sustained").is_some() {
+        rows.push(offered_load_row(find("sustained")));
     }
     if let Some(bound) = spec.recovery_s {
         let r = row(
@@ -368,6 +368,76 @@ pub fn evaluate(spec: &SlaSpec, phases: &[PhaseReport]) -> Vec<SlaRow> {
     rows
 }
 
+/// The load host's own bytes per connection: shown beside the SLAs, never judged (the SLA is
+/// the server's).
+fn client_memory_row(phase: Option<&PhaseReport>) -> Option<SlaRow> {
+    let client = phase?.memory.as_ref()?.client_user_bytes_per_conn?;
+    Some(SlaRow {
+        actual: format!("{client:.0} B"),
+        actual_value: Some(client),
+        verdict: Verdict::Info,
+        note: Some("mcpstorm's own user memory per held connection (the load host's cost)".into()),
+        ..row(
+            "client_memory_per_connection",
+            "sustained",
+            "(load host, not judged)".into(),
+            0.0,
+        )
+    })
+}
+
+/// Did the server carry the offered load? FAIL when more than
+/// `Saturation::DROPPED_PCT_MAX` of the offered requests found every session busy.
+fn offered_load_row(phase: Option<&PhaseReport>) -> SlaRow {
+    let bound = super::Saturation::DROPPED_PCT_MAX;
+    let r = row(
+        "offered_load_carried",
+        "sustained",
+        format!("< {bound}% dropped (no idle session)"),
+        bound,
+    );
+    let p = match phase_gate(phase) {
+        Err((verdict, note)) => {
+            return SlaRow {
+                verdict,
+                note: Some(note),
+                ..r
+            };
+        }
+        Ok(p) => p,
+    };
+    if p.offered_rps.is_none() {
+        return SlaRow {
+            verdict: Verdict::Skipped,
+            note: Some("closed loop: nothing is offered beyond what the server answers".into()),
+            ..r
+        };
+    }
+    let dropped = p
+        .requests
+        .dropped_by_cause
+        .get("no_idle_session")
+        .copied()
+        .unwrap_or(0);
+    let offered = p.requests.offered;
+    let actual = (offered > 0).then(|| dropped as f64 * 100.0 / offered as f64);
+    let text = actual.map_or("—".into(), |a| {
+        format!("{a:.2}% ({dropped} of {offered})")
+    });
+    let mut r = judge(r, p, actual, text, |a| a <= bound);
+    if let Some(saturation) = &p.saturation {
+        r.note = Some(saturation_note(saturation));
+    }
+    r
+}
+
+fn saturation_note(s: &super::Saturation) -> String {
+    format!(
+        "SATURATED: the server carried {:.0} of {:.0} req/s offered",
+        s.achieved_rps, s.offered_rps
+    )
+}
+
 /// Overall verdict: FAIL if any row failed or was not measured, else INVALID if any row was
 /// invalid, else PASS (skipped rows do not count).
 pub fn overall(rows: &[SlaRow]) -> Verdict {
@@ -399,15 +469,17 @@ mod tests {
             max: p95_us * 3,
         };
         p.requests = Requests {
+            offered: ok + errors,
             sent: ok + errors,
             ok,
             errors,
-            in_flight_at_end: 0,
+            ..Requests::default()
         };
         p.throughput_rps = rps;
         p.offered_rps = Some(rps);
         p.memory = Some(MemoryFigures {
             client_user_bytes_per_conn: Some(120.0),
+            server_user_bytes_per_conn: Some(70.0),
             ..MemoryFigures::default()
         });
         p
@@ -421,6 +493,9 @@ mod tests {
             sessions_before: 1000,
             sessions_restored: if seconds.is_some() { 1000 } else { 10 },
             requests_lost: 3,
+            stall_after_ms: 100.0,
+            curve: Default::default(),
+            kernel_tcp: Default::default(),
         });
         p
     }
@@ -438,7 +513,19 @@ mod tests {
                 recovery_phase(Some(1.5)),
             ],
         );
-        assert!(rows.iter().all(|r| r.verdict == Verdict::Pass), "{rows:#?}");
+        assert!(
+            rows.iter()
+                .all(|r| matches!(r.verdict, Verdict::Pass | Verdict::Info)),
+            "{rows:#?}"
+        );
+        assert_eq!(
+            verdict_of(&rows, "client_memory_per_connection").actual,
+            "120 B"
+        );
+        assert_eq!(
+            verdict_of(&rows, "offered_load_carried").verdict,
+            Verdict::Pass
+        );
         assert_eq!(overall(&rows), Verdict::Pass);
         assert_eq!(verdict_of(&rows, "p95_latency").actual, "20.0 ms");
         assert_eq!(verdict_of(&rows, "p95_latency").target, "< 100.0 ms");
@@ -487,6 +574,44 @@ mod tests {
         let memory = verdict_of(&rows, "memory_per_connection");
         assert_eq!(memory.verdict, Verdict::Fail);
         assert!(memory.actual.contains("(server)"));
+        // Without a server figure the load host's memory is never a stand-in for it.
+        let mut unmeasured = sustained(1000, 1000, 0, 20_000.0);
+        unmeasured.memory = Some(MemoryFigures {
+            client_user_bytes_per_conn: Some(52_613.0),
+            ..Default::default()
+        });
+        let rows = evaluate(
+            &SlaSpec::default(),
+            &[unmeasured, recovery_phase(Some(1.0))],
+        );
+        let memory = verdict_of(&rows, "memory_per_connection");
+        assert_eq!(memory.verdict, Verdict::NotMeasured);
+        assert!(memory.note.as_deref().unwrap().contains("--server-pid"));
+        assert_eq!(
+            verdict_of(&rows, "client_memory_per_connection").verdict,
+            Verdict::Info
+        );
+        // A server that did not carry the offered load: FAIL on its figures, never INVALID.
+        let mut saturated = sustained(1000, 800, 0, 800.0);
+        saturated.offered_rps = Some(1000.0);
+        saturated.requests.offered = 1000;
+        saturated.requests.dropped = 200;
+        saturated
+            .requests
+            .dropped_by_cause
+            .insert("no_idle_session".into(), 200);
+        saturated.saturation = Some(crate::report::Saturation {
+            offered_rps: 1000.0,
+            achieved_rps: 800.0,
+            dropped_no_idle_session: 200,
+            dropped_pct: 20.0,
+        });
+        let rows = evaluate(&SlaSpec::default(), &[saturated, recovery_phase(Some(1.0))]);
+        let carried = verdict_of(&rows, "offered_load_carried");
+        assert_eq!(carried.verdict, Verdict::Fail);
+        assert_eq!(carried.actual, "20.00% (200 of 1000)");
+        assert!(carried.note.as_deref().unwrap().contains("SATURATED"));
+        assert!(rows.iter().all(|r| r.verdict != Verdict::Invalid));
         // Recovery: too slow, and never.
         let rows = evaluate(
             &SlaSpec::default(),

@@ -13,6 +13,7 @@ fn verdict_word(verdict: Verdict) -> &'static str {
         Verdict::Invalid => "INVALID",
         Verdict::Skipped => "SKIPPED",
         Verdict::NotMeasured => "NOT MEASURED",
+        Verdict::Info => "info",
     }
 }
 
@@ -59,7 +60,11 @@ pub fn render(report: &RunReport) -> String {
             out,
             "{:<17} {:>8} {:>8.1}s {:>10} {:>11} {:>9.0} {:>9} {:>9} {:>9} {:>8}",
             phase.name,
-            status_word(phase.status),
+            if phase.saturation.is_some() && phase.status == PhaseStatus::Completed {
+                "SATURATED"
+            } else {
+                status_word(phase.status)
+            },
             phase.duration_s,
             format_count(phase.sessions.held_max),
             format_count(phase.requests.ok + phase.requests.errors),
@@ -157,6 +162,24 @@ pub fn render(report: &RunReport) -> String {
 /// check, errors by cause, notes), shared by the text and HTML reports.
 pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
     let mut lines = Vec::new();
+    if let Some(from) = &phase.offered_from {
+        lines.push(match phase.offered_rps {
+            Some(rps) => format!("offered {rps:.0} req/s: {from}"),
+            None => format!("load: {from}"),
+        });
+    }
+    if let Some(line) = requests_line(&phase.requests) {
+        lines.push(line);
+    }
+    if let Some(s) = &phase.saturation {
+        lines.push(format!(
+            "SATURATED: the server carried {:.0} of {:.0} req/s offered; {} requests ({:.1}%) found every session busy and were not sent",
+            s.achieved_rps,
+            s.offered_rps,
+            format_count(s.dropped_no_idle_session),
+            s.dropped_pct
+        ));
+    }
     if let Some(rate) = phase.sessions.established_per_s {
         lines.push(format!(
             "established {} of {} sessions ({} failed) at {rate:.0}/s; connect p99 {}, initialize p99 {}",
@@ -195,6 +218,17 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
         }
         lines.push(text);
     }
+    if let Some(probe) = &phase.rate_probe {
+        lines.push(format!(
+            "rate probe: closed loop, ≤ {} in flight, {:.1} s: {:.0} req/s carried ({} ok, {} errors), p50 {}",
+            format_count(probe.in_flight_max),
+            probe.duration_s,
+            probe.achieved_rps,
+            format_count(probe.requests.ok),
+            format_count(probe.requests.errors),
+            format_us(probe.latency_us.p50)
+        ));
+    }
     if let Some(recovery) = &phase.recovery {
         lines.push(format!(
             "fault {}: {} of {} sessions back; recovery {}; {} requests in flight lost",
@@ -206,6 +240,29 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
                 .map_or("never".to_string(), |s| format!("{s:.2} s")),
             format_count(recovery.requests_lost)
         ));
+        let at = |t: Option<f64>| t.map_or("never".to_string(), |s| format!("{s:.2} s"));
+        let c = &recovery.curve;
+        lines.push(format!(
+            "way back: first success {}, fewest answering {}, 50% {}, 90% {}, 99% {} (a request unanswered > {:.0} ms = not answering)",
+            at(c.first_success_s),
+            format_count(c.answering_min),
+            at(c.to_50pct_s),
+            at(c.to_90pct_s),
+            at(c.to_99pct_s),
+            recovery.stall_after_ms
+        ));
+        let counters: Vec<String> = recovery
+            .kernel_tcp
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !counters.is_empty() {
+            lines.push(format!(
+                "kernel TCP over the phase (whole namespace): {}",
+                counters.join(" ")
+            ));
+        }
     }
     if let Some(capacity) = &phase.capacity {
         for step in &capacity.steps {
@@ -258,6 +315,50 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
         lines.push(note.clone());
     }
     lines
+}
+
+/// `offered = sent − probes + dropped`, with the drop causes and what was left in flight.
+fn requests_line(r: &super::Requests) -> Option<String> {
+    if r.offered == 0 && r.sent == 0 {
+        return None;
+    }
+    let mut line = format!(
+        "requests: offered {} → sent {}",
+        format_count(r.offered),
+        format_count(r.sent - r.probes)
+    );
+    if r.probes > 0 {
+        let _ = write!(line, " (+{} recovery probes)", format_count(r.probes));
+    }
+    if r.dropped > 0 {
+        let causes: Vec<String> = r
+            .dropped_by_cause
+            .iter()
+            .map(|(k, v)| format!("{k}={}", format_count(*v)))
+            .collect();
+        let _ = write!(
+            line,
+            ", dropped {} ({})",
+            format_count(r.dropped),
+            causes.join(" ")
+        );
+    }
+    let _ = write!(
+        line,
+        "; ok {}, errors {}",
+        format_count(r.ok),
+        format_count(r.errors)
+    );
+    if r.in_flight_at_end > 0 {
+        let _ = write!(
+            line,
+            "; {} still in flight at the end{}",
+            format_count(r.in_flight_at_end),
+            r.in_flight_oldest_ms
+                .map_or(String::new(), |ms| format!(" (oldest {ms:.0} ms)"))
+        );
+    }
+    Some(line)
 }
 
 #[cfg(test)]

@@ -20,30 +20,100 @@ pub fn ramp_must_abort(attempted: u64, failed: u64) -> bool {
         && failed as f64 * 100.0 > attempted.max(1) as f64 * RAMP_FAILURE_PCT_MAX
 }
 
-/// The offered rates of the performance phase: from `start` up by `factor` per step, at most
-/// `steps_max` steps, never past `rate_max`.
-pub fn performance_rates(
-    start_rps: f64,
+/// The performance phase's search for the capacity, I/O-free: from the sustained rate, grow
+/// by `factor` while steps pass; once a step fails, bisect between the highest pass and the
+/// lowest failure until they are within `precision`. A first step that fails goes down —
+/// straight to just under what that step achieved (the server's own figure), or by `factor`
+/// when it achieved nothing — so a server of 800 req/s and one of 80,000 are both found in
+/// about ten steps, whatever the start.
+#[derive(Debug, Clone)]
+pub struct CapacitySearch {
     factor: f64,
+    precision: f64,
     steps_max: usize,
-    rate_max_rps: f64,
-) -> Vec<f64> {
-    let mut rates = Vec::new();
-    let mut rate = start_rps.max(1.0);
-    while rates.len() < steps_max && rate <= rate_max_rps {
-        rates.push(rate.round());
-        rate *= factor.max(1.01);
-    }
-    rates
+    steps: usize,
+    next: Option<f64>,
+    highest_pass: Option<f64>,
+    lowest_fail: Option<f64>,
 }
 
-/// A step passes while p95 and the error rate hold their SLA bounds (when set) and the target
-/// keeps up with at least 90 % of the offered rate.
+/// Bisection stops when the highest pass is within this share of the lowest failure.
+pub const CAPACITY_PRECISION: f64 = 0.05;
+/// Rates below this are not searched (the pacer's resolution is 1 req/s per shard).
+pub const CAPACITY_RATE_MIN: f64 = 2.0;
+
+impl CapacitySearch {
+    pub fn new(start_rps: f64, factor: f64, steps_max: usize) -> CapacitySearch {
+        CapacitySearch {
+            factor: factor.max(1.01),
+            precision: CAPACITY_PRECISION,
+            steps_max,
+            steps: 0,
+            next: Some(start_rps.max(CAPACITY_RATE_MIN).round()),
+            highest_pass: None,
+            lowest_fail: None,
+        }
+    }
+
+    /// The offered rate of the next step; `None` when the search is over.
+    pub fn next_rate(&self) -> Option<f64> {
+        if self.steps >= self.steps_max {
+            return None;
+        }
+        self.next
+    }
+
+    /// Takes a step's verdict and decides the next rate.
+    pub fn record(&mut self, step: &CapacityStep) {
+        self.steps += 1;
+        if step.pass {
+            self.highest_pass = Some(
+                self.highest_pass
+                    .map_or(step.offered_rps, |h| h.max(step.offered_rps)),
+            );
+        } else {
+            self.lowest_fail = Some(
+                self.lowest_fail
+                    .map_or(step.offered_rps, |l| l.min(step.offered_rps)),
+            );
+        }
+        self.next = match (self.highest_pass, self.lowest_fail) {
+            (Some(pass), None) => Some((pass * self.factor).round()),
+            (None, Some(fail)) => {
+                let down = if step.achieved_rps > 0.0 && step.achieved_rps < fail {
+                    step.achieved_rps * 0.95
+                } else {
+                    fail / self.factor
+                };
+                (down >= CAPACITY_RATE_MIN).then(|| down.round())
+            }
+            (Some(pass), Some(fail)) if fail <= pass => None,
+            (Some(pass), Some(fail)) => {
+                let mid = ((pass + fail) / 2.0).round();
+                ((fail - pass) / pass > self.precision && mid > pass && mid < fail).then_some(mid)
+            }
+            (None, None) => None,
+        };
+    }
+
+    /// The highest passing rate below every failure: the capacity.
+    pub fn capacity(&self) -> Option<f64> {
+        match (self.highest_pass, self.lowest_fail) {
+            (Some(pass), Some(fail)) if pass >= fail => None,
+            (pass, _) => pass,
+        }
+    }
+}
+
+/// A step passes while p95 and the error rate hold their SLA bounds (when set), the server
+/// had an idle session for all but 1 % of the offered requests, and at least 90 % of the
+/// offered rate was answered.
 pub fn judge_step(
     offered_rps: f64,
     achieved_rps: f64,
     latency_us_p95: u64,
     error_rate_pct: f64,
+    dropped_pct: f64,
     sla: &SlaSpec,
 ) -> CapacityStep {
     let mut broke = Vec::new();
@@ -61,6 +131,11 @@ pub fn judge_step(
     {
         broke.push(format!("errors {error_rate_pct:.3}% ≥ {bound}%"));
     }
+    if dropped_pct > crate::report::Saturation::DROPPED_PCT_MAX {
+        broke.push(format!(
+            "saturated: {dropped_pct:.1}% of offered found no idle session"
+        ));
+    }
     if achieved_rps < offered_rps * 0.9 {
         broke.push(format!(
             "achieved {achieved_rps:.0} < 90% of offered {offered_rps:.0} req/s"
@@ -76,30 +151,69 @@ pub fn judge_step(
     }
 }
 
-/// The capacity: the highest offered rate of a passing step that comes before the first
-/// failing one (a pass after a failure is noise, not capacity).
-pub fn capacity(steps: &[CapacityStep]) -> Option<f64> {
-    steps
+/// Seconds from the fault until sessions answering reached `fraction` of those held before
+/// and stayed there: the first sample at or above after the last one below (0 when none was
+/// below), from `(t_s since the fault, answering)` samples; `None` if the last sample is below.
+pub fn recovery_time_s(before: u64, samples: &[(f64, u64)], fraction: f64) -> Option<f64> {
+    let needed = (before as f64 * fraction).ceil() as u64;
+    let last_below = samples
         .iter()
-        .take_while(|s| s.pass)
-        .map(|s| s.offered_rps)
-        .reduce(f64::max)
+        .rposition(|&(_, answering)| answering < needed);
+    match last_below {
+        None => Some(0.0),
+        Some(i) => samples.get(i + 1).map(|&(t, _)| t),
+    }
 }
 
-/// Seconds from the fault until sessions answering reached `fraction` of those held before,
-/// from `(t_s, answering)` samples taken after the fault; `None` if they never did.
-pub fn recovery_time_s(
-    fault_t_s: f64,
+/// The way back after a fault from `(t_s since the fault, answering)` samples: the fewest
+/// answering, and when 50/90/99 % of `before` answered again (after the bottom of the dip).
+pub fn recovery_curve(
     before: u64,
     samples: &[(f64, u64)],
-    fraction: f64,
-) -> Option<f64> {
-    let needed = (before as f64 * fraction).ceil() as u64;
-    samples
+    first_success_s: Option<f64>,
+) -> crate::report::RecoveryCurve {
+    let bottom = samples
         .iter()
-        .find(|(t, answering)| *t >= fault_t_s && *answering >= needed)
-        .map(|(t, _)| t - fault_t_s)
+        .enumerate()
+        .min_by_key(|(_, (_, answering))| *answering)
+        .map_or(0, |(i, _)| i);
+    let answering_min = samples.get(bottom).map_or(before, |s| s.1);
+    let to = |fraction: f64| {
+        let needed = (before as f64 * fraction).ceil() as u64;
+        if answering_min >= needed {
+            return Some(0.0);
+        }
+        samples[bottom..]
+            .iter()
+            .find(|(_, answering)| *answering >= needed)
+            .map(|(t, _)| *t)
+    };
+    crate::report::RecoveryCurve {
+        first_success_s,
+        answering_min,
+        to_50pct_s: to(0.5),
+        to_90pct_s: to(0.9),
+        to_99pct_s: to(0.99),
+    }
 }
+
+/// How long a request may stay unanswered before its session counts as not answering during
+/// failure_recovery: twice the latency the server showed while loaded (sustained p99) or ten
+/// times its unloaded p99, and never less than the SLA's p95 bound (or 100 ms without one).
+pub fn stall_after_us(sla_p95_us: Option<u64>, sustained_p99_us: u64, baseline_p99_us: u64) -> u64 {
+    sla_p95_us
+        .unwrap_or(100_000)
+        .max(sustained_p99_us.saturating_mul(2))
+        .max(baseline_p99_us.saturating_mul(10))
+}
+
+/// Share of what the rate probe carried that the sustained phase offers when no --rate is
+/// given: a load the server holds with room, so the phase measures it below saturation.
+pub const SUSTAINED_SHARE_OF_PROBE: f64 = 0.5;
+
+/// Requests in flight at most during the rate probe: enough to saturate a server that serves
+/// thousands at once, few enough that a slow one drains them in seconds.
+pub const RATE_PROBE_IN_FLIGHT_MAX: u64 = 1000;
 
 /// Least-squares slope of `(t_s, bytes)` samples, in bytes per minute; `None` for fewer than
 /// three samples or no time spread.
@@ -186,12 +300,18 @@ pub fn progress_line(
     phase: &str,
     t_s: f64,
     held: u64,
+    answering: u64,
     rps: f64,
     p99_us: Option<u64>,
     errors: u64,
 ) -> String {
+    let answering = if answering < held {
+        format!(" ({answering} answering)")
+    } else {
+        String::new()
+    };
     format!(
-        "[{t_s:6.1}s] {phase:<16} sessions {held:>7}  {rps:>9.0} req/s  p99 {:>9}  errors {errors}",
+        "[{t_s:6.1}s] {phase:<16} sessions {held:>7}{answering}  {rps:>9.0} req/s  p99 {:>9}  errors {errors}",
         p99_us.map_or("—".to_string(), crate::report::format_us)
     )
 }
@@ -216,26 +336,71 @@ mod tests {
         assert!(ramp_must_abort(100, 100));
     }
 
-    #[test]
-    fn rates_step_up() {
-        assert_eq!(
-            performance_rates(1000.0, 1.5, 5, 1e9),
-            vec![1000.0, 1500.0, 2250.0, 3375.0, 5063.0]
-        );
-        assert_eq!(
-            performance_rates(1000.0, 2.0, 10, 5000.0),
-            vec![1000.0, 2000.0, 4000.0]
-        );
+    fn step(offered: f64, achieved: f64, pass: bool) -> CapacityStep {
+        CapacityStep {
+            offered_rps: offered,
+            achieved_rps: achieved,
+            latency_us_p95: 0,
+            error_rate_pct: 0.0,
+            pass,
+            broke: None,
+        }
+    }
+
+    /// Runs the search against a server that carries `capacity` req/s exactly.
+    fn search(start: f64, capacity: f64) -> (Option<f64>, usize) {
+        let mut search = CapacitySearch::new(start, 1.5, 12);
+        let mut steps = 0;
+        while let Some(rate) = search.next_rate() {
+            steps += 1;
+            search.record(&step(rate, rate.min(capacity), rate <= capacity));
+        }
+        (search.capacity(), steps)
     }
 
     #[test]
-    fn steps_and_capacity() {
+    fn capacity_search_finds_slow_and_fast_servers_within_ten_percent() {
+        for (start, capacity) in [
+            (20_000.0, 800.0),
+            (400.0, 800.0),
+            (40_000.0, 80_000.0),
+            (10_000.0, 80_000.0),
+            (100.0, 800.0),
+            (5.0, 3.0),
+        ] {
+            let (found, steps) = search(start, capacity);
+            let found = found.unwrap_or_else(|| panic!("{start} → {capacity}: none"));
+            assert!(
+                found <= capacity && found >= capacity * 0.9,
+                "{start} → {capacity}: found {found}"
+            );
+            assert!(steps <= 12, "{start} → {capacity}: {steps} steps");
+        }
+    }
+
+    #[test]
+    fn capacity_search_ends_without_a_pass_and_ignores_noise() {
+        let mut search = CapacitySearch::new(100.0, 1.5, 12);
+        while let Some(rate) = search.next_rate() {
+            search.record(&step(rate, 0.0, false));
+        }
+        assert_eq!(search.capacity(), None);
+        let mut search = CapacitySearch::new(1000.0, 1.5, 3);
+        search.record(&step(1000.0, 1000.0, true));
+        search.record(&step(1500.0, 1200.0, false));
+        assert_eq!(search.next_rate(), Some(1250.0));
+        search.record(&step(1250.0, 1250.0, true));
+        assert_eq!(search.next_rate(), None, "steps_max");
+        assert_eq!(search.capacity(), Some(1250.0));
+    }
+
+    #[test]
+    fn steps_are_judged_on_the_servers_figures() {
         let sla = SlaSpec::default();
-        let ok = judge_step(1000.0, 995.0, 5_000, 0.0, &sla);
-        assert!(ok.pass);
-        let slow = judge_step(1500.0, 1490.0, 150_000, 0.0, &sla);
+        assert!(judge_step(1000.0, 995.0, 5_000, 0.0, 0.0, &sla).pass);
+        let slow = judge_step(1500.0, 1490.0, 150_000, 0.0, 0.0, &sla);
         assert!(!slow.pass && slow.broke.as_deref().unwrap().contains("p95"));
-        let behind = judge_step(2250.0, 1800.0, 5_000, 0.0, &sla);
+        let behind = judge_step(2250.0, 1800.0, 5_000, 0.0, 0.0, &sla);
         assert!(
             behind
                 .broke
@@ -243,34 +408,47 @@ mod tests {
                 .unwrap()
                 .contains("achieved 1800 < 90%")
         );
-        let errors = judge_step(2250.0, 2250.0, 5_000, 0.5, &sla);
+        let errors = judge_step(2250.0, 2250.0, 5_000, 0.5, 0.0, &sla);
         assert!(errors.broke.as_deref().unwrap().contains("errors"));
-        assert_eq!(
-            capacity(&[
-                ok.clone(),
-                slow.clone(),
-                judge_step(3375.0, 3375.0, 1, 0.0, &sla)
-            ]),
-            Some(1000.0)
-        );
-        assert_eq!(capacity(&[slow]), None);
-        assert_eq!(capacity(&[]), None);
+        let saturated = judge_step(2250.0, 2200.0, 5_000, 0.0, 2.0, &sla);
+        assert!(saturated.broke.as_deref().unwrap().contains("saturated"));
     }
 
     #[test]
     fn recovery() {
-        let samples = [
-            (10.0, 0),
-            (10.5, 500),
-            (11.2, 985),
-            (11.4, 990),
-            (12.0, 1000),
+        let samples = [(0.0, 1000), (0.5, 500), (1.2, 985), (1.4, 990), (2.0, 1000)];
+        assert_eq!(recovery_time_s(1000, &samples, 0.99), Some(1.4));
+        assert_eq!(recovery_time_s(1000, &samples[..3], 0.99), None);
+        // A frozen server: every session answers until requests stall, then none does.
+        let frozen = [
+            (0.0, 200),
+            (0.2, 200),
+            (0.4, 0),
+            (3.0, 0),
+            (3.3, 199),
+            (3.5, 200),
         ];
+        assert_eq!(recovery_time_s(200, &frozen, 0.99), Some(3.3));
         assert_eq!(
-            recovery_time_s(10.0, 1000, &samples, 0.99),
-            Some(1.4000000000000004)
+            recovery_time_s(200, &[(0.0, 200), (1.0, 200)], 0.99),
+            Some(0.0)
         );
-        assert_eq!(recovery_time_s(10.0, 1000, &samples[..3], 0.99), None);
+        let curve = recovery_curve(200, &frozen, Some(3.1));
+        assert_eq!(curve.answering_min, 0);
+        assert_eq!(curve.to_50pct_s, Some(3.3));
+        assert_eq!(curve.to_99pct_s, Some(3.3));
+        assert_eq!(curve.first_success_s, Some(3.1));
+        let mild = recovery_curve(1000, &samples, None);
+        assert_eq!(mild.answering_min, 500);
+        assert_eq!(mild.to_50pct_s, Some(0.0));
+        assert_eq!(mild.to_90pct_s, Some(1.2));
+    }
+
+    #[test]
+    fn stall_bound() {
+        assert_eq!(stall_after_us(Some(100_000), 30_000, 2_000), 100_000);
+        assert_eq!(stall_after_us(Some(100_000), 400_000, 2_000), 800_000);
+        assert_eq!(stall_after_us(None, 0, 50_000), 500_000);
     }
 
     #[test]
@@ -305,7 +483,10 @@ mod tests {
 
     #[test]
     fn progress() {
-        let line = progress_line("sustained", 12.5, 100_000, 20_000.0, Some(1500), 3);
+        let line = progress_line("sustained", 12.5, 100_000, 100_000, 20_000.0, Some(1500), 3);
         assert!(line.contains("sustained") && line.contains("100000") && line.contains("1.5 ms"));
+        assert!(!line.contains("answering"));
+        let line = progress_line("failure_recovery", 30.0, 200, 12, 0.0, None, 0);
+        assert!(line.contains("(12 answering)"), "{line}");
     }
 }

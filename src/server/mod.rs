@@ -18,27 +18,10 @@ use sessions::SessionTable;
 use socket2::{Domain, Socket, Type};
 use stats::{Counter, ShardStats};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Set by SIGINT/SIGTERM; every shard loop checks it at least once per tick.
-pub static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Installs the SIGINT/SIGTERM handler that sets [`STOP`].
-pub fn install_stop_handler() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_stop_signal as *const () as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-    }
-}
+pub use crate::sys::signal::{STOP, install_stop_handler};
 
 /// Everything `serve` needs, validated and sized before any socket opens.
 #[derive(Debug, Clone)]

@@ -5,3 +5,5 @@
 pub mod doctor;
 pub mod errno;
 pub mod facts;
+pub mod netstat;
+pub mod signal;

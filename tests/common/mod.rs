@@ -319,3 +319,24 @@ pub fn peer_python() -> PathBuf {
         })
         .clone()
 }
+
+/// Waits for `child` and collects its output; a child still running after `guard` is killed
+/// and the test fails (a hang guard, generous on purpose: it asserts no run time).
+pub fn wait_bounded(mut child: Child, guard: Duration) -> std::process::Output {
+    let deadline = Instant::now() + guard;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().expect("collect output"),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("collect output");
+                panic!(
+                    "still running after {guard:?}: {}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+    }
+}

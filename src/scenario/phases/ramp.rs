@@ -1,0 +1,134 @@
+//! ramp_up: open the rest of the sessions at `--connect-rate`; aborts past the failure
+//! threshold. Then, when the load phases' rate was not given (a URL target without --rate),
+//! a short closed-loop probe over the held sessions measures what the server carries, and
+//! the sustained phase offers a share of it (`logic::SUSTAINED_SHARE_OF_PROBE`).
+
+use crate::engine::TimelineFeed;
+use crate::engine::metrics::Counter;
+use crate::engine::shard::Shared;
+use crate::report::{PhaseStatus, RateProbe};
+use crate::scenario::driver::{Driver, Halt, Segment, Step};
+use crate::scenario::{figures, logic};
+use std::time::{Duration, Instant};
+
+/// Length of the rate probe.
+const RATE_PROBE: Duration = Duration::from_secs(3);
+
+pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
+    let n = d.connections();
+    let baseline_held = d.held();
+    d.begin("ramp_up", Segment::Ramp);
+    let ramp_start = Instant::now();
+    d.command(
+        feed,
+        crate::engine::shard::Command {
+            hold: n,
+            ..d.command_for(Segment::Ramp, "ramp_up")
+        },
+    )?;
+    let mut aborted = false;
+    let complete = d.wait(feed, d.options.run.ramp_timeout, |d| {
+        let settled = Shared::sum(&d.shared.settled);
+        let failed = Shared::sum(&d.shared.failed);
+        if logic::ramp_must_abort(settled, failed) {
+            aborted = true;
+            return true;
+        }
+        settled >= n
+    })?;
+    let ramp_s = ramp_start.elapsed().as_secs_f64();
+    let established = d.held();
+    let report = &mut d.current().report;
+    report.sessions.established = established;
+    report.sessions.established_per_s =
+        (ramp_s > 0.0).then(|| established.saturating_sub(baseline_held) as f64 / ramp_s);
+    if aborted {
+        let failed = Shared::sum(&d.shared.failed);
+        d.add_note(format!(
+            "aborted: {failed} sessions failed (more than {}% of those attempted)",
+            logic::RAMP_FAILURE_PCT_MAX
+        ));
+        d.end(PhaseStatus::Aborted);
+        return Err(Halt::Aborted);
+    }
+    if !complete {
+        d.add_note(format!(
+            "--ramp-timeout {:?} reached with {established} of {n} sessions",
+            d.options.run.ramp_timeout
+        ));
+    }
+    d.end(PhaseStatus::Completed);
+    take_memory_at_full_hold(d);
+    if d.options.rate_per_s.is_none() {
+        probe_rate(d, feed)?;
+    }
+    Ok(())
+}
+
+/// Memory per held connection now, against what was there before any session opened.
+fn take_memory_at_full_hold(d: &mut Driver<'_>) {
+    std::thread::sleep(Duration::from_millis(20));
+    let held = d.held();
+    let per_held = |grown: i64| (held > 0).then(|| grown as f64 / held as f64);
+    let rss = crate::engine::rss_bytes();
+    let server_rss = d.server_rss_bytes();
+    let slab = crate::engine::slab_bytes();
+    d.memory = Some(crate::report::MemoryFigures {
+        client_user_bytes_per_conn: per_held(rss as i64 - d.rss_before_bytes as i64),
+        server_user_bytes_per_conn: match (d.server_rss_before_bytes, server_rss) {
+            (Some(before), Some(full)) => per_held(full as i64 - before as i64),
+            _ => None,
+        },
+        kernel_bytes_per_socket: match (d.slab_before_bytes, slab) {
+            (Some(before), Some(full)) => per_held(full as i64 - before as i64),
+            _ => None,
+        },
+        client_rss_growth_bytes_per_min: None,
+        server_rss_growth_bytes_per_min: None,
+    });
+}
+
+/// Closed loop over the held sessions (at most `RATE_PROBE_IN_FLIGHT_MAX` in flight) for
+/// `RATE_PROBE`, drained after; its requests are reported in ramp_up's `rate_probe` only.
+fn probe_rate(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
+    let in_flight_max = d.held().clamp(1, logic::RATE_PROBE_IN_FLIGHT_MAX);
+    let probe_start = Instant::now();
+    d.command(
+        feed,
+        crate::engine::shard::Command {
+            load: true,
+            in_flight_max,
+            ..d.command_for(Segment::RateProbe, "ramp_up")
+        },
+    )?;
+    d.pass(feed, RATE_PROBE)?;
+    let duration_s = probe_start.elapsed().as_secs_f64();
+    // Load off, into the ramp's drain segment: the probe's answers still land in its own.
+    d.drain(feed, Segment::Drain(1))?;
+    let metrics = figures::merge_segments(&d.merged, &[Segment::RateProbe.id()]);
+    let ok = metrics.get(Counter::requests_ok);
+    let achieved_rps = ok as f64 / duration_s.max(1e-3);
+    let mut requests = figures::requests_of(&metrics);
+    requests.in_flight_at_end = d.in_flight();
+    let shards = d.plan.shards.len() as u64;
+    let derived = ((achieved_rps * logic::SUSTAINED_SHARE_OF_PROBE).round() as u64).max(shards);
+    d.rate_per_s = derived;
+    {
+        let report = &mut d.current().report;
+        report.rate_probe = Some(RateProbe {
+            duration_s,
+            in_flight_max,
+            requests,
+            achieved_rps,
+            latency_us: crate::report::Percentiles::of(&metrics.all.corrected),
+        });
+    }
+    if ok == 0 {
+        d.add_note(format!(
+            "the rate probe got no answer in {duration_s:.1} s ({} errors, {} still in flight): the load phases offer the least rate, {derived} req/s",
+            metrics.get(Counter::requests_failed),
+            d.in_flight()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! failure_recovery: load on at the sustained rate, inject the fault, and measure the way
+//! back. A session answers when it has a connection and a session, a load request on it
+//! succeeded after it lost them, and no request has stalled on it past a bound derived from
+//! the server's own latency (`logic::stall_after_us`) — so a frozen server, whose connections
+//! never close, is seen not answering. Reported: recovery time (99 %), the curve to 50/90/99 %,
+//! the first success after the fault, requests lost, and the kernel's TCP counters over the
+//! phase (what limited a slow recovery).
+
+use crate::engine::TimelineFeed;
+use crate::engine::shard::Command;
+use crate::report::{PhaseStatus, Recovery};
+use crate::scenario::driver::{Driver, SAMPLE_INTERVAL, Segment, Step};
+use crate::scenario::figures;
+use crate::scenario::logic::{self, Fault};
+use crate::sys::netstat;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Load kept on before the fault, so requests are in flight when it strikes.
+const PRE_FAULT: Duration = Duration::from_secs(1);
+/// Load kept on after recovery, so the phase shows the recovered service.
+const POST_RECOVERY: Duration = Duration::from_secs(1);
+/// Share of the sessions answering before the fault that must answer again.
+const RECOVERED_FRACTION: f64 = 0.99;
+
+/// A fault still under way while the driver samples.
+enum Ongoing {
+    Over,
+    /// The embedded server was killed; it starts again at this instant.
+    Restart {
+        at: Instant,
+    },
+    /// The user's command runs.
+    Exec(std::process::Child),
+}
+
+pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
+    if d.skipped("failure_recovery") {
+        d.push_skipped("failure_recovery");
+        return Ok(());
+    }
+    d.stall_after = stall_bound(d);
+    d.begin("failure_recovery", Segment::Recovery);
+    let rate = d.rate_per_s;
+    d.current().report.offered_rps = (rate > 0).then_some(rate as f64);
+    let kernel_before = netstat::read();
+    let load = Command {
+        load: true,
+        rate_per_s: rate,
+        ..d.command_for(Segment::Recovery, "failure_recovery")
+    };
+    d.command(feed, load.clone())?;
+    d.pass(feed, PRE_FAULT)?;
+    let before = d.answering();
+    let fault_t = Instant::now();
+    let fault_ns = d.shard_now_ns();
+    d.mark += 1;
+    let mut ongoing = inject(d, feed, load)?;
+    let needed = (before as f64 * RECOVERED_FRACTION).ceil() as u64;
+    // A stall is seen only after `stall_after` (and the next sweep): watch at least that long.
+    let watch_min = d.stall_after * 2 + Duration::from_millis(200);
+    let mut samples = vec![(0.0, before)];
+    let recovered = d.wait_every(feed, d.options.recovery_timeout, RECOVERY_SAMPLE, |d| {
+        ongoing = advance(d, std::mem::replace(&mut ongoing, Ongoing::Over));
+        let answering = d.answering();
+        samples.push((fault_t.elapsed().as_secs_f64(), answering));
+        matches!(ongoing, Ongoing::Over) && fault_t.elapsed() >= watch_min && answering >= needed
+    })?;
+    if let Ongoing::Exec(mut child) = ongoing {
+        let _ = child.kill();
+        let _ = child.wait();
+        d.add_note("the fault command was still running at --recovery-timeout: killed".into());
+    }
+    let recovery_s =
+        logic::recovery_time_s(before, &samples, RECOVERED_FRACTION).filter(|_| recovered);
+    let first_success_s = d
+        .shared
+        .first_ok_after_mark_ns
+        .iter()
+        .map(|f| f.load(Ordering::Relaxed))
+        .filter(|&ns| ns > fault_ns)
+        .min()
+        .map(|ns| (ns - fault_ns) as f64 / 1e9);
+    d.pass(feed, POST_RECOVERY)?;
+    let restored = d.answering();
+    d.drain(feed, Segment::Drain(3))?;
+    if !recovered {
+        d.add_note(format!(
+            "{restored} of {before} sessions answering after --recovery-timeout {:?}",
+            d.options.recovery_timeout
+        ));
+    }
+    let kernel_tcp = netstat::deltas(
+        &kernel_before,
+        &netstat::read(),
+        &netstat::RECOVERY_COUNTERS,
+    );
+    let stall_after_ms = d.stall_after.as_secs_f64() * 1e3;
+    let fault = d.options.fault.describe();
+    d.current().report.recovery = Some(Recovery {
+        fault,
+        recovery_s,
+        sessions_before: before,
+        sessions_restored: restored.min(before),
+        // Filled from the shards' count of requests lost with their connection.
+        requests_lost: 0,
+        stall_after_ms,
+        curve: logic::recovery_curve(before, &samples, first_success_s),
+        kernel_tcp,
+    });
+    d.end(PhaseStatus::Completed);
+    Ok(())
+}
+
+/// The stall bound from the server's latency so far (sustained p99, baseline p99) and the SLA.
+fn stall_bound(d: &Driver<'_>) -> Duration {
+    let p99 = |segment: Segment| {
+        let m = figures::merge_segments(&d.merged, &[segment.id()]);
+        crate::report::Percentiles::of(&m.all.corrected).p99
+    };
+    Duration::from_micros(logic::stall_after_us(
+        d.options.sla.p95_latency_us,
+        p99(Segment::Sustained),
+        p99(Segment::Baseline),
+    ))
+}
+
+/// Starts the fault; returns what is still under way.
+fn inject(
+    d: &mut Driver<'_>,
+    feed: &mut TimelineFeed,
+    load: Command,
+) -> Result<Ongoing, crate::scenario::driver::Halt> {
+    // The mark goes out first: the shards note the first success of a request sent after it.
+    d.command(
+        feed,
+        Command {
+            mark: d.mark,
+            ..load.clone()
+        },
+    )?;
+    match d.options.fault.clone() {
+        Fault::Restart { down_s } => match d.embedded.as_mut() {
+            Some(server) => {
+                server.kill();
+                Ok(Ongoing::Restart {
+                    at: Instant::now() + Duration::from_secs_f64(down_s),
+                })
+            }
+            None => {
+                d.add_note("no embedded server to restart".into());
+                Ok(Ongoing::Over)
+            }
+        },
+        Fault::Drop { fraction } => {
+            d.command(
+                feed,
+                Command {
+                    drop_fraction: fraction,
+                    mark: d.mark,
+                    ..load
+                },
+            )?;
+            Ok(Ongoing::Over)
+        }
+        Fault::Exec { command } => {
+            match std::process::Command::new("sh")
+                .args(["-c", &command])
+                .spawn()
+            {
+                Ok(child) => Ok(Ongoing::Exec(child)),
+                Err(e) => {
+                    d.add_note(format!("cannot run the fault command: {e}"));
+                    Ok(Ongoing::Over)
+                }
+            }
+        }
+    }
+}
+
+/// Moves a fault under way on (called every `SAMPLE_INTERVAL`).
+fn advance(d: &mut Driver<'_>, ongoing: Ongoing) -> Ongoing {
+    match ongoing {
+        Ongoing::Over => Ongoing::Over,
+        Ongoing::Restart { at } if Instant::now() < at => Ongoing::Restart { at },
+        Ongoing::Restart { .. } => {
+            let started = d.embedded.as_mut().map(|server| server.start_again());
+            match started {
+                Some(Ok(())) => {
+                    d.server_pid = d.embedded.as_ref().map(|s| s.pid());
+                    d.leak_baseline_bytes = d.server_rss_bytes();
+                }
+                Some(Err(e)) => d.add_note(format!("the server did not come back: {e}")),
+                None => {}
+            }
+            Ongoing::Over
+        }
+        Ongoing::Exec(mut child) => match child.try_wait() {
+            Ok(None) => Ongoing::Exec(child),
+            Ok(Some(status)) => {
+                if !status.success() {
+                    d.add_note(format!("the fault command exited {status}"));
+                }
+                Ongoing::Over
+            }
+            Err(e) => {
+                d.add_note(format!("cannot wait for the fault command: {e}"));
+                Ongoing::Over
+            }
+        },
+    }
+}
+
+/// How often the way back is sampled: the recovery time's resolution.
+const RECOVERY_SAMPLE: Duration = Duration::from_millis(10);
+const _: () = assert!(RECOVERY_SAMPLE.as_millis() < SAMPLE_INTERVAL.as_millis());

@@ -5,60 +5,8 @@
 
 mod common;
 
-use common::peer_python;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct PyServer {
-    child: Child,
-    url: String,
-}
-
-impl PyServer {
-    fn start(extra: &[&str]) -> PyServer {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/py_server.py");
-        let mut child = Command::new(peer_python())
-            .arg(script)
-            .args(["--port", &port.to_string()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn py_server.py");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("py_server: listening") {
-                    let _ = sender.send(());
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while receiver.recv_timeout(Duration::from_millis(100)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("py_server.py exited before listening: {status}");
-            }
-            assert!(Instant::now() < deadline, "py_server.py did not start");
-        }
-        PyServer {
-            child,
-            url: format!("http://127.0.0.1:{port}/mcp"),
-        }
-    }
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::PyServer;
+use std::process::Command;
 
 fn count(value: &serde_json::Value, pointer: &str) -> u64 {
     value

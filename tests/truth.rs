@@ -1,0 +1,369 @@
+//! The report tells the truth about servers slower than the load (the truth issue): checked
+//! against targets whose behaviour is known by construction — `serve --service-time T
+//! --concurrency C` (capacity C/T, unloaded latency T), the same frozen by SIGSTOP, one that
+//! never answers a request — and against the official MCP Python SDK server with defaults.
+//! Every assertion is on counters and histograms the run reports, never on how long it took.
+
+mod common;
+
+use common::{PyServer, Server};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mcpstorm-truth-{}-{name}", std::process::id()))
+}
+
+struct Run {
+    code: Option<i32>,
+    text: String,
+    report: Value,
+}
+
+fn run(name: &str, args: &[&str]) -> Run {
+    let json = temp_path(&format!("{name}.json"));
+    let _ = std::fs::remove_file(&json);
+    let child = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .arg("run")
+        .args(args)
+        .args(["--quiet", "--json"])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mcpstorm run");
+    let output = common::wait_bounded(child, Duration::from_secs(600));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = std::fs::read_to_string(&json)
+        .map(|t| serde_json::from_str(&t).expect("report is JSON"))
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {text}"));
+    let _ = std::fs::remove_file(&json);
+    Run {
+        code: output.status.code(),
+        text,
+        report,
+    }
+}
+
+fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no phase {name}"))
+}
+
+fn n(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a count: {value}"))
+}
+
+/// In every phase that ran: offered = sent − probes + dropped, the drop causes add up, and
+/// every request sent is answered (ok or error) or counted in flight at the end.
+fn assert_every_request_accounted_for(report: &Value, text: &str) {
+    for p in report["phases"].as_array().unwrap() {
+        if p["status"] == "skipped" || p["status"] == "not_run" {
+            continue;
+        }
+        let r = &p["requests"];
+        assert_eq!(
+            n(&r["offered"]),
+            n(&r["sent"]) - n(&r["probes"]) + n(&r["dropped"]),
+            "{}: {r}\n{text}",
+            p["name"]
+        );
+        let by_cause: u64 = r["dropped_by_cause"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(n)
+            .sum();
+        assert_eq!(by_cause, n(&r["dropped"]), "{}: {r}", p["name"]);
+        assert!(
+            n(&r["ok"]) + n(&r["errors"]) + n(&r["in_flight_at_end"]) >= n(&r["sent"]),
+            "{}: a sent request vanished: {r}\n{text}",
+            p["name"]
+        );
+    }
+}
+
+/// No phase is INVALID: a slow server is never the generator's fault.
+fn assert_no_invalid(report: &Value, text: &str) {
+    for p in report["phases"].as_array().unwrap() {
+        assert_eq!(
+            p["generator"]["valid"], true,
+            "{} INVALID: {}\n{text}",
+            p["name"], p["generator"]["invalid_reason"]
+        );
+    }
+    for row in report["sla"].as_array().unwrap() {
+        assert_ne!(row["verdict"], "INVALID", "{row}\n{text}");
+    }
+}
+
+#[test]
+fn truth_calibrated_800_per_second_capacity_baseline_and_blame() {
+    // 20 slots × 25 ms: 800 req/s, 25 ms unloaded — by construction.
+    let server = Server::start(&[
+        "--service-time",
+        "25ms",
+        "--concurrency",
+        "20",
+        "--shards",
+        "1",
+    ]);
+    let url = server.url();
+    let pid = server.child.id().to_string();
+    let run = run(
+        "calibrated-800",
+        &[
+            &url,
+            "--connections",
+            "200",
+            "--server-pid",
+            &pid,
+            "--baseline",
+            "1s",
+            "--sustain",
+            "3s",
+            "--step",
+            "2s",
+            "--skip",
+            "failure_recovery",
+            "--sla",
+            "throughput=off",
+        ],
+    );
+    let (report, text) = (&run.report, &run.text);
+    assert_no_invalid(report, text);
+    assert_every_request_accounted_for(report, text);
+    let baseline_p50 = n(&phase(report, "baseline")["latency_us"]["p50"]) as f64;
+    assert!(
+        (20_000.0..=30_000.0).contains(&baseline_p50),
+        "baseline p50 {baseline_p50} µs is not the 25 ms service time: {text}"
+    );
+    // No --rate: sustained offers half of what the probe measured the server to carry.
+    let probe = &phase(report, "ramp_up")["rate_probe"];
+    let carried = probe["achieved_rps"].as_f64().unwrap();
+    assert!((700.0..=900.0).contains(&carried), "probe {probe}");
+    let sustained = phase(report, "sustained");
+    assert!(
+        sustained["offered_from"]
+            .as_str()
+            .unwrap()
+            .contains("probe"),
+        "{sustained}"
+    );
+    assert_eq!(sustained["saturation"], Value::Null, "{text}");
+    let capacity = phase(report, "performance")["capacity"]["capacity_rps"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no capacity: {text}"));
+    assert!(
+        (720.0..=880.0).contains(&capacity),
+        "capacity {capacity} req/s is not 800 ± 10 %: {text}"
+    );
+    // The steps over 800 failed on the server's figures (latency or saturation), not on the
+    // generator's.
+    let steps = phase(report, "performance")["capacity"]["steps"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for step in steps.iter().filter(|s| s["pass"] == false) {
+        let broke = step["broke"].as_str().unwrap();
+        assert!(!broke.contains("generator"), "{step}");
+    }
+    assert!(steps.len() <= 12, "{steps:?}");
+    assert_eq!(run.code, Some(0), "every SLA holds below capacity: {text}");
+}
+
+#[test]
+fn truth_saturated_sustained_phase_is_the_servers_not_the_generators() {
+    // 1000 req/s offered to an 800 req/s server with 200 sessions: requests find every
+    // session busy and are dropped; the phase is SATURATED and its SLA row FAILs.
+    let server = Server::start(&[
+        "--service-time",
+        "25ms",
+        "--concurrency",
+        "20",
+        "--shards",
+        "1",
+    ]);
+    let url = server.url();
+    let run = run(
+        "saturated",
+        &[
+            &url,
+            "--connections",
+            "200",
+            "--rate",
+            "1000",
+            "--baseline",
+            "500ms",
+            "--sustain",
+            "4s",
+            "--skip",
+            "failure_recovery,performance",
+            "--sla",
+            "throughput=off,mem=off",
+        ],
+    );
+    let (report, text) = (&run.report, &run.text);
+    assert_no_invalid(report, text);
+    assert_every_request_accounted_for(report, text);
+    let sustained = phase(report, "sustained");
+    let saturation = &sustained["saturation"];
+    assert!(saturation.is_object(), "{text}");
+    assert!(
+        n(&sustained["requests"]["dropped_by_cause"]["no_idle_session"]) > 0,
+        "{sustained}"
+    );
+    let achieved = sustained["throughput_rps"].as_f64().unwrap();
+    assert!(achieved <= 880.0, "the server carries 800, not {achieved}");
+    let row = report["sla"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "offered_load_carried")
+        .unwrap();
+    assert_eq!(row["verdict"], "FAIL", "{row}");
+    assert!(text.contains("SATURATED"), "{text}");
+    assert_eq!(run.code, Some(1), "{text}");
+}
+
+#[test]
+fn truth_frozen_server_is_not_recovered_until_it_answers() {
+    // SIGSTOP for 3 s: no connection closes, so only the stalled requests show it.
+    let server = Server::start(&[
+        "--service-time",
+        "5ms",
+        "--concurrency",
+        "50",
+        "--shards",
+        "1",
+    ]);
+    let url = server.url();
+    let pid = server.child.id();
+    let fault = format!("exec:kill -STOP {pid}; sleep 3; kill -CONT {pid}");
+    let run = run(
+        "frozen",
+        &[
+            &url,
+            "--connections",
+            "200",
+            "--rate",
+            "400",
+            "--fault",
+            &fault,
+            "--baseline",
+            "500ms",
+            "--sustain",
+            "2s",
+            "--skip",
+            "performance",
+            "--sla",
+            "throughput=off,mem=off",
+        ],
+    );
+    let (report, text) = (&run.report, &run.text);
+    let recovery_phase = phase(report, "failure_recovery");
+    let recovery = &recovery_phase["recovery"];
+    let seconds = recovery["recovery_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("never recovered: {text}"));
+    assert!(
+        seconds >= 3.0,
+        "frozen 3 s, recovered in {seconds} s: {text}"
+    );
+    assert!(
+        recovery["curve"]["answering_min"].as_u64().unwrap() < 100,
+        "the freeze shows as sessions not answering: {recovery}"
+    );
+    let first = recovery["curve"]["first_success_s"].as_f64().unwrap();
+    assert!(
+        first >= 2.9,
+        "nothing sent after the fault succeeded before CONT: {recovery}"
+    );
+    // The stall is in the phase's latency.
+    assert!(
+        n(&recovery_phase["latency_us"]["max"]) >= 2_500_000,
+        "{}",
+        recovery_phase["latency_us"]
+    );
+    assert_every_request_accounted_for(report, text);
+}
+
+#[test]
+fn truth_a_server_that_never_answers_shows_its_requests_in_flight_and_fails() {
+    // Sessions open (initialize is answered), but no request ever is: a slowloris server.
+    let server = Server::start(&["--service-time", "10m", "--shards", "1"]);
+    let url = server.url();
+    let run = run(
+        "never",
+        &[
+            &url,
+            "--connections",
+            "20",
+            "--rate",
+            "20",
+            "--baseline",
+            "500ms",
+            "--sustain",
+            "2s",
+            "--skip",
+            "failure_recovery,performance",
+            "--sla",
+            "mem=off",
+        ],
+    );
+    let (report, text) = (&run.report, &run.text);
+    assert_eq!(run.code, Some(1), "{text}");
+    let sustained = phase(report, "sustained");
+    let requests = &sustained["requests"];
+    assert_eq!(n(&requests["ok"]), 0, "{requests}");
+    assert!(n(&requests["in_flight_at_end"]) > 0, "{requests}");
+    assert!(
+        requests["in_flight_oldest_ms"].as_f64().unwrap() > 1000.0,
+        "{requests}"
+    );
+    assert!(text.contains("still in flight at the end"), "{text}");
+    assert_every_request_accounted_for(report, text);
+}
+
+#[test]
+fn truth_python_sdk_server_with_defaults_gets_a_capacity_and_no_invalid() {
+    let server = PyServer::start(&["--json-response"]);
+    let run = run(
+        "python-defaults",
+        &[
+            &server.url,
+            "--connections",
+            "200",
+            "--sustain",
+            "4s",
+            "--step",
+            "2s",
+            "--baseline",
+            "1s",
+        ],
+    );
+    let (report, text) = (&run.report, &run.text);
+    assert_no_invalid(report, text);
+    assert_every_request_accounted_for(report, text);
+    let capacity = &phase(report, "performance")["capacity"];
+    assert!(capacity["capacity_rps"].as_f64().is_some(), "{text}");
+    let sustained = phase(report, "sustained");
+    assert!(
+        sustained["offered_from"]
+            .as_str()
+            .unwrap()
+            .contains("probe"),
+        "{sustained}"
+    );
+}

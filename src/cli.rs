@@ -70,8 +70,8 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_count_u32)]
     pub connections: Option<u32>,
     /// `all`: the six phases (baseline, ramp_up, sustained, failure_recovery, performance,
-    /// cool_down) over one set of held sessions; `sustained`: only ramp and a load phase of
-    /// --duration (the engine's single-phase report).
+    /// cool_down) over one set of held sessions; `sustained`: the same run and report with
+    /// only the ramp, one load phase of --duration and cool_down.
     #[arg(long, default_value = "all", value_parser = ["all", "sustained"])]
     pub phases: String,
     /// Phases to leave out, e.g. failure_recovery,performance.

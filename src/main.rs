@@ -110,8 +110,6 @@ fn run(args: RunArgs) -> ExitCode {
         request_timeout: args.request_timeout,
         ramp_timeout: args.ramp_timeout,
         source_ips: args.source_ips,
-        rate_per_s: args.rate.unwrap_or(if phased { 20_000 } else { 0 }),
-        duration: args.duration,
         mix: args.mix,
         tool: args.tool,
         tool_args_json: args.tool_args,
@@ -120,9 +118,6 @@ fn run(args: RunArgs) -> ExitCode {
         server_pid: args.server_pid,
         recv_multishot: args.recv == "multishot",
     };
-    if !phased {
-        return run_single_phase(&options, args.json.as_deref());
-    }
     let fault_text = args.fault.unwrap_or_else(|| {
         if options.urls.is_empty() {
             "restart".into()
@@ -155,19 +150,32 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     // Against the embedded server the rate is known to fit (20K req/s); against a URL
-    // without --rate it is derived from what the server carries (a probe after the ramp).
-    let rate_per_s = match (args.rate, options.urls.is_empty()) {
-        (Some(rate), _) => Some(rate),
-        (None, true) => Some(20_000),
-        (None, false) => None,
+    // without --rate it is derived from what the server carries (a probe after the ramp);
+    // `--phases sustained` is closed loop unless told.
+    let rate_per_s = match (args.rate, phased, options.urls.is_empty()) {
+        (Some(rate), _, _) => Some(rate),
+        (None, false, _) => Some(0),
+        (None, true, true) => Some(20_000),
+        (None, true, false) => None,
     };
+    // `--phases sustained`: the same driver and report, with the ramp and one load phase of
+    // --duration (the baseline still proves the target speaks MCP, unmeasured).
+    let mut skip = args.skip;
+    if !phased {
+        for name in ["baseline", "failure_recovery", "performance"] {
+            if !skip.iter().any(|s| s == name) {
+                skip.push(name.to_string());
+            }
+        }
+    }
+    let sustain = if phased { args.sustain } else { args.duration };
     let phased_options = mcpstorm::scenario::run::PhasedOptions {
         run: options,
         rate_per_s,
         sla,
-        skip: args.skip,
+        skip,
         baseline: args.baseline,
-        sustain: args.sustain,
+        sustain,
         fault,
         recovery_timeout: args.recovery_timeout,
         step: args.step,
@@ -188,6 +196,9 @@ fn run(args: RunArgs) -> ExitCode {
     {
         eprintln!("mcpstorm run: {e}");
         return ExitCode::from(2);
+    }
+    if let Some(reason) = &report.could_not_run {
+        eprintln!("mcpstorm run: {reason}");
     }
     ExitCode::from(report.exit_code())
 }
@@ -222,31 +233,6 @@ fn default_embedded_connections(connect_rate_per_s: u64) -> u32 {
         );
     }
     fitting
-}
-
-/// `--phases sustained`: the engine's ramp + one load phase and its own report.
-fn run_single_phase(
-    options: &mcpstorm::engine::plan::RunOptions,
-    json: Option<&std::path::Path>,
-) -> ExitCode {
-    let report = match mcpstorm::engine::run(options) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("mcpstorm run: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    print!("{}", report.text());
-    if let Some(path) = json {
-        let written = serde_json::to_vec_pretty(&report)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            eprintln!("mcpstorm run: cannot write --json {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    }
-    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

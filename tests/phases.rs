@@ -201,8 +201,9 @@ fn phases_all_six_with_restart_fault_against_embedded_server() {
         count(&causes["session_lost"]) > 0 || count(&causes["connect_refused"]) > 0,
         "{causes}"
     );
-    // Performance searched from the sustained rate: ×1.5 after a passing step, below what a
-    // failing one achieved after a failure (on a loaded machine the first step can fail).
+    // Performance searched from the sustained rate: ×1.5 after a passing step, the same rate
+    // again after one the generator could not drive, below what a failing one achieved after
+    // the server failed it.
     let steps = phase(report, "performance")["capacity"]["steps"]
         .as_array()
         .unwrap()
@@ -211,8 +212,12 @@ fn phases_all_six_with_restart_fault_against_embedded_server() {
     assert_eq!(steps[0]["offered_rps"].as_f64(), Some(3000.0));
     if steps.len() > 1 {
         let second = steps[1]["offered_rps"].as_f64().unwrap();
+        let broke = steps[0]["broke"].as_str().unwrap_or("");
         if steps[0]["pass"] == true {
             assert_eq!(second, 4500.0, "{steps:?}");
+        } else if broke.contains("generator fell behind") {
+            // Says nothing about the server: the same rate is tried again.
+            assert_eq!(second, 3000.0, "{steps:?}");
         } else {
             let achieved = steps[0]["achieved_rps"].as_f64().unwrap();
             assert!(second < 3000.0 && second <= achieved, "{steps:?}");

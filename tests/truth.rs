@@ -21,6 +21,16 @@ struct Run {
     report: Value,
 }
 
+/// One calibrated run at a time: several generators and servers sharing two CPUs would make
+/// each generator late, and the report would rightly call the runs INVALID.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn run(name: &str, args: &[&str]) -> Run {
     let json = temp_path(&format!("{name}.json"));
     let _ = std::fs::remove_file(&json);
@@ -112,6 +122,7 @@ fn assert_no_invalid(report: &Value, text: &str) {
 /// --concurrency slots` and checks capacity (±10 % of slots ÷ service time), baseline
 /// (p50 within 20 % of the service time), blame (no INVALID) and accounting.
 fn check_calibrated(name: &str, service_ms: u64, slots: u64, shards: &str, connections: &str) {
+    let _serial = serial();
     let capacity_built = slots as f64 * 1000.0 / service_ms as f64;
     let service = format!("{service_ms}ms");
     let slots_text = slots.to_string();
@@ -206,6 +217,7 @@ fn truth_calibrated_10000_per_second_capacity_baseline_and_blame() {
 
 #[test]
 fn truth_saturated_sustained_phase_is_the_servers_not_the_generators() {
+    let _serial = serial();
     // 1000 req/s offered to an 800 req/s server with 200 sessions: requests find every
     // session busy and are dropped; the phase is SATURATED and its SLA row FAILs.
     let server = Server::start(&[
@@ -260,6 +272,7 @@ fn truth_saturated_sustained_phase_is_the_servers_not_the_generators() {
 
 #[test]
 fn truth_frozen_server_is_not_recovered_until_it_answers() {
+    let _serial = serial();
     // SIGSTOP for 3 s: no connection closes, so only the stalled requests show it.
     let server = Server::start(&[
         "--service-time",
@@ -306,10 +319,12 @@ fn truth_frozen_server_is_not_recovered_until_it_answers() {
         recovery["curve"]["answering_min"].as_u64().unwrap() < 100,
         "the freeze shows as sessions not answering: {recovery}"
     );
-    let first = recovery["curve"]["first_success_s"].as_f64().unwrap();
+    // Requests sent in the moment before the command's SIGSTOP lands may still succeed; the
+    // curve's 50 % comes only after CONT.
+    let half = recovery["curve"]["to_50pct_s"].as_f64().unwrap();
     assert!(
-        first >= 2.9,
-        "nothing sent after the fault succeeded before CONT: {recovery}"
+        half >= 3.0,
+        "half the sessions answered before CONT: {recovery}"
     );
     // The stall is in the phase's latency.
     assert!(
@@ -322,6 +337,7 @@ fn truth_frozen_server_is_not_recovered_until_it_answers() {
 
 #[test]
 fn truth_a_server_that_never_answers_shows_its_requests_in_flight_and_fails() {
+    let _serial = serial();
     // Sessions open (initialize is answered), but no request ever is: a slowloris server.
     let server = Server::start(&["--service-time", "10m", "--shards", "1"]);
     let url = server.url();
@@ -359,11 +375,19 @@ fn truth_a_server_that_never_answers_shows_its_requests_in_flight_and_fails() {
 
 #[test]
 fn truth_python_sdk_server_with_defaults_gets_a_capacity_and_no_invalid() {
-    let server = PyServer::start(&["--json-response"]);
+    let _serial = serial();
+    // SSE replies, the SDK's default (the case: it saturates near 180 req/s here).
+    let server = PyServer::start(&[]);
     let run = run(
         "python-defaults",
         &[
             &server.url,
+            // One generator shard: the server runs on this same 2-CPU machine, and a shard on
+            // each CPU would share both with it (sends then go out 1–2 ms late, which the
+            // report rightly calls INVALID against a 2 ms server). On a load host of its own
+            // the default is one shard per CPU.
+            "--shards",
+            "1",
             "--connections",
             "200",
             "--sustain",

@@ -171,6 +171,9 @@ pub struct ShardMetrics {
     pub all: LatencyPair,
     /// How late the loop woke after its deadline.
     pub loop_lag: Histogram<u64>,
+    /// How late each scheduled send went out after its intended time while a session was idle
+    /// to take it (open model), µs (≥ 1): judged against the phase's own latency.
+    pub send_lag: Histogram<u64>,
     /// Most sessions this shard held at once.
     pub held_max: u64,
     /// Connections that got their first session.
@@ -209,6 +212,7 @@ impl ShardMetrics {
             methods: Method::LOAD.iter().map(|_| LatencyPair::new()).collect(),
             all: LatencyPair::new(),
             loop_lag: new_histogram(),
+            send_lag: super::timeline::new_second_histogram(),
             held_max: 0,
             established: 0,
             failed: 0,
@@ -290,6 +294,7 @@ impl ShardMetrics {
         add(&mut self.connect, &other.connect);
         add(&mut self.initialize, &other.initialize);
         add(&mut self.loop_lag, &other.loop_lag);
+        add(&mut self.send_lag, &other.send_lag);
         for (mine, theirs) in self.methods.iter_mut().zip(other.methods.iter()) {
             mine.add(theirs);
         }

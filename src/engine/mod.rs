@@ -1,78 +1,27 @@
-//! `mcpstorm run`: the client engine. The coordinator (this file) validates the plan, spawns one
-//! pinned shard thread per CPU, measures memory before the first connect and at full hold,
-//! opens the load phase, stops it after `--duration`, and merges the shards' histograms and
-//! counters into the report. Shards do all I/O (`shard.rs`); this file does none beyond /proc.
+//! `mcpstorm run`'s client engine: `drive` spawns one pinned shard thread per planned shard and
+//! runs the phase driver (`scenario/`) on the calling thread while they run; the driver steers
+//! them with commands and the shards hand back their metrics per segment. Shards do all I/O
+//! (`shard.rs`); this file does none beyond /proc (RSS, CPU, slab).
 //!
 //! Module map: `plan.rs` (options → validated plan), `template.rs` (pre-encoded requests),
 //! `response.rs` (I/O-free response reader), `schedule.rs` (pacing, mix), `metrics.rs`
-//! (histograms, counters), `shard.rs` (the io_uring loop), `report.rs` (JSON and text).
+//! (histograms, counters), `timeline.rs` (per-second samples), `shard.rs` (the io_uring loop),
+//! `embedded.rs` (the embedded server child).
 
 pub mod embedded;
 pub mod metrics;
 pub mod plan;
-pub mod report;
 pub mod response;
 pub mod schedule;
 pub mod shard;
 pub mod template;
 pub mod timeline;
 
-use crate::ring::{probe_kernel, raise_nofile_limit};
-use embedded::EmbeddedServer;
 use metrics::ShardMetrics;
-use plan::{EnginePlan, RunOptions};
-use report::{Measured, Report};
+use plan::EnginePlan;
 use shard::{Shard, Shared};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 use timeline::TimelineMerger;
-
-/// How often the coordinator samples the shards while it waits.
-const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
-
-/// Runs the whole thing. `Err` = could not run (exit code 2), with the reason.
-pub fn run(options: &RunOptions) -> Result<Report, String> {
-    let features = probe_kernel().map_err(|e| e.to_string())?;
-    let mut options = options.clone();
-    // Dropped (SIGINT, wait) when this function returns, after every shard has closed.
-    let _embedded = if options.urls.is_empty() {
-        let server = EmbeddedServer::start(options.connections)?;
-        options.urls = server.urls.clone();
-        options.server_pid = Some(server.pid());
-        if options.mix.is_none() && options.tool.is_none() {
-            // The embedded server's echo tool: a real tools/call, not just ping.
-            options.tool = Some("echo".into());
-        }
-        Some(server)
-    } else {
-        None
-    };
-    let options = &options;
-    if !features.bind_op && options.source_ips.is_some() {
-        return Err("--source-ips needs IORING_OP_BIND (Linux 6.11 or newer)".into());
-    }
-    let nofile = raise_nofile_limit();
-    let cpus: Vec<usize> = core_affinity::get_core_ids()
-        .map(|ids| ids.into_iter().map(|c| c.id).collect())
-        .unwrap_or_default();
-    let plan = EnginePlan::from_options(options, nofile, &cpus)?;
-    let server_pid = options.server_pid;
-    crate::sys::signal::install_stop_handler();
-    let shared = Shared::new(plan.shards.len());
-    let rings: usize = plan.shards.iter().map(|s| s.rings).sum();
-    let driven = drive(&plan, &features, &shared, None, |feed| {
-        coordinate(&plan, &shared, rings, server_pid, &mut || feed.drain())
-    })?;
-    if !driven.shard_errors.is_empty() {
-        return Err(driven.shard_errors.join("; "));
-    }
-    let measured = driven.outcome?;
-    let mut merged = ShardMetrics::new();
-    for (_, metrics) in &driven.final_metrics {
-        merged.merge(metrics);
-    }
-    Ok(Report::build(&merged, &measured, driven.samples))
-}
 
 /// The per-second slices as they arrive, merged into samples.
 pub struct TimelineFeed {
@@ -190,87 +139,6 @@ pub fn drive<T>(
             outcome,
             shard_errors: errors,
         })
-    })
-}
-
-/// The coordinator's side of the phases: wait for every shard to set up, measure, let them
-/// connect, wait for the ramp, measure at full hold, run the load for the duration, stop.
-fn coordinate(
-    plan: &EnginePlan,
-    shared: &Shared,
-    rings: usize,
-    server_pid: Option<u32>,
-    // Called at every sample, so per-second slices never pile up in the channel.
-    drain_timeline: &mut dyn FnMut(),
-) -> Result<Measured, String> {
-    let server_rss = || {
-        server_pid
-            .and_then(|pid| proc_kib(&format!("/proc/{pid}/status"), "VmRSS:"))
-            .map(|kib| kib * 1024)
-    };
-    let shards = plan.shards.len();
-    let stopped = || shared.stop.load(Ordering::SeqCst) || crate::sys::signal::stop_requested();
-    while shared.shards_ready.load(Ordering::SeqCst) < shards {
-        if stopped() {
-            shared.stop.store(true, Ordering::SeqCst);
-            return Err("a shard failed to start".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let rss_before_bytes = rss_bytes();
-    let server_rss_before_bytes = server_rss();
-    let slab_before_bytes = slab_bytes();
-    shared.go_connect.store(true, Ordering::SeqCst);
-    let held_now = || -> u64 { shared.held.iter().map(|h| h.load(Ordering::Relaxed)).sum() };
-    let mut held_max = 0;
-    let ramp_start = Instant::now();
-    while shared.shards_ramped.load(Ordering::SeqCst) < shards
-        && !stopped()
-        && ramp_start.elapsed() < plan.ramp_timeout
-    {
-        drain_timeline();
-        std::thread::sleep(SAMPLE_INTERVAL);
-        held_max = held_max.max(held_now());
-    }
-    // Let the shards publish their final counts for the ramp.
-    std::thread::sleep(SAMPLE_INTERVAL);
-    let held_at_measurement = held_now();
-    held_max = held_max.max(held_at_measurement);
-    let rss_held_bytes = rss_bytes();
-    let server_rss_held_bytes = server_rss();
-    let slab_held_bytes = slab_bytes();
-    let cpu_start_us = self_cpu_us();
-    let server_cpu_start_us = server_pid.and_then(process_cpu_us);
-    shared.go_load.store(true, Ordering::SeqCst);
-    let load_start = Instant::now();
-    while load_start.elapsed() < plan.duration && !stopped() {
-        std::thread::sleep(SAMPLE_INTERVAL.min(plan.duration.saturating_sub(load_start.elapsed())));
-        held_max = held_max.max(held_now());
-        drain_timeline();
-    }
-    let load_s = load_start.elapsed().as_secs_f64();
-    let load_cpu_us = self_cpu_us().saturating_sub(cpu_start_us);
-    let server_load_cpu_us = match (server_cpu_start_us, server_pid.and_then(process_cpu_us)) {
-        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
-        _ => None,
-    };
-    shared.stop.store(true, Ordering::SeqCst);
-    Ok(Measured {
-        target: plan.connections as u64,
-        held_max,
-        load_s,
-        load_cpu_us,
-        server_load_cpu_us,
-        rss_before_bytes,
-        rss_held_bytes,
-        server_rss_before_bytes,
-        server_rss_held_bytes,
-        slab_before_bytes,
-        slab_held_bytes,
-        held_at_measurement,
-        conn_slot_bytes: shard::CONN_BYTES,
-        shards,
-        rings,
     })
 }
 

@@ -67,6 +67,9 @@ const HANDSHAKING: u16 = 8192;
 /// A held session lost its connection (fault, reset, server gone) and has not answered since:
 /// counted in `Shard::down` until a request or a re-initialize on it succeeds.
 const DOWN: u16 = 16384;
+/// The server closed the connection in order (idle keep-alive close, `Connection: close`): its
+/// session reconnects without counting as down — unless the reconnect itself fails.
+const ORDERLY_CLOSE: u16 = 32768;
 /// Flags that outlive a connection (they describe the slot's session and list membership).
 const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED | BACKOFF | DOWN;
 
@@ -168,6 +171,9 @@ pub struct Command {
     /// Closed loop: at most this many load requests in flight over all shards (0 = one per
     /// session). The baseline runs with 1: the server's unloaded service time.
     pub in_flight_max: u64,
+    /// The ramp ran out of time (`--ramp-timeout`): every connection still without its first
+    /// session is given up (`error_ramp_timeout`, failed), and no more are opened.
+    pub ramp_over: bool,
 }
 
 /// One shard's metrics for one segment, handed over when the segment ends.
@@ -181,9 +187,7 @@ pub struct SegmentMetrics {
 pub struct Shared {
     pub epoch: Instant,
     pub shards_ready: AtomicUsize,
-    pub shards_ramped: AtomicUsize,
     pub go_connect: AtomicBool,
-    pub go_load: AtomicBool,
     pub stop: AtomicBool,
     /// Sessions each shard holds right now.
     pub held: Vec<AtomicU64>,
@@ -223,9 +227,7 @@ impl Shared {
         Shared {
             epoch: Instant::now(),
             shards_ready: AtomicUsize::new(0),
-            shards_ramped: AtomicUsize::new(0),
             go_connect: AtomicBool::new(false),
-            go_load: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             held: per_shard(),
             settled: per_shard(),
@@ -244,6 +246,7 @@ impl Shared {
                 stall_after: Duration::ZERO,
                 mark: 0,
                 in_flight_max: 0,
+                ramp_over: false,
             }),
             acked: per_shard(),
             deletes_done: per_shard(),
@@ -478,8 +481,6 @@ pub struct Shard<'a> {
     mix: Mix,
     rng: Rng,
     phase: Phase,
-    /// Phased run: driven by `Shared::command` instead of go_load.
-    commanded: bool,
     command_seq: u64,
     segment: u32,
     label: &'static str,
@@ -491,6 +492,8 @@ pub struct Shard<'a> {
     earlier: Option<Earlier>,
     /// See `Command::stall_after`, ns (0 = off).
     stall_after_ns: u64,
+    /// `Command::ramp_over` was applied.
+    ramp_given_up: bool,
     /// This shard's share of `Command::in_flight_max` (u64::MAX = unlimited).
     in_flight_max: u64,
     /// See `Command::mark`: its value, when it was applied, and the first success since.
@@ -633,13 +636,6 @@ impl<'a> Shard<'a> {
         let targets: Box<[libc::sockaddr_in]> =
             plan.targets.iter().map(|t| sockaddr_in(t.addr)).collect();
         let zero = sockaddr_in(SocketAddr::from(([0, 0, 0, 0], 0)));
-        let rate_share = |rate: u64| {
-            if rate == 0 {
-                0
-            } else {
-                (rate / plan.shards.len() as u64).max(1)
-            }
-        };
         Ok(Shard {
             id,
             plan,
@@ -664,16 +660,11 @@ impl<'a> Shard<'a> {
             held: 0,
             in_flight: 0,
             open_conns: 0,
-            connect_pacer: Pacer::new(
-                0,
-                rate_share(plan.connect_rate_per_s),
-                slice.connections as u64,
-            ),
-            request_pacer: Pacer::new(0, rate_share(plan.rate_per_s), u64::MAX),
+            connect_pacer: Pacer::new(0, 0, 0),
+            request_pacer: Pacer::new(0, 0, u64::MAX),
             mix: Mix::new(&plan.mix),
             rng: Rng::new(0x6d63_7073_746f_726d ^ id as u64),
             phase: Phase::Ramp,
-            commanded: false,
             command_seq: 0,
             segment: 0,
             label: "ramp_up",
@@ -682,12 +673,14 @@ impl<'a> Shard<'a> {
             in_flight_current: 0,
             earlier: None,
             stall_after_ns: 0,
+            ramp_given_up: false,
             in_flight_max: u64::MAX,
             mark: 0,
             mark_ns: 0,
             first_ok_after_mark_ns: 0,
-            hold_target: slice.connections,
-            rate_per_s: rate_share(plan.rate_per_s),
+            // No connection opens until a command asks for it (`apply_command`).
+            hold_target: 0,
+            rate_per_s: 0,
             down: 0,
             deleting: false,
             delete_ring: 0,
@@ -740,11 +733,6 @@ impl<'a> Shard<'a> {
             .clone();
         let seq = self.shared.command_seq.load(Ordering::SeqCst);
         self.command_seq = seq;
-        if !self.commanded {
-            self.commanded = true;
-            self.hold_target = 0;
-            self.opened_base_pacer();
-        }
         let new_segment = command.segment != self.segment;
         if new_segment {
             if self.phase == Phase::Load && self.rate_per_s > 0 {
@@ -767,10 +755,13 @@ impl<'a> Shard<'a> {
             self.first_ok_after_mark_ns = 0;
         }
         self.label = command.label;
+        if command.ramp_over && !self.ramp_given_up {
+            self.give_up_ramp();
+        }
         let total = self.plan.connections.max(1) as u128;
         let share = (command.hold as u128 * self.slice.connections as u128).div_ceil(total);
         let share = share.min(self.slice.connections as u128) as u32;
-        if share > self.hold_target {
+        if share > self.hold_target && !self.ramp_given_up {
             self.hold_target = share;
             self.connect_pacer = Pacer::new(
                 self.now_ns,
@@ -799,9 +790,25 @@ impl<'a> Shard<'a> {
         self.shared.acked[self.id].store(seq, Ordering::SeqCst);
     }
 
-    /// Before the first command: no connection is opened until a command asks for them.
-    fn opened_base_pacer(&mut self) {
-        self.connect_pacer = Pacer::new(self.now_ns, 0, 0);
+    /// `Command::ramp_over`: what has no session yet never will in this run.
+    fn give_up_ramp(&mut self) {
+        self.ramp_given_up = true;
+        let never_opened = self.slice.connections - self.opened;
+        self.hold_target = self.opened;
+        self.metrics
+            .add_to(Counter::error_ramp_timeout, never_opened as u64);
+        self.metrics.failed += never_opened as u64;
+        self.failed_for_good += never_opened as u64;
+        self.settled += never_opened;
+        for r in 0..self.rings.len() {
+            for slot in 0..self.rings[r].conns.len() as u32 {
+                let conn = &self.rings[r].conns[slot as usize];
+                if conn.flags & SETTLED == 0 && conn.state != State::Free {
+                    self.connection_broke(r, slot, Counter::error_ramp_timeout);
+                }
+            }
+        }
+        self.check_ramped();
     }
 
     /// Hands the metrics of the segment that ends to the coordinator and starts `next`.
@@ -1043,15 +1050,6 @@ impl<'a> Shard<'a> {
         self.clock();
         self.ramp_start_ns = self.now_ns;
         self.second_end_ns = self.now_ns + 1_000_000_000;
-        self.connect_pacer = Pacer::new(
-            self.now_ns,
-            if self.plan.connect_rate_per_s == 0 {
-                0
-            } else {
-                (self.plan.connect_rate_per_s / self.plan.shards.len() as u64).max(1)
-            },
-            self.slice.connections as u64,
-        );
         let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(4096);
         loop {
             self.apply_command();
@@ -1079,6 +1077,9 @@ impl<'a> Shard<'a> {
             for slot in self.rings.iter_mut().skip(1) {
                 slot.ring.submit()?;
             }
+            // The turn's work took time: the wait runs from now, not from when the turn began
+            // (a wait from the stale clock overslept every deadline by the turn's length).
+            self.clock();
             let wait = self.wait_time();
             let before_ns = self.now_ns;
             self.rings[0].ring.submit_and_wait_timeout(wait)?;
@@ -1131,15 +1132,7 @@ impl<'a> Shard<'a> {
         );
         let slice = SecondSlice {
             second: self.second_index,
-            phase: if self.commanded {
-                self.label
-            } else {
-                match self.phase {
-                    Phase::Ramp => "ramp_up",
-                    Phase::Load => "sustained",
-                    Phase::Drain | Phase::Closing => "cool_down",
-                }
-            },
+            phase: self.label,
             held: self.held,
             answering: self
                 .held
@@ -1163,25 +1156,6 @@ impl<'a> Shard<'a> {
             Phase::Ramp => {
                 if self.shared.stop.load(Ordering::Relaxed) {
                     self.begin_drain();
-                } else if self.shared.go_load.load(Ordering::SeqCst) {
-                    self.phase = Phase::Load;
-                    if self.settled < self.slice.connections {
-                        // The coordinator's ramp timeout: load what is held, open no more.
-                        self.metrics.ramp_ns = self.now_ns - self.ramp_start_ns;
-                        self.metrics.add_to(
-                            Counter::error_ramp_timeout,
-                            (self.slice.connections - self.settled) as u64,
-                        );
-                    }
-                    self.request_pacer = Pacer::new(
-                        self.now_ns,
-                        if self.plan.rate_per_s == 0 {
-                            0
-                        } else {
-                            (self.plan.rate_per_s / self.plan.shards.len() as u64).max(1)
-                        },
-                        u64::MAX,
-                    );
                 }
             }
             Phase::Load => {
@@ -1229,7 +1203,7 @@ impl<'a> Shard<'a> {
 
     fn wait_time(&self) -> Duration {
         let mut deadline = self.now_ns + LOOP_TICK.as_nanos() as u64;
-        if (self.phase == Phase::Ramp || (self.commanded && self.phase == Phase::Load))
+        if (matches!(self.phase, Phase::Ramp | Phase::Load))
             && self.handshakes < HANDSHAKES_MAX
             && let Some(due) = self.connect_pacer.next_due_ns()
         {
@@ -1297,7 +1271,7 @@ impl<'a> Shard<'a> {
                 self.start_connect(r as usize, slot);
             }
         }
-        let opening = self.phase == Phase::Ramp || (self.commanded && self.phase == Phase::Load);
+        let opening = matches!(self.phase, Phase::Ramp | Phase::Load);
         if !opening {
             return Ok(());
         }
@@ -1456,8 +1430,7 @@ impl<'a> Shard<'a> {
             let conn = &mut self.rings[r].conns[slot as usize];
             // In a phased run a held session keeps trying (a restarted server comes back);
             // the coordinator's deadlines end the run.
-            let retry = (conn.method < self.plan.connect_retries
-                || (self.commanded && conn.flags & HELD != 0))
+            let retry = (conn.method < self.plan.connect_retries || conn.flags & HELD != 0)
                 && matches!(self.phase, Phase::Ramp | Phase::Load);
             if retry {
                 conn.method = conn.method.saturating_add(1);
@@ -1537,7 +1510,6 @@ impl<'a> Shard<'a> {
     fn check_ramped(&mut self) {
         if self.settled == self.slice.connections {
             self.metrics.ramp_ns = self.now_ns - self.ramp_start_ns;
-            self.shared.shards_ramped.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -1682,12 +1654,27 @@ impl<'a> Shard<'a> {
                 self.now_ns
             };
             // An idle session was there, so a late send is the generator's own delay.
-            if self.now_ns.saturating_sub(intended_ns) > LATE_SEND_NS {
+            let lag_ns = self.now_ns.saturating_sub(intended_ns);
+            if open_model {
+                self.metrics
+                    .send_lag
+                    .saturating_record((lag_ns / 1000).max(1));
+            }
+            if lag_ns > LATE_SEND_NS {
                 self.metrics.incr(Counter::late_sends);
             }
             let method = self.mix.pick(&mut self.rng);
             self.metrics.incr(Counter::requests_offered);
             self.start_request(r, slot, method, intended_ns);
+        }
+    }
+
+    /// A held session stops answering (its session or connection is lost).
+    fn mark_down(&mut self, r: usize, slot: u32) {
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.flags & (HELD | DOWN) == HELD {
+            conn.flags |= DOWN;
+            self.down += 1;
         }
     }
 
@@ -1754,7 +1741,7 @@ impl<'a> Shard<'a> {
     fn become_ready(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn_set_state(conn, State::Ready);
-        if self.commanded && self.phase == Phase::Load && conn.flags & DOWN != 0 {
+        if self.phase == Phase::Load && conn.flags & DOWN != 0 {
             // A session back after losing its connection: probe it with a request of the
             // mix at once, so the recovery time measures the server, not the wait for its
             // turn in the load. If it is still linked in the idle FIFO, the pop skips it
@@ -1971,6 +1958,7 @@ impl<'a> Shard<'a> {
             {
                 // The server closed an idle keep-alive connection: reconnect, keep the session.
                 self.metrics.incr(Counter::reconnects_idle_close);
+                self.rings[r].conns[slot as usize].flags |= ORDERLY_CLOSE;
                 let keep = self.phase != Phase::Closing;
                 self.begin_close(r, slot, keep);
             }
@@ -2094,6 +2082,8 @@ impl<'a> Shard<'a> {
                 }
                 if outcome == Err(Counter::error_session_lost) {
                     // The server forgot the session: initialize a new one on this connection.
+                    // Until a request on the new one succeeds, it is not answering.
+                    self.mark_down(r, slot);
                     let c = &mut self.rings[r].conns[slot as usize];
                     c.session = SessionId::EMPTY;
                     if summary.keep_alive {
@@ -2161,6 +2151,7 @@ impl<'a> Shard<'a> {
         if !summary.keep_alive || self.rings[r].conns[slot as usize].flags & PEER_EOF != 0 {
             self.metrics.incr(Counter::reconnects_connection_close);
             let keep = self.phase != Phase::Closing;
+            self.rings[r].conns[slot as usize].flags |= ORDERLY_CLOSE;
             conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
             self.begin_close(r, slot, keep);
             return;
@@ -2293,8 +2284,9 @@ impl<'a> Shard<'a> {
         }
         self.open_conns -= 1;
         let reconnect = conn.flags & RECONNECT != 0 && self.phase != Phase::Closing;
+        let orderly = conn.flags & ORDERLY_CLOSE != 0;
         conn.flags &= KEPT_ACROSS_RECONNECT;
-        if reconnect && conn.flags & (HELD | DOWN) == HELD {
+        if reconnect && !orderly && conn.flags & (HELD | DOWN) == HELD {
             conn.flags |= DOWN;
             self.down += 1;
         } else if !reconnect && conn.flags & DOWN != 0 {
@@ -2306,7 +2298,7 @@ impl<'a> Shard<'a> {
             conn.flags &= !BACKOFF;
             conn_set_state(conn, State::Free);
             let mut attempt = conn.method - 1;
-            if self.commanded && conn.flags & HELD != 0 {
+            if conn.flags & HELD != 0 {
                 // A held session retries without limit (phased run): keep its backoff short,
                 // so a server back from a fault is found within ~0.6 s, not after 5 s.
                 attempt = attempt.min(HELD_RETRY_ATTEMPT_MAX);

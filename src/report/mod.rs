@@ -139,9 +139,13 @@ impl Saturation {
 /// The generator's own health: a phase where it fell behind is INVALID, never PASS.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct GeneratorCheck {
+    /// Scheduled sends later than `late_threshold_us` while a session was idle to take them.
     pub late_sends: u64,
     /// Late sends ÷ sends, percent.
     pub late_sends_pct: f64,
+    /// How late counts as late: 1 ms, or a tenth of the phase's median latency when that is
+    /// more (a 2 ms hiccup does not distort a 30 ms measurement; it does a 200 µs one).
+    pub late_threshold_us: u64,
     pub loop_lag_us_p99: u64,
     pub cq_overflows: u64,
     pub sq_backlog_max: u64,
@@ -162,6 +166,33 @@ impl GeneratorCheck {
         cq_overflows: u64,
         sq_backlog_max: u64,
     ) -> GeneratorCheck {
+        Self::judge_with_threshold(
+            late_sends,
+            sends,
+            Self::LATE_US_MIN,
+            loop_lag_us_p99,
+            cq_overflows,
+            sq_backlog_max,
+        )
+    }
+
+    /// The least lateness that counts as late, µs.
+    pub const LATE_US_MIN: u64 = 1_000;
+
+    /// The late-send threshold of a phase whose median latency is `latency_us_p50`.
+    pub fn late_threshold_us(latency_us_p50: u64) -> u64 {
+        Self::LATE_US_MIN.max(latency_us_p50 / 10)
+    }
+
+    /// `judge` with late sends counted against `late_threshold_us`.
+    pub fn judge_with_threshold(
+        late_sends: u64,
+        sends: u64,
+        late_threshold_us: u64,
+        loop_lag_us_p99: u64,
+        cq_overflows: u64,
+        sq_backlog_max: u64,
+    ) -> GeneratorCheck {
         let late_sends_pct = if sends == 0 {
             0.0
         } else {
@@ -170,7 +201,8 @@ impl GeneratorCheck {
         let mut reasons = Vec::new();
         if late_sends_pct > Self::LATE_SENDS_PCT_MAX {
             reasons.push(format!(
-                "{late_sends_pct:.2}% of sends were > 1 ms late (bound {} %)",
+                "{late_sends_pct:.2}% of sends were > {} late (bound {} %)",
+                format_us(late_threshold_us),
                 Self::LATE_SENDS_PCT_MAX
             ));
         }
@@ -186,6 +218,7 @@ impl GeneratorCheck {
         GeneratorCheck {
             late_sends,
             late_sends_pct,
+            late_threshold_us,
             loop_lag_us_p99,
             cq_overflows,
             sq_backlog_max,
@@ -373,6 +406,15 @@ pub struct SecondSample {
     pub latency_us_p99: u64,
 }
 
+/// How the engine was laid out for the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EngineInfo {
+    pub shards: usize,
+    pub rings: usize,
+    /// Bytes of one connection slot in the shards' slab.
+    pub conn_slot_bytes: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MachineInfo {
     pub cpus: usize,
@@ -397,6 +439,17 @@ pub struct RunReport {
     pub sla: Vec<sla::SlaRow>,
     pub verdict: sla::Verdict,
     pub series: Vec<SecondSample>,
+    /// Sessions over the whole run, counted by the shards (established = connections that got
+    /// their first session; failed = those that ended without one).
+    pub sessions: Sessions,
+    /// Every error cause over the whole run (each phase has its own too).
+    pub errors_by_cause: BTreeMap<String, u64>,
+    /// Every engine counter over the whole run: the figures behind the phases'.
+    pub counters: BTreeMap<String, u64>,
+    pub engine: EngineInfo,
+    /// Set when nothing could be measured (no session in the baseline: the target is not
+    /// there or not MCP): the reason. The run exits 2; the report shows what was tried.
+    pub could_not_run: Option<String>,
 }
 
 impl RunReport {
@@ -412,9 +465,11 @@ impl RunReport {
     }
 
     /// Exit code of the run: 0 every SLA passed, 1 one failed or a phase was INVALID (or the
-    /// run was interrupted).
+    /// run was interrupted), 2 nothing could be measured.
     pub fn exit_code(&self) -> u8 {
-        if self.partial || self.verdict != sla::Verdict::Pass {
+        if self.could_not_run.is_some() {
+            2
+        } else if self.partial || self.verdict != sla::Verdict::Pass {
             1
         } else {
             0
@@ -465,7 +520,15 @@ mod tests {
         assert!(GeneratorCheck::judge(5, 1000, 200, 0, 0).valid);
         let late = GeneratorCheck::judge(20, 1000, 200, 0, 0);
         assert!(!late.valid);
-        assert!(late.invalid_reason.unwrap().contains("2.00% of sends"));
+        assert!(
+            late.invalid_reason
+                .unwrap()
+                .contains("2.00% of sends were > 1.0 ms late")
+        );
+        assert_eq!(GeneratorCheck::late_threshold_us(300), 1_000);
+        assert_eq!(GeneratorCheck::late_threshold_us(30_000), 3_000);
+        let relative = GeneratorCheck::judge_with_threshold(20, 1000, 3_000, 200, 0, 0);
+        assert!(relative.invalid_reason.unwrap().contains("> 3.0 ms late"));
         let lag = GeneratorCheck::judge(0, 1000, 20_000, 0, 0);
         assert!(lag.invalid_reason.unwrap().contains("loop lag p99 20000"));
         assert!(!GeneratorCheck::judge(0, 0, 0, 3, 0).valid);
@@ -639,6 +702,21 @@ pub fn sample_report() -> RunReport {
         sla,
         verdict,
         series,
+        sessions: Sessions {
+            target: 1000,
+            established: 1000,
+            failed: 0,
+            held_max: 1000,
+            established_per_s: Some(20_000.0),
+        },
+        errors_by_cause: BTreeMap::from([("http_503".to_string(), 60)]),
+        counters: BTreeMap::from([("requests_ok".to_string(), 599_940)]),
+        engine: EngineInfo {
+            shards: 2,
+            rings: 2,
+            conn_slot_bytes: 104,
+        },
+        could_not_run: None,
     }
 }
 

@@ -46,6 +46,8 @@ pub struct SlaSpec {
     pub throughput_rps: Option<f64>,
     pub mem_bytes_per_conn: Option<f64>,
     pub recovery_s: Option<f64>,
+    /// Offered requests dropped because every session was busy, percent of offered.
+    pub dropped_pct: Option<f64>,
 }
 
 impl Default for SlaSpec {
@@ -56,6 +58,7 @@ impl Default for SlaSpec {
             throughput_rps: Some(10_000.0),
             mem_bytes_per_conn: Some(2048.0),
             recovery_s: Some(5.0),
+            dropped_pct: Some(super::Saturation::DROPPED_PCT_MAX),
         }
     }
 }
@@ -87,15 +90,14 @@ impl SlaSpec {
                     spec.error_rate_pct = if off {
                         None
                     } else {
-                        let number = value.strip_suffix('%').ok_or_else(|| {
-                            format!("--sla errors={value}: give a percentage like 0.05%")
-                        })?;
-                        Some(
-                            number
-                                .trim()
-                                .parse::<f64>()
-                                .map_err(|_| format!("--sla errors={value}: not a number"))?,
-                        )
+                        Some(parse_pct("errors", value)?)
+                    }
+                }
+                "dropped" => {
+                    spec.dropped_pct = if off {
+                        None
+                    } else {
+                        Some(parse_pct("dropped", value)?)
                     }
                 }
                 "throughput" => {
@@ -118,13 +120,24 @@ impl SlaSpec {
                 }
                 other => {
                     return Err(format!(
-                        "--sla: unknown key {other:?} (p95, errors, throughput, mem, recovery)"
+                        "--sla: unknown key {other:?} (p95, errors, throughput, mem, recovery, dropped)"
                     ));
                 }
             }
         }
         Ok(spec)
     }
+}
+
+/// `0.05%` → 0.05.
+fn parse_pct(key: &str, value: &str) -> Result<f64, String> {
+    let number = value
+        .strip_suffix('%')
+        .ok_or_else(|| format!("--sla {key}={value}: give a percentage like 0.05%"))?;
+    number
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("--sla {key}={value}: not a number"))
 }
 
 /// `2KB`, `2KiB`, `512B`, `1.5MB` → bytes (KB = 1000, KiB = 1024; the reference profile's
@@ -328,8 +341,10 @@ pub fn evaluate(spec: &SlaSpec, phases: &[PhaseReport]) -> Vec<SlaRow> {
         });
     }
     rows.extend(client_memory_row(find("sustained")));
-    if find("sustained").is_some() {
-        rows.push(offered_load_row(find("sustained")));
+    if let Some(bound) = spec.dropped_pct
+        && find("sustained").is_some()
+    {
+        rows.push(offered_load_row(find("sustained"), bound));
     }
     if let Some(bound) = spec.recovery_s {
         let r = row(
@@ -386,10 +401,9 @@ fn client_memory_row(phase: Option<&PhaseReport>) -> Option<SlaRow> {
     })
 }
 
-/// Did the server carry the offered load? FAIL when more than
-/// `Saturation::DROPPED_PCT_MAX` of the offered requests found every session busy.
-fn offered_load_row(phase: Option<&PhaseReport>) -> SlaRow {
-    let bound = super::Saturation::DROPPED_PCT_MAX;
+/// Did the server carry the offered load? FAIL when more than `bound` percent of the offered
+/// requests found every session busy (`--sla dropped=1%`).
+fn offered_load_row(phase: Option<&PhaseReport>, bound: f64) -> SlaRow {
     let r = row(
         "offered_load_carried",
         "sustained",
@@ -687,9 +701,10 @@ mod tests {
         assert!(SlaSpec::parse_over_defaults("p99=1s").is_err());
         assert!(SlaSpec::parse_over_defaults("errors=5").is_err());
         assert!(SlaSpec::parse_over_defaults("mem=2 parsecs").is_err());
-        let off =
-            SlaSpec::parse_over_defaults("p95=off,errors=off,throughput=off,mem=off,recovery=off")
-                .unwrap();
+        let off = SlaSpec::parse_over_defaults(
+            "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off",
+        )
+        .unwrap();
         assert!(evaluate(&off, &[]).is_empty());
     }
 

@@ -125,8 +125,9 @@ pub fn render(report: &RunReport) -> String {
         let g = &phase.generator;
         let _ = writeln!(
             out,
-            "  {:<17} late sends {} ({:.2}%), loop lag p99 {}, CQ overflows {}, SQ backlog max {}: {}",
+            "  {:<17} late sends (> {}) {} ({:.2}%), loop lag p99 {}, CQ overflows {}, SQ backlog max {}: {}",
             phase.name,
+            format_us(g.late_threshold_us.max(GeneratorCheck::LATE_US_MIN)),
             format_count(g.late_sends),
             g.late_sends_pct,
             format_us(g.loop_lag_us_p99),
@@ -144,6 +145,9 @@ pub fn render(report: &RunReport) -> String {
                 (false, _) => format!("INVALID ({})", g.invalid_reason.as_deref().unwrap_or("")),
             }
         );
+    }
+    if let Some(reason) = &report.could_not_run {
+        let _ = writeln!(out, "\nCOULD NOT RUN: {reason}");
     }
     let _ = writeln!(
         out,

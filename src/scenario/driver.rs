@@ -156,6 +156,8 @@ pub struct Driver<'a> {
     pub mark: u64,
     /// Sessions the last command held (a command keeps them unless it says otherwise).
     pub hold: u64,
+    /// The ramp timed out: every later command says so (see `Command::ramp_over`).
+    pub ramp_over: bool,
     /// Client RSS, server RSS and kernel slab before any session opened.
     pub rss_before_bytes: u64,
     pub server_rss_before_bytes: Option<u64>,
@@ -190,6 +192,7 @@ impl<'a> Driver<'a> {
             stall_after: Duration::ZERO,
             mark: 0,
             hold: 0,
+            ramp_over: false,
             rss_before_bytes: 0,
             server_rss_before_bytes: None,
             slab_before_bytes: None,
@@ -316,6 +319,7 @@ impl<'a> Driver<'a> {
             stall_after: self.stall_after,
             mark: self.mark,
             in_flight_max: 0,
+            ramp_over: self.ramp_over,
         }
     }
 
@@ -459,7 +463,11 @@ impl<'a> Driver<'a> {
                     self.end(PhaseStatus::Aborted);
                 }
             }
-            Halt::CouldNotRun(_) => {}
+            Halt::CouldNotRun(_) => {
+                if !ended {
+                    self.end(PhaseStatus::Aborted);
+                }
+            }
         }
         let now_s = self.now_s();
         for name in crate::report::PHASE_NAMES {

@@ -108,10 +108,7 @@ pub fn errors_by_cause(m: &ShardMetrics) -> BTreeMap<String, u64> {
         }
     }
     for &(op, errno, count) in &m.errnos {
-        causes.insert(
-            format!("{op}:{}", crate::engine::report::errno_name(errno)),
-            count,
-        );
+        causes.insert(format!("{op}:{}", crate::sys::errno::name(errno)), count);
     }
     causes
 }
@@ -192,8 +189,9 @@ fn saturation(report: &PhaseReport, m: &ShardMetrics) -> Option<Saturation> {
 
 /// The generator self-check of merged metrics, on the generator's own signals only: a send
 /// is late only when an idle session was there to take it (a request due while every
-/// session was busy is dropped, the server's doing), plus loop lag and CQ overflows.
-/// `fault`: late sends do not count (see below).
+/// session was busy is dropped, the server's doing), and only by more than
+/// `GeneratorCheck::late_threshold_us` of the phase's median latency; plus loop lag and CQ
+/// overflows. `fault`: late sends do not count (see below).
 pub fn generator_check(m: &ShardMetrics, fault: bool) -> GeneratorCheck {
     let sent = m.get(Counter::requests_sent);
     let loop_lag_us_p99 = if m.loop_lag.is_empty() {
@@ -201,12 +199,32 @@ pub fn generator_check(m: &ShardMetrics, fault: bool) -> GeneratorCheck {
     } else {
         m.loop_lag.value_at_quantile(0.99)
     };
-    let late_sends = m.get(Counter::late_sends);
+    let latency_us_p50 = if m.all.corrected.is_empty() {
+        0
+    } else {
+        m.all.corrected.value_at_quantile(0.5)
+    };
+    let threshold_us = GeneratorCheck::late_threshold_us(latency_us_p50);
+    let late_sends = if m.send_lag.is_empty() {
+        0
+    } else {
+        // Values above the threshold (the histogram's equivalence range keeps the boundary
+        // within its 2 significant digits).
+        let above = m.send_lag.highest_equivalent(threshold_us) + 1;
+        m.send_lag.count_between(above, m.send_lag.high())
+    };
     if fault {
         // While sessions reconnect the requests due to them wait for the connection and go out
         // late by design (their corrected latency counts the wait): that is the fault, not
         // the generator falling behind. Loop lag and CQ overflows still judge it.
-        let mut check = GeneratorCheck::judge(0, sent, loop_lag_us_p99, m.cq_overflows, 0);
+        let mut check = GeneratorCheck::judge_with_threshold(
+            0,
+            sent,
+            threshold_us,
+            loop_lag_us_p99,
+            m.cq_overflows,
+            0,
+        );
         check.late_sends = late_sends;
         check.late_sends_pct = if sent == 0 {
             0.0
@@ -216,9 +234,10 @@ pub fn generator_check(m: &ShardMetrics, fault: bool) -> GeneratorCheck {
         check.sq_backlog_max = m.sq_backlog_max;
         check
     } else {
-        GeneratorCheck::judge(
+        GeneratorCheck::judge_with_threshold(
             late_sends,
             sent,
+            threshold_us,
             loop_lag_us_p99,
             m.cq_overflows,
             m.sq_backlog_max,
@@ -229,6 +248,37 @@ pub fn generator_check(m: &ShardMetrics, fault: bool) -> GeneratorCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_sends_are_judged_against_the_phases_own_latency() {
+        let mut m = ShardMetrics::new();
+        m.add_to(Counter::requests_sent, 1000);
+        for _ in 0..970 {
+            m.send_lag.record(20).unwrap();
+        }
+        for _ in 0..30 {
+            m.send_lag.record(2_000).unwrap(); // 2 ms late: 3 % of sends
+        }
+        // Against a 200 µs server, 2 ms late sends distort what is measured: INVALID.
+        for _ in 0..1000 {
+            m.record_request(Method::Ping, 200, 200);
+        }
+        let fast = generator_check(&m, false);
+        assert_eq!(fast.late_threshold_us, 1_000);
+        assert_eq!(fast.late_sends, 30);
+        assert!(!fast.valid);
+        // Against a 30 ms server they do not (threshold 3 ms): valid.
+        let mut slow = ShardMetrics::new();
+        slow.merge(&m);
+        slow.all = crate::engine::metrics::ShardMetrics::new().all;
+        for _ in 0..1000 {
+            slow.record_request(Method::Ping, 30_000, 30_000);
+        }
+        let check = generator_check(&slow, false);
+        assert!((3_000..=3_010).contains(&check.late_threshold_us));
+        assert_eq!(check.late_sends, 0);
+        assert!(check.valid, "{:?}", check.invalid_reason);
+    }
 
     #[test]
     fn every_offered_request_is_accounted_for_by_cause() {

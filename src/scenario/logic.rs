@@ -35,6 +35,10 @@ pub struct CapacitySearch {
     next: Option<f64>,
     highest_pass: Option<f64>,
     lowest_fail: Option<f64>,
+    /// A rate whose step the generator could not drive, once (it is tried again).
+    unjudged: Option<f64>,
+    /// The rate the generator could not drive twice: the search stopped there.
+    pub generator_limit_rps: Option<f64>,
 }
 
 /// Bisection stops when the highest pass is within this share of the lowest failure.
@@ -52,6 +56,8 @@ impl CapacitySearch {
             next: Some(start_rps.max(CAPACITY_RATE_MIN).round()),
             highest_pass: None,
             lowest_fail: None,
+            unjudged: None,
+            generator_limit_rps: None,
         }
     }
 
@@ -63,9 +69,24 @@ impl CapacitySearch {
         self.next
     }
 
+    /// A step the generator could not drive says nothing about the server: the same rate is
+    /// tried once more; a second time, the search stops (the generator's limit, not the
+    /// server's, was found) and the capacity is a lower bound.
+    pub fn record_unjudged(&mut self, offered_rps: f64) {
+        self.steps += 1;
+        if self.unjudged == Some(offered_rps) {
+            self.generator_limit_rps = Some(offered_rps);
+            self.next = None;
+        } else {
+            self.unjudged = Some(offered_rps);
+            self.next = Some(offered_rps);
+        }
+    }
+
     /// Takes a step's verdict and decides the next rate.
     pub fn record(&mut self, step: &CapacityStep) {
         self.steps += 1;
+        self.unjudged = None;
         if step.pass {
             self.highest_pass = Some(
                 self.highest_pass
@@ -392,6 +413,22 @@ mod tests {
         search.record(&step(1250.0, 1250.0, true));
         assert_eq!(search.next_rate(), None, "steps_max");
         assert_eq!(search.capacity(), Some(1250.0));
+    }
+
+    #[test]
+    fn a_step_the_generator_could_not_drive_is_tried_again_then_ends_the_search() {
+        let mut search = CapacitySearch::new(1000.0, 1.5, 12);
+        search.record(&step(1000.0, 1000.0, true));
+        assert_eq!(search.next_rate(), Some(1500.0));
+        search.record_unjudged(1500.0);
+        assert_eq!(search.next_rate(), Some(1500.0), "tried again");
+        search.record(&step(1500.0, 1500.0, true));
+        assert_eq!(search.next_rate(), Some(2250.0));
+        search.record_unjudged(2250.0);
+        search.record_unjudged(2250.0);
+        assert_eq!(search.next_rate(), None);
+        assert_eq!(search.generator_limit_rps, Some(2250.0));
+        assert_eq!(search.capacity(), Some(1500.0), "a lower bound");
     }
 
     #[test]

@@ -13,11 +13,13 @@ use crate::engine::shard::Shared;
 use crate::report::{self, Leak, MachineInfo, PhaseStatus, RunReport};
 use std::time::Duration;
 
-/// Why a phased run produced no report (exit code 2).
+/// Why a phased run produced no report at all (exit code 2): the plan or the machine refused
+/// it before any connection opened.
 pub type CouldNotRun = String;
 
-/// Runs the phases. `Err` = the run could not be done (exit 2); a report otherwise, also for
-/// a run that aborted, was interrupted or lost a shard (then `partial` or a verdict says so).
+/// Runs the phases. `Err` = the run could not start (exit 2); a report otherwise, also for a
+/// run that found nothing to measure (`could_not_run`, exit 2), aborted, was interrupted or
+/// lost a shard (then `partial` or a verdict says so).
 pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -75,14 +77,22 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
     for (segment, metrics) in &driven.final_metrics {
         driver.merged.entry(*segment).or_default().merge(metrics);
     }
-    if let Some(Halt::CouldNotRun(reason)) = &driven.outcome {
-        let merged = driver.merged.get(&Segment::Baseline.id());
-        return Err(explain_no_session(
-            reason.clone(),
-            merged,
-            &run_options.urls,
-        ));
-    }
+    let could_not_run = match &driven.outcome {
+        Some(Halt::CouldNotRun(reason)) => {
+            let merged = driver.merged.get(&Segment::Baseline.id());
+            let why = explain_no_session(reason.clone(), merged, &run_options.urls);
+            if let Some(baseline) = driver
+                .phases
+                .iter_mut()
+                .find(|p| p.report.name == "baseline")
+            {
+                baseline.report.status = PhaseStatus::Aborted;
+                baseline.report.note = Some(why.clone());
+            }
+            Some(why)
+        }
+        _ => None,
+    };
     if !driven.shard_errors.is_empty() {
         driver.interrupted = true;
         if let Some(last) = driver
@@ -117,6 +127,15 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
         .saturating_duration_since(shared.epoch)
         .as_secs_f64();
     let interrupted = driver.interrupted;
+    let mut whole_run = ShardMetrics::new();
+    for metrics in driver.merged.values() {
+        whole_run.merge(metrics);
+    }
+    let counters = Counter::ALL
+        .iter()
+        .map(|c| (c.name().to_string(), whole_run.get(*c)))
+        .collect();
+    let errors_by_cause = super::figures::errors_by_cause(&whole_run);
     let phases_run = std::mem::take(&mut driver.phases);
     let mut phases =
         super::figures::finish_phases(phases_run, &driver.merged, end_s, shard_epoch_s);
@@ -129,6 +148,20 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
             ..leak
         });
     }
+    let sessions = report::Sessions {
+        target: plan.connections as u64,
+        established: whole_run.established,
+        failed: whole_run.failed,
+        held_max: phases
+            .iter()
+            .map(|p| p.sessions.held_max)
+            .max()
+            .unwrap_or(0),
+        established_per_s: phases
+            .iter()
+            .find(|p| p.name == "ramp_up")
+            .and_then(|p| p.sessions.established_per_s),
+    };
     let sla = report::sla::evaluate(&options.sla, &phases);
     let verdict = report::sla::overall(&sla);
     drop(driver);
@@ -147,6 +180,15 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
         sla,
         verdict,
         series: driven.samples,
+        sessions,
+        errors_by_cause,
+        counters,
+        engine: report::EngineInfo {
+            shards: plan.shards.len(),
+            rings: plan.shards.iter().map(|s| s.rings).sum(),
+            conn_slot_bytes: crate::engine::shard::CONN_BYTES,
+        },
+        could_not_run,
     })
 }
 

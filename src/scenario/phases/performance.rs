@@ -31,11 +31,15 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
             break Ok(());
         };
         match run_step(d, feed, k, offered, &mut loaded_s) {
-            Ok(step) => {
+            Ok((step, generator_valid)) => {
                 if step.pass {
                     passed_segments.push(Segment::Step(k).id());
                 }
-                search.record(&step);
+                if generator_valid {
+                    search.record(&step);
+                } else {
+                    search.record_unjudged(offered);
+                }
                 steps.push(step);
             }
             Err(halt) => break Err(halt),
@@ -47,6 +51,11 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         d.options.step_factor,
         logic::CAPACITY_PRECISION * 100.0
     );
+    if let Some(limit) = search.generator_limit_rps {
+        d.add_note(format!(
+            "the generator could not drive {limit:.0} req/s validly (twice): the capacity found is a lower bound — use more load hosts or CPUs"
+        ));
+    }
     let report = &mut d.current().report;
     report.capacity = Some(Capacity {
         steps,
@@ -90,7 +99,7 @@ fn run_step(
     k: u32,
     offered: f64,
     loaded_s: &mut f64,
-) -> Result<CapacityStep, crate::scenario::driver::Halt> {
+) -> Result<(CapacityStep, bool), crate::scenario::driver::Halt> {
     d.current().segments.push(Segment::Step(k).id());
     d.command(
         feed,
@@ -135,6 +144,7 @@ fn run_step(
         &d.options.sla,
     );
     let generator = figures::generator_check(&m, false);
+    let generator_valid = generator.valid;
     if !generator.valid {
         // A step the generator could not drive proves nothing about the target: it cannot
         // count towards the capacity.
@@ -148,5 +158,5 @@ fn run_step(
         });
         step.pass = false;
     }
-    Ok(step)
+    Ok((step, generator_valid))
 }

@@ -53,9 +53,11 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     }
     if !complete {
         d.add_note(format!(
-            "--ramp-timeout {:?} reached with {established} of {n} sessions",
+            "--ramp-timeout {:?} reached with {established} of {n} sessions: the rest are given up (ramp_timeout) and the load runs on those held",
             d.options.run.ramp_timeout
         ));
+        d.ramp_over = true;
+        d.command(feed, d.command_for(Segment::Ramp, "ramp_up"))?;
     }
     d.end(PhaseStatus::Completed);
     take_memory_at_full_hold(d);

@@ -118,6 +118,18 @@ fn assert_no_invalid(report: &Value, text: &str) {
     }
 }
 
+/// `serve --service-time T --concurrency C --shards S`: capacity C/T by construction.
+fn calibrated_server(service_time: &str, slots: &str, shards: &str) -> Server {
+    Server::start(&[
+        "--service-time",
+        service_time,
+        "--concurrency",
+        slots,
+        "--shards",
+        shards,
+    ])
+}
+
 /// Runs the phases (failure_recovery skipped) against `serve --service-time service_ms
 /// --concurrency slots` and checks capacity (±10 % of slots ÷ service time), baseline
 /// (p50 within 20 % of the service time), blame (no INVALID) and accounting.
@@ -126,14 +138,7 @@ fn check_calibrated(name: &str, service_ms: u64, slots: u64, shards: &str, conne
     let capacity_built = slots as f64 * 1000.0 / service_ms as f64;
     let service = format!("{service_ms}ms");
     let slots_text = slots.to_string();
-    let server = Server::start(&[
-        "--service-time",
-        &service,
-        "--concurrency",
-        &slots_text,
-        "--shards",
-        shards,
-    ]);
+    let server = calibrated_server(&service, &slots_text, shards);
     let url = server.url();
     let pid = server.child.id().to_string();
     let run = run(
@@ -220,14 +225,7 @@ fn truth_saturated_sustained_phase_is_the_servers_not_the_generators() {
     let _serial = serial();
     // 1000 req/s offered to an 800 req/s server with 200 sessions: requests find every
     // session busy and are dropped; the phase is SATURATED and its SLA row FAILs.
-    let server = Server::start(&[
-        "--service-time",
-        "25ms",
-        "--concurrency",
-        "20",
-        "--shards",
-        "1",
-    ]);
+    let server = calibrated_server("25ms", "20", "1");
     let url = server.url();
     let run = run(
         "saturated",
@@ -274,14 +272,7 @@ fn truth_saturated_sustained_phase_is_the_servers_not_the_generators() {
 fn truth_frozen_server_is_not_recovered_until_it_answers() {
     let _serial = serial();
     // SIGSTOP for 3 s: no connection closes, so only the stalled requests show it.
-    let server = Server::start(&[
-        "--service-time",
-        "5ms",
-        "--concurrency",
-        "50",
-        "--shards",
-        "1",
-    ]);
+    let server = calibrated_server("5ms", "50", "1");
     let url = server.url();
     let pid = server.child.id();
     let fault = format!("exec:kill -STOP {pid}; sleep 3; kill -CONT {pid}");

@@ -494,6 +494,9 @@ pub struct Shard<'a> {
     stall_after_ns: u64,
     /// `Command::ramp_over` was applied.
     ramp_given_up: bool,
+    /// From a fault's mark to the end of its segment: every lost connection counts as down,
+    /// an orderly close included (a killed server's sockets may close with a plain FIN).
+    fault_window: bool,
     /// This shard's share of `Command::in_flight_max` (u64::MAX = unlimited).
     in_flight_max: u64,
     /// See `Command::mark`: its value, when it was applied, and the first success since.
@@ -674,6 +677,7 @@ impl<'a> Shard<'a> {
             earlier: None,
             stall_after_ns: 0,
             ramp_given_up: false,
+            fault_window: false,
             in_flight_max: u64::MAX,
             mark: 0,
             mark_ns: 0,
@@ -735,6 +739,7 @@ impl<'a> Shard<'a> {
         self.command_seq = seq;
         let new_segment = command.segment != self.segment;
         if new_segment {
+            self.fault_window = false;
             if self.phase == Phase::Load && self.rate_per_s > 0 {
                 // Owed to the segment that ends, never inherited by the next one.
                 self.drop_due(Counter::dropped_phase_ended);
@@ -753,6 +758,7 @@ impl<'a> Shard<'a> {
             self.mark = command.mark;
             self.mark_ns = self.now_ns;
             self.first_ok_after_mark_ns = 0;
+            self.fault_window = true;
         }
         self.label = command.label;
         if command.ramp_over && !self.ramp_given_up {
@@ -2284,7 +2290,7 @@ impl<'a> Shard<'a> {
         }
         self.open_conns -= 1;
         let reconnect = conn.flags & RECONNECT != 0 && self.phase != Phase::Closing;
-        let orderly = conn.flags & ORDERLY_CLOSE != 0;
+        let orderly = conn.flags & ORDERLY_CLOSE != 0 && !self.fault_window;
         conn.flags &= KEPT_ACROSS_RECONNECT;
         if reconnect && !orderly && conn.flags & (HELD | DOWN) == HELD {
             conn.flags |= DOWN;

@@ -172,6 +172,11 @@ pub fn fill(
 /// An open-model phase where more than `Saturation::DROPPED_PCT_MAX` of the offered requests
 /// found every session busy: the server did not carry the load.
 fn saturation(report: &PhaseReport, m: &ShardMetrics) -> Option<Saturation> {
+    if report.recovery.is_some() {
+        // During a fault every session may be busy reconnecting: that is the fault's doing,
+        // measured by the recovery figures, not a verdict on the server's capacity.
+        return None;
+    }
     let offered_rps = report.offered_rps?;
     let offered = m.get(Counter::requests_offered);
     let dropped = m.get(Counter::dropped_no_idle_session);

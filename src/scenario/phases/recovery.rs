@@ -131,51 +131,51 @@ fn inject(
     feed: &mut TimelineFeed,
     load: Command,
 ) -> Result<Ongoing, crate::scenario::driver::Halt> {
-    // The mark goes out first: the shards note the first success of a request sent after it.
-    d.command(
-        feed,
-        Command {
-            mark: d.mark,
-            ..load.clone()
-        },
-    )?;
-    match d.options.fault.clone() {
+    // The mark goes out once the fault is under way: the shards note the first success of a
+    // request sent after it, and count every connection lost from then on as down.
+    let mark = Command {
+        mark: d.mark,
+        ..load
+    };
+    let ongoing = match d.options.fault.clone() {
         Fault::Restart { down_s } => match d.embedded.as_mut() {
             Some(server) => {
                 server.kill();
-                Ok(Ongoing::Restart {
+                Ongoing::Restart {
                     at: Instant::now() + Duration::from_secs_f64(down_s),
-                })
+                }
             }
             None => {
                 d.add_note("no embedded server to restart".into());
-                Ok(Ongoing::Over)
+                Ongoing::Over
             }
         },
         Fault::Drop { fraction } => {
+            // One command: the mark and the resets land together.
             d.command(
                 feed,
                 Command {
                     drop_fraction: fraction,
-                    mark: d.mark,
-                    ..load
+                    ..mark
                 },
             )?;
-            Ok(Ongoing::Over)
+            return Ok(Ongoing::Over);
         }
         Fault::Exec { command } => {
             match std::process::Command::new("sh")
                 .args(["-c", &command])
                 .spawn()
             {
-                Ok(child) => Ok(Ongoing::Exec(child)),
+                Ok(child) => Ongoing::Exec(child),
                 Err(e) => {
                     d.add_note(format!("cannot run the fault command: {e}"));
-                    Ok(Ongoing::Over)
+                    Ongoing::Over
                 }
             }
         }
-    }
+    };
+    d.command(feed, mark)?;
+    Ok(ongoing)
 }
 
 /// Moves a fault under way on (called every `SAMPLE_INTERVAL`).

@@ -29,6 +29,17 @@ impl EmbeddedServer {
         Self::start_on(connections, None)
     }
 
+    /// The RSS of this same server started with no connection capacity (16 connections and
+    /// sessions), once it listens: what a server costs before it sizes anything for N. A run
+    /// reports the embedded server's memory per session against it (`total`), beside the
+    /// growth over the ramp (`marginal`), which misses what was allocated for N at start.
+    pub fn idle_rss_bytes() -> Option<u64> {
+        let server = Self::start_sized(1, None, 16, 16).ok()?;
+        // Let the shards finish setting their rings up.
+        std::thread::sleep(Duration::from_millis(200));
+        super::proc_kib(&format!("/proc/{}/status", server.pid()), "VmRSS:").map(|kib| kib * 1024)
+    }
+
     /// The node-failure fault, first half: SIGKILL the server (no chance to close anything)
     /// and reap it. `start_again` is the second half.
     pub fn kill(&mut self) {
@@ -49,6 +60,16 @@ impl EmbeddedServer {
     }
 
     fn start_on(connections: u32, listen: Option<&[String]>) -> Result<EmbeddedServer, String> {
+        let sized = connections.saturating_add(connections / 5 + 1000);
+        Self::start_sized(connections, listen, sized, sized.max(131_072))
+    }
+
+    fn start_sized(
+        connections: u32,
+        listen: Option<&[String]>,
+        max_connections: u32,
+        max_sessions: u32,
+    ) -> Result<EmbeddedServer, String> {
         // /proc/self/exe runs this very binary even when its file has been replaced since
         // (a rebuild during a run), so a restarted server is the same code.
         let exe = if std::path::Path::new("/proc/self/exe").exists() {
@@ -69,7 +90,6 @@ impl EmbeddedServer {
             Some(addrs) => addrs.len() as u32,
             None => connections.div_ceil(CONNECTIONS_PER_PORT).max(1),
         };
-        let headroom = connections / 5 + 1000;
         let mut command = Command::new(&exe);
         command.arg("serve");
         match listen {
@@ -89,11 +109,9 @@ impl EmbeddedServer {
             .arg(&ready_file)
             .args([
                 "--max-connections",
-                &(connections.saturating_add(headroom)).to_string(),
+                &max_connections.to_string(),
                 "--max-sessions",
-                &(connections.saturating_add(headroom))
-                    .max(131_072)
-                    .to_string(),
+                &max_sessions.to_string(),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

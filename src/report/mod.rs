@@ -228,11 +228,23 @@ impl GeneratorCheck {
     }
 }
 
+/// Memory per connection. `*_user_bytes_per_conn` is the marginal figure: RSS growth over
+/// the ramp ÷ sessions held (it misses what was sized for N before the ramp: rings, slabs,
+/// tables). `*_total_bytes_per_conn` counts everything holding N costs: RSS at full hold minus
+/// the RSS of the same program before it sized anything for N (this process at start; for the
+/// embedded server, the same server started with no connection capacity). `*_peak_*` is the
+/// high-water mark (VmHWM) on the same base: what a host must have, transient buffers of the
+/// ramp included.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct MemoryFigures {
     pub client_user_bytes_per_conn: Option<f64>,
+    pub client_total_bytes_per_conn: Option<f64>,
+    pub client_peak_bytes_per_conn: Option<f64>,
     /// Embedded server child or `--server-pid`; `None` when not measurable.
     pub server_user_bytes_per_conn: Option<f64>,
+    /// Embedded server only (an external server's unsized RSS is not known).
+    pub server_total_bytes_per_conn: Option<f64>,
+    pub server_peak_bytes_per_conn: Option<f64>,
     pub kernel_bytes_per_socket: Option<f64>,
     /// Least-squares slope of RSS over the phase, bytes per minute.
     pub client_rss_growth_bytes_per_min: Option<f64>,
@@ -603,7 +615,11 @@ pub fn sample_report() -> RunReport {
         p.generator = GeneratorCheck::judge(10, 100_000, 300, 0, 0);
         p.memory = Some(MemoryFigures {
             client_user_bytes_per_conn: Some(120.0),
+            client_total_bytes_per_conn: Some(300.0),
+            client_peak_bytes_per_conn: Some(700.0),
             server_user_bytes_per_conn: Some(70.0),
+            server_total_bytes_per_conn: Some(200.0),
+            server_peak_bytes_per_conn: Some(250.0),
             kernel_bytes_per_socket: Some(4800.0),
             client_rss_growth_bytes_per_min: Some(0.0),
             server_rss_growth_bytes_per_min: Some(10.0),

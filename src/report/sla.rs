@@ -325,8 +325,14 @@ pub fn evaluate(spec: &SlaSpec, phases: &[PhaseReport]) -> Vec<SlaRow> {
                 // The SLA is about the server under test; the load host's own figure is
                 // never a stand-in for it.
                 let memory = p.memory.clone().unwrap_or_default();
-                match memory.server_user_bytes_per_conn {
-                    Some(server) => judge(r, p, Some(server), format!("{server:.0} B (server)"), |a| {
+                // Everything holding N costs when it is known (the embedded server), else the
+                // growth over the ramp (an external server's unsized RSS is not known).
+                let figure = memory
+                    .server_total_bytes_per_conn
+                    .map(|total| (total, "server, total"))
+                    .or(memory.server_user_bytes_per_conn.map(|grown| (grown, "server, growth")));
+                match figure {
+                    Some((server, how)) => judge(r, p, Some(server), format!("{server:.0} B ({how})"), |a| {
                         a < bound
                     }),
                     None => SlaRow {
@@ -386,12 +392,21 @@ pub fn evaluate(spec: &SlaSpec, phases: &[PhaseReport]) -> Vec<SlaRow> {
 /// The load host's own bytes per connection: shown beside the SLAs, never judged (the SLA is
 /// the server's).
 fn client_memory_row(phase: Option<&PhaseReport>) -> Option<SlaRow> {
-    let client = phase?.memory.as_ref()?.client_user_bytes_per_conn?;
+    let memory = phase?.memory.as_ref()?;
+    let grown = memory.client_user_bytes_per_conn?;
+    let client = memory.client_total_bytes_per_conn.unwrap_or(grown);
+    let mut actual = format!("{client:.0} B");
+    if let Some(peak) = memory.client_peak_bytes_per_conn {
+        actual.push_str(&format!(" (peak {peak:.0})"));
+    }
     Some(SlaRow {
-        actual: format!("{client:.0} B"),
+        actual,
         actual_value: Some(client),
         verdict: Verdict::Info,
-        note: Some("mcpstorm's own user memory per held connection (the load host's cost)".into()),
+        note: Some(
+            "mcpstorm's own memory per held connection, everything sized for N included (the load host's cost)"
+                .into(),
+        ),
         ..row(
             "client_memory_per_connection",
             "sustained",
@@ -587,7 +602,22 @@ mod tests {
         let rows = evaluate(&SlaSpec::default(), &[heavy, recovery_phase(Some(1.0))]);
         let memory = verdict_of(&rows, "memory_per_connection");
         assert_eq!(memory.verdict, Verdict::Fail);
-        assert!(memory.actual.contains("(server)"));
+        assert!(
+            memory.actual.contains("(server, growth)"),
+            "{}",
+            memory.actual
+        );
+        // The total (everything holding N costs) is judged when it is known.
+        let mut sized = sustained(1000, 1000, 0, 20_000.0);
+        sized.memory = Some(MemoryFigures {
+            server_user_bytes_per_conn: Some(44.0),
+            server_total_bytes_per_conn: Some(2_300.0),
+            ..Default::default()
+        });
+        let rows = evaluate(&SlaSpec::default(), &[sized, recovery_phase(Some(1.0))]);
+        let memory = verdict_of(&rows, "memory_per_connection");
+        assert_eq!(memory.verdict, Verdict::Fail);
+        assert_eq!(memory.actual, "2300 B (server, total)");
         // Without a server figure the load host's memory is never a stand-in for it.
         let mut unmeasured = sustained(1000, 1000, 0, 20_000.0);
         unmeasured.memory = Some(MemoryFigures {

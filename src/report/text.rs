@@ -196,12 +196,25 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
     }
     if let Some(memory) = &phase.memory {
         let mut parts = Vec::new();
-        if let Some(v) = memory.client_user_bytes_per_conn {
-            parts.push(format!("client {v:.0} B/conn"));
-        }
-        if let Some(v) = memory.server_user_bytes_per_conn {
-            parts.push(format!("server {v:.0} B/conn"));
-        }
+        let who = |name: &str, grown: Option<f64>, total: Option<f64>, peak: Option<f64>| {
+            let figures: Vec<String> = [("growth", grown), ("total", total), ("peak", peak)]
+                .iter()
+                .filter_map(|(label, v)| v.map(|v| format!("{label} {v:.0}")))
+                .collect();
+            (!figures.is_empty()).then(|| format!("{name} {} B/conn", figures.join(" / ")))
+        };
+        parts.extend(who(
+            "client",
+            memory.client_user_bytes_per_conn,
+            memory.client_total_bytes_per_conn,
+            memory.client_peak_bytes_per_conn,
+        ));
+        parts.extend(who(
+            "server",
+            memory.server_user_bytes_per_conn,
+            memory.server_total_bytes_per_conn,
+            memory.server_peak_bytes_per_conn,
+        ));
         if let Some(v) = memory.kernel_bytes_per_socket {
             parts.push(format!("kernel {v:.0} B/socket"));
         }

@@ -158,6 +158,11 @@ pub struct Driver<'a> {
     pub hold: u64,
     /// The ramp timed out: every later command says so (see `Command::ramp_over`).
     pub ramp_over: bool,
+    /// This process's RSS at the run's start, before it sized anything for N (rings, slabs,
+    /// pools), and the embedded server's RSS when started with no connection capacity: the
+    /// bases of the total and peak bytes per connection.
+    pub rss_idle_bytes: u64,
+    pub server_rss_idle_bytes: Option<u64>,
     /// Client RSS, server RSS and kernel slab before any session opened.
     pub rss_before_bytes: u64,
     pub server_rss_before_bytes: Option<u64>,
@@ -193,6 +198,8 @@ impl<'a> Driver<'a> {
             mark: 0,
             hold: 0,
             ramp_over: false,
+            rss_idle_bytes: 0,
+            server_rss_idle_bytes: None,
             rss_before_bytes: 0,
             server_rss_before_bytes: None,
             slab_before_bytes: None,
@@ -238,8 +245,13 @@ impl<'a> Driver<'a> {
     }
 
     pub fn server_rss_bytes(&self) -> Option<u64> {
+        self.server_status_bytes("VmRSS:")
+    }
+
+    /// A byte field (`VmRSS:`, `VmHWM:`) of the server's /proc status.
+    pub fn server_status_bytes(&self, key: &str) -> Option<u64> {
         let pid = self.server_pid?;
-        crate::engine::proc_kib(&format!("/proc/{pid}/status"), "VmRSS:").map(|kib| kib * 1024)
+        crate::engine::proc_kib(&format!("/proc/{pid}/status"), key).map(|kib| kib * 1024)
     }
 
     pub fn skipped(&self, name: &str) -> bool {

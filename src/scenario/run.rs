@@ -24,8 +24,15 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    // Before anything is sized for N: the base of the total bytes per connection.
+    let rss_idle_bytes = crate::engine::rss_bytes();
     let features = crate::ring::probe_kernel().map_err(|e| e.to_string())?;
     let mut run_options = options.run.clone();
+    let server_rss_idle_bytes = if run_options.urls.is_empty() {
+        EmbeddedServer::idle_rss_bytes()
+    } else {
+        None
+    };
     let mut embedded = if run_options.urls.is_empty() {
         let server = EmbeddedServer::start(run_options.connections)?;
         run_options.urls = server.urls.clone();
@@ -65,6 +72,8 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
         run_options.server_pid,
         embedded.as_mut(),
     );
+    driver.rss_idle_bytes = rss_idle_bytes;
+    driver.server_rss_idle_bytes = server_rss_idle_bytes;
     let driven = crate::engine::drive(&plan, &features, &shared, Some(segment_sender), |feed| {
         let halt = super::phases::run_all(&mut driver, feed).err();
         if let Some(halt) = &halt {

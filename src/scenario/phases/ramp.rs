@@ -75,12 +75,18 @@ fn take_memory_at_full_hold(d: &mut Driver<'_>) {
     let rss = crate::engine::rss_bytes();
     let server_rss = d.server_rss_bytes();
     let slab = crate::engine::slab_bytes();
+    let grown = |base: Option<u64>, now: Option<u64>| match (base, now) {
+        (Some(base), Some(now)) => per_held(now as i64 - base as i64),
+        _ => None,
+    };
     d.memory = Some(crate::report::MemoryFigures {
         client_user_bytes_per_conn: per_held(rss as i64 - d.rss_before_bytes as i64),
-        server_user_bytes_per_conn: match (d.server_rss_before_bytes, server_rss) {
-            (Some(before), Some(full)) => per_held(full as i64 - before as i64),
-            _ => None,
-        },
+        client_total_bytes_per_conn: per_held(rss as i64 - d.rss_idle_bytes as i64),
+        // Taken after the sustained phase (sustained.rs).
+        client_peak_bytes_per_conn: None,
+        server_user_bytes_per_conn: grown(d.server_rss_before_bytes, server_rss),
+        server_total_bytes_per_conn: grown(d.server_rss_idle_bytes, server_rss),
+        server_peak_bytes_per_conn: None,
         kernel_bytes_per_socket: match (d.slab_before_bytes, slab) {
             (Some(before), Some(full)) => per_held(full as i64 - before as i64),
             _ => None,

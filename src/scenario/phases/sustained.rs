@@ -52,7 +52,17 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         _ => None,
     };
     d.drain(feed, Segment::Drain(2))?;
-    let memory = d.memory.clone().unwrap_or_default();
+    let mut memory = d.memory.clone().unwrap_or_default();
+    // High-water marks over everything so far (the ramp's transient buffers included).
+    let held = d.held().max(1) as f64;
+    let client_hwm = crate::engine::proc_kib("/proc/self/status", "VmHWM:").map(|kib| kib * 1024);
+    memory.client_peak_bytes_per_conn =
+        client_hwm.map(|hwm| hwm.saturating_sub(d.rss_idle_bytes) as f64 / held);
+    memory.server_peak_bytes_per_conn =
+        match (d.server_rss_idle_bytes, d.server_status_bytes("VmHWM:")) {
+            (Some(idle), Some(hwm)) => Some(hwm.saturating_sub(idle) as f64 / held),
+            _ => None,
+        };
     let phase = d.current();
     phase.cpu_us = Some(cpu_us);
     phase.report.memory = Some(crate::report::MemoryFigures {

@@ -120,6 +120,11 @@ pub struct RunArgs {
     /// New sessions per second over all shards; 0 = as fast as the handshake window allows.
     #[arg(long, default_value = "0", value_parser = parse_count)]
     pub connect_rate: u64,
+    /// Reconnects per second over all shards (sessions that lost their connection, after a
+    /// fault or a server's close); 0 = as fast as the handshake window allows. A reconnect
+    /// storm that overflows the server's accept queue shows in the recovery's kernel counters.
+    #[arg(long, default_value = "0", value_parser = parse_count)]
+    pub reconnect_rate: u64,
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
     /// Connect attempts repeated after a failure (refused, timed out, bind error), each after

@@ -105,6 +105,7 @@ fn run(args: RunArgs) -> ExitCode {
         connections,
         shards: args.shards,
         connect_rate_per_s: args.connect_rate,
+        reconnect_rate_per_s: args.reconnect_rate,
         connect_timeout: args.connect_timeout,
         connect_retries: args.connect_retries,
         request_timeout: args.request_timeout,

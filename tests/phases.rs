@@ -498,3 +498,43 @@ fn phases_sigint_mid_run_writes_a_partial_report_and_exits_1() {
     }
     let _ = std::fs::remove_file(&json);
 }
+
+#[test]
+fn phases_reconnect_rate_paces_the_way_back_after_a_drop() {
+    // 200 of 2,000 sessions dropped, reconnecting at 100/s: the way back cannot be shorter
+    // than the pacing allows (a lower bound: a loaded machine only makes it longer).
+    let server = common::Server::start(&[]);
+    let url = server.url();
+    let run = run_phases(
+        "reconnect-rate",
+        &[
+            &url,
+            "--connections",
+            "2000",
+            "--rate",
+            "1000",
+            "--fault",
+            "drop:10%",
+            "--reconnect-rate",
+            "100",
+            "--skip",
+            "performance",
+            "--sla",
+            "throughput=off,mem=off",
+        ],
+    );
+    let text = stdout(&run.output);
+    let recovery_phase = phase(&run.report, "failure_recovery");
+    let dropped = count(&recovery_phase["errors_by_cause"]["fault_dropped"]);
+    assert!((190..=200).contains(&dropped), "{text}");
+    let curve = &recovery_phase["recovery"]["curve"];
+    let to_99 = curve["to_99pct_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("never recovered: {text}"));
+    // 99 % of 2,000 answering needs all but 20 of the dropped back: ≥ 170 reconnects at 100/s.
+    assert!(
+        to_99 >= 1.5,
+        "{dropped} reconnects at 100/s took only {to_99} s: {curve}"
+    );
+    assert!(count(&run.report["counters"]["connect_attempts"]) >= 2000 + dropped);
+}

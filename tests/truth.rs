@@ -403,3 +403,49 @@ fn truth_python_sdk_server_with_defaults_gets_a_capacity_and_no_invalid() {
         "{sustained}"
     );
 }
+
+#[test]
+fn truth_sustained_mode_names_json_rpc_errors_by_code_and_exits_1() {
+    let _serial = serial();
+    // Every tools/call names a tool the server lacks: -32602 each time, in the same report
+    // and verdict as the six-phase run.
+    let server = Server::start(&[]);
+    let url = server.url();
+    let html = temp_path("unknown-tool.html");
+    let html_text = html.display().to_string();
+    let run = run(
+        "unknown-tool",
+        &[
+            "--phases",
+            "sustained",
+            &url,
+            "--connections",
+            "50",
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+            "--tool",
+            "no_such_tool",
+            "--html",
+            &html_text,
+        ],
+    );
+    let (report, text) = (&run.report, &run.text);
+    assert_eq!(run.code, Some(1), "{text}");
+    let sustained = phase(report, "sustained");
+    let causes = &sustained["errors_by_cause"];
+    assert!(n(&causes["rpc_error"]) > 0, "{causes}");
+    assert_eq!(causes["rpc_error"], causes["rpc_error:-32602"], "{causes}");
+    let row = report["sla"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "error_rate")
+        .unwrap();
+    assert_eq!(row["verdict"], "FAIL", "{row}");
+    let page = std::fs::read_to_string(&html).expect("--html works in sustained mode");
+    assert!(page.contains("rpc_error:-32602"));
+    let _ = std::fs::remove_file(&html);
+    assert_every_request_accounted_for(report, text);
+}

@@ -192,6 +192,9 @@ pub struct ShardMetrics {
     /// Connect-chain failures by (operation, errno), so a rare failure names its cause.
     /// Bounded: [`ERRNO_KINDS_MAX`] distinct pairs, the rest counted under errno 0.
     pub errnos: Vec<(&'static str, i32, u64)>,
+    /// JSON-RPC error answers by code (-32601 method not found, -32602 invalid params, …).
+    /// Bounded like `errnos`: [`ERRNO_KINDS_MAX`] distinct codes, the rest under code 0.
+    pub rpc_error_codes: Vec<(i64, u64)>,
 }
 
 /// Distinct (operation, errno) pairs kept per shard.
@@ -218,6 +221,7 @@ impl ShardMetrics {
             failed: 0,
             ramp_ns: 0,
             errnos: Vec::with_capacity(ERRNO_KINDS_MAX + 1),
+            rpc_error_codes: Vec::with_capacity(ERRNO_KINDS_MAX + 1),
             second: super::timeline::new_second_histogram(),
             cq_overflows: 0,
             sq_backlog_max: 0,
@@ -246,6 +250,20 @@ impl ShardMetrics {
         match self.errnos.iter_mut().find(|e| e.0 == op && e.1 == errno) {
             Some(entry) => entry.2 += 1,
             None => self.errnos.push((op, errno, 1)),
+        }
+    }
+
+    pub fn record_rpc_error_code(&mut self, code: i64) {
+        let code = if self.rpc_error_codes.len() >= ERRNO_KINDS_MAX
+            && !self.rpc_error_codes.iter().any(|e| e.0 == code)
+        {
+            0
+        } else {
+            code
+        };
+        match self.rpc_error_codes.iter_mut().find(|e| e.0 == code) {
+            Some(entry) => entry.1 += 1,
+            None => self.rpc_error_codes.push((code, 1)),
         }
     }
 
@@ -305,6 +323,12 @@ impl ShardMetrics {
                 None => self.errnos.push((op, errno, count)),
             }
         }
+        for &(code, count) in &other.rpc_error_codes {
+            match self.rpc_error_codes.iter_mut().find(|e| e.0 == code) {
+                Some(entry) => entry.1 += count,
+                None => self.rpc_error_codes.push((code, count)),
+            }
+        }
         self.held_max += other.held_max;
         self.established += other.established;
         self.cq_overflows += other.cq_overflows;
@@ -353,6 +377,11 @@ mod tests {
             a.record_errno("bind", errno);
         }
         assert_eq!(a.errnos.len(), ERRNO_KINDS_MAX + 1);
+        b.record_rpc_error_code(-32602);
+        b.record_rpc_error_code(-32602);
+        a.record_rpc_error_code(-32601);
+        a.merge(&b);
+        assert_eq!(a.rpc_error_codes, vec![(-32601, 1), (-32602, 2)]);
     }
 
     #[test]

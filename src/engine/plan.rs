@@ -18,6 +18,8 @@ pub struct RunOptions {
     pub connections: u32,
     pub shards: Option<usize>,
     pub connect_rate_per_s: u64,
+    /// Reconnects per second over all shards (0 = unpaced).
+    pub reconnect_rate_per_s: u64,
     pub connect_timeout: Duration,
     /// Connect attempts repeated after a failure, each after a jittered backoff.
     pub connect_retries: u8,
@@ -73,6 +75,8 @@ pub struct EnginePlan {
     pub shards: Vec<ShardPlan>,
     pub slots_per_ring: u32,
     pub connect_rate_per_s: u64,
+    /// Reconnects per second over all shards (0 = unpaced).
+    pub reconnect_rate_per_s: u64,
     pub connect_timeout: Duration,
     pub connect_retries: u8,
     pub request_timeout: Duration,
@@ -317,6 +321,7 @@ impl EnginePlan {
             shards,
             slots_per_ring,
             connect_rate_per_s: options.connect_rate_per_s,
+            reconnect_rate_per_s: options.reconnect_rate_per_s,
             connect_timeout: options.connect_timeout,
             connect_retries: options.connect_retries,
             request_timeout: options.request_timeout,
@@ -391,6 +396,7 @@ mod tests {
             connections: 10,
             shards: Some(3),
             connect_rate_per_s: 0,
+            reconnect_rate_per_s: 0,
             connect_timeout: Duration::from_secs(5),
             connect_retries: 0,
             request_timeout: Duration::from_secs(5),

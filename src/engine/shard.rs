@@ -494,6 +494,8 @@ pub struct Shard<'a> {
     stall_after_ns: u64,
     /// `Command::ramp_over` was applied.
     ramp_given_up: bool,
+    /// `--reconnect-rate`: when the next reconnect may start.
+    reconnect_next_ns: u64,
     /// From a fault's mark to the end of its segment: every lost connection counts as down,
     /// an orderly close included (a killed server's sockets may close with a plain FIN).
     fault_window: bool,
@@ -677,6 +679,7 @@ impl<'a> Shard<'a> {
             earlier: None,
             stall_after_ns: 0,
             ramp_given_up: false,
+            reconnect_next_ns: 0,
             fault_window: false,
             in_flight_max: u64::MAX,
             mark: 0,
@@ -1223,6 +1226,9 @@ impl<'a> Shard<'a> {
             deadline = deadline.min(due);
         }
         deadline = deadline.min(self.next_sweep_ns);
+        if !self.reconnects.is_empty() && self.plan.reconnect_rate_per_s > 0 {
+            deadline = deadline.min(self.reconnect_next_ns.max(self.now_ns));
+        }
         if let Some(&Reverse((due_ns, ..))) = self.retries.peek() {
             deadline = deadline.min(due_ns);
         }
@@ -1265,13 +1271,23 @@ impl<'a> Shard<'a> {
                 self.reconnects.push_back((r, slot, generation));
             }
         }
+        let reconnect_rate = self.rate_share(self.plan.reconnect_rate_per_s);
         while self.handshakes < HANDSHAKES_MAX
             && let Some(&(r, slot, generation)) = self.reconnects.front()
         {
+            if reconnect_rate > 0 && self.now_ns < self.reconnect_next_ns {
+                break; // `--reconnect-rate`: the next one's turn has not come
+            }
             if !self.chain_room(r as usize)? {
                 return Ok(());
             }
             self.reconnects.pop_front();
+            if reconnect_rate > 0 {
+                // One at a time, never a saved-up burst: the next is due an interval after
+                // this one (or after now, when the queue was empty for a while).
+                self.reconnect_next_ns =
+                    self.reconnect_next_ns.max(self.now_ns) + 1_000_000_000 / reconnect_rate;
+            }
             let conn = &self.rings[r as usize].conns[slot as usize];
             if conn.generation == generation && conn.state == State::Free {
                 self.start_connect(r as usize, slot);
@@ -2040,6 +2056,7 @@ impl<'a> Shard<'a> {
                 };
                 let latency_corrected_us = self.now_ns.saturating_sub(conn.intended_ns) / 1000;
                 let latency_uncorrected_us = self.now_ns.saturating_sub(conn.sent_ns) / 1000;
+                let mut rpc_error_code = None;
                 let outcome = match (summary.status, summary.body) {
                     (200, BodyOutcome::Result { id, is_error }) if id == expected_id => {
                         if is_error {
@@ -2048,7 +2065,8 @@ impl<'a> Shard<'a> {
                             Ok(())
                         }
                     }
-                    (200, BodyOutcome::RpcError { id, .. }) if id == expected_id => {
+                    (200, BodyOutcome::RpcError { id, code }) if id == expected_id => {
+                        rpc_error_code = Some(code);
                         Err(Counter::requests_rpc_error)
                     }
                     (200, BodyOutcome::Result { .. } | BodyOutcome::RpcError { .. }) => {
@@ -2069,9 +2087,9 @@ impl<'a> Shard<'a> {
                     r,
                     slot,
                     method,
-                    latency_corrected_us,
-                    latency_uncorrected_us,
+                    (latency_corrected_us, latency_uncorrected_us),
                     outcome,
+                    rpc_error_code,
                 );
                 if outcome.is_ok() {
                     self.answered(r, slot);
@@ -2114,9 +2132,9 @@ impl<'a> Shard<'a> {
         r: usize,
         slot: u32,
         method: Method,
-        latency_corrected_us: u64,
-        latency_uncorrected_us: u64,
+        (latency_corrected_us, latency_uncorrected_us): (u64, u64),
         outcome: Result<(), Counter>,
+        rpc_error_code: Option<i64>,
     ) {
         let bucket = self.end_request(r, slot);
         match bucket {
@@ -2148,6 +2166,9 @@ impl<'a> Shard<'a> {
                 metrics.incr(Counter::requests_failed);
                 metrics.incr(cause);
             }
+        }
+        if let Some(code) = rpc_error_code {
+            metrics.record_rpc_error_code(code);
         }
     }
 

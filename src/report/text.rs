@@ -190,8 +190,8 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
             format_count(phase.sessions.established),
             format_count(phase.sessions.target),
             format_count(phase.sessions.failed),
-            format_us(phase.connect_us.p99),
-            format_us(phase.initialize_us.p99)
+            measured_us(phase.connect_us.count, phase.connect_us.p99),
+            measured_us(phase.initialize_us.count, phase.initialize_us.p99)
         ));
     }
     if let Some(memory) = &phase.memory {
@@ -332,6 +332,15 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
         lines.push(note.clone());
     }
     lines
+}
+
+/// A latency figure, or `—` when nothing was measured (never a made-up 0 µs).
+fn measured_us(count: u64, us: u64) -> String {
+    if count == 0 {
+        "—".into()
+    } else {
+        format_us(us)
+    }
 }
 
 /// `offered = sent − probes + dropped`, with the drop causes and what was left in flight.

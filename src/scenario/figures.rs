@@ -107,6 +107,10 @@ pub fn errors_by_cause(m: &ShardMetrics) -> BTreeMap<String, u64> {
             causes.insert(name.to_string(), m.get(counter));
         }
     }
+    // `rpc_error:CODE` entries break `rpc_error` down by its JSON-RPC code.
+    for &(code, count) in &m.rpc_error_codes {
+        causes.insert(format!("rpc_error:{code}"), count);
+    }
     for &(op, errno, count) in &m.errnos {
         causes.insert(format!("{op}:{}", crate::sys::errno::name(errno)), count);
     }
@@ -297,6 +301,7 @@ mod tests {
         m.add_to(Counter::requests_ok, 600);
         m.add_to(Counter::requests_failed, 5);
         m.add_to(Counter::requests_rpc_error, 3);
+        m.record_rpc_error_code(-32602);
         m.add_to(Counter::error_http_4xx, 2);
         let requests = requests_of(&m);
         assert_eq!(
@@ -308,6 +313,7 @@ mod tests {
         assert!(!requests.dropped_by_cause.contains_key("generator_behind"));
         let causes = errors_by_cause(&m);
         assert_eq!(causes["rpc_error"], 3);
+        assert_eq!(causes["rpc_error:-32602"], 1);
         assert_eq!(causes["http_4xx"], 2);
 
         let mut report = PhaseReport::new("sustained", PhaseStatus::Completed);

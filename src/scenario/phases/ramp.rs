@@ -110,9 +110,11 @@ fn probe_rate(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         },
     )?;
     d.pass(feed, RATE_PROBE)?;
-    let duration_s = probe_start.elapsed().as_secs_f64();
     // Load off, into the ramp's drain segment: the probe's answers still land in its own.
     d.drain(feed, Segment::Drain(1))?;
+    // Its answers came in until the drain ended: what the server carried is over all of it (a
+    // closed loop's last window of answers would otherwise count as carried in no time).
+    let duration_s = probe_start.elapsed().as_secs_f64();
     let metrics = figures::merge_segments(&d.merged, &[Segment::RateProbe.id()]);
     let ok = metrics.get(Counter::requests_ok);
     let achieved_rps = ok as f64 / duration_s.max(1e-3);

@@ -1282,11 +1282,10 @@ impl<'a> Shard<'a> {
                 return Ok(());
             }
             self.reconnects.pop_front();
-            if reconnect_rate > 0 {
+            if let Some(interval_ns) = 1_000_000_000u64.checked_div(reconnect_rate) {
                 // One at a time, never a saved-up burst: the next is due an interval after
                 // this one (or after now, when the queue was empty for a while).
-                self.reconnect_next_ns =
-                    self.reconnect_next_ns.max(self.now_ns) + 1_000_000_000 / reconnect_rate;
+                self.reconnect_next_ns = self.reconnect_next_ns.max(self.now_ns) + interval_ns;
             }
             let conn = &self.rings[r as usize].conns[slot as usize];
             if conn.generation == generation && conn.state == State::Free {

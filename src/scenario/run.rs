@@ -13,20 +13,45 @@ use crate::engine::shard::Shared;
 use crate::report::{self, Leak, MachineInfo, PhaseStatus, RunReport};
 use std::time::Duration;
 
-/// Why a phased run produced no report at all (exit code 2): the plan or the machine refused
-/// it before any connection opened.
-pub type CouldNotRun = String;
+/// Why a phased run produced no report at all (exit code 2): the machine, the options or the
+/// plan refused it before any connection opened.
+#[derive(Debug)]
+pub enum RunError {
+    /// io_uring is off or lacks what the engine needs (the kernel probe's reason).
+    Kernel(crate::ring::RingError),
+    /// The embedded server (no URL given) did not start.
+    EmbeddedServer(String),
+    /// Options that cannot go together here (a fault that needs the embedded server, source
+    /// addresses without IORING_OP_BIND).
+    Options(String),
+    /// The plan refused the options: a limit that would stop the run, with its fix.
+    Plan(String),
+    /// The shards could not be driven.
+    Engine(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Kernel(e) => write!(f, "{e}"),
+            RunError::EmbeddedServer(e) => write!(f, "the embedded server: {e}"),
+            RunError::Options(e) | RunError::Plan(e) | RunError::Engine(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
 
 /// Runs the phases. `Err` = the run could not start (exit 2); a report otherwise, also for a
 /// run that found nothing to measure (`could_not_run`, exit 2), aborted, was interrupted or
 /// lost a shard (then `partial` or a verdict says so).
-pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
+pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     // Before anything is sized for N: the base of the total bytes per connection.
     let rss_idle_bytes = crate::engine::rss_bytes();
-    let features = crate::ring::probe_kernel().map_err(|e| e.to_string())?;
+    let features = crate::ring::probe_kernel().map_err(RunError::Kernel)?;
     let mut run_options = options.run.clone();
     let server_rss_idle_bytes = if run_options.urls.is_empty() {
         EmbeddedServer::idle_rss_bytes()
@@ -34,7 +59,8 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
         None
     };
     let mut embedded = if run_options.urls.is_empty() {
-        let server = EmbeddedServer::start(run_options.connections)?;
+        let server =
+            EmbeddedServer::start(run_options.connections).map_err(RunError::EmbeddedServer)?;
         run_options.urls = server.urls.clone();
         run_options.server_pid = Some(server.pid());
         if run_options.mix.is_none() && run_options.tool.is_none() {
@@ -45,22 +71,24 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
         None
     };
     if !features.bind_op && run_options.source_ips.is_some() {
-        return Err("--source-ips needs IORING_OP_BIND (Linux 6.11 or newer)".into());
+        return Err(RunError::Options(
+            "--source-ips needs IORING_OP_BIND (Linux 6.11 or newer)".into(),
+        ));
     }
     if matches!(options.fault, Fault::Restart { .. })
         && embedded.is_none()
         && !options.skip.iter().any(|s| s == "failure_recovery")
     {
-        return Err(
+        return Err(RunError::Options(
             "--fault restart needs the embedded server (no URL); against a URL use --fault drop:10% or --fault exec:'CMD'"
                 .into(),
-        );
+        ));
     }
     let nofile = crate::ring::raise_nofile_limit();
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
-    let plan = EnginePlan::from_options(&run_options, nofile, &cpus)?;
+    let plan = EnginePlan::from_options(&run_options, nofile, &cpus).map_err(RunError::Plan)?;
     crate::sys::signal::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let (segment_sender, segment_receiver) = std::sync::mpsc::channel();
@@ -80,7 +108,8 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, CouldNotRun> {
             driver.halt(halt);
         }
         halt
-    })?;
+    })
+    .map_err(RunError::Engine)?;
     driver.finish_progress();
     driver.drain_segments();
     for (segment, metrics) in &driven.final_metrics {

@@ -104,6 +104,14 @@ fn assert_every_request_accounted_for(report: &Value, text: &str) {
     }
 }
 
+/// No --rate was given: sustained offers a share of what the probe measured; says so.
+fn assert_rate_from_probe(report: &Value) -> &Value {
+    let sustained = phase(report, "sustained");
+    let from = sustained["offered_from"].as_str().unwrap();
+    assert!(from.contains("probe"), "{sustained}");
+    sustained
+}
+
 /// No phase is INVALID: a slow server is never the generator's fault.
 fn assert_no_invalid(report: &Value, text: &str) {
     for p in report["phases"].as_array().unwrap() {
@@ -177,14 +185,7 @@ fn check_calibrated(name: &str, service_ms: u64, slots: u64, shards: &str, conne
         (capacity_built * 0.85..=capacity_built * 1.1).contains(&carried),
         "probe {probe}"
     );
-    let sustained = phase(report, "sustained");
-    assert!(
-        sustained["offered_from"]
-            .as_str()
-            .unwrap()
-            .contains("probe"),
-        "{sustained}"
-    );
+    let sustained = assert_rate_from_probe(report);
     assert_eq!(sustained["saturation"], Value::Null, "{text}");
     let capacity = phase(report, "performance")["capacity"]["capacity_rps"]
         .as_f64()
@@ -394,14 +395,7 @@ fn truth_python_sdk_server_with_defaults_gets_a_capacity_and_no_invalid() {
     assert_every_request_accounted_for(report, text);
     let capacity = &phase(report, "performance")["capacity"];
     assert!(capacity["capacity_rps"].as_f64().is_some(), "{text}");
-    let sustained = phase(report, "sustained");
-    assert!(
-        sustained["offered_from"]
-            .as_str()
-            .unwrap()
-            .contains("probe"),
-        "{sustained}"
-    );
+    assert_rate_from_probe(report);
 }
 
 #[test]

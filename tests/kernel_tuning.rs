@@ -740,3 +740,21 @@ fn sysctl_conf_matches_the_formulas_at_one_million() {
     }
     assert_eq!(conf.len(), KEYS.len(), "only the planned keys: {conf:?}");
 }
+
+/// The README's line runs the scripts directly (`sudo kernel-tuning/apply.sh …`): they must be
+/// executable as committed, not only through `bash script`.
+#[test]
+fn readme_line_runs_the_scripts_directly() {
+    for name in ["apply.sh", "revert.sh"] {
+        let path = script(name);
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions());
+        assert_ne!(mode & 0o111, 0, "{name} is not executable");
+    }
+    let out = Command::new(script("apply.sh"))
+        .args(["--connections", "1000000", "--dry-run"])
+        .output()
+        .expect("kernel-tuning/apply.sh runs as the README says");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dry run: nothing will be written"));
+}

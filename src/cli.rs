@@ -48,6 +48,9 @@ pub struct DoctorArgs {
     /// Source addresses the run would bind, e.g. 127.0.0.2-127.0.0.9.
     #[arg(long)]
     pub source_ips: Option<String>,
+    /// HOST:PORT:ADDR[,ADDR…]: the addresses of HOST:PORT instead of the resolver's (as curl).
+    #[arg(long)]
+    pub resolve: Vec<String>,
     /// Sessions opened per second during the ramp.
     #[arg(long, default_value = "20k", value_parser = parse_count)]
     pub connect_rate: u64,
@@ -60,8 +63,10 @@ pub struct DoctorArgs {
 // A later option wins over an earlier one (scripts append their overrides).
 #[command(args_override_self = true)]
 pub struct RunArgs {
-    /// Target MCP endpoint(s), e.g. http://127.0.0.1:8080/mcp (loopback only). None: start
-    /// the embedded server (`mcpstorm serve`) as a child process and load it.
+    /// Target MCP endpoint(s), e.g. http://127.0.0.1:8080/mcp, http://localhost:8080/mcp,
+    /// http://[::1]:8080/mcp (a host name connects to every address it resolves to). A target
+    /// that is not loopback nor an address of this host needs --allow-host. None: start the
+    /// embedded server (`mcpstorm serve`) as a child process and load it.
     #[arg(value_name = "URL")]
     pub urls: Vec<String>,
     /// MCP sessions to open and hold (one TCP connection each) [default: 100k against the
@@ -138,9 +143,27 @@ pub struct RunArgs {
     /// A request (initialize included) unanswered this long fails and its connection closes.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
-    /// Source addresses to bind, e.g. 127.0.0.2-127.0.0.9 (ports are assigned by the plan).
+    /// Source addresses to bind, e.g. 127.0.0.2-127.0.0.9 or fd00::2-fd00::9: addresses of
+    /// this host, checked before the run (ports are assigned by the plan).
     #[arg(long)]
     pub source_ips: Option<String>,
+    /// HOST:PORT:ADDR[,ADDR…]: connect to these addresses for HOST:PORT instead of resolving
+    /// it (as curl's --resolve; Host still names HOST). Repeatable.
+    #[arg(long)]
+    pub resolve: Vec<String>,
+    /// Allow targets beyond loopback and this host's own addresses: a host name as the URL
+    /// writes it, an address, or a CIDR block (10.0.0.0/8). Repeatable. Without it such a
+    /// target is refused (exit 2): 100K connections should never hit a host by a typo.
+    #[arg(long, value_name = "HOST|CIDR")]
+    pub allow_host: Vec<String>,
+    /// Extra request header 'Name: value', sent on every request (initialize, load, DELETE).
+    /// Repeatable.
+    #[arg(short = 'H', long, value_name = "NAME: VALUE")]
+    pub header: Vec<String>,
+    /// Header whose value is read from an environment variable, 'Name=VAR' (e.g.
+    /// Authorization=MCP_TOKEN): a secret, never printed, logged or written into a report.
+    #[arg(long, value_name = "NAME=VAR")]
+    pub header_env: Vec<String>,
     /// Total requests/s (open model); 0 = closed loop [default: 20k against the embedded
     /// server; against a URL, half of what the server carried in a closed-loop probe after
     /// the ramp; 0 with --phases sustained]. The performance search starts from it.

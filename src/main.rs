@@ -41,16 +41,27 @@ fn report(args: ReportArgs) -> ExitCode {
 /// 2 when the options are wrong.
 fn doctor(args: DoctorArgs) -> ExitCode {
     use mcpstorm::sys::doctor::{Need, Verdict, diagnose};
-    let mut targets = Vec::new();
-    for url in &args.urls {
-        match mcpstorm::engine::plan::parse_url(url) {
-            Ok(target) => targets.push(target.addr),
+    let local = mcpstorm::sys::interfaces::local_addresses();
+    let is_local = |ip: std::net::IpAddr| local.contains(&ip);
+    let mut net = mcpstorm::engine::plan::HostNet {
+        resolve: &mut mcpstorm::engine::target::system_resolve,
+        is_local: &is_local,
+        can_bind: &mcpstorm::sys::interfaces::can_bind,
+    };
+    // doctor opens no connection: every address may be diagnosed.
+    let allow_all = ["0.0.0.0/0".to_string(), "::/0".to_string()];
+    let mut targets: Vec<std::net::SocketAddr> =
+        match mcpstorm::engine::plan::resolve_urls(&args.urls, &args.resolve, &allow_all, &mut net)
+        {
+            Ok((_, targets)) => targets.iter().map(|t| t.addr).collect(),
             Err(e) => {
                 eprintln!("mcpstorm doctor: {e}");
                 return ExitCode::from(2);
             }
-        }
-    }
+        };
+    let target_on_this_host = targets
+        .iter()
+        .all(|t| t.ip().is_loopback() || is_local(t.ip()));
     targets.sort();
     targets.dedup();
     let source_ips = match args
@@ -70,8 +81,8 @@ fn doctor(args: DoctorArgs) -> ExitCode {
         targets: targets.len() as u64,
         source_ips,
         connect_rate_per_s: args.connect_rate,
-        // Loopback is all this tool targets, so the server's sockets live here too.
-        target_on_this_host: true,
+        // No URL = the embedded server here; a loopback or own address: its sockets live here.
+        target_on_this_host,
     };
     let diagnosis = diagnose(&mcpstorm::sys::facts::read_facts(), &need);
     if args.json {
@@ -100,6 +111,26 @@ fn run(args: RunArgs) -> ExitCode {
         (None, true) if !args.urls.is_empty() => 1000,
         (None, true) => default_embedded_connections(args.connect_rate),
     };
+    let mut headers = Vec::new();
+    for text in &args.header {
+        match mcpstorm::engine::headers::parse_header(text) {
+            Ok(h) => headers.push(h),
+            Err(e) => {
+                eprintln!("mcpstorm run: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    for text in &args.header_env {
+        let env = |var: &str| std::env::var(var).ok();
+        match mcpstorm::engine::headers::parse_header_env(text, &env) {
+            Ok(h) => headers.push(h),
+            Err(e) => {
+                eprintln!("mcpstorm run: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let options = mcpstorm::engine::plan::RunOptions {
         urls: args.urls,
         connections,
@@ -111,6 +142,9 @@ fn run(args: RunArgs) -> ExitCode {
         request_timeout: args.request_timeout,
         ramp_timeout: args.ramp_timeout,
         source_ips: args.source_ips,
+        resolve: args.resolve,
+        allow_hosts: args.allow_host,
+        headers,
         mix: args.mix,
         tool: args.tool,
         tool_args_json: args.tool_args,
@@ -271,7 +305,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         if let Some(file) = &ready_file {
             let text: String = bound.iter().map(|a| format!("{a}\n")).collect();
-            if let Err(e) = std::fs::write(file, text) {
+            // Written beside and renamed: a script polling for the file never reads half of it.
+            let partial = file.with_extension("partial");
+            if let Err(e) =
+                std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, file))
+            {
                 eprintln!(
                     "mcpstorm serve: cannot write --ready-file {}: {e}",
                     file.display()

@@ -83,9 +83,12 @@ fn json_output_is_machine_readable() {
 
 #[test]
 fn bad_options_exit_2() {
-    let (code, text) = doctor(&["http://10.1.2.3:80/mcp"]);
+    let (code, text) = doctor(&["ftp://127.0.0.1:80/mcp"]);
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains("loopback"), "{text}");
+    assert!(text.contains("scheme"), "{text}");
+    let (code, text) = doctor(&["http://no-such-host.invalid/mcp"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot resolve"), "{text}");
 }
 
 /// `run` arguments for a single load phase (the six-phase scenario is tested in phases.rs).

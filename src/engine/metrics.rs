@@ -79,6 +79,10 @@ counters! {
     error_session_lost,
     /// 404 to initialize: nothing at that path (a wrong `--path`/URL).
     error_http_404,
+    /// 401: the server wants credentials (`--header-env 'Authorization=VAR'`).
+    error_http_401,
+    /// 403: the credentials sent are not allowed.
+    error_http_403,
     error_http_4xx,
     error_http_5xx,
     error_http_other,

@@ -9,11 +9,13 @@
 //! `embedded.rs` (the embedded server child).
 
 pub mod embedded;
+pub mod headers;
 pub mod metrics;
 pub mod plan;
 pub mod response;
 pub mod schedule;
 pub mod shard;
+pub mod target;
 pub mod template;
 pub mod timeline;
 

@@ -4,12 +4,17 @@
 //! the run (ring slots, ports per source→target pair) fails here with the fix in the message.
 //! No I/O beyond reading limits.
 
+use super::headers::RequestHeader;
+use super::target::{
+    AllowEntry, Endpoint, ResolveOverride, Scheme, parse_allow_host, parse_endpoint, parse_resolve,
+    resolve_targets,
+};
 use super::template::{MODERN_PROTOCOL_VERSION, Method, Template, TemplateConfig};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 /// Protocol revisions with initialize and `Mcp-Session-Id`.
 pub const SESSION_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 /// Options as the user gave them (from `cli.rs`), before validation.
 #[derive(Debug, Clone)]
@@ -27,6 +32,12 @@ pub struct RunOptions {
     /// Longest the ramp may take; the load starts with the sessions held by then.
     pub ramp_timeout: Duration,
     pub source_ips: Option<String>,
+    /// `--resolve HOST:PORT:ADDR` entries (curl's syntax).
+    pub resolve: Vec<String>,
+    /// `--allow-host HOST|CIDR` entries: targets beyond loopback and this host's addresses.
+    pub allow_hosts: Vec<String>,
+    /// `-H`/`--header-env` headers, sent on every request.
+    pub headers: Vec<RequestHeader>,
     pub mix: Option<String>,
     pub tool: Option<String>,
     pub tool_args_json: Option<String>,
@@ -41,12 +52,27 @@ pub struct RunOptions {
     pub server_pid: Option<u32>,
 }
 
-/// One target: where to connect and what to put in Host and the request line.
+/// One target address: where to connect and what to put in Host and the request line. A URL
+/// whose host name resolves to several addresses is several targets of one endpoint.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// The `Host` header: the URL's authority as written.
     pub host: String,
+    /// The request target: path and query as written.
     pub path: String,
+    /// Index into `EnginePlan::endpoints`.
+    pub endpoint: usize,
+}
+
+/// What the plan asks of the host's network stack, passed in so plans are tested without one.
+pub struct HostNet<'a> {
+    /// Every address of a host name (A and AAAA).
+    pub resolve: &'a mut dyn FnMut(&str, u16) -> std::io::Result<Vec<SocketAddr>>,
+    /// An address of this host (targets there need no `--allow-host`).
+    pub is_local: &'a dyn Fn(IpAddr) -> bool,
+    /// Whether a socket can bind this source address here.
+    pub can_bind: &'a dyn Fn(IpAddr) -> std::io::Result<()>,
 }
 
 /// Pre-encoded requests for one target, indexed by `Method as usize`.
@@ -67,10 +93,15 @@ pub struct ShardPlan {
 
 #[derive(Debug, Clone)]
 pub struct EnginePlan {
+    /// The URLs as parsed, in the order given.
+    pub endpoints: Vec<Endpoint>,
+    /// Every address connections go to; connection `i` goes to `targets[i % len]`.
     pub targets: Vec<Target>,
+    /// Extra headers on every request (secrets redacted in `Debug`).
+    pub headers: Vec<RequestHeader>,
     pub templates: Vec<TargetTemplates>,
     /// Source addresses to bind; empty = let the kernel choose.
-    pub source_ips: Vec<Ipv4Addr>,
+    pub source_ips: Vec<IpAddr>,
     pub connections: u32,
     pub shards: Vec<ShardPlan>,
     pub slots_per_ring: u32,
@@ -94,57 +125,72 @@ pub struct EnginePlan {
 pub const SOURCE_PORT_FIRST: u16 = 10_000;
 pub const SOURCE_PORT_LAST: u16 = 65_000;
 
-/// Parses `http://127.0.0.1:8080/mcp`. Only loopback addresses are accepted: this tool is run
-/// on a load host against servers it owns, and tests must never leave the machine.
-pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/mcp"),
-    };
-    let addr: SocketAddr = if authority.contains(':') {
-        authority.parse().map_err(|_| {
-            format!("{url:?}: the host must be an IP address with a port (e.g. 127.0.0.1:8080)")
-        })?
-    } else {
-        let ip: IpAddr = authority
-            .parse()
-            .map_err(|_| format!("{url:?}: the host must be an IP address"))?;
-        SocketAddr::new(ip, 80)
-    };
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "{url:?}: only loopback targets (127.0.0.0/8, ::1) are allowed"
-        ));
-    }
-    if !addr.is_ipv4() {
-        return Err(format!("{url:?}: IPv6 targets are not supported yet"));
-    }
-    Ok(Target {
-        addr,
-        host: addr.to_string(),
-        path: path.to_string(),
-    })
+/// Parses the URLs, resolves their host names (`--resolve` first) and applies the allowlist:
+/// the endpoints and every target address, in the order given.
+pub fn resolve_urls(
+    urls: &[String],
+    resolve_overrides: &[String],
+    allow_hosts: &[String],
+    net: &mut HostNet<'_>,
+) -> Result<(Vec<Endpoint>, Vec<Target>), String> {
+    let endpoints = urls
+        .iter()
+        .map(|u| parse_endpoint(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let overrides = resolve_overrides
+        .iter()
+        .map(|r| parse_resolve(r))
+        .collect::<Result<Vec<ResolveOverride>, _>>()?;
+    let allow = allow_hosts
+        .iter()
+        .map(|a| parse_allow_host(a))
+        .collect::<Result<Vec<AllowEntry>, _>>()?;
+    let resolved = resolve_targets(&endpoints, &overrides, &allow, net.resolve, net.is_local)?;
+    let targets = resolved
+        .into_iter()
+        .map(|r| Target {
+            addr: r.addr,
+            host: endpoints[r.endpoint].authority.clone(),
+            path: endpoints[r.endpoint].path_and_query.clone(),
+            endpoint: r.endpoint,
+        })
+        .collect();
+    Ok((endpoints, targets))
 }
 
-/// Parses `127.0.0.2-127.0.0.9` or `127.0.0.2,127.0.0.5` (loopback only).
-pub fn parse_source_ips(text: &str) -> Result<Vec<Ipv4Addr>, String> {
+/// Parses `127.0.0.2-127.0.0.9`, `10.0.0.5,10.0.0.6` or `fd00::2-fd00::9` (syntax only; the
+/// plan checks each address can be bound here).
+pub fn parse_source_ips(text: &str) -> Result<Vec<IpAddr>, String> {
     let mut ips = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parse = |s: &str| -> Result<Ipv4Addr, String> {
-            s.trim()
-                .parse::<Ipv4Addr>()
-                .map_err(|_| format!("--source-ips: {s:?} is not an IPv4 address"))
+        let parse = |s: &str| -> Result<IpAddr, String> {
+            let s = s.trim();
+            s.strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(s)
+                .parse::<IpAddr>()
+                .map_err(|_| format!("--source-ips: {s:?} is not an IP address"))
         };
         match part.split_once('-') {
             Some((first, last)) => {
-                let (first, last) = (u32::from(parse(first)?), u32::from(parse(last)?));
-                if last < first || last - first > 65_535 {
-                    return Err(format!("--source-ips: bad range {part:?}"));
+                let bad = || format!("--source-ips: bad range {part:?}");
+                match (parse(first)?, parse(last)?) {
+                    (IpAddr::V4(a), IpAddr::V4(b)) => {
+                        let (a, b) = (u32::from(a), u32::from(b));
+                        if b < a || b - a > 65_535 {
+                            return Err(bad());
+                        }
+                        ips.extend((a..=b).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))));
+                    }
+                    (IpAddr::V6(a), IpAddr::V6(b)) => {
+                        let (a, b) = (u128::from(a), u128::from(b));
+                        if b < a || b - a > 65_535 {
+                            return Err(bad());
+                        }
+                        ips.extend((a..=b).map(|ip| IpAddr::V6(Ipv6Addr::from(ip))));
+                    }
+                    _ => return Err(bad()),
                 }
-                ips.extend((first..=last).map(Ipv4Addr::from));
             }
             None => ips.push(parse(part)?),
         }
@@ -152,10 +198,8 @@ pub fn parse_source_ips(text: &str) -> Result<Vec<Ipv4Addr>, String> {
     if ips.is_empty() {
         return Err("--source-ips: no address given".into());
     }
-    if let Some(ip) = ips.iter().find(|ip| !ip.is_loopback()) {
-        return Err(format!(
-            "--source-ips: {ip} is not a loopback address (only 127.0.0.0/8 is allowed)"
-        ));
+    if ips.iter().any(|ip| ip.is_ipv4()) && ips.iter().any(|ip| ip.is_ipv6()) {
+        return Err("--source-ips: mix of IPv4 and IPv6 addresses; give one family".into());
     }
     Ok(ips)
 }
@@ -188,18 +232,38 @@ pub fn parse_mix(text: &str) -> Result<Vec<(Method, u32)>, String> {
 }
 
 impl EnginePlan {
+    /// The plan against this host's resolver and interfaces.
     pub fn from_options(options: &RunOptions, nofile: u64, cpus: &[usize]) -> Result<Self, String> {
+        let local = crate::sys::interfaces::local_addresses();
+        let is_local = |ip: IpAddr| local.contains(&ip);
+        let mut net = HostNet {
+            resolve: &mut super::target::system_resolve,
+            is_local: &is_local,
+            can_bind: &crate::sys::interfaces::can_bind,
+        };
+        Self::from_options_with(options, nofile, cpus, &mut net)
+    }
+
+    pub fn from_options_with(
+        options: &RunOptions,
+        nofile: u64,
+        cpus: &[usize],
+        net: &mut HostNet<'_>,
+    ) -> Result<Self, String> {
         if options.urls.is_empty() {
             return Err(
                 "run needs a target URL (e.g. http://127.0.0.1:8080/mcp), or none for the embedded server"
                     .into(),
             );
         }
-        let targets = options
-            .urls
-            .iter()
-            .map(|u| parse_url(u))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (endpoints, targets) =
+            resolve_urls(&options.urls, &options.resolve, &options.allow_hosts, net)?;
+        if let Some(e) = endpoints.iter().find(|e| e.scheme == Scheme::Https) {
+            return Err(format!(
+                "{}: https:// needs TLS, which this build of mcpstorm does not speak yet; load the server over http:// (e.g. behind its TLS terminator)",
+                e.url
+            ));
+        }
         if options.connections == 0 {
             return Err("--connections must be at least 1".into());
         }
@@ -207,6 +271,7 @@ impl EnginePlan {
             Some(text) => parse_source_ips(text)?,
             None => Vec::new(),
         };
+        check_source_ips(&source_ips, &targets, net.can_bind)?;
         let modern = options.protocol_version == MODERN_PROTOCOL_VERSION;
         let mix = match (&options.mix, &options.tool) {
             (Some(text), _) => parse_mix(text)?,
@@ -292,6 +357,7 @@ impl EnginePlan {
             .iter()
             .map(|target| {
                 let config = TemplateConfig {
+                    headers: &options.headers,
                     host: &target.host,
                     path: &target.path,
                     protocol_version: &options.protocol_version,
@@ -314,7 +380,9 @@ impl EnginePlan {
             })
             .collect();
         Ok(EnginePlan {
+            endpoints,
             targets,
+            headers: options.headers.clone(),
             templates,
             source_ips,
             connections: options.connections,
@@ -343,8 +411,42 @@ impl EnginePlan {
         let ip = self.source_ips[(index % ips) as usize];
         let ports = u32::from(SOURCE_PORT_LAST - SOURCE_PORT_FIRST + 1);
         let port = SOURCE_PORT_FIRST as u32 + (index / ips) % ports;
-        Some(SocketAddr::new(IpAddr::V4(ip), port as u16))
+        Some(SocketAddr::new(ip, port as u16))
     }
+
+    /// Connections planned to each target (connection `i` goes to `targets[i % len]`).
+    pub fn connections_per_target(&self) -> Vec<u64> {
+        let n = self.targets.len() as u64;
+        let total = u64::from(self.connections);
+        (0..n)
+            .map(|t| total / n + u64::from(t < total % n))
+            .collect()
+    }
+}
+
+/// Every source address must be bindable here and of the targets' family (a socket has one).
+fn check_source_ips(
+    source_ips: &[IpAddr],
+    targets: &[Target],
+    can_bind: &dyn Fn(IpAddr) -> std::io::Result<()>,
+) -> Result<(), String> {
+    let Some(first) = source_ips.first() else {
+        return Ok(());
+    };
+    if let Some(t) = targets.iter().find(|t| t.addr.is_ipv4() != first.is_ipv4()) {
+        return Err(format!(
+            "--source-ips are IPv{} but target {} is IPv{}: give source addresses of the targets' family",
+            if first.is_ipv4() { 4 } else { 6 },
+            t.addr,
+            if t.addr.is_ipv4() { 4 } else { 6 }
+        ));
+    }
+    for &ip in source_ips {
+        can_bind(ip).map_err(|e| {
+            format!("--source-ips: {ip} is not an address this host can bind ({e}); use an address of one of its interfaces")
+        })?;
+    }
+    Ok(())
 }
 
 /// Kernel memory a loopback connection costs, client and server socket together: /proc/meminfo
@@ -402,6 +504,9 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             ramp_timeout: Duration::from_secs(60),
             source_ips: None,
+            resolve: Vec::new(),
+            allow_hosts: Vec::new(),
+            headers: Vec::new(),
             mix: None,
             tool: None,
             tool_args_json: None,
@@ -412,15 +517,59 @@ mod tests {
         }
     }
 
+    /// A host with `localhost` (::1 and 127.0.0.1) in its resolver and 192.0.2.10 on an
+    /// interface.
+    fn fake_resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        match host {
+            "localhost" => Ok(vec![
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+            ]),
+            _ => Err(std::io::Error::other("unknown host")),
+        }
+    }
+
+    const OWN_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+
+    fn fake_can_bind(ip: IpAddr) -> std::io::Result<()> {
+        if ip.is_loopback() || ip == OWN_ADDRESS {
+            Ok(())
+        } else {
+            Err(std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))
+        }
+    }
+
+    fn plan_of(o: &RunOptions) -> Result<EnginePlan, String> {
+        let mut net = HostNet {
+            resolve: &mut fake_resolve,
+            is_local: &|ip| ip == OWN_ADDRESS,
+            can_bind: &fake_can_bind,
+        };
+        EnginePlan::from_options_with(o, 20_000, &[0, 1], &mut net)
+    }
+
     #[test]
-    fn urls() {
-        let t = parse_url("http://127.0.0.1:8080/mcp").unwrap();
-        assert_eq!(t.host, "127.0.0.1:8080");
-        assert_eq!(t.path, "/mcp");
-        assert_eq!(parse_url("http://127.0.0.5").unwrap().addr.port(), 80);
-        assert!(parse_url("http://10.0.0.1:80/mcp").is_err());
-        assert!(parse_url("https://127.0.0.1:80/mcp").is_err());
-        assert!(parse_url("http://localhost:80/mcp").is_err());
+    fn targets_are_every_address_of_every_url() {
+        let mut o = options();
+        o.urls = vec![
+            "http://localhost:9000/a?b=1".into(),
+            "http://192.0.2.10/mcp".into(),
+        ];
+        o.connections = 7;
+        let plan = plan_of(&o).unwrap();
+        let addrs: Vec<String> = plan.targets.iter().map(|t| t.addr.to_string()).collect();
+        assert_eq!(addrs, ["[::1]:9000", "127.0.0.1:9000", "192.0.2.10:80"]);
+        assert_eq!(plan.targets[1].host, "localhost:9000");
+        assert_eq!(plan.targets[1].path, "/a?b=1");
+        assert_eq!(plan.targets[2].endpoint, 1);
+        assert_eq!(plan.connections_per_target(), [3, 2, 2]);
+        o.urls = vec!["http://198.51.100.1:80/mcp".into()];
+        let error = plan_of(&o).unwrap_err();
+        assert!(error.contains("--allow-host 198.51.100.1"), "{error}");
+        o.allow_hosts = vec!["198.51.100.0/24".into()];
+        assert!(plan_of(&o).is_ok());
+        o.urls = vec!["https://127.0.0.1/mcp".into()];
+        assert!(plan_of(&o).unwrap_err().contains("TLS"));
     }
 
     #[test]
@@ -428,11 +577,24 @@ mod tests {
         assert_eq!(parse_source_ips("127.0.0.2-127.0.0.4").unwrap().len(), 3);
         assert_eq!(
             parse_source_ips("127.0.0.2, 127.0.0.9").unwrap()[1],
-            Ipv4Addr::new(127, 0, 0, 9)
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9))
         );
-        assert!(parse_source_ips("192.168.0.1").is_err());
+        assert_eq!(parse_source_ips("fd00::1-fd00::3").unwrap().len(), 3);
         assert!(parse_source_ips("127.0.0.9-127.0.0.2").is_err());
+        assert!(parse_source_ips("127.0.0.1-::1").is_err());
+        assert!(parse_source_ips("127.0.0.1,::1").is_err());
         assert!(parse_source_ips("").is_err());
+        let mut o = options();
+        o.source_ips = Some("192.0.2.10".into());
+        assert!(plan_of(&o).is_ok());
+        o.source_ips = Some("192.0.2.11".into());
+        let error = plan_of(&o).unwrap_err();
+        assert!(
+            error.contains("192.0.2.11 is not an address this host can bind"),
+            "{error}"
+        );
+        o.source_ips = Some("::1".into());
+        assert!(plan_of(&o).unwrap_err().contains("family"));
     }
 
     #[test]
@@ -448,7 +610,7 @@ mod tests {
 
     #[test]
     fn slices_cover_every_connection_and_rings_fit_slots() {
-        let plan = EnginePlan::from_options(&options(), 20_000, &[0, 1]).unwrap();
+        let plan = plan_of(&options()).unwrap();
         let total: u32 = plan.shards.iter().map(|s| s.connections).sum();
         assert_eq!(total, 10);
         assert_eq!(plan.shards[0].connections, 4);
@@ -459,7 +621,7 @@ mod tests {
         big.connections = 100;
         big.ring_slots = Some(16);
         big.shards = Some(2);
-        let plan = EnginePlan::from_options(&big, 20_000, &[0, 1]).unwrap();
+        let plan = plan_of(&big).unwrap();
         assert_eq!(plan.shards[0].rings, 4);
         assert_eq!(plan.slots_per_ring, 16);
     }
@@ -468,21 +630,21 @@ mod tests {
     fn limits_fail_before_connecting_with_the_fix() {
         let mut o = options();
         o.connections = 200_000;
-        let error = EnginePlan::from_options(&o, 20_000, &[0]).unwrap_err();
+        let error = plan_of(&o).unwrap_err();
         assert!(error.contains("--source-ips"), "{error}");
         o.source_ips = Some("127.0.0.2-127.0.0.5".into());
-        assert!(EnginePlan::from_options(&o, 20_000, &[0]).is_ok());
+        assert!(plan_of(&o).is_ok());
         o.tool_args_json = Some("[1]".into());
-        assert!(EnginePlan::from_options(&o, 20_000, &[0]).is_err());
+        assert!(plan_of(&o).is_err());
         let mut o = options();
         o.protocol_version = "2026-07-28".into();
-        let plan = EnginePlan::from_options(&o, 20_000, &[0]).unwrap();
+        let plan = plan_of(&o).unwrap();
         assert_eq!(plan.mix, vec![(Method::ToolsList, 1)]);
         o.mix = Some("ping:1,tools/list:1".into());
-        assert!(EnginePlan::from_options(&o, 20_000, &[0]).is_err());
+        assert!(plan_of(&o).is_err());
         o.protocol_version = "1999-01-01".into();
         o.mix = None;
-        assert!(EnginePlan::from_options(&o, 20_000, &[0]).is_err());
+        assert!(plan_of(&o).is_err());
     }
 
     #[test]
@@ -500,7 +662,7 @@ mod tests {
         let mut o = options();
         o.source_ips = Some("127.0.0.2-127.0.0.3".into());
         o.connections = 1000;
-        let plan = EnginePlan::from_options(&o, 20_000, &[0]).unwrap();
+        let plan = plan_of(&o).unwrap();
         let set: std::collections::HashSet<_> =
             (0..1000).map(|i| plan.source_addr(i).unwrap()).collect();
         assert_eq!(set.len(), 1000);

@@ -25,9 +25,8 @@ use super::template::Method;
 use super::timeline::SecondSlice;
 use crate::proto::http_response::ResponseError;
 use crate::ring::pool::Pool;
-use crate::ring::{
-    BIND_OPCODE, BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData,
-};
+use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData};
+use crate::sys::sockaddr::KernelSockAddr;
 use io_uring::{cqueue, opcode, squeue, types};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -452,8 +451,8 @@ pub struct Shard<'a> {
     slice: &'a ShardPlan,
     shared: &'a Shared,
     rings: Vec<RingSlot>,
-    targets: Box<[libc::sockaddr_in]>,
-    source_addrs: Box<[libc::sockaddr_in]>,
+    targets: Box<[KernelSockAddr]>,
+    source_addrs: Box<[KernelSockAddr]>,
     source_addrs_next: usize,
     sends: Pool,
     spills: Pool,
@@ -536,71 +535,10 @@ pub struct Shard<'a> {
     second_failed_base: u64,
 }
 
-fn sockaddr_in(addr: SocketAddr) -> libc::sockaddr_in {
-    let SocketAddr::V4(v4) = addr else {
-        unreachable!("the plan accepts only IPv4 addresses")
-    };
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-/// The SQE layout of `struct io_uring_sqe` (include/uapi/linux/io_uring.h), for IORING_OP_BIND,
-/// which io-uring 0.7.16 has no builder for (and whose `sys` module is private).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RawSqe {
-    opcode: u8,
-    flags: u8,
-    ioprio: u16,
-    fd: i32,
-    off_or_addr2: u64,
-    addr: u64,
-    len: u32,
-    op_flags: u32,
-    user_data: u64,
-    buf_index: u16,
-    personality: u16,
-    file_index: u32,
-    addr3: u64,
-    pad: u64,
-}
-
-const _: () = assert!(std::mem::size_of::<RawSqe>() == 64);
-const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
-const _: () = assert!(std::mem::align_of::<squeue::Entry>() == std::mem::align_of::<RawSqe>());
-
-/// IOSQE_FIXED_FILE: `fd` is an index into the ring's fixed-file table.
-const IOSQE_FIXED_FILE: u8 = 1;
-
-/// IORING_OP_BIND on fixed file `slot` (kernel 6.11): `addr` = sockaddr, `addr2` = its length.
-fn bind_entry(slot: u32, addr: *const libc::sockaddr_in) -> squeue::Entry {
-    let raw = RawSqe {
-        opcode: BIND_OPCODE,
-        flags: IOSQE_FIXED_FILE,
-        ioprio: 0,
-        fd: slot as i32,
-        off_or_addr2: std::mem::size_of::<libc::sockaddr_in>() as u64,
-        addr: addr as u64,
-        len: 0,
-        op_flags: 0,
-        user_data: 0,
-        buf_index: 0,
-        personality: 0,
-        file_index: 0,
-        addr3: 0,
-        pad: 0,
-    };
-    // SAFETY: `squeue::Entry` is `#[repr(C)] struct Entry(io_uring_sqe)`, a plain 64-byte
-    // kernel struct with no invalid bit patterns; `RawSqe` is that struct's C layout (sizes
-    // and alignment asserted above). The sockaddr it points at is kept alive by the caller
-    // (see `start_connect`).
-    unsafe { std::mem::transmute::<RawSqe, squeue::Entry>(raw) }
+/// IORING_OP_BIND of fixed file `slot` to `addr` (kernel 6.11). The sockaddr is kept alive by
+/// the caller until submission (see `start_connect`).
+fn bind_entry(slot: u32, addr: &KernelSockAddr) -> squeue::Entry {
+    opcode::Bind::new(types::Fixed(slot), addr.as_ptr(), addr.byte_len()).build()
 }
 
 impl<'a> Shard<'a> {
@@ -638,9 +576,12 @@ impl<'a> Shard<'a> {
                 })?,
             });
         }
-        let targets: Box<[libc::sockaddr_in]> =
-            plan.targets.iter().map(|t| sockaddr_in(t.addr)).collect();
-        let zero = sockaddr_in(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let targets: Box<[KernelSockAddr]> = plan
+            .targets
+            .iter()
+            .map(|t| KernelSockAddr::new(t.addr))
+            .collect();
+        let zero = KernelSockAddr::new(SocketAddr::from(([0, 0, 0, 0], 0)));
         Ok(Shard {
             id,
             plan,
@@ -1354,7 +1295,7 @@ impl<'a> Shard<'a> {
         let Ok(dest) = types::DestinationSlot::try_from_slot_target(slot) else {
             unreachable!("slots are below RLIMIT_NOFILE, far from u32::MAX")
         };
-        let socket = opcode::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0)
+        let socket = opcode::Socket::new(self.targets[target].family(), libc::SOCK_STREAM, 0)
             .file_index(Some(dest))
             .build()
             .flags(link)
@@ -1391,7 +1332,7 @@ impl<'a> Shard<'a> {
             // that used the entry before has been submitted, and its copy taken, by then.
             let at = self.source_addrs_next;
             self.source_addrs_next = (at + 1) % SOURCE_ADDRS_LEN;
-            self.source_addrs[at] = sockaddr_in(source);
+            self.source_addrs[at] = KernelSockAddr::new(source);
             let bind = bind_entry(slot, &self.source_addrs[at])
                 .flags(link)
                 .user_data(ud(Op::Bind));
@@ -1399,8 +1340,8 @@ impl<'a> Shard<'a> {
         }
         let connect = opcode::Connect::new(
             types::Fixed(slot),
-            (&raw const self.targets[target]).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            self.targets[target].as_ptr(),
+            self.targets[target].byte_len(),
         )
         .build()
         .user_data(ud(Op::Connect));
@@ -2077,6 +2018,8 @@ impl<'a> Shard<'a> {
                     (200, _) => Err(Counter::error_not_rpc),
                     (404, _) if !self.modern => Err(Counter::error_session_lost),
                     (503, _) => Err(Counter::error_http_503),
+                    (401, _) => Err(Counter::error_http_401),
+                    (403, _) => Err(Counter::error_http_403),
                     (400..=499, _) => Err(Counter::error_http_4xx),
                     (500..=599, _) => Err(Counter::error_http_5xx),
                     _ => Err(Counter::error_http_other),
@@ -2235,6 +2178,8 @@ impl<'a> Shard<'a> {
         let cause = match summary.status {
             503 => Counter::error_http_503,
             404 => Counter::error_http_404,
+            401 => Counter::error_http_401,
+            403 => Counter::error_http_403,
             400..=499 => Counter::error_http_4xx,
             500..=599 => Counter::error_http_5xx,
             200..=299 => Counter::error_not_rpc,
@@ -2735,20 +2680,5 @@ mod tests {
         assert!(results.iter().all(|&(_, res)| res >= 0), "{results:?}");
         // Linux doubles SO_RCVBUF for bookkeeping overhead.
         assert_eq!(read_back, requested * 2, "{results:?}");
-    }
-
-    #[test]
-    fn bind_entry_has_the_kernel_layout() {
-        let addr = sockaddr_in(SocketAddr::from(([127, 0, 0, 2], 4000)));
-        let entry = bind_entry(7, &addr).user_data(99);
-        // SAFETY: reading a 64-byte plain struct back as its C layout (see `bind_entry`).
-        let raw: RawSqe = unsafe { std::mem::transmute::<squeue::Entry, RawSqe>(entry) };
-        assert_eq!(raw.opcode, BIND_OPCODE);
-        assert_eq!(raw.flags & IOSQE_FIXED_FILE, IOSQE_FIXED_FILE);
-        assert_eq!(raw.fd, 7);
-        assert_eq!(raw.addr, &addr as *const _ as u64);
-        assert_eq!(raw.off_or_addr2, 16);
-        assert_eq!(raw.user_data, 99);
-        assert_eq!(u16::from_be(addr.sin_port), 4000);
     }
 }

@@ -82,6 +82,8 @@ pub const MODERN_PROTOCOL_VERSION: &str = "2026-07-28";
 /// Static parts of every request to one target.
 #[derive(Debug, Clone)]
 pub struct TemplateConfig<'a> {
+    /// `-H`/`--header-env` headers, written after Host on every request.
+    pub headers: &'a [crate::engine::headers::RequestHeader],
     /// `host:port` exactly as the Host header carries it.
     pub host: &'a str,
     pub path: &'a str,
@@ -89,6 +91,15 @@ pub struct TemplateConfig<'a> {
     /// Tool name and raw JSON arguments object for `tools/call`.
     pub tool: &'a str,
     pub tool_args_json: &'a str,
+}
+
+fn write_user_headers(head: &mut Vec<u8>, config: &TemplateConfig<'_>) {
+    for header in config.headers {
+        head.extend_from_slice(header.name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(header.value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
 }
 
 impl Template {
@@ -100,7 +111,9 @@ impl Template {
             head_start.extend_from_slice(config.path.as_bytes());
             head_start.extend_from_slice(b" HTTP/1.1\r\nHost: ");
             head_start.extend_from_slice(config.host.as_bytes());
-            head_start.extend_from_slice(b"\r\nmcp-protocol-version: ");
+            head_start.extend_from_slice(b"\r\n");
+            write_user_headers(&mut head_start, config);
+            head_start.extend_from_slice(b"mcp-protocol-version: ");
             head_start.extend_from_slice(config.protocol_version.as_bytes());
             head_start.extend_from_slice(b"\r\n");
             return Template {
@@ -115,8 +128,10 @@ impl Template {
         head_start.extend_from_slice(config.path.as_bytes());
         head_start.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         head_start.extend_from_slice(config.host.as_bytes());
+        head_start.extend_from_slice(b"\r\n");
+        write_user_headers(&mut head_start, config);
         head_start.extend_from_slice(
-            b"\r\naccept: application/json, text/event-stream\r\ncontent-type: application/json\r\n",
+            b"accept: application/json, text/event-stream\r\ncontent-type: application/json\r\n",
         );
         let modern = config.protocol_version == MODERN_PROTOCOL_VERSION;
         if modern {
@@ -265,6 +280,7 @@ mod tests {
 
     fn config() -> TemplateConfig<'static> {
         TemplateConfig {
+            headers: &[],
             host: "127.0.0.1:8080",
             path: "/mcp",
             protocol_version: "2025-11-25",
@@ -334,6 +350,38 @@ mod tests {
                 assert!(head.contains("\r\nmcp-session-id: abc-123"));
                 assert!(head.contains("\r\nmcp-protocol-version: 2025-11-25"));
             }
+        }
+    }
+
+    #[test]
+    fn test_user_headers_on_every_request() {
+        let headers = [
+            crate::engine::headers::parse_header("Authorization: Bearer t0k").unwrap(),
+            crate::engine::headers::parse_header("X-Tenant: blue").unwrap(),
+        ];
+        let config = TemplateConfig {
+            headers: &headers,
+            ..config()
+        };
+        let mut out = Vec::new();
+        Template::new(Method::Delete, &config).write(&mut out, b"s1", 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer t0k\r\nX-Tenant: blue\r\nmcp-protocol-version: 2025-11-25\r\nmcp-session-id: s1\r\nContent-Length: 0\r\n\r\n"
+        );
+        for method in [
+            Method::Initialize,
+            Method::Initialized,
+            Method::Ping,
+            Method::ToolsCall,
+        ] {
+            let mut out = Vec::new();
+            Template::new(method, &config).write(&mut out, b"s1", 7);
+            let request = String::from_utf8(out).unwrap();
+            assert!(
+                request.starts_with("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer t0k\r\nX-Tenant: blue\r\naccept: "),
+                "{request}"
+            );
         }
     }
 

@@ -440,6 +440,22 @@ pub struct MachineInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EndpointReport {
+    /// The URL as given.
+    pub url: String,
+    /// Scheme, Host header and request target as sent.
+    pub endpoint: String,
+    pub addresses: Vec<AddressReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AddressReport {
+    pub address: String,
+    /// Connections planned to this address (they are spread round-robin over all addresses).
+    pub connections: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RunReport {
     pub schema: String,
     pub mcpstorm_version: String,
@@ -448,6 +464,11 @@ pub struct RunReport {
     /// True when the run was interrupted: every figure covers only the time it ran.
     pub partial: bool,
     pub targets: Vec<String>,
+    /// Each target URL: the endpoint requested, every address it resolved to (`--resolve`
+    /// applied) and the connections planned to each.
+    pub endpoints: Vec<EndpointReport>,
+    /// Extra request headers (`-H`, `--header-env`), secret values redacted.
+    pub headers: Vec<String>,
     pub embedded_server: bool,
     pub connections: u64,
     pub machine: MachineInfo,
@@ -711,6 +732,15 @@ pub fn sample_report() -> RunReport {
         duration_s: 60.0,
         partial: false,
         targets: vec!["http://127.0.0.1:8080/mcp".into()],
+        endpoints: vec![EndpointReport {
+            url: "http://127.0.0.1:8080/mcp".into(),
+            endpoint: "http://127.0.0.1:8080/mcp".into(),
+            addresses: vec![AddressReport {
+                address: "127.0.0.1:8080".into(),
+                connections: 1000,
+            }],
+        }],
+        headers: Vec::new(),
         embedded_server: true,
         connections: 1000,
         machine: MachineInfo {

@@ -45,6 +45,30 @@ pub fn render(report: &RunReport) -> String {
             ""
         }
     );
+    if !report.embedded_server {
+        for endpoint in &report.endpoints {
+            let addresses: Vec<String> = endpoint
+                .addresses
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} ({} connections)",
+                        a.address,
+                        format_count(a.connections)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "endpoint {} → {}",
+                endpoint.endpoint,
+                addresses.join(", ")
+            );
+        }
+        for header in &report.headers {
+            let _ = writeln!(out, "header {header}");
+        }
+    }
     let _ = writeln!(
         out,
         "machine: {} CPUs, Linux {}, RLIMIT_NOFILE {}; run took {:.1} s\n",

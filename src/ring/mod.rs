@@ -164,7 +164,7 @@ pub fn probe_features() -> Result<KernelFeatures, RingError> {
             .build(8)
             .is_ok(),
         socket_op: probe.is_supported(opcode::Socket::CODE),
-        bind_op: probe.is_supported(BIND_OPCODE),
+        bind_op: probe.is_supported(opcode::Bind::CODE),
         // Multishot accept and recv and buffer rings have no probe bit of their own; they came
         // with kernels 5.19 and 6.0, which also brought IORING_OP_SOCKET (5.19) and
         // IORING_OP_SEND_ZC (6.0), so those opcodes stand in for them.
@@ -174,9 +174,6 @@ pub fn probe_features() -> Result<KernelFeatures, RingError> {
     };
     Ok(features)
 }
-
-/// IORING_OP_BIND (Linux 6.11); the io-uring crate has the constant but no builder.
-pub const BIND_OPCODE: u8 = 56;
 
 /// The role a ring plays in its shard (see the module header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

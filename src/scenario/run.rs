@@ -118,7 +118,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
     let could_not_run = match &driven.outcome {
         Some(Halt::CouldNotRun(reason)) => {
             let merged = driver.merged.get(&Segment::Baseline.id());
-            let why = explain_no_session(reason.clone(), merged, &run_options.urls);
+            let why = explain_no_session(reason.clone(), merged, &plan);
             if let Some(baseline) = driver
                 .phases
                 .iter_mut()
@@ -211,6 +211,8 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         duration_s: end_s,
         partial: interrupted,
         targets: run_options.urls.clone(),
+        endpoints: endpoint_reports(&plan),
+        headers: plan.headers.iter().map(|h| h.display()).collect(),
         embedded_server: options.run.urls.is_empty(),
         connections: plan.connections as u64,
         machine: machine_info(nofile),
@@ -244,15 +246,63 @@ fn machine_info(nofile_hard: u64) -> MachineInfo {
     }
 }
 
+/// Every endpoint with the addresses it resolved to and the connections planned to each.
+fn endpoint_reports(plan: &EnginePlan) -> Vec<report::EndpointReport> {
+    let per_target = plan.connections_per_target();
+    plan.endpoints
+        .iter()
+        .enumerate()
+        .map(|(index, endpoint)| report::EndpointReport {
+            url: endpoint.url.clone(),
+            endpoint: endpoint.display(),
+            addresses: plan
+                .targets
+                .iter()
+                .zip(&per_target)
+                .filter(|(t, _)| t.endpoint == index)
+                .map(|(t, &connections)| report::AddressReport {
+                    address: t.addr.to_string(),
+                    connections,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// The message of a run whose baseline got no session: what the target did instead.
-fn explain_no_session(reason: String, metrics: Option<&ShardMetrics>, urls: &[String]) -> String {
-    let target = urls.first().cloned().unwrap_or_default();
-    let path = crate::engine::plan::parse_url(&target)
-        .map(|t| t.path)
-        .unwrap_or_else(|_| "/".into());
+fn explain_no_session(reason: String, metrics: Option<&ShardMetrics>, plan: &EnginePlan) -> String {
+    let target = plan
+        .endpoints
+        .first()
+        .map(|e| e.url.clone())
+        .unwrap_or_default();
+    let path = plan.targets.first().map_or("/", |t| t.path.as_str());
     let Some(m) = metrics else {
         return reason;
     };
+    let sent: Vec<String> = plan.headers.iter().map(|h| h.name.clone()).collect();
+    if m.get(Counter::error_http_401) > 0 {
+        return if sent.is_empty() {
+            format!(
+                "{target} answered 401 Unauthorized: it wants credentials; pass them with --header-env 'Authorization=VAR' (VAR holding e.g. \"Bearer …\")"
+            )
+        } else {
+            format!(
+                "{target} answered 401 Unauthorized to the headers sent ({}): are the credentials right?",
+                sent.join(", ")
+            )
+        };
+    }
+    if m.get(Counter::error_http_403) > 0 {
+        return format!(
+            "{target} answered 403 Forbidden{}: the credentials are not allowed here",
+            if sent.is_empty() {
+                String::new()
+            } else {
+                format!(" to the headers sent ({})", sent.join(", "))
+            }
+        );
+    }
     if m.get(Counter::error_http_404) > 0 {
         return format!("POST {path} returned 404: is --path right? (target {target})");
     }

@@ -188,7 +188,7 @@ pub fn diagnose(facts: &Facts, need: &Need) -> Diagnosis {
                 fix: if uring.bind_op {
                     String::new()
                 } else {
-                    "connects fall back to kernel port search (IP_BIND_ADDRESS_NO_PORT), measured ~8× slower to establish: use Linux 6.11+".into()
+                    "without it `run` refuses --source-ips, so each target gets at most one source address's ephemeral ports: use Linux 6.11+".into()
                 },
             });
         }

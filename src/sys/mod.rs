@@ -5,5 +5,7 @@
 pub mod doctor;
 pub mod errno;
 pub mod facts;
+pub mod interfaces;
 pub mod netstat;
 pub mod signal;
+pub mod sockaddr;

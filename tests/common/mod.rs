@@ -13,20 +13,38 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Every address it listens on (`addr` is the first).
+    pub addrs: Vec<SocketAddr>,
     ready_file: PathBuf,
 }
 
 impl Server {
     /// Starts `mcpstorm serve --listen 127.0.0.1:0 <extra…>` and waits until it listens.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with(&[], &["--listen", "127.0.0.1:0"], extra)
+    }
+
+    /// Starts `[prefix…] mcpstorm serve <listen…> <extra…>` (a prefix such as `nsenter
+    /// --net=…` runs it in another network namespace) and waits until it listens.
+    pub fn start_with(prefix: &[&str], listen: &[&str], extra: &[&str]) -> Server {
         let ready_file = std::env::temp_dir().join(format!(
             "mcpstorm-ready-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_file(&ready_file);
-        let child = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_mcpstorm"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_mcpstorm")),
+        };
+        let child = command
+            .arg("serve")
+            .args(listen)
+            .arg("--ready-file")
             .arg(&ready_file)
             .args(extra)
             .stdout(Stdio::piped())
@@ -37,14 +55,19 @@ impl Server {
         let mut server = Server {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            addrs: Vec::new(),
             ready_file,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(text) = std::fs::read_to_string(&server.ready_file)
-                && let Some(line) = text.lines().next()
+                && text.ends_with('\n')
             {
-                server.addr = line.parse().expect("ready file holds an address");
+                server.addrs = text
+                    .lines()
+                    .map(|line| line.parse().expect("ready file holds addresses"))
+                    .collect();
+                server.addr = server.addrs[0];
                 return server;
             }
             assert!(

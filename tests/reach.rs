@@ -1,0 +1,511 @@
+//! `run` reaches the servers users run (the reach issue): host names, `--resolve`, IPv6, a
+//! server on another host (a network namespace this test creates, on its own veth addresses),
+//! the allowlist that guards it, source addresses of any local interface, and headers with a
+//! bearer token checked by a real reverse proxy (nginx) in front of the official Python SDK.
+//! Traffic goes only to loopback and the test's own namespace. No assertion on time.
+
+mod common;
+
+use common::{PyServer, Server};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mcpstorm-reach-{}-{name}", std::process::id()))
+}
+
+struct Run {
+    code: Option<i32>,
+    text: String,
+    report: Option<Value>,
+}
+
+/// `mcpstorm run --phases sustained` (a short load over held sessions) with `args`, every SLA
+/// bound off: these tests check reach, so the exit code says whether the run could run (2) or
+/// was invalid or interrupted (1).
+fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let json = temp_path(&format!("{name}.json"));
+    let _ = std::fs::remove_file(&json);
+    let child = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args([
+            "run",
+            "--phases",
+            "sustained",
+            "--duration",
+            "1s",
+            "--quiet",
+            "--sla",
+            "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off",
+        ])
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mcpstorm run");
+    let output = common::wait_bounded(child, Duration::from_secs(300));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("report is JSON"));
+    let _ = std::fs::remove_file(&json);
+    Run {
+        code: output.status.code(),
+        text,
+        report,
+    }
+}
+
+impl Run {
+    fn report(&self) -> &Value {
+        self.report
+            .as_ref()
+            .unwrap_or_else(|| panic!("no JSON report: {}", self.text))
+    }
+
+    fn established(&self) -> u64 {
+        self.report()["sessions"]["established"].as_u64().unwrap()
+    }
+
+    fn requests_ok(&self) -> u64 {
+        self.report()["counters"]["requests_ok"].as_u64().unwrap()
+    }
+
+    /// (address, connections) of every endpoint's addresses.
+    fn addresses(&self) -> Vec<(String, u64)> {
+        self.report()["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["addresses"].as_array().unwrap().clone())
+            .map(|a| {
+                (
+                    a["address"].as_str().unwrap().to_string(),
+                    a["connections"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn clean(&self) -> bool {
+        self.report()["errors_by_cause"]
+            .as_object()
+            .is_some_and(|m| m.is_empty())
+    }
+}
+
+/// A port free on both 127.0.0.1 and ::1 (so one port serves `localhost` either way).
+fn dual_stack_port() -> u16 {
+    for _ in 0..50 {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("::1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on both 127.0.0.1 and ::1");
+}
+
+#[test]
+fn host_names_ipv6_and_resolve_overrides() {
+    let port = dual_stack_port();
+    let v4 = format!("127.0.0.1:{port}");
+    let v6 = format!("[::1]:{port}");
+    let server = Server::start_with(&[], &["--listen", &v4, "--listen", &v6], &[]);
+    assert_eq!(server.addrs.len(), 2);
+
+    let r = run(
+        "v6",
+        &[&format!("http://[::1]:{port}/mcp"), "--connections", "40"],
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    assert_eq!(r.established(), 40, "{}", r.text);
+    assert!(r.requests_ok() > 0 && r.clean(), "{}", r.text);
+    assert_eq!(r.addresses(), [(v6.clone(), 40)]);
+    assert!(
+        r.text.contains(&format!(
+            "endpoint http://[::1]:{port}/mcp → [::1]:{port} (40 connections)"
+        )),
+        "{}",
+        r.text
+    );
+
+    // localhost: every address the system resolver gives (127.0.0.1, and ::1 where
+    // /etc/hosts has it); the server listens on both.
+    let r = run(
+        "localhost",
+        &[
+            &format!("http://localhost:{port}/mcp"),
+            "--connections",
+            "40",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    assert_eq!(r.established(), 40, "{}", r.text);
+    let addresses = r.addresses();
+    assert!(
+        addresses.contains(&(v4.clone(), 40)) || addresses.len() == 2,
+        "{addresses:?}"
+    );
+    assert_eq!(addresses.iter().map(|a| a.1).sum::<u64>(), 40);
+
+    // A name no resolver knows, pinned with --resolve to both families: connections split.
+    let name = "mcp.reach-test.invalid";
+    let r = run(
+        "resolve",
+        &[
+            &format!("http://{name}:{port}/mcp"),
+            "--resolve",
+            &format!("{name}:{port}:127.0.0.1,[::1]"),
+            "--connections",
+            "40",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    assert_eq!(r.established(), 40, "{}", r.text);
+    assert_eq!(r.addresses(), [(v4, 20), (v6, 20)]);
+    assert_eq!(
+        r.report()["endpoints"][0]["endpoint"],
+        format!("http://{name}:{port}/mcp")
+    );
+    // Without the override the name does not resolve: exit 2 with the resolver's reason.
+    let r = run("unresolved", &[&format!("http://{name}:{port}/mcp")], &[]);
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(r.text.contains("cannot resolve"), "{}", r.text);
+}
+
+#[test]
+fn refusals_before_any_connection() {
+    // TEST-NET-3 (RFC 5737): refused at plan time, so nothing is ever sent there.
+    let r = run("refused", &["http://203.0.113.7:8080/mcp"], &[]);
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(
+        r.text.contains("--allow-host 203.0.113.7") && r.text.contains("neither loopback"),
+        "{}",
+        r.text
+    );
+    let server = Server::start(&[]);
+    let r = run(
+        "source",
+        &[&server.url(), "--source-ips", "203.0.113.8"],
+        &[],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(
+        r.text
+            .contains("203.0.113.8 is not an address this host can bind"),
+        "{}",
+        r.text
+    );
+    for (args, reason) in [
+        (vec!["http://127.0.0.1:1/mcp#x"], "fragment"),
+        (vec!["ftp://127.0.0.1/"], "scheme"),
+        (vec![&server.url(), "-H", "Host: x"], "cannot be overridden"),
+        (
+            vec![
+                &server.url(),
+                "--header-env",
+                "Authorization=MCPSTORM_UNSET_VAR",
+            ],
+            "is not set",
+        ),
+    ] {
+        let r = run("bad", &args, &[]);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.text);
+        assert!(r.text.contains(reason), "{args:?}: {}", r.text);
+    }
+}
+
+/// A network namespace with a veth pair: 10.201.N.1 here, 10.201.N.2 inside. Deleted on drop
+/// (the veth goes with it), also when the test fails.
+struct Netns {
+    name: String,
+    here: String,
+    there: String,
+}
+
+impl Netns {
+    fn create() -> Netns {
+        let n = std::process::id() % 250 + 1;
+        let name = format!("mcpstorm-reach-{}", std::process::id());
+        let (a, b) = (format!("msr{n}a"), format!("msr{n}b"));
+        let netns = Netns {
+            name: name.clone(),
+            here: format!("10.201.{n}.1"),
+            there: format!("10.201.{n}.2"),
+        };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("run ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &a]).output();
+        ip(&["netns", "add", &name]);
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ip(&["link", "set", &b, "netns", &name]);
+        ip(&["addr", "add", &format!("{}/24", netns.here), "dev", &a]);
+        ip(&["link", "set", &a, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{}/24", netns.there),
+            "dev",
+            &b,
+        ]);
+        ip(&["-n", &name, "link", "set", &b, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    fn nsenter(&self) -> String {
+        format!("--net=/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn a_server_on_another_host_needs_allow_host() {
+    let netns = Netns::create();
+    let listen = format!("{}:18777", netns.there);
+    let nsenter = netns.nsenter();
+    let server = Server::start_with(&["nsenter", &nsenter], &["--listen", &listen], &[]);
+    let url = format!("http://{listen}/mcp");
+
+    let r = run("remote-refused", &[&url, "--connections", "100"], &[]);
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(
+        r.text
+            .contains(&format!("say so with --allow-host {}", netns.there)),
+        "{}",
+        r.text
+    );
+
+    let cidr = format!("{}/24", netns.there);
+    let r = run(
+        "remote",
+        &[&url, "--connections", "100", "--allow-host", &cidr],
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    assert_eq!(r.established(), 100, "{}", r.text);
+    assert!(r.requests_ok() > 0 && r.clean(), "{}", r.text);
+
+    // A source address of a real interface (the veth here), not 127/8: bound by the ring.
+    let r = run(
+        "remote-source",
+        &[
+            &url,
+            "--connections",
+            "100",
+            "--allow-host",
+            &cidr,
+            "--source-ips",
+            &netns.here,
+        ],
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    assert_eq!(r.established(), 100, "{}", r.text);
+    assert_eq!(r.report()["counters"]["error_bind"], 0, "{}", r.text);
+    drop(server);
+}
+
+/// nginx (Debian), run unprivileged in a temp dir, demanding `Authorization: Bearer TOKEN` and
+/// proxying to the official Python SDK server.
+struct Nginx {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+const TOKEN: &str = "Bearer reach-test-secret-7f3a";
+
+impl Nginx {
+    fn start(upstream_port: u16) -> Nginx {
+        let setup = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/peers/setup-nginx.sh");
+        let out = Command::new("bash")
+            .arg(setup)
+            .output()
+            .expect("setup-nginx.sh");
+        assert!(
+            out.status.success(),
+            "setup-nginx.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nginx = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = temp_path(&format!("nginx-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let conf = format!(
+            r#"daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream sdk {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /mcp {{
+            if ($http_authorization != "{TOKEN}") {{ return 401; }}
+            proxy_pass http://sdk;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host 127.0.0.1:{upstream_port};
+            proxy_buffering off;
+        }}
+    }}
+}}
+"#,
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(&nginx)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn nginx");
+        let nginx = Nginx {
+            child,
+            dir,
+            url: format!("http://localhost:{port}/mcp"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        nginx
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn bearer_token_through_nginx_to_the_python_sdk() {
+    let sdk = PyServer::start(&["--json-response"]);
+    let upstream_port: u16 = sdk
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches("/mcp").parse().ok())
+        .unwrap();
+    let nginx = Nginx::start(upstream_port);
+    let load = [
+        nginx.url.as_str(),
+        "--connections",
+        "20",
+        "--rate",
+        "50",
+        "--shards",
+        "1",
+    ];
+
+    // With the token from the environment: clean, and the secret is nowhere in the output.
+    let mut args = load.to_vec();
+    args.extend([
+        "--header-env",
+        "Authorization=MCPSTORM_REACH_TOKEN",
+        "-H",
+        "X-Load: mcpstorm",
+    ]);
+    let r = run("bearer", &args, &[("MCPSTORM_REACH_TOKEN", TOKEN)]);
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    assert_eq!(r.established(), 20, "{}", r.text);
+    assert!(r.requests_ok() > 0 && r.clean(), "{}", r.text);
+    let json = serde_json::to_string(r.report()).unwrap();
+    for shown in [&r.text, &json] {
+        assert!(
+            !shown.contains("reach-test-secret"),
+            "secret leaked: {shown}"
+        );
+    }
+    assert!(
+        r.text
+            .contains("header Authorization: <redacted: $MCPSTORM_REACH_TOKEN>")
+            && r.text.contains("header X-Load: mcpstorm"),
+        "{}",
+        r.text
+    );
+
+    // No header: 401 is its own cause, and the message names the flag that sends one.
+    let r = run("no-bearer", &load, &[]);
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(
+        r.report()["errors_by_cause"]["http_401"].as_u64().unwrap() > 0,
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("--header-env 'Authorization=VAR'"),
+        "{}",
+        r.text
+    );
+
+    // The wrong token: 401 again, the message names the header sent, never its value.
+    let mut args = load.to_vec();
+    args.extend(["--header-env", "Authorization=MCPSTORM_REACH_TOKEN"]);
+    let r = run(
+        "wrong-bearer",
+        &args,
+        &[("MCPSTORM_REACH_TOKEN", "Bearer wrong-value-x")],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(
+        r.text.contains("to the headers sent (Authorization)") && !r.text.contains("wrong-value-x"),
+        "{}",
+        r.text
+    );
+    drop(nginx);
+    drop(sdk);
+}

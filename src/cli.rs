@@ -160,6 +160,13 @@ pub struct RunArgs {
     /// Repeatable.
     #[arg(short = 'H', long, value_name = "NAME: VALUE")]
     pub header: Vec<String>,
+    /// `https://`: trust only the CA certificates in this PEM file (instead of the system's).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
+    /// `https://`: accept any server certificate (the report says so). Handshake signatures
+    /// are still checked.
+    #[arg(long)]
+    pub insecure: bool,
     /// Header whose value is read from an environment variable, 'Name=VAR' (e.g.
     /// Authorization=MCP_TOKEN): a secret, never printed, logged or written into a report.
     #[arg(long, value_name = "NAME=VAR")]

@@ -145,6 +145,10 @@ fn run(args: RunArgs) -> ExitCode {
         resolve: args.resolve,
         allow_hosts: args.allow_host,
         headers,
+        tls: mcpstorm::engine::tls::TlsOptions {
+            cacert: args.cacert,
+            insecure: args.insecure,
+        },
         mix: args.mix,
         tool: args.tool,
         tool_args_json: args.tool_args,

@@ -333,12 +333,34 @@ fn a_server_on_another_host_needs_allow_host() {
     drop(server);
 }
 
-/// nginx (Debian), run unprivileged in a temp dir, demanding `Authorization: Bearer TOKEN` and
-/// proxying to the official Python SDK server.
+/// nginx (Debian), run unprivileged in a temp dir, terminating TLS with a certificate signed
+/// by the test's own CA, demanding `Authorization: Bearer TOKEN` and proxying to the official
+/// Python SDK server.
 struct Nginx {
     child: std::process::Child,
     dir: std::path::PathBuf,
     url: String,
+    /// The CA that signed nginx's certificate, and one that did not.
+    ca_file: std::path::PathBuf,
+    other_ca_file: std::path::PathBuf,
+}
+
+/// A CA (PEM) and, when `leaf`, a `localhost` certificate and key it signs.
+fn make_ca(dir: &std::path::Path, name: &str, leaf: bool) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join(format!("{name}-ca.pem")), ca.pem()).unwrap();
+    if leaf {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    }
 }
 
 const TOKEN: &str = "Bearer reach-test-secret-7f3a";
@@ -370,6 +392,8 @@ impl Nginx {
         let dir = temp_path(&format!("nginx-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("logs")).unwrap();
+        make_ca(&dir, "nginx", true);
+        make_ca(&dir, "other", false);
         let conf = format!(
             r#"daemon off;
 worker_processes 1;
@@ -385,7 +409,9 @@ http {{
     scgi_temp_path {dir}/scgi;
     upstream sdk {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {dir}/server.pem;
+        ssl_certificate_key {dir}/server.key;
         location /mcp {{
             if ($http_authorization != "{TOKEN}") {{ return 401; }}
             proxy_pass http://sdk;
@@ -411,8 +437,10 @@ http {{
             .expect("spawn nginx");
         let nginx = Nginx {
             child,
+            url: format!("https://localhost:{port}/mcp"),
+            ca_file: dir.join("nginx-ca.pem"),
+            other_ca_file: dir.join("other-ca.pem"),
             dir,
-            url: format!("http://localhost:{port}/mcp"),
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -432,7 +460,7 @@ impl Drop for Nginx {
 }
 
 #[test]
-fn bearer_token_through_nginx_to_the_python_sdk() {
+fn tls_and_a_bearer_token_through_nginx_to_the_python_sdk() {
     let sdk = PyServer::start(&["--json-response"]);
     let upstream_port: u16 = sdk
         .url
@@ -441,8 +469,11 @@ fn bearer_token_through_nginx_to_the_python_sdk() {
         .and_then(|p| p.trim_end_matches("/mcp").parse().ok())
         .unwrap();
     let nginx = Nginx::start(upstream_port);
+    let ca = nginx.ca_file.to_str().unwrap();
     let load = [
         nginx.url.as_str(),
+        "--cacert",
+        ca,
         "--connections",
         "20",
         "--rate",
@@ -473,10 +504,26 @@ fn bearer_token_through_nginx_to_the_python_sdk() {
     assert!(
         r.text
             .contains("header Authorization: <redacted: $MCPSTORM_REACH_TOKEN>")
-            && r.text.contains("header X-Load: mcpstorm"),
+            && r.text.contains("header X-Load: mcpstorm")
+            && r.text.contains("TLS: verified against --cacert"),
         "{}",
         r.text
     );
+    // One handshake per connection (20) at least; in each phase, every handshake counted is
+    // in its histogram.
+    let counters = &r.report()["counters"];
+    let handshakes = counters["tls_handshakes_full"].as_u64().unwrap()
+        + counters["tls_handshakes_resumed"].as_u64().unwrap();
+    assert!(handshakes >= 20, "{}", r.text);
+    for p in r.report()["phases"].as_array().unwrap() {
+        assert_eq!(
+            p["tls_handshake_us"]["count"].as_u64().unwrap(),
+            p["tls_handshakes_full"].as_u64().unwrap()
+                + p["tls_handshakes_resumed"].as_u64().unwrap(),
+            "{}",
+            r.text
+        );
+    }
 
     // No header: 401 is its own cause, and the message names the flag that sends one.
     let r = run("no-bearer", &load, &[]);
@@ -503,6 +550,47 @@ fn bearer_token_through_nginx_to_the_python_sdk() {
     assert_eq!(r.code, Some(2), "{}", r.text);
     assert!(
         r.text.contains("to the headers sent (Authorization)") && !r.text.contains("wrong-value-x"),
+        "{}",
+        r.text
+    );
+
+    // A CA that did not sign nginx's certificate: a certificate cause, and the fix named.
+    let mut args = load.to_vec();
+    args[2] = nginx.other_ca_file.to_str().unwrap();
+    let r = run("wrong-ca", &args, &[]);
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(
+        r.report()["errors_by_cause"]["tls_certificate"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("give its CA with --cacert FILE"),
+        "{}",
+        r.text
+    );
+
+    // --insecure: clean, and the report says the certificate was not verified.
+    let args = [
+        nginx.url.as_str(),
+        "--insecure",
+        "--connections",
+        "5",
+        "--rate",
+        "20",
+        "--shards",
+        "1",
+        "--header-env",
+        "Authorization=MCPSTORM_REACH_TOKEN",
+    ];
+    let r = run("insecure", &args, &[("MCPSTORM_REACH_TOKEN", TOKEN)]);
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    assert!(r.requests_ok() > 0 && r.clean(), "{}", r.text);
+    assert!(
+        r.report()["tls"].as_str().unwrap().contains("NOT verified"),
         "{}",
         r.text
     );

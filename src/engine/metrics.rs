@@ -79,6 +79,14 @@ counters! {
     error_session_lost,
     /// 404 to initialize: nothing at that path (a wrong `--path`/URL).
     error_http_404,
+    /// The server's certificate failed verification (`--cacert`, `--insecure`).
+    error_tls_certificate,
+    /// The server sent a fatal TLS alert.
+    error_tls_alert,
+    /// A malformed or undecryptable TLS record, or a message out of order.
+    error_tls_protocol,
+    /// The TLS handshake did not finish within `--connect-timeout`.
+    error_tls_handshake_timeout,
     /// 401: the server wants credentials (`--header-env 'Authorization=VAR'`).
     error_http_401,
     /// 403: the credentials sent are not allowed.
@@ -112,6 +120,11 @@ counters! {
     /// ramp hit `--ramp-timeout`.
     error_ramp_timeout,
     recv_buffers_exhausted,
+    /// TLS handshakes that completed in full, and those that resumed a session ticket.
+    tls_handshakes_full,
+    tls_handshakes_resumed,
+    /// The server ended a TLS connection with close_notify.
+    tls_close_notify_received,
     /// Receive requests submitted (multishot: about one per connection; armed: one or more
     /// per request).
     recv_arms,
@@ -169,6 +182,8 @@ pub struct ShardMetrics {
     pub connect: Histogram<u64>,
     /// initialize sent → 202 for notifications/initialized (the whole handshake).
     pub initialize: Histogram<u64>,
+    /// TCP connected → TLS handshake done (`https://`).
+    pub tls_handshake: Histogram<u64>,
     /// Per load method (index `Method::load_index`).
     pub methods: Vec<LatencyPair>,
     /// All load methods together.
@@ -216,6 +231,7 @@ impl ShardMetrics {
             counters: [0; COUNTERS_LEN],
             connect: new_histogram(),
             initialize: new_histogram(),
+            tls_handshake: new_histogram(),
             methods: Method::LOAD.iter().map(|_| LatencyPair::new()).collect(),
             all: LatencyPair::new(),
             loop_lag: new_histogram(),
@@ -315,6 +331,7 @@ impl ShardMetrics {
         };
         add(&mut self.connect, &other.connect);
         add(&mut self.initialize, &other.initialize);
+        add(&mut self.tls_handshake, &other.tls_handshake);
         add(&mut self.loop_lag, &other.loop_lag);
         add(&mut self.send_lag, &other.send_lag);
         for (mine, theirs) in self.methods.iter_mut().zip(other.methods.iter()) {

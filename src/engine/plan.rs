@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub allow_hosts: Vec<String>,
     /// `-H`/`--header-env` headers, sent on every request.
     pub headers: Vec<RequestHeader>,
+    /// How `https://` targets' certificates are checked.
+    pub tls: super::tls::TlsOptions,
     pub mix: Option<String>,
     pub tool: Option<String>,
     pub tool_args_json: Option<String>,
@@ -63,6 +65,8 @@ pub struct Target {
     pub path: String,
     /// Index into `EnginePlan::endpoints`.
     pub endpoint: usize,
+    /// `https://`: the name for SNI and the certificate check (the URL's host).
+    pub tls_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// What the plan asks of the host's network stack, passed in so plans are tested without one.
@@ -99,6 +103,8 @@ pub struct EnginePlan {
     pub targets: Vec<Target>,
     /// Extra headers on every request (secrets redacted in `Debug`).
     pub headers: Vec<RequestHeader>,
+    /// `https://` targets (all or none): how certificates are checked.
+    pub tls: Option<super::tls::TlsOptions>,
     pub templates: Vec<TargetTemplates>,
     /// Source addresses to bind; empty = let the kernel choose.
     pub source_ips: Vec<IpAddr>,
@@ -146,15 +152,20 @@ pub fn resolve_urls(
         .map(|a| parse_allow_host(a))
         .collect::<Result<Vec<AllowEntry>, _>>()?;
     let resolved = resolve_targets(&endpoints, &overrides, &allow, net.resolve, net.is_local)?;
-    let targets = resolved
-        .into_iter()
-        .map(|r| Target {
+    let mut targets = Vec::with_capacity(resolved.len());
+    for r in resolved {
+        let endpoint = &endpoints[r.endpoint];
+        targets.push(Target {
             addr: r.addr,
-            host: endpoints[r.endpoint].authority.clone(),
-            path: endpoints[r.endpoint].path_and_query.clone(),
+            host: endpoint.authority.clone(),
+            path: endpoint.path_and_query.clone(),
             endpoint: r.endpoint,
-        })
-        .collect();
+            tls_name: match endpoint.scheme {
+                Scheme::Https => Some(super::tls::server_name(&endpoint.host)?),
+                Scheme::Http => None,
+            },
+        });
+    }
     Ok((endpoints, targets))
 }
 
@@ -258,11 +269,22 @@ impl EnginePlan {
         }
         let (endpoints, targets) =
             resolve_urls(&options.urls, &options.resolve, &options.allow_hosts, net)?;
-        if let Some(e) = endpoints.iter().find(|e| e.scheme == Scheme::Https) {
-            return Err(format!(
-                "{}: https:// needs TLS, which this build of mcpstorm does not speak yet; load the server over http:// (e.g. behind its TLS terminator)",
-                e.url
-            ));
+        let https = endpoints
+            .iter()
+            .filter(|e| e.scheme == Scheme::Https)
+            .count();
+        if https != 0 && https != endpoints.len() {
+            return Err(
+                "give all targets as https:// or all as http:// (one run, one transport)".into(),
+            );
+        }
+        if https == 0 && (options.tls.insecure || options.tls.cacert.is_some()) {
+            return Err("--insecure and --cacert are for https:// targets".into());
+        }
+        let tls = (https != 0).then(|| options.tls.clone());
+        if let Some(tls) = &tls {
+            // Fails here, before any connection, on an unreadable --cacert or no system roots.
+            super::tls::client_config(tls, 1)?;
         }
         if options.connections == 0 {
             return Err("--connections must be at least 1".into());
@@ -383,6 +405,7 @@ impl EnginePlan {
             endpoints,
             targets,
             headers: options.headers.clone(),
+            tls,
             templates,
             source_ips,
             connections: options.connections,
@@ -507,6 +530,7 @@ mod tests {
             resolve: Vec::new(),
             allow_hosts: Vec::new(),
             headers: Vec::new(),
+            tls: Default::default(),
             mix: None,
             tool: None,
             tool_args_json: None,
@@ -568,8 +592,18 @@ mod tests {
         assert!(error.contains("--allow-host 198.51.100.1"), "{error}");
         o.allow_hosts = vec!["198.51.100.0/24".into()];
         assert!(plan_of(&o).is_ok());
-        o.urls = vec!["https://127.0.0.1/mcp".into()];
-        assert!(plan_of(&o).unwrap_err().contains("TLS"));
+        o.urls = vec![
+            "https://127.0.0.1/mcp".into(),
+            "http://127.0.0.1/mcp".into(),
+        ];
+        assert!(plan_of(&o).unwrap_err().contains("all as http://"));
+        o.urls = vec!["http://127.0.0.1/mcp".into()];
+        o.tls.insecure = true;
+        assert!(plan_of(&o).unwrap_err().contains("for https://"));
+        o.urls = vec!["https://localhost:8443/mcp".into()];
+        let plan = plan_of(&o).unwrap();
+        assert_eq!(plan.tls.as_ref().map(|t| t.insecure), Some(true));
+        assert!(plan.targets.iter().all(|t| t.tls_name.is_some()));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::response::{
 use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::template::Method;
 use super::timeline::SecondSlice;
+use super::tls::{TlsConn, TlsError};
 use crate::proto::http_response::ResponseError;
 use crate::ring::pool::Pool;
 use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData};
@@ -83,6 +84,8 @@ enum State {
     /// notifications/initialized sent, the 202 awaited.
     Initialized,
     Ready,
+    /// `https://`: TCP connected, the TLS handshake in progress (initialize follows).
+    TlsHandshaking,
     /// A load request is in flight.
     Awaiting,
     /// Connected, nothing in flight: waiting out a 503 backoff before resending initialize
@@ -346,6 +349,8 @@ static LINGER_ZERO: libc::linger = libc::linger {
 struct RingSlot {
     ring: Ring,
     conns: Slab,
+    /// `https://` runs: each slot's TLS layer while its connection is open (empty otherwise).
+    tls: Vec<Option<Box<TlsConn>>>,
 }
 
 /// The connection slots of one ring: an anonymous mapping of `capacity` slots, filled in order
@@ -457,6 +462,14 @@ pub struct Shard<'a> {
     sends: Pool,
     spills: Pool,
     scratch: Scratch,
+    /// `https://`: this shard's TLS client configuration (its own ticket store) and each
+    /// target's server name.
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
+    tls_names: Vec<Option<rustls::pki_types::ServerName<'static>>>,
+    /// Plaintext of the bytes being decrypted, and of the request being encrypted (reused:
+    /// no allocation per turn; two, as a handshake's end decrypts and sends initialize).
+    tls_plain: Vec<u8>,
+    tls_request: Vec<u8>,
     /// Ready connections waiting for a request (ring, slot, generation).
     /// Intrusive FIFO through `Conn::next_idle` (global indices `ring × slots + slot`).
     idle_head: u32,
@@ -574,6 +587,11 @@ impl<'a> Shard<'a> {
                     what: "connection slab mmap",
                     source,
                 })?,
+                tls: if plan.tls.is_some() {
+                    (0..slots).map(|_| None).collect()
+                } else {
+                    Vec::new()
+                },
             });
         }
         let targets: Box<[KernelSockAddr]> = plan
@@ -582,6 +600,18 @@ impl<'a> Shard<'a> {
             .map(|t| KernelSockAddr::new(t.addr))
             .collect();
         let zero = KernelSockAddr::new(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let tls_config = match &plan.tls {
+            Some(options) => Some(
+                super::tls::client_config(options, slice.connections as usize).map_err(|e| {
+                    RingError::Setup {
+                        what: "TLS client configuration",
+                        source: std::io::Error::other(e),
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let tls_names = plan.targets.iter().map(|t| t.tls_name.clone()).collect();
         Ok(Shard {
             id,
             plan,
@@ -594,6 +624,10 @@ impl<'a> Shard<'a> {
             sends: Pool::new(),
             spills: Pool::new(),
             scratch: Scratch::default(),
+            tls_config,
+            tls_names,
+            tls_plain: Vec::new(),
+            tls_request: Vec::new(),
             idle_head: NONE,
             idle_tail: NONE,
             reconnects: VecDeque::new(),
@@ -1412,6 +1446,15 @@ impl<'a> Shard<'a> {
         if self.plan.recv_multishot {
             self.arm_recv(r, slot);
         }
+        if self.tls_config.is_some() {
+            self.start_tls(r, slot);
+        } else {
+            self.transport_ready(r, slot);
+        }
+    }
+
+    /// TCP is up (and TLS, for `https://`): initialize, or go straight to Ready.
+    fn transport_ready(&mut self, r: usize, slot: u32) {
         let conn = &self.rings[r].conns[slot as usize];
         if self.modern {
             // 2026-07-28: no session and no initialize; the connection is ready at once.
@@ -1425,6 +1468,101 @@ impl<'a> Shard<'a> {
             // A reconnect after the server closed an idle connection: the session lives on.
             self.end_handshake(r, slot);
             self.become_ready(r, slot);
+        }
+    }
+
+    /// Starts the TLS handshake on a connected socket: the ClientHello goes out at once.
+    fn start_tls(&mut self, r: usize, slot: u32) {
+        let (Some(config), Some(name)) = (
+            &self.tls_config,
+            self.tls_names[self.global_index(r, slot) as usize % self.tls_names.len()].clone(),
+        ) else {
+            unreachable!("every target of an https run has a server name")
+        };
+        match TlsConn::new(config, name) {
+            Ok(tls) => self.rings[r].tls[slot as usize] = Some(Box::new(tls)),
+            Err(_) => {
+                self.connection_broke(r, slot, Counter::error_tls_protocol);
+                return;
+            }
+        }
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn_set_state(conn, State::TlsHandshaking);
+        conn.sent_ns = self.now_ns;
+        self.send_tls_output(r, slot);
+        if !self.plan.recv_multishot && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0 {
+            self.arm_recv(r, slot);
+        }
+    }
+
+    /// Sends the handshake's TLS records waiting unless a send is in flight, whose completion
+    /// calls this again. Only while handshaking: records due later (a KeyUpdate reply) go out
+    /// ahead of the next request, in the same send (`send_request`), so a Ready connection
+    /// never has a send in flight.
+    fn send_tls_output(&mut self, r: usize, slot: u32) {
+        let conn = &self.rings[r].conns[slot as usize];
+        if conn.flags & SEND_IN_FLIGHT != 0 || conn.state != State::TlsHandshaking {
+            return;
+        }
+        let Some(tls) = self.rings[r].tls[slot as usize].as_mut() else {
+            return;
+        };
+        if !tls.wants_write() {
+            return;
+        }
+        let buf = self.sends.take();
+        tls.take_output(&mut self.sends.bufs[buf as usize]);
+        self.metrics.add_to(
+            Counter::bytes_sent,
+            self.sends.bufs[buf as usize].len() as u64,
+        );
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.send_buf = buf;
+        conn.flags |= SEND_IN_FLIGHT;
+        self.submit_send(r, slot, buf);
+    }
+
+    /// Decrypts received bytes into `tls_plain`; the handshake's end and a close_notify are
+    /// acted on here. `None`: the connection broke (counted by cause).
+    fn decrypt(
+        &mut self,
+        r: usize,
+        slot: u32,
+        bid: u16,
+        len: usize,
+    ) -> Option<super::tls::Received> {
+        let RingSlot { ring, tls, .. } = &mut self.rings[r];
+        let Some(tls) = tls[slot as usize].as_mut() else {
+            ring.bufs.recycle(bid);
+            return None;
+        };
+        self.tls_plain.clear();
+        let result = tls.receive(ring.bufs.get(bid, len), &mut self.tls_plain);
+        ring.bufs.recycle(bid);
+        match result {
+            Ok(received) => {
+                if received.handshake_done {
+                    let resumed = tls.resumed();
+                    let conn = &self.rings[r].conns[slot as usize];
+                    let latency_us = (self.now_ns.saturating_sub(conn.sent_ns) / 1000).max(1);
+                    self.metrics.tls_handshake.saturating_record(latency_us);
+                    self.metrics.incr(if resumed {
+                        Counter::tls_handshakes_resumed
+                    } else {
+                        Counter::tls_handshakes_full
+                    });
+                }
+                Some(received)
+            }
+            Err(error) => {
+                let cause = match error {
+                    TlsError::Certificate(_) => Counter::error_tls_certificate,
+                    TlsError::Alert(_) => Counter::error_tls_alert,
+                    TlsError::Protocol(_) => Counter::error_tls_protocol,
+                };
+                self.connection_broke(r, slot, cause);
+                None
+            }
         }
     }
 
@@ -1517,11 +1655,23 @@ impl<'a> Shard<'a> {
         conn.send_buf = buf;
         conn.flags |= SEND_IN_FLIGHT;
         let out = &mut self.sends.bufs[buf as usize];
-        self.plan.templates[target].by_method[method as usize].write(
-            out,
-            conn.session.as_bytes(),
-            conn.id as u64,
-        );
+        let template = &self.plan.templates[target].by_method[method as usize];
+        let RingSlot { conns, tls, .. } = &mut self.rings[r];
+        let conn = &conns[slot as usize];
+        match tls.get_mut(slot as usize).and_then(Option::as_mut) {
+            None => template.write(out, conn.session.as_bytes(), conn.id as u64),
+            Some(tls) => {
+                self.tls_request.clear();
+                template.write(
+                    &mut self.tls_request,
+                    conn.session.as_bytes(),
+                    conn.id as u64,
+                );
+                // Encrypting into a Vec fails only on a connection rustls has closed, which
+                // the next receive reports by its cause.
+                let _ = tls.encrypt(&self.tls_request, out);
+            }
+        }
         self.metrics.add_to(Counter::bytes_sent, out.len() as u64);
         self.submit_send(r, slot, buf);
         if !self.plan.recv_multishot && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0 {
@@ -1566,7 +1716,22 @@ impl<'a> Shard<'a> {
         }
         self.rings[r].conns[slot as usize].send_buf = NONE;
         self.sends.give(buf);
+        if !self.rings[r].tls.is_empty() {
+            self.send_tls_output(r, slot);
+            self.finish_tls_handshake(r, slot);
+        }
         self.maybe_close(r, slot);
+    }
+
+    /// The handshake is done and its last records are sent: on to initialize (or Ready).
+    fn finish_tls_handshake(&mut self, r: usize, slot: u32) {
+        let conn = &self.rings[r].conns[slot as usize];
+        let done = self.rings[r].tls[slot as usize]
+            .as_ref()
+            .is_some_and(|tls| !tls.is_handshaking() && !tls.wants_write());
+        if conn.state == State::TlsHandshaking && conn.flags & SEND_IN_FLIGHT == 0 && done {
+            self.transport_ready(r, slot);
+        }
     }
 
     fn issue_requests(&mut self) {
@@ -1797,13 +1962,21 @@ impl<'a> Shard<'a> {
                 // Waiting out a 503 between load requests.
                 self.metrics.incr(cause)
             }
-            State::Initializing | State::Initialized | State::Waiting
+            State::TlsHandshaking | State::Initializing | State::Initialized | State::Waiting
                 if self.rings[r].conns[slot as usize].flags & HELD != 0 =>
             {
                 // A re-initialize (after the server lost the session) broke: reconnect and
                 // initialize again rather than give the connection up.
                 self.metrics.incr(cause);
                 self.end_handshake(r, slot);
+            }
+            State::TlsHandshaking => {
+                // No session was ever asked for: the cause (a TLS error, a timeout) says why.
+                self.metrics.incr(cause);
+                self.end_handshake(r, slot);
+                self.begin_close(r, slot, false);
+                self.settle_failed(r, slot);
+                return;
             }
             State::Initializing | State::Initialized | State::Waiting => {
                 self.metrics.incr(cause);
@@ -1846,8 +2019,18 @@ impl<'a> Shard<'a> {
         };
         let len = res as usize;
         self.metrics.add_to(Counter::bytes_received, len as u64);
+        if !self.rings[r].tls.is_empty() {
+            self.on_recv_tls(r, slot, bid, len);
+            if !more
+                && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0
+                && self.wants_recv(r, slot)
+            {
+                self.arm_recv(r, slot);
+            }
+            return;
+        }
         let fed = {
-            let RingSlot { ring, conns } = &mut self.rings[r];
+            let RingSlot { ring, conns, .. } = &mut self.rings[r];
             let data = ring.bufs.get(bid, len);
             feed(
                 &mut conns[slot as usize],
@@ -1868,6 +2051,34 @@ impl<'a> Shard<'a> {
         }
     }
 
+    /// Received ciphertext: decrypted in one pass out of the ring buffer (recycled at once, so
+    /// rustls holds the only copy of a partial record), the handshake
+    /// finished, the plaintext fed to the response reader, and any TLS records due sent.
+    fn on_recv_tls(&mut self, r: usize, slot: u32, bid: u16, len: usize) {
+        let Some(received) = self.decrypt(r, slot, bid, len) else {
+            return;
+        };
+        self.send_tls_output(r, slot);
+        self.finish_tls_handshake(r, slot);
+        if !self.tls_plain.is_empty() {
+            let plain = std::mem::take(&mut self.tls_plain);
+            let fed = feed(
+                &mut self.rings[r].conns[slot as usize],
+                &plain,
+                false,
+                &mut self.spills,
+                &mut self.scratch,
+                &mut self.metrics,
+            );
+            self.tls_plain = plain;
+            self.act_on(r, slot, fed);
+        }
+        if received.peer_closed {
+            self.metrics.incr(Counter::tls_close_notify_received);
+            self.on_recv_end(r, slot, 0);
+        }
+    }
+
     /// Should a receive be armed? Multishot: while the connection is open. Armed mode
     /// (`--recv armed`): only while a response is awaited, so an idle connection holds no
     /// receive request in the kernel (but a server closing it goes unnoticed until the next
@@ -1879,7 +2090,7 @@ impl<'a> Shard<'a> {
         } else {
             matches!(
                 state,
-                State::Initializing | State::Initialized | State::Awaiting
+                State::TlsHandshaking | State::Initializing | State::Initialized | State::Awaiting
             )
         }
     }
@@ -2244,6 +2455,9 @@ impl<'a> Shard<'a> {
 
     fn on_close(&mut self, r: usize, slot: u32) {
         self.end_handshake(r, slot);
+        if let Some(tls) = self.rings[r].tls.get_mut(slot as usize) {
+            *tls = None;
+        }
         let conn = &mut self.rings[r].conns[slot as usize];
         if conn.spill != NONE {
             self.spills.give(conn.spill);
@@ -2330,6 +2544,9 @@ impl<'a> Shard<'a> {
                         .build()
                         .user_data(UserData::new(slot, generation, Op::Cancel).encode());
                         self.push(r, entry);
+                    }
+                    State::TlsHandshaking if waited_ns > connect_timeout_ns => {
+                        self.connection_broke(r, slot, Counter::error_tls_handshake_timeout);
                     }
                     State::Awaiting | State::Initializing | State::Initialized
                         if waited_ns > request_timeout_ns =>

@@ -335,6 +335,11 @@ pub struct PhaseReport {
     pub latency_uncorrected_us: Percentiles,
     pub latency_us_by_method: BTreeMap<String, Percentiles>,
     pub connect_us: Percentiles,
+    /// TCP connected → TLS handshake done (`https://` only).
+    pub tls_handshake_us: Percentiles,
+    /// TLS handshakes in this phase: full, and resumed from a session ticket.
+    pub tls_handshakes_full: u64,
+    pub tls_handshakes_resumed: u64,
     pub initialize_us: Percentiles,
     pub latency_spectrum_us: Vec<(f64, u64)>,
     pub errors_by_cause: BTreeMap<String, u64>,
@@ -374,6 +379,9 @@ impl PhaseReport {
             latency_uncorrected_us: Percentiles::default(),
             latency_us_by_method: BTreeMap::new(),
             connect_us: Percentiles::default(),
+            tls_handshake_us: Percentiles::default(),
+            tls_handshakes_full: 0,
+            tls_handshakes_resumed: 0,
             initialize_us: Percentiles::default(),
             latency_spectrum_us: Vec::new(),
             errors_by_cause: BTreeMap::new(),
@@ -469,6 +477,9 @@ pub struct RunReport {
     pub endpoints: Vec<EndpointReport>,
     /// Extra request headers (`-H`, `--header-env`), secret values redacted.
     pub headers: Vec<String>,
+    /// `https://`: how the server's certificate was checked (`system roots`, `--cacert FILE`,
+    /// or `--insecure: NOT verified`); absent for http://.
+    pub tls: Option<String>,
     pub embedded_server: bool,
     pub connections: u64,
     pub machine: MachineInfo,
@@ -741,6 +752,7 @@ pub fn sample_report() -> RunReport {
             }],
         }],
         headers: Vec::new(),
+        tls: None,
         embedded_server: true,
         connections: 1000,
         machine: MachineInfo {

@@ -68,6 +68,9 @@ pub fn render(report: &RunReport) -> String {
         for header in &report.headers {
             let _ = writeln!(out, "header {header}");
         }
+        if let Some(tls) = &report.tls {
+            let _ = writeln!(out, "TLS: {tls}");
+        }
     }
     let _ = writeln!(
         out,
@@ -216,6 +219,15 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
             format_count(phase.sessions.failed),
             measured_us(phase.connect_us.count, phase.connect_us.p99),
             measured_us(phase.initialize_us.count, phase.initialize_us.p99)
+        ));
+    }
+    if phase.tls_handshake_us.count > 0 {
+        lines.push(format!(
+            "TLS handshakes {} full, {} resumed; handshake p50 {}, p99 {}",
+            format_count(phase.tls_handshakes_full),
+            format_count(phase.tls_handshakes_resumed),
+            measured_us(phase.tls_handshake_us.count, phase.tls_handshake_us.p50),
+            measured_us(phase.tls_handshake_us.count, phase.tls_handshake_us.p99)
         ));
     }
     if let Some(memory) = &phase.memory {

@@ -158,6 +158,9 @@ pub fn fill(
         .collect();
     report.connect_us = Percentiles::of(&m.connect);
     report.initialize_us = Percentiles::of(&m.initialize);
+    report.tls_handshake_us = Percentiles::of(&m.tls_handshake);
+    report.tls_handshakes_full = m.get(Counter::tls_handshakes_full);
+    report.tls_handshakes_resumed = m.get(Counter::tls_handshakes_resumed);
     report.latency_spectrum_us = report::spectrum(&m.all.corrected);
     report.errors_by_cause = errors_by_cause(m);
     report.generator = generator_check(m, report.name == "failure_recovery");

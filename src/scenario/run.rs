@@ -213,6 +213,11 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         targets: run_options.urls.clone(),
         endpoints: endpoint_reports(&plan),
         headers: plan.headers.iter().map(|h| h.display()).collect(),
+        tls: plan.tls.as_ref().map(|t| match (&t.cacert, t.insecure) {
+            (_, true) => "--insecure: the server's certificate was NOT verified".to_string(),
+            (Some(file), false) => format!("verified against --cacert {}", file.display()),
+            (None, false) => "verified against the system roots".to_string(),
+        }),
         embedded_server: options.run.urls.is_empty(),
         connections: plan.connections as u64,
         machine: machine_info(nofile),
@@ -301,6 +306,22 @@ fn explain_no_session(reason: String, metrics: Option<&ShardMetrics>, plan: &Eng
             } else {
                 format!(" to the headers sent ({})", sent.join(", "))
             }
+        );
+    }
+    if m.get(Counter::error_tls_certificate) > 0 {
+        return format!(
+            "{target}: the server's TLS certificate failed verification ({}); give its CA with --cacert FILE, or --insecure to skip the check",
+            plan.tls.as_ref().and_then(|t| t.cacert.as_ref()).map_or(
+                "system roots".to_string(),
+                |f| format!("--cacert {}", f.display())
+            )
+        );
+    }
+    if m.get(Counter::error_tls_alert) + m.get(Counter::error_tls_protocol) > 0 {
+        return format!(
+            "{target}: the TLS handshake failed (alert {}, protocol error {}): does the server speak TLS 1.2/1.3 with ALPN http/1.1 on that port?",
+            m.get(Counter::error_tls_alert),
+            m.get(Counter::error_tls_protocol)
         );
     }
     if m.get(Counter::error_http_404) > 0 {

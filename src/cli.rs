@@ -160,6 +160,10 @@ pub struct RunArgs {
     /// Repeatable.
     #[arg(short = 'H', long, value_name = "NAME: VALUE")]
     pub header: Vec<String>,
+    /// With no URL: the embedded server speaks TLS with a throwaway certificate of this run
+    /// (its CA trusted for the run only), so TLS sessions are measured end to end.
+    #[arg(long)]
+    pub tls: bool,
     /// `https://`: trust only the CA certificates in this PEM file (instead of the system's).
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<std::path::PathBuf>,
@@ -250,6 +254,13 @@ pub struct ServeArgs {
     /// line (0 = unlimited). Capacity = concurrency ÷ service time.
     #[arg(long, default_value = "0", value_parser = parse_count_u32)]
     pub concurrency: u32,
+    /// Speak TLS (1.2/1.3, ALPN http/1.1) on every listener with this certificate chain (PEM);
+    /// needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// Parses `250ms`, `30s`, `15m`, `2h`, `1.5s`; a bare number is seconds.

@@ -10,3 +10,4 @@ pub mod ring;
 pub mod scenario;
 pub mod server;
 pub mod sys;
+pub mod tls;

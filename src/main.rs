@@ -145,10 +145,11 @@ fn run(args: RunArgs) -> ExitCode {
         resolve: args.resolve,
         allow_hosts: args.allow_host,
         headers,
-        tls: mcpstorm::engine::tls::TlsOptions {
+        tls: mcpstorm::tls::TlsOptions {
             cacert: args.cacert,
             insecure: args.insecure,
         },
+        embedded_tls: args.tls,
         mix: args.mix,
         tool: args.tool,
         tool_args_json: args.tool_args,
@@ -287,6 +288,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         recv_buffers: args.recv_buffers,
         service_time: args.service_time,
         concurrency: args.concurrency,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let plan = match ServerPlan::from_options(&options) {
         Ok(plan) => plan,
@@ -300,11 +303,16 @@ fn serve(args: ServeArgs) -> ExitCode {
     let rings = plan.rings_per_shard;
     let slots = plan.slots_per_ring;
     let path = options.path.clone();
+    let scheme = if options.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let ready_file = args.ready_file;
     let result = server::run(plan, |bound| {
         for addr in bound {
             println!(
-                "mcpstorm serve: listening on http://{addr}{path} ({shards} shards × {rings} rings × {slots} direct descriptors)"
+                "mcpstorm serve: listening on {scheme}://{addr}{path} ({shards} shards × {rings} rings × {slots} direct descriptors)"
             );
         }
         if let Some(file) = &ready_file {

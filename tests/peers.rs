@@ -130,3 +130,64 @@ fn python_sdk_client_auto_2026_against_serve_json() {
 fn python_sdk_client_auto_2026_against_serve_sse() {
     run_python_client_auto(&["--response", "sse"]);
 }
+
+/// The SDK client over TLS (httpx trusting the test's CA) against `serve --tls-cert`: every
+/// request of three sessions answered, and plaintext HTTP on the same port gets no answer.
+#[test]
+fn python_sdk_client_over_tls_against_serve_tls_cert() {
+    let dir = std::env::temp_dir().join(format!("mcpstorm-peers-tls-{}", std::process::id()));
+    let pki = mcpstorm::tls::server::throwaway_pki(&dir).expect("throwaway certificate");
+    let server = Server::start(&[
+        "--tls-cert",
+        pki.cert_file.to_str().unwrap(),
+        "--tls-key",
+        pki.key_file.to_str().unwrap(),
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/py_client.py");
+    let output = Command::new(peer_python())
+        .arg(script)
+        .arg(format!("https://localhost:{}/mcp", server.addr.port()))
+        .args(["--sessions", "3", "--timeout", "60", "--cacert"])
+        .arg(&pki.ca_file)
+        .output()
+        .expect("run py_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success()
+            && stdout
+                .lines()
+                .any(|l| l.starts_with("py_client: ok sessions=3")),
+        "Python SDK client over TLS failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Plaintext HTTP to the TLS port: the server ends the connection without an HTTP answer.
+    let mut plain = std::net::TcpStream::connect(server.addr).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut plain,
+        b"GET /mcpstorm/stats HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let summary = server.stop();
+    // httpx may open more than one connection per session: at least one handshake each.
+    let handshakes: u64 = summary
+        .split("tls_handshakes=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        summary.contains("sessions=3") && handshakes >= 3 && summary.contains(" tls=1"),
+        "{summary}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -597,3 +597,33 @@ fn tls_and_a_bearer_token_through_nginx_to_the_python_sdk() {
     drop(nginx);
     drop(sdk);
 }
+
+/// `run --tls` with no URL: the embedded server speaks TLS with a throwaway certificate the
+/// run trusts; every session goes through a TLS handshake, full or resumed.
+#[test]
+fn embedded_server_over_tls() {
+    let r = run(
+        "embedded-tls",
+        &["--tls", "--connections", "300", "--rate", "2000"],
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    assert_eq!(r.established(), 300, "{}", r.text);
+    assert!(r.requests_ok() > 0 && r.clean(), "{}", r.text);
+    let counters = &r.report()["counters"];
+    let handshakes = counters["tls_handshakes_full"].as_u64().unwrap()
+        + counters["tls_handshakes_resumed"].as_u64().unwrap();
+    assert!(handshakes >= 300, "{}", r.text);
+    assert!(
+        r.report()["tls"]
+            .as_str()
+            .unwrap()
+            .contains("throwaway CA (--tls)"),
+        "{}",
+        r.text
+    );
+    // A URL with --tls is refused: --tls is for the embedded server.
+    let r = run("tls-url", &["--tls", "https://127.0.0.1:1/mcp"], &[]);
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(r.text.contains("write it https://"), "{}", r.text);
+}

@@ -21,20 +21,26 @@ pub struct EmbeddedServer {
     connections: u32,
     /// The bound addresses (a restart listens on the same ones).
     addrs: Vec<String>,
+    /// `run --tls`: the certificate and key it speaks TLS with.
+    tls: Option<crate::tls::server::ThrowawayPki>,
 }
 
 impl EmbeddedServer {
-    /// Starts `mcpstorm serve` sized for `connections` and waits until it listens.
-    pub fn start(connections: u32) -> Result<EmbeddedServer, String> {
-        Self::start_on(connections, None)
+    /// Starts `mcpstorm serve` sized for `connections` (speaking TLS with `tls`) and waits
+    /// until it listens.
+    pub fn start(
+        connections: u32,
+        tls: Option<&crate::tls::server::ThrowawayPki>,
+    ) -> Result<EmbeddedServer, String> {
+        Self::start_on(connections, None, tls)
     }
 
     /// The RSS of this same server started with no connection capacity (16 connections and
     /// sessions), once it listens: what a server costs before it sizes anything for N. A run
     /// reports the embedded server's memory per session against it (`total`), beside the
     /// growth over the ramp (`marginal`), which misses what was allocated for N at start.
-    pub fn idle_rss_bytes() -> Option<u64> {
-        let server = Self::start_sized(1, None, 16, 16).ok()?;
+    pub fn idle_rss_bytes(tls: Option<&crate::tls::server::ThrowawayPki>) -> Option<u64> {
+        let server = Self::start_sized(1, None, 16, 16, tls).ok()?;
         // Let the shards finish setting their rings up.
         std::thread::sleep(Duration::from_millis(200));
         super::proc_kib(&format!("/proc/{}/status", server.pid()), "VmRSS:").map(|kib| kib * 1024)
@@ -51,7 +57,7 @@ impl EmbeddedServer {
 
     /// Starts the server again on the same addresses (after `kill`); returns when it listens.
     pub fn start_again(&mut self) -> Result<(), String> {
-        let again = Self::start_on(self.connections, Some(&self.addrs))?;
+        let again = Self::start_on(self.connections, Some(&self.addrs), self.tls.as_ref())?;
         let old = std::mem::replace(self, again);
         // The old child is already reaped; forget it instead of signalling its (reusable) pid.
         let _ = std::fs::remove_file(&old.ready_file);
@@ -59,9 +65,13 @@ impl EmbeddedServer {
         Ok(())
     }
 
-    fn start_on(connections: u32, listen: Option<&[String]>) -> Result<EmbeddedServer, String> {
+    fn start_on(
+        connections: u32,
+        listen: Option<&[String]>,
+        tls: Option<&crate::tls::server::ThrowawayPki>,
+    ) -> Result<EmbeddedServer, String> {
         let sized = connections.saturating_add(connections / 5 + 1000);
-        Self::start_sized(connections, listen, sized, sized.max(131_072))
+        Self::start_sized(connections, listen, sized, sized.max(131_072), tls)
     }
 
     fn start_sized(
@@ -69,6 +79,7 @@ impl EmbeddedServer {
         listen: Option<&[String]>,
         max_connections: u32,
         max_sessions: u32,
+        tls: Option<&crate::tls::server::ThrowawayPki>,
     ) -> Result<EmbeddedServer, String> {
         // /proc/self/exe runs this very binary even when its file has been replaced since
         // (a rebuild during a run), so a restarted server is the same code.
@@ -104,6 +115,13 @@ impl EmbeddedServer {
                 }
             }
         }
+        if let Some(pki) = tls {
+            command
+                .arg("--tls-cert")
+                .arg(&pki.cert_file)
+                .arg("--tls-key")
+                .arg(&pki.key_file);
+        }
         command
             .arg("--ready-file")
             .arg(&ready_file)
@@ -129,14 +147,16 @@ impl EmbeddedServer {
             urls: Vec::new(),
             connections,
             addrs: Vec::new(),
+            tls: tls.cloned(),
         };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(text) = std::fs::read_to_string(&server.ready_file) {
                 let urls: Vec<String> = text
                     .lines()
                     .filter(|l| !l.trim().is_empty())
-                    .map(|addr| format!("http://{}/mcp", addr.trim()))
+                    .map(|addr| format!("{scheme}://{}/mcp", addr.trim()))
                     .collect();
                 if urls.len() == ports as usize {
                     server.urls = urls;

@@ -18,7 +18,6 @@ pub mod shard;
 pub mod target;
 pub mod template;
 pub mod timeline;
-pub mod tls;
 
 use metrics::ShardMetrics;
 use plan::EnginePlan;

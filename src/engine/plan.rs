@@ -39,7 +39,9 @@ pub struct RunOptions {
     /// `-H`/`--header-env` headers, sent on every request.
     pub headers: Vec<RequestHeader>,
     /// How `https://` targets' certificates are checked.
-    pub tls: super::tls::TlsOptions,
+    pub tls: crate::tls::TlsOptions,
+    /// `run --tls` with no URL: the embedded server speaks TLS with a throwaway certificate.
+    pub embedded_tls: bool,
     pub mix: Option<String>,
     pub tool: Option<String>,
     pub tool_args_json: Option<String>,
@@ -104,7 +106,7 @@ pub struct EnginePlan {
     /// Extra headers on every request (secrets redacted in `Debug`).
     pub headers: Vec<RequestHeader>,
     /// `https://` targets (all or none): how certificates are checked.
-    pub tls: Option<super::tls::TlsOptions>,
+    pub tls: Option<crate::tls::TlsOptions>,
     pub templates: Vec<TargetTemplates>,
     /// Source addresses to bind; empty = let the kernel choose.
     pub source_ips: Vec<IpAddr>,
@@ -161,7 +163,7 @@ pub fn resolve_urls(
             path: endpoint.path_and_query.clone(),
             endpoint: r.endpoint,
             tls_name: match endpoint.scheme {
-                Scheme::Https => Some(super::tls::server_name(&endpoint.host)?),
+                Scheme::Https => Some(crate::tls::server_name(&endpoint.host)?),
                 Scheme::Http => None,
             },
         });
@@ -284,7 +286,7 @@ impl EnginePlan {
         let tls = (https != 0).then(|| options.tls.clone());
         if let Some(tls) = &tls {
             // Fails here, before any connection, on an unreadable --cacert or no system roots.
-            super::tls::client_config(tls, 1)?;
+            crate::tls::client_config(tls, 1)?;
         }
         if options.connections == 0 {
             return Err("--connections must be at least 1".into());
@@ -531,6 +533,7 @@ mod tests {
             allow_hosts: Vec::new(),
             headers: Vec::new(),
             tls: Default::default(),
+            embedded_tls: false,
             mix: None,
             tool: None,
             tool_args_json: None,

@@ -23,11 +23,11 @@ use super::response::{
 use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::template::Method;
 use super::timeline::SecondSlice;
-use super::tls::{TlsConn, TlsError};
 use crate::proto::http_response::ResponseError;
 use crate::ring::pool::Pool;
 use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData};
 use crate::sys::sockaddr::KernelSockAddr;
+use crate::tls::{TlsConn, TlsError};
 use io_uring::{cqueue, opcode, squeue, types};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -602,7 +602,7 @@ impl<'a> Shard<'a> {
         let zero = KernelSockAddr::new(SocketAddr::from(([0, 0, 0, 0], 0)));
         let tls_config = match &plan.tls {
             Some(options) => Some(
-                super::tls::client_config(options, slice.connections as usize).map_err(|e| {
+                crate::tls::client_config(options, slice.connections as usize).map_err(|e| {
                     RingError::Setup {
                         what: "TLS client configuration",
                         source: std::io::Error::other(e),
@@ -1479,7 +1479,7 @@ impl<'a> Shard<'a> {
         ) else {
             unreachable!("every target of an https run has a server name")
         };
-        match TlsConn::new(config, name) {
+        match TlsConn::client(config, name) {
             Ok(tls) => self.rings[r].tls[slot as usize] = Some(Box::new(tls)),
             Err(_) => {
                 self.connection_broke(r, slot, Counter::error_tls_protocol);
@@ -1530,7 +1530,7 @@ impl<'a> Shard<'a> {
         slot: u32,
         bid: u16,
         len: usize,
-    ) -> Option<super::tls::Received> {
+    ) -> Option<crate::tls::Received> {
         let RingSlot { ring, tls, .. } = &mut self.rings[r];
         let Some(tls) = tls[slot as usize].as_mut() else {
             ring.bufs.recycle(bid);

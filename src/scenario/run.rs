@@ -53,14 +53,29 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
     let rss_idle_bytes = crate::engine::rss_bytes();
     let features = crate::ring::probe_kernel().map_err(RunError::Kernel)?;
     let mut run_options = options.run.clone();
+    if run_options.embedded_tls && !run_options.urls.is_empty() {
+        return Err(RunError::Options(
+            "--tls gives the embedded server a throwaway certificate; against a URL, write it https:// (with --cacert or --insecure)".into(),
+        ));
+    }
+    // `run --tls`: a CA and certificate of this run only, deleted with it.
+    let throwaway = if run_options.embedded_tls {
+        let dir = std::env::temp_dir().join(format!("mcpstorm-tls-{}", std::process::id()));
+        let pki = crate::tls::server::throwaway_pki(&dir).map_err(RunError::EmbeddedServer)?;
+        run_options.tls.cacert = Some(pki.ca_file.clone());
+        Some(TempDir { dir, pki })
+    } else {
+        None
+    };
+    let pki = throwaway.as_ref().map(|t| &t.pki);
     let server_rss_idle_bytes = if run_options.urls.is_empty() {
-        EmbeddedServer::idle_rss_bytes()
+        EmbeddedServer::idle_rss_bytes(pki)
     } else {
         None
     };
     let mut embedded = if run_options.urls.is_empty() {
-        let server =
-            EmbeddedServer::start(run_options.connections).map_err(RunError::EmbeddedServer)?;
+        let server = EmbeddedServer::start(run_options.connections, pki)
+            .map_err(RunError::EmbeddedServer)?;
         run_options.urls = server.urls.clone();
         run_options.server_pid = Some(server.pid());
         if run_options.mix.is_none() && run_options.tool.is_none() {
@@ -214,6 +229,9 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         endpoints: endpoint_reports(&plan),
         headers: plan.headers.iter().map(|h| h.display()).collect(),
         tls: plan.tls.as_ref().map(|t| match (&t.cacert, t.insecure) {
+            _ if run_options.embedded_tls => {
+                "verified against this run's throwaway CA (--tls)".to_string()
+            }
             (_, true) => "--insecure: the server's certificate was NOT verified".to_string(),
             (Some(file), false) => format!("verified against --cacert {}", file.display()),
             (None, false) => "verified against the system roots".to_string(),
@@ -248,6 +266,18 @@ fn machine_info(nofile_hard: u64) -> MachineInfo {
         kernel: read("/proc/sys/kernel/osrelease"),
         nofile_hard,
         hostname: read("/proc/sys/kernel/hostname"),
+    }
+}
+
+/// The throwaway certificate files of `run --tls`, removed when the run ends.
+struct TempDir {
+    dir: std::path::PathBuf,
+    pki: crate::tls::server::ThrowawayPki,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

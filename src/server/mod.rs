@@ -41,6 +41,8 @@ pub struct ServerPlan {
     pub service_concurrency: u32,
     pub cpus: Vec<usize>,
     pub epoch: Instant,
+    /// `--tls-cert/--tls-key`: every connection speaks TLS.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,9 @@ pub struct ServeOptions {
     pub service_time: Duration,
     /// At most this many served at once with a service time (0 = unlimited).
     pub concurrency: u32,
+    /// Certificate chain and key (PEM) to speak TLS on every listener.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl ServerPlan {
@@ -126,6 +131,11 @@ impl ServerPlan {
             service_concurrency: options.concurrency,
             cpus,
             epoch: Instant::now(),
+            tls: match (&options.tls_cert, &options.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::tls::server::server_config(cert, key)?),
+                (None, None) => None,
+                _ => return Err("--tls-cert and --tls-key go together".into()),
+            },
         })
     }
 }
@@ -162,8 +172,17 @@ impl ServerSummary {
             .filter(|(n, _)| n.starts_with("error_"))
             .map(|(_, v)| v)
             .sum();
+        let tls = if get("tls_handshakes") > 0 {
+            format!(
+                " tls_handshakes={} (resumed {})",
+                get("tls_handshakes"),
+                get("tls_handshakes_resumed")
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "mcpstorm serve: connections={} sessions={} (live {}) requests={} (initialize={} notifications={} ping={} tools/list={} tools/call={} other={}) errors={}{}{}",
+            "mcpstorm serve: connections={}{tls} sessions={} (live {}) requests={} (initialize={} notifications={} ping={} tools/list={} tools/call={} other={}) errors={}{}{}",
             get("connections_accepted"),
             get("sessions_created"),
             self.sessions_live,

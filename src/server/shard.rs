@@ -15,6 +15,7 @@ use super::{STOP, ServerPlan};
 use crate::proto::http_request::{Body, Parse, RequestLimits, decode_chunked_body, parse_request};
 use crate::ring::pool::Pool;
 use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingRole, UserData};
+use crate::tls::{Received, TlsConn, TlsError};
 use io_uring::{cqueue, opcode, types};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -88,6 +89,8 @@ struct RingSlot {
     /// Follower only: the leader holds a poll on this ring's fd.
     poll_armed: bool,
     open: u32,
+    /// `--tls-cert`: each open slot's TLS layer (empty without TLS).
+    tls: Vec<Option<Box<TlsConn>>>,
 }
 
 pub struct Shard<'a> {
@@ -106,6 +109,8 @@ pub struct Shard<'a> {
     stats: &'a ShardStats,
     plan: &'a ServerPlan,
     body_scratch: Vec<u8>,
+    /// Plaintext of the records being decrypted (reused).
+    tls_plain: Vec<u8>,
     limits: RequestLimits,
     epoch: Instant,
     now_ns: u64,
@@ -145,6 +150,11 @@ impl<'a> Shard<'a> {
                 accept_armed,
                 poll_armed: false,
                 open: 0,
+                tls: if plan.tls.is_some() {
+                    (0..plan.slots_per_ring).map(|_| None).collect()
+                } else {
+                    Vec::new()
+                },
             });
         }
         Ok(Shard {
@@ -163,6 +173,7 @@ impl<'a> Shard<'a> {
             stats,
             plan,
             body_scratch: Vec::new(),
+            tls_plain: Vec::new(),
             limits: RequestLimits::default(),
             epoch: plan.epoch,
             now_ns: 0,
@@ -374,7 +385,16 @@ impl<'a> Shard<'a> {
         unsafe { self.spills.bufs[rx as usize].set_len(len) };
         self.stats.add(Counter::bytes_received, len as u64);
         let conn_flags = self.rings[r].conns[slot as usize].flags;
-        if conn_flags & (WANT_CLOSE | STREAMING) == 0 {
+        if let Some(tls) = self.rings[r]
+            .tls
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+        {
+            self.tls_plain.clear();
+            let result = tls.receive(&self.spills.bufs[rx as usize], &mut self.tls_plain);
+            self.spills.give(rx);
+            self.on_tls_received(r, slot, result);
+        } else if conn_flags & (WANT_CLOSE | STREAMING) == 0 {
             let spill = match self.rings[r].conns[slot as usize].spill {
                 NONE => {
                     // The received buffer simply becomes the connection's spill.
@@ -460,6 +480,16 @@ impl<'a> Shard<'a> {
             self.begin_teardown(r, slot);
             return;
         }
+        if let Some(config) = &self.plan.tls {
+            match TlsConn::server(config) {
+                Ok(tls) => self.rings[r].tls[slot as usize] = Some(Box::new(tls)),
+                Err(_) => {
+                    self.stats.incr(Counter::error_tls);
+                    self.begin_teardown(r, slot);
+                    return;
+                }
+            }
+        }
         self.arm_recv(r, slot);
         if !more && !self.stopping {
             self.arm_accept(r, l);
@@ -505,7 +535,23 @@ impl<'a> Shard<'a> {
         let len = res as usize;
         self.stats.add(Counter::bytes_received, len as u64);
         let conn_flags = self.rings[r].conns[slot as usize].flags;
-        if conn_flags & (WANT_CLOSE | STREAMING) != 0 {
+        if !self.rings[r].tls.is_empty() {
+            // TLS: decrypt out of the ring's buffer (recycled at once); the plaintext goes
+            // the spill way (a TLS request is parsed after one copy).
+            let RingSlot { ring, tls, .. } = &mut self.rings[r];
+            let data = ring.bufs.get(bid, len);
+            let result = match tls[slot as usize].as_mut() {
+                Some(tls) => {
+                    self.tls_plain.clear();
+                    Some(tls.receive(data, &mut self.tls_plain))
+                }
+                None => None,
+            };
+            ring.bufs.recycle(bid);
+            if let Some(result) = result {
+                self.on_tls_received(r, slot, result);
+            }
+        } else if conn_flags & (WANT_CLOSE | STREAMING) != 0 {
             // Closing, or a GET stream (clients send nothing on it): the bytes are dropped.
         } else {
             let conn = self.rings[r].conns[slot as usize];
@@ -554,12 +600,88 @@ impl<'a> Shard<'a> {
                     self.process_spill(r, slot);
                 }
             }
+            self.rings[r].ring.bufs.recycle(bid);
         }
-        self.rings[r].ring.bufs.recycle(bid);
         self.flush(r, slot);
         let conn = self.rings[r].conns[slot as usize];
         if !more && conn.flags & (WANT_CLOSE | RECV_ARMED) == 0 {
             self.arm_recv(r, slot);
+        }
+    }
+
+    /// What the TLS layer made of received records (plaintext in `tls_plain`): requests into
+    /// the connection's spill and parsed; a TLS error or close_notify ends the connection
+    /// (after the alert or our close_notify is sent).
+    fn on_tls_received(&mut self, r: usize, slot: u32, result: Result<Received, TlsError>) {
+        let received = match result {
+            Ok(received) => received,
+            Err(_) => {
+                self.stats.incr(Counter::error_tls);
+                self.rings[r].conns[slot as usize].flags |= WANT_CLOSE;
+                return;
+            }
+        };
+        if received.handshake_done {
+            self.stats.incr(Counter::tls_handshakes);
+            if self.rings[r].tls[slot as usize]
+                .as_ref()
+                .is_some_and(|t| t.resumed())
+            {
+                self.stats.incr(Counter::tls_handshakes_resumed);
+            }
+        }
+        let flags = self.rings[r].conns[slot as usize].flags;
+        if !self.tls_plain.is_empty() && flags & (WANT_CLOSE | STREAMING) == 0 {
+            let spill = match self.rings[r].conns[slot as usize].spill {
+                NONE => self.spills.take(),
+                spill => spill,
+            };
+            self.rings[r].conns[slot as usize].spill = spill;
+            self.spills.bufs[spill as usize].extend_from_slice(&self.tls_plain);
+            if self.spills.bufs[spill as usize].len() > self.limits.request_bytes_max() * 2 {
+                self.stats.incr(Counter::error_pipeline_overflow);
+                let conn = &mut self.rings[r].conns[slot as usize];
+                conn.flags |= WANT_CLOSE;
+                conn.flags &= !PAUSED;
+            } else {
+                self.process_spill(r, slot);
+            }
+        }
+        if received.peer_closed {
+            if let Some(tls) = self.rings[r].tls[slot as usize].as_mut() {
+                tls.close();
+            }
+            self.rings[r].conns[slot as usize].flags |= WANT_CLOSE;
+        }
+    }
+
+    /// TLS: turns the plaintext queued for a connection (and any records rustls has due:
+    /// handshake messages, alerts, close_notify) into one buffer of records to send.
+    fn seal(&mut self, r: usize, slot: u32) {
+        let RingSlot { conns, tls, .. } = &mut self.rings[r];
+        let Some(tls) = tls.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let conn = &mut conns[slot as usize];
+        let plain = conn.out_pending;
+        if plain == NONE && !tls.wants_write() {
+            return;
+        }
+        let sealed = self.outs.take();
+        if plain == NONE {
+            tls.take_output(&mut self.outs.bufs[sealed as usize]);
+        } else {
+            let (plaintext, records) =
+                two_bufs(&mut self.outs.bufs, plain as usize, sealed as usize);
+            // Fails only on a connection rustls has closed; then nothing is sent.
+            let _ = tls.encrypt(plaintext, records);
+            self.outs.give(plain);
+        }
+        if self.outs.bufs[sealed as usize].is_empty() {
+            self.outs.give(sealed);
+            conn.out_pending = NONE;
+        } else {
+            conn.out_pending = sealed;
         }
     }
 
@@ -597,10 +719,13 @@ impl<'a> Shard<'a> {
     /// Starts sending queued output when nothing is in flight; begins the close when asked and
     /// everything is sent.
     fn flush(&mut self, r: usize, slot: u32) {
-        let conn = &mut self.rings[r].conns[slot as usize];
-        if conn.flags & (SEND_IN_FLIGHT | PAUSED) != 0 {
+        if self.rings[r].conns[slot as usize].flags & (SEND_IN_FLIGHT | PAUSED) != 0 {
             return;
         }
+        if !self.rings[r].tls.is_empty() {
+            self.seal(r, slot);
+        }
+        let conn = &mut self.rings[r].conns[slot as usize];
         if conn.out_pending != NONE {
             let out = conn.out_pending;
             conn.out_pending = NONE;
@@ -730,6 +855,9 @@ impl<'a> Shard<'a> {
             generation: conn.generation,
             ..Conn::FREE
         };
+        if let Some(tls) = self.rings[r].tls.get_mut(slot as usize) {
+            *tls = None;
+        }
         self.rings[r].open -= 1;
         self.stats.incr(Counter::connections_closed);
         if !self.stopping {
@@ -772,9 +900,21 @@ impl<'a> Shard<'a> {
 
     fn send_keepalives(&mut self) {
         for r in 0..self.rings.len() {
+            let tls = !self.rings[r].tls.is_empty();
             for slot in 0..self.rings[r].conns.len() {
                 let conn = &mut self.rings[r].conns[slot];
                 if conn.flags & STREAMING == 0 || conn.flags & (SEND_IN_FLIGHT | WANT_CLOSE) != 0 {
+                    continue;
+                }
+                if tls {
+                    // TLS: the comment is encrypted like any output (no static send).
+                    if conn.out_pending == NONE {
+                        conn.out_pending = self.outs.take();
+                    }
+                    let pending = conn.out_pending as usize;
+                    self.outs.bufs[pending].extend_from_slice(KEEPALIVE_CHUNK);
+                    self.stats.incr(Counter::sse_keepalives_sent);
+                    self.flush(r, slot as u32);
                     continue;
                 }
                 conn.flags |= SEND_IN_FLIGHT;

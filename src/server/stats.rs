@@ -45,6 +45,11 @@ counters! {
     sessions_expired,
     sse_streams_opened,
     sse_keepalives_sent,
+    /// TLS handshakes completed (`--tls-cert`), and those that resumed a session ticket.
+    tls_handshakes,
+    tls_handshakes_resumed,
+    /// A TLS error from a client (bad record, alert, no common protocol): the connection ends.
+    error_tls,
     /// Calibrated server: requests that found every service slot busy and waited in line.
     service_queued,
     bytes_received,

@@ -2,7 +2,7 @@
 """Official MCP Python SDK (2.x) client used as a real peer against an MCP server (mcpstorm's).
 
     py_client.py URL [--expect-tools echo,add,sleep] [--sessions N] [--concurrency C]
-                     [--timeout S] [--linger S] [--auto] [--verbose]
+                     [--timeout S] [--linger S] [--auto] [--cacert PEM] [--verbose]
 
 Per session: initialize, tools/list (expected names present), tools/call add {a:2,b:3} == 5,
 tools/call echo {"text": "hello ☃"} == "hello ☃", a call to an unknown tool must fail (JSON-RPC
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -106,12 +107,22 @@ def is_five(result: Any) -> bool:
 
 
 async def one_session(
-    url: str, sid: int, expect: list[str], verbose: bool, linger: float = 0.0, auto: bool = False
+    url: str,
+    sid: int,
+    expect: list[str],
+    verbose: bool,
+    linger: float = 0.0,
+    auto: bool = False,
+    cacert: str | None = None,
 ) -> None:
     trace = HttpTrace(sid, verbose)
     timeout = httpx2.Timeout(30.0, read=300.0)  # the SDK's own defaults (create_mcp_http_client)
+    # https://: trust exactly the given CA (the test's), as a deployment pins its own.
+    verify: Any = ssl.create_default_context(cafile=cacert) if cacert else True
     async with httpx2.AsyncClient(
-        timeout=timeout, event_hooks={"request": [trace.on_request], "response": [trace.on_response]}
+        timeout=timeout,
+        verify=verify,
+        event_hooks={"request": [trace.on_request], "response": [trace.on_response]},
     ) as http:
         async with streamable_http_client(url, http_client=http) as (read, write, *_):
             async with ClientSession(read, write) as session:
@@ -190,12 +201,12 @@ async def run(args: argparse.Namespace, expect: list[str]) -> None:
 
     async def guarded(i: int) -> None:
         async with limiter:
-            await one_session(args.url, i, expect, args.verbose, args.linger, args.auto)
+            await one_session(args.url, i, expect, args.verbose, args.linger, args.auto, args.cacert)
 
     with anyio.fail_after(args.timeout):
         if args.concurrency <= 1:
             for i in range(args.sessions):
-                await one_session(args.url, i, expect, args.verbose, args.linger, args.auto)
+                await one_session(args.url, i, expect, args.verbose, args.linger, args.auto, args.cacert)
         else:
             async with anyio.create_task_group() as tg:
                 for i in range(args.sessions):
@@ -215,6 +226,7 @@ def main() -> int:
         action="store_true",
         help="negotiate like mcp.Client's default mode='auto' (server/discover probe, then initialize fallback)",
     )
+    ap.add_argument("--cacert", help="https://: the CA certificate (PEM) to trust")
     ap.add_argument("--verbose", "-v", action="store_true", help="trace every HTTP request/response")
     args = ap.parse_args()
     expect = [t for t in args.expect_tools.split(",") if t]

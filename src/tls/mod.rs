@@ -1,39 +1,26 @@
-//! TLS for `https://` targets: the client configuration (system roots, `--cacert`,
-//! `--insecure`, ALPN `http/1.1`, SNI from the URL's host, a session-ticket store sized for
-//! every connection so a reconnect storm resumes instead of repeating full handshakes) and
-//! one connection's TLS layer between the ring's bytes and the HTTP reader. Part of
-//! `engine/`; I/O-free: ciphertext in, plaintext out, and back — the shard moves the bytes.
+//! TLS for both sides — `run`'s `https://` targets and `serve --tls-cert` — as one layer
+//! between the ring's bytes and the HTTP code: ciphertext in, plaintext out, and back. I/O-free
+//! (the shards move the bytes); `client.rs` and `server.rs` build the rustls configurations.
 //!
-//! rustls's buffered `ClientConnection` over byte slices: received ciphertext is handed over
-//! from the ring's provided buffer (the buffer is recycled at once) and the plaintext drained
-//! into the shard's scratch, so an idle connection holds only rustls's own state. The
-//! unbuffered API would also spare that copy; it is the next step (see the closing note of
-//! the reach work).
+//! rustls's buffered connection over byte slices: received ciphertext is handed over straight
+//! from the ring's provided buffer (recycled at once) and the plaintext drained into the
+//! shard's scratch. rustls keeps a partial record and its own state per connection (about
+//! 9 KB measured); its unbuffered API would decrypt in the provided buffer instead, the next
+//! step for the memory figure.
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientSessionStore, Resumption};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
-use std::collections::{HashMap, VecDeque};
+pub mod client;
+pub mod server;
+
+pub use client::{TlsOptions, client_config, server_name};
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
-
-/// How the server's certificate is checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// Trust only the certificates in this PEM file (instead of the system roots).
-    pub cacert: Option<std::path::PathBuf>,
-    /// Accept any certificate (said in the report).
-    pub insecure: bool,
-}
+use std::sync::Arc;
 
 /// A TLS failure, by cause (each is its own error counter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsError {
-    /// The server's certificate failed verification (unknown issuer, wrong name, expired…).
+    /// The peer's certificate failed verification (unknown issuer, wrong name, expired…).
     Certificate(String),
-    /// The server sent a fatal alert.
+    /// The peer sent a fatal alert.
     Alert(String),
     /// Anything else: a malformed record, a decryption failure, an unexpected message.
     Protocol(String),
@@ -43,13 +30,13 @@ impl std::fmt::Display for TlsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TlsError::Certificate(e) => write!(f, "certificate: {e}"),
-            TlsError::Alert(e) => write!(f, "alert from the server: {e}"),
+            TlsError::Alert(e) => write!(f, "alert from the peer: {e}"),
             TlsError::Protocol(e) => write!(f, "TLS protocol: {e}"),
         }
     }
 }
 
-fn classify(error: rustls::Error) -> TlsError {
+pub(crate) fn classify(error: rustls::Error) -> TlsError {
     match error {
         rustls::Error::InvalidCertificate(e) => TlsError::Certificate(format!("{e:?}")),
         rustls::Error::AlertReceived(alert) => TlsError::Alert(format!("{alert:?}")),
@@ -57,63 +44,9 @@ fn classify(error: rustls::Error) -> TlsError {
     }
 }
 
-/// The client configuration of one shard (its own ticket store: no lock shared with other
-/// shards). `tickets_max`: session tickets kept per server name, one per connection.
-pub fn client_config(
-    options: &TlsOptions,
-    tickets_max: usize,
-) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
-    let mut config = if options.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
-            .with_no_client_auth()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        match &options.cacert {
-            Some(path) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                    .and_then(|iter| iter.collect())
-                    .map_err(|e| format!("--cacert {}: {e}", path.display()))?;
-                let (added, _) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    return Err(format!(
-                        "--cacert {}: no certificate in the file",
-                        path.display()
-                    ));
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                let (added, _) = roots.add_parsable_certificates(found.certs);
-                if added == 0 {
-                    return Err(
-                        "no system CA certificates found (install ca-certificates, or give --cacert FILE)"
-                            .into(),
-                    );
-                }
-            }
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.resumption = Resumption::store(Arc::new(TicketStore::new(tickets_max)));
-    Ok(Arc::new(config))
-}
-
-/// The server name for SNI and certificate checks, from the URL's host.
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.to_string())
-        .map_err(|e| format!("{host:?}: not a TLS server name ({e})"))
-}
-
-/// One connection's TLS layer.
+/// One connection's TLS layer (client or server side).
 pub struct TlsConn {
-    conn: ClientConnection,
+    conn: rustls::Connection,
 }
 
 /// What a receive found besides plaintext.
@@ -121,15 +54,31 @@ pub struct TlsConn {
 pub struct Received {
     /// The handshake completed with these bytes.
     pub handshake_done: bool,
-    /// The server sent close_notify.
+    /// The peer sent close_notify.
     pub peer_closed: bool,
 }
 
 impl TlsConn {
-    pub fn new(config: &Arc<ClientConfig>, name: ServerName<'static>) -> Result<TlsConn, TlsError> {
-        ClientConnection::new(config.clone(), name)
-            .map(|conn| TlsConn { conn })
+    /// The client side of a connection to `name`.
+    pub fn client(
+        config: &Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<TlsConn, TlsError> {
+        rustls::ClientConnection::new(config.clone(), name)
+            .map(|conn| TlsConn { conn: conn.into() })
             .map_err(classify)
+    }
+
+    /// The server side of an accepted connection.
+    pub fn server(config: &Arc<rustls::ServerConfig>) -> Result<TlsConn, TlsError> {
+        rustls::ServerConnection::new(config.clone())
+            .map(|conn| TlsConn { conn: conn.into() })
+            .map_err(classify)
+    }
+
+    /// Queues close_notify (sent with the next output).
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -208,142 +157,6 @@ impl TlsConn {
     }
 }
 
-/// Session tickets kept per server name, oldest first, up to one per connection of the
-/// shard: rustls's own cache keeps 8 per server, so after a fault 8 reconnects would resume
-/// and the rest repeat the full handshake.
-#[derive(Debug)]
-struct TicketStore {
-    tickets_max: usize,
-    servers: Mutex<HashMap<ServerName<'static>, ServerTickets>>,
-}
-
-#[derive(Debug, Default)]
-struct ServerTickets {
-    kx_hint: Option<rustls::NamedGroup>,
-    tls12: Option<rustls::client::Tls12ClientSessionValue>,
-    tls13: VecDeque<rustls::client::Tls13ClientSessionValue>,
-}
-
-impl TicketStore {
-    fn new(tickets_max: usize) -> TicketStore {
-        TicketStore {
-            tickets_max: tickets_max.max(1),
-            servers: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn with<T>(&self, name: &ServerName<'_>, f: impl FnOnce(&mut ServerTickets) -> T) -> T {
-        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
-        let key = name.to_owned();
-        f(servers.entry(key).or_default())
-    }
-}
-
-impl ClientSessionStore for TicketStore {
-    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
-        self.with(&name, |s| s.kx_hint = Some(group));
-    }
-
-    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
-        self.with(name, |s| s.kx_hint)
-    }
-
-    fn set_tls12_session(
-        &self,
-        name: ServerName<'static>,
-        value: rustls::client::Tls12ClientSessionValue,
-    ) {
-        self.with(&name, |s| s.tls12 = Some(value));
-    }
-
-    fn tls12_session(
-        &self,
-        name: &ServerName<'_>,
-    ) -> Option<rustls::client::Tls12ClientSessionValue> {
-        self.with(name, |s| s.tls12.clone())
-    }
-
-    fn remove_tls12_session(&self, name: &ServerName<'static>) {
-        self.with(name, |s| s.tls12 = None);
-    }
-
-    fn insert_tls13_ticket(
-        &self,
-        name: ServerName<'static>,
-        value: rustls::client::Tls13ClientSessionValue,
-    ) {
-        let max = self.tickets_max;
-        self.with(&name, |s| {
-            if s.tls13.len() >= max {
-                s.tls13.pop_front();
-            }
-            s.tls13.push_back(value);
-        });
-    }
-
-    fn take_tls13_ticket(
-        &self,
-        name: &ServerName<'static>,
-    ) -> Option<rustls::client::Tls13ClientSessionValue> {
-        // Newest first: the most likely to be still valid.
-        self.with(name, |s| s.tls13.pop_back())
-    }
-}
-
-/// `--insecure`: every certificate is accepted; handshake signatures are still checked (a
-/// server must hold the key of the certificate it shows, whatever that certificate is).
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,7 +205,7 @@ mod tests {
             insecure: false,
         };
         let config = client_config(&options, 4).unwrap();
-        TlsConn::new(&config, server_name("localhost").unwrap()).unwrap()
+        TlsConn::client(&config, server_name("localhost").unwrap()).unwrap()
     }
 
     fn server_output(server: &mut ServerConnection) -> Vec<u8> {
@@ -546,7 +359,7 @@ mod tests {
             4,
         )
         .unwrap();
-        let mut c = TlsConn::new(&config, server_name("localhost").unwrap()).unwrap();
+        let mut c = TlsConn::client(&config, server_name("localhost").unwrap()).unwrap();
         let mut s = ServerConnection::new(other.server.clone()).unwrap();
         handshake(&mut c, &mut s, None);
         for pki in [trusted, other, h2] {
@@ -564,7 +377,7 @@ mod tests {
         let config = client_config(&options, 16).unwrap();
         let mut kinds = Vec::new();
         for _ in 0..3 {
-            let mut c = TlsConn::new(&config, server_name("localhost").unwrap()).unwrap();
+            let mut c = TlsConn::client(&config, server_name("localhost").unwrap()).unwrap();
             let mut s = ServerConnection::new(pki.server.clone()).unwrap();
             handshake(&mut c, &mut s, None);
             c.receive(&server_output(&mut s), &mut Vec::new()).unwrap();

@@ -1537,7 +1537,7 @@ impl<'a> Shard<'a> {
             return None;
         };
         self.tls_plain.clear();
-        let result = tls.receive(ring.bufs.get(bid, len), &mut self.tls_plain);
+        let result = tls.receive(ring.bufs.get_mut(bid, len), &mut self.tls_plain);
         ring.bufs.recycle(bid);
         match result {
             Ok(received) => {
@@ -1725,10 +1725,10 @@ impl<'a> Shard<'a> {
 
     /// The handshake is done and its last records are sent: on to initialize (or Ready).
     fn finish_tls_handshake(&mut self, r: usize, slot: u32) {
-        let conn = &self.rings[r].conns[slot as usize];
         let done = self.rings[r].tls[slot as usize]
-            .as_ref()
+            .as_mut()
             .is_some_and(|tls| !tls.is_handshaking() && !tls.wants_write());
+        let conn = &self.rings[r].conns[slot as usize];
         if conn.state == State::TlsHandshaking && conn.flags & SEND_IN_FLIGHT == 0 && done {
             self.transport_ready(r, slot);
         }

@@ -84,6 +84,14 @@ impl BufRing {
         &self.data[start..start + len]
     }
 
+    /// The bytes of buffer `bid`, writable: a completion handed the buffer to us, and the
+    /// kernel writes into it again only after `recycle` (the TLS layer decrypts in place).
+    pub fn get_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        assert!(bid < self.count && len <= self.buf_bytes as usize);
+        let start = bid as usize * self.buf_bytes as usize;
+        &mut self.data[start..start + len]
+    }
+
     /// Hands buffer `bid` back (visible to the kernel after `publish`).
     pub fn recycle(&mut self, bid: u16) {
         assert!(bid < self.count);

@@ -391,7 +391,7 @@ impl<'a> Shard<'a> {
             .and_then(Option::as_mut)
         {
             self.tls_plain.clear();
-            let result = tls.receive(&self.spills.bufs[rx as usize], &mut self.tls_plain);
+            let result = tls.receive(&mut self.spills.bufs[rx as usize], &mut self.tls_plain);
             self.spills.give(rx);
             self.on_tls_received(r, slot, result);
         } else if conn_flags & (WANT_CLOSE | STREAMING) == 0 {
@@ -539,7 +539,7 @@ impl<'a> Shard<'a> {
             // TLS: decrypt out of the ring's buffer (recycled at once); the plaintext goes
             // the spill way (a TLS request is parsed after one copy).
             let RingSlot { ring, tls, .. } = &mut self.rings[r];
-            let data = ring.bufs.get(bid, len);
+            let data = ring.bufs.get_mut(bid, len);
             let result = match tls[slot as usize].as_mut() {
                 Some(tls) => {
                     self.tls_plain.clear();

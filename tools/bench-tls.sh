@@ -111,7 +111,7 @@ wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["Mcp-Session-Id"] = "$session"
 wrk.headers["Mcp-Protocol-Version"] = "2025-11-25"
 EOF
-/usr/bin/time -f "%M" -o "$tmp/wrk.rss" wrk -t1 -c"$connections" -d"${seconds}s" -s "$tmp/ping.lua" "$url" >"$tmp/wrk.txt" 2>&1 || true
+/usr/bin/time -f "%M" -o "$tmp/wrk.rss" wrk -t1 -c"$connections" -d"${seconds}s" --timeout 30s -s "$tmp/ping.lua" "$url" >"$tmp/wrk.txt" 2>&1 || true
 printf '%s' "$body" >"$tmp/body.json"
 /usr/bin/time -f "%M" -o "$tmp/h2load.rss" h2load --h1 -t1 -c"$connections" -D "$seconds" -d "$tmp/body.json" \
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
@@ -139,7 +139,7 @@ ramp = next(p for p in r["phases"] if p["name"] == "ramp_up")
 p = next(p for p in r["phases"] if p["name"] == "sustained")
 m, c = p["memory"], p["cpu"]
 print(f"{sys.argv[2]:<6} sessions/s {ramp['sessions']['established_per_s'] or 0:8.0f}  "
-      f"client {m['client_total_bytes_per_conn'] or 0:6.0f} B/conn  server {m['server_total_bytes_per_conn'] or 0:6.0f} B/conn  "
+      f"client {m['client_total_bytes_per_conn'] or 0:6.0f} B/conn  server {m['server_user_bytes_per_conn'] or 0:6.0f} B/conn  "
       f"generator {c['generator_cpu_us_per_request'] or 0:6.2f} µs/request  "
       f"TLS handshakes full {r['counters'].get('tls_handshakes_full', 0)} resumed {r['counters'].get('tls_handshakes_resumed', 0)}")
 EOF

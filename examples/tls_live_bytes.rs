@@ -39,6 +39,7 @@ fn main() {
     let options = TlsOptions {
         cacert: Some(pki.ca_file.clone()),
         insecure: false,
+        no_resumption: false,
     };
     let client_config = client_config(&options, n).unwrap();
     let (mut clients, mut servers) = (Vec::with_capacity(n), Vec::with_capacity(n));

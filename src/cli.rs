@@ -171,6 +171,10 @@ pub struct RunArgs {
     /// are still checked.
     #[arg(long)]
     pub insecure: bool,
+    /// `https://`: never resume a TLS session, so every connection and reconnect does the full
+    /// handshake [default: resume from a ticket of an earlier connection].
+    #[arg(long)]
+    pub tls_no_resumption: bool,
     /// Header whose value is read from an environment variable, 'Name=VAR' (e.g.
     /// Authorization=MCP_TOKEN): a secret, never printed, logged or written into a report.
     #[arg(long, value_name = "NAME=VAR")]

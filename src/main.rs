@@ -148,6 +148,7 @@ fn run(args: RunArgs) -> ExitCode {
         tls: mcpstorm::tls::TlsOptions {
             cacert: args.cacert,
             insecure: args.insecure,
+            no_resumption: args.tls_no_resumption,
         },
         embedded_tls: args.tls,
         mix: args.mix,

@@ -8,6 +8,7 @@
 //! (histograms, counters), `timeline.rs` (per-second samples), `shard.rs` (the io_uring loop),
 //! `embedded.rs` (the embedded server child).
 
+pub mod conn;
 pub mod embedded;
 pub mod headers;
 pub mod metrics;

@@ -280,8 +280,12 @@ impl EnginePlan {
                 "give all targets as https:// or all as http:// (one run, one transport)".into(),
             );
         }
-        if https == 0 && (options.tls.insecure || options.tls.cacert.is_some()) {
-            return Err("--insecure and --cacert are for https:// targets".into());
+        if https == 0
+            && (options.tls.insecure || options.tls.cacert.is_some() || options.tls.no_resumption)
+        {
+            return Err(
+                "--insecure, --cacert and --tls-no-resumption are for https:// targets".into(),
+            );
         }
         let tls = (https != 0).then(|| options.tls.clone());
         if let Some(tls) = &tls {

@@ -15,11 +15,10 @@
 //! Close completes, so a late completion never lands on a reused slot (the generation in
 //! `user_data` asserts it).
 
+use super::conn::*;
 use super::metrics::{Counter, ShardMetrics};
 use super::plan::{EnginePlan, ShardPlan};
-use super::response::{
-    BodyOutcome, Read, ReadError, ResponseSummary, Scratch, SessionId, read_response,
-};
+use super::response::{ReadError, ResponseSummary, Scratch, SessionId};
 use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::template::Method;
 use super::timeline::SecondSlice;
@@ -36,113 +35,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
-
-const NONE: u32 = u32::MAX;
-
-// Bits of `Conn::flags`: which operations are in flight, and what the connection is for.
-const RECV_ARMED: u16 = 1;
-const SEND_IN_FLIGHT: u16 = 2;
-const SHUTDOWN_IN_FLIGHT: u16 = 4;
-const CLOSE_SUBMITTED: u16 = 8;
-/// After the close, open a new connection and keep the session.
-const RECONNECT: u16 = 16;
-/// The connect chain was cancelled by the connect timeout.
-const CONNECT_TIMED_OUT: u16 = 32;
-const CANCEL_SUBMITTED: u16 = 64;
-/// Counted once towards the ramp (first session established, or failed for good).
-const SETTLED: u16 = 128;
-/// A session is held (counted in `held`).
-const HELD: u16 = 256;
-/// The peer closed its side: the current response ends at EOF or was cut off.
-const PEER_EOF: u16 = 512;
-/// An op of the connect chain failed; the chain ends with the Connect completion.
-const CHAIN_FAILED: u16 = 1024;
-/// Linked into the shard's idle FIFO (it stays linked across a close and reconnect; the pop
-/// skips it unless it is Ready).
-const IDLE_QUEUED: u16 = 2048;
-/// The close is for a connect retry: reconnect after a backoff.
-const BACKOFF: u16 = 4096;
-/// Counted in `Shard::handshakes` (connecting or initializing).
-const HANDSHAKING: u16 = 8192;
-/// A held session lost its connection (fault, reset, server gone) and has not answered since:
-/// counted in `Shard::down` until a request or a re-initialize on it succeeds.
-const DOWN: u16 = 16384;
-/// The server closed the connection in order (idle keep-alive close, `Connection: close`): its
-/// session reconnects without counting as down — unless the reconnect itself fails.
-const ORDERLY_CLOSE: u16 = 32768;
-/// Flags that outlive a connection (they describe the slot's session and list membership).
-const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED | BACKOFF | DOWN;
-
-/// Connection lifecycle (ARCHITECTURE.md "The shard loop").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum State {
-    Free,
-    Connecting,
-    /// initialize sent, its response awaited.
-    Initializing,
-    /// notifications/initialized sent, the 202 awaited.
-    Initialized,
-    Ready,
-    /// `https://`: TCP connected, the TLS handshake in progress (initialize follows).
-    TlsHandshaking,
-    /// A load request is in flight.
-    Awaiting,
-    /// Connected, nothing in flight: waiting out a 503 backoff before resending initialize
-    /// (session not held yet) or before the next request (held).
-    Waiting,
-    Closing,
-    Failed,
-    Done,
-}
-
-/// Per-connection state: 104 bytes including the inline session id. Buffers (spill, send) are
-/// per-shard pools, held only while a response is partial or a request unsent.
-#[derive(Clone, Copy)]
-struct Conn {
-    /// Intended send time of the request in flight (open model), ns since the epoch.
-    intended_ns: u64,
-    /// When the request in flight was handed to the kernel.
-    sent_ns: u64,
-    spill: u32,
-    send_buf: u32,
-    /// JSON-RPC id of the request in flight (ids count up per connection, so an id is unique
-    /// among the session's in-flight requests).
-    id: u32,
-    /// Next connection (global index in the shard) in the idle FIFO, when `IDLE_QUEUED`.
-    next_idle: u32,
-    generation: u16,
-    flags: u16,
-    state: State,
-    /// The method in flight (`Method as u8`). While Connecting, instead: how many connect
-    /// attempts of this slot have failed so far (reset when one succeeds).
-    method: u8,
-    chain_pending: u8,
-    /// The shard's segment epoch when the request in flight was sent (see `Earlier`).
-    epoch: u8,
-    session: SessionId,
-}
-
-/// Bytes of one connection slot (reported beside the RSS figure).
-pub const CONN_BYTES: usize = std::mem::size_of::<Conn>();
-
-impl Conn {
-    const FREE: Conn = Conn {
-        intended_ns: 0,
-        sent_ns: 0,
-        spill: NONE,
-        send_buf: NONE,
-        id: 0,
-        next_idle: NONE,
-        generation: 0,
-        flags: 0,
-        state: State::Free,
-        method: 0,
-        chain_pending: 0,
-        epoch: 0,
-        session: SessionId::EMPTY,
-    };
-}
 
 /// What the coordinator of a phased run asks of every shard (`Shared::publish`). A shard
 /// applies a new command at the top of its loop and acknowledges its sequence number.
@@ -440,14 +332,6 @@ enum Phase {
     Load,
     Drain,
     Closing,
-}
-
-/// What `feed` found in received bytes.
-enum Fed {
-    Incomplete,
-    Response(ResponseSummary),
-    Error(ReadError),
-    Unexpected,
 }
 
 pub struct Shard<'a> {
@@ -1948,45 +1832,30 @@ impl<'a> Shard<'a> {
     /// The connection cannot go on (peer reset, bad bytes, timeout, send error): fail what is
     /// in flight, close it, and reconnect if it held a session.
     fn connection_broke(&mut self, r: usize, slot: u32, cause: Counter) {
-        let state = self.rings[r].conns[slot as usize].state;
-        match state {
-            State::Closing | State::Free | State::Failed | State::Done => return,
-            State::Awaiting => self.fail_request(r, slot, cause, true),
-            State::Connecting => {
-                // The chain's own completions settle the handshake count and the ramp.
+        let conn = self.rings[r].conns[slot as usize];
+        match broken(conn.state, conn.flags) {
+            Broken::Nothing => return,
+            Broken::RequestLost => self.fail_request(r, slot, cause, true),
+            Broken::CloseChain => {
                 self.metrics.incr(cause);
                 self.begin_close(r, slot, false);
                 return;
             }
-            State::Waiting if self.rings[r].conns[slot as usize].flags & HANDSHAKING == 0 => {
-                // Waiting out a 503 between load requests.
-                self.metrics.incr(cause)
-            }
-            State::TlsHandshaking | State::Initializing | State::Initialized | State::Waiting
-                if self.rings[r].conns[slot as usize].flags & HELD != 0 =>
-            {
-                // A re-initialize (after the server lost the session) broke: reconnect and
-                // initialize again rather than give the connection up.
+            Broken::Reconnect => self.metrics.incr(cause),
+            Broken::RetryHandshake => {
                 self.metrics.incr(cause);
                 self.end_handshake(r, slot);
             }
-            State::TlsHandshaking => {
-                // No session was ever asked for: the cause (a TLS error, a timeout) says why.
+            Broken::FailedForGood { initialize_sent } => {
                 self.metrics.incr(cause);
+                if initialize_sent {
+                    self.metrics.incr(Counter::error_initialize_failed);
+                }
                 self.end_handshake(r, slot);
                 self.begin_close(r, slot, false);
                 self.settle_failed(r, slot);
                 return;
             }
-            State::Initializing | State::Initialized | State::Waiting => {
-                self.metrics.incr(cause);
-                self.metrics.incr(Counter::error_initialize_failed);
-                self.end_handshake(r, slot);
-                self.begin_close(r, slot, false);
-                self.settle_failed(r, slot);
-                return;
-            }
-            State::Ready => self.metrics.incr(cause),
         }
         // Reconnect what was established (the session, if any, is kept; a stateless 2025
         // server gets a new initialize).
@@ -2172,9 +2041,7 @@ impl<'a> Shard<'a> {
         let expected_id = Some(conn.id as u64);
         match conn.state {
             State::Initializing => {
-                let ok = summary.status == 200
-                    && matches!(summary.body, BodyOutcome::Result { id, .. } if id == expected_id);
-                if !ok {
+                if !initialize_accepted(&summary, expected_id) {
                     self.handshake_failed(r, slot, &summary);
                     return;
                 }
@@ -2207,34 +2074,10 @@ impl<'a> Shard<'a> {
                 };
                 let latency_corrected_us = self.now_ns.saturating_sub(conn.intended_ns) / 1000;
                 let latency_uncorrected_us = self.now_ns.saturating_sub(conn.sent_ns) / 1000;
-                let mut rpc_error_code = None;
-                let outcome = match (summary.status, summary.body) {
-                    (200, BodyOutcome::Result { id, is_error }) if id == expected_id => {
-                        if is_error {
-                            Err(Counter::requests_is_error)
-                        } else {
-                            Ok(())
-                        }
-                    }
-                    (200, BodyOutcome::RpcError { id, code }) if id == expected_id => {
-                        rpc_error_code = Some(code);
-                        Err(Counter::requests_rpc_error)
-                    }
-                    (200, BodyOutcome::Result { .. } | BodyOutcome::RpcError { .. }) => {
-                        Err(Counter::error_id_mismatch)
-                    }
-                    (200, BodyOutcome::StreamWithoutResponse) => {
-                        Err(Counter::error_stream_without_response)
-                    }
-                    (200, _) => Err(Counter::error_not_rpc),
-                    (404, _) if !self.modern => Err(Counter::error_session_lost),
-                    (503, _) => Err(Counter::error_http_503),
-                    (401, _) => Err(Counter::error_http_401),
-                    (403, _) => Err(Counter::error_http_403),
-                    (400..=499, _) => Err(Counter::error_http_4xx),
-                    (500..=599, _) => Err(Counter::error_http_5xx),
-                    _ => Err(Counter::error_http_other),
-                };
+                let Answer {
+                    outcome,
+                    rpc_error_code,
+                } = load_answer(summary.status, summary.body, expected_id, self.modern);
                 conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
                 self.record_answer(
                     r,
@@ -2386,16 +2229,7 @@ impl<'a> Shard<'a> {
             self.back_off(r, slot, summary);
             return;
         }
-        let cause = match summary.status {
-            503 => Counter::error_http_503,
-            404 => Counter::error_http_404,
-            401 => Counter::error_http_401,
-            403 => Counter::error_http_403,
-            400..=499 => Counter::error_http_4xx,
-            500..=599 => Counter::error_http_5xx,
-            200..=299 => Counter::error_not_rpc,
-            _ => Counter::error_http_other,
-        };
+        let cause = http_error_cause(summary.status);
         self.metrics.incr(cause);
         self.metrics.incr(Counter::error_initialize_failed);
         self.end_handshake(r, slot);
@@ -2614,77 +2448,9 @@ impl<'a> Shard<'a> {
     }
 }
 
-fn conn_set_state(conn: &mut Conn, state: State) {
-    conn.state = state;
-}
-
-/// Feeds received bytes to the connection's response reader: parsed in place when no earlier
-/// part of the response is spilled, else appended to the spill buffer and parsed there. A
-/// partial response goes to (or stays in) a spill buffer from the shard's pool.
-fn feed(
-    conn: &mut Conn,
-    data: &[u8],
-    at_eof: bool,
-    spills: &mut Pool,
-    scratch: &mut Scratch,
-    metrics: &mut ShardMetrics,
-) -> Fed {
-    if !matches!(
-        conn.state,
-        State::Initializing | State::Initialized | State::Awaiting
-    ) {
-        return Fed::Unexpected;
-    }
-    let (read, total) = if conn.spill == NONE {
-        (read_response(data, at_eof, scratch), data.len())
-    } else {
-        let spill = &mut spills.bufs[conn.spill as usize];
-        spill.extend_from_slice(data);
-        (read_response(spill, at_eof, scratch), spill.len())
-    };
-    match read {
-        Ok(Read::Incomplete) => {
-            if conn.spill == NONE {
-                conn.spill = spills.take();
-                spills.bufs[conn.spill as usize].extend_from_slice(data);
-                metrics.incr(Counter::spill_uses);
-            }
-            Fed::Incomplete
-        }
-        Ok(Read::Complete { summary, consumed }) => {
-            if conn.spill != NONE {
-                spills.give(conn.spill);
-                conn.spill = NONE;
-            }
-            if consumed < total {
-                // We send one request at a time: bytes after its response answer nothing.
-                Fed::Unexpected
-            } else {
-                Fed::Response(summary)
-            }
-        }
-        Err(error) => {
-            if conn.spill != NONE {
-                spills.give(conn.spill);
-                conn.spill = NONE;
-            }
-            Fed::Error(error)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn conn_fits_its_budget() {
-        assert!(
-            std::mem::size_of::<Conn>() <= 128,
-            "{}",
-            std::mem::size_of::<Conn>()
-        );
-    }
 
     #[test]
     fn slab_grows_in_place_and_pages_in_lazily() {
@@ -2718,105 +2484,6 @@ mod tests {
             resident_pages <= written_pages + 1,
             "{resident_pages} pages resident for {written_pages} written"
         );
-    }
-
-    fn conn_awaiting() -> Conn {
-        Conn {
-            state: State::Awaiting,
-            ..Conn::FREE
-        }
-    }
-
-    #[test]
-    fn test_awaiting_split_response_spills_then_completes() {
-        let response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
-        for cut in 1..response.len() {
-            let mut conn = conn_awaiting();
-            let mut spills = Pool::new();
-            let mut scratch = Scratch::default();
-            let mut metrics = ShardMetrics::new();
-            let first = feed(
-                &mut conn,
-                &response[..cut],
-                false,
-                &mut spills,
-                &mut scratch,
-                &mut metrics,
-            );
-            assert!(matches!(first, Fed::Incomplete));
-            assert!(conn.spill != NONE);
-            let second = feed(
-                &mut conn,
-                &response[cut..],
-                false,
-                &mut spills,
-                &mut scratch,
-                &mut metrics,
-            );
-            let Fed::Response(summary) = second else {
-                panic!("cut {cut}: response not complete")
-            };
-            assert_eq!(summary.status, 200);
-            assert_eq!(conn.spill, NONE, "spill returned to the pool");
-            assert_eq!(spills.in_use(), 0);
-        }
-    }
-
-    #[test]
-    fn test_ready_unsolicited_bytes_are_unexpected() {
-        let mut conn = Conn {
-            state: State::Ready,
-            ..Conn::FREE
-        };
-        let fed = feed(
-            &mut conn,
-            b"HTTP/1.1 200 OK\r\n",
-            false,
-            &mut Pool::new(),
-            &mut Scratch::default(),
-            &mut ShardMetrics::new(),
-        );
-        assert!(matches!(fed, Fed::Unexpected));
-    }
-
-    #[test]
-    fn test_awaiting_extra_bytes_after_response_are_unexpected() {
-        let mut conn = conn_awaiting();
-        let fed = feed(
-            &mut conn,
-            b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\nHTTP/1.1",
-            false,
-            &mut Pool::new(),
-            &mut Scratch::default(),
-            &mut ShardMetrics::new(),
-        );
-        assert!(matches!(fed, Fed::Unexpected));
-    }
-
-    #[test]
-    fn test_awaiting_garbage_is_a_typed_error_and_frees_spill() {
-        let mut conn = conn_awaiting();
-        let mut spills = Pool::new();
-        let mut scratch = Scratch::default();
-        let mut metrics = ShardMetrics::new();
-        let _ = feed(
-            &mut conn,
-            b"HTTP/1.1 2",
-            false,
-            &mut spills,
-            &mut scratch,
-            &mut metrics,
-        );
-        let fed = feed(
-            &mut conn,
-            b"xx OK\r\n\r\n",
-            false,
-            &mut spills,
-            &mut scratch,
-            &mut metrics,
-        );
-        assert!(matches!(fed, Fed::Error(ReadError::Head(_))));
-        assert_eq!(conn.spill, NONE);
     }
 
     /// The connect chain's socket options go through IORING_OP_URING_CMD setsockopt on a

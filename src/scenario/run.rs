@@ -249,7 +249,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         engine: report::EngineInfo {
             shards: plan.shards.len(),
             rings: plan.shards.iter().map(|s| s.rings).sum(),
-            conn_slot_bytes: crate::engine::shard::CONN_BYTES,
+            conn_slot_bytes: crate::engine::conn::CONN_BYTES,
         },
         could_not_run,
     })

@@ -18,6 +18,9 @@ pub struct TlsOptions {
     pub cacert: Option<std::path::PathBuf>,
     /// Accept any certificate (said in the report).
     pub insecure: bool,
+    /// Never resume a session: every connection does the full handshake (a cold-start storm,
+    /// or a server whose tickets should not be trusted to measure).
+    pub no_resumption: bool,
 }
 
 /// The client configuration of one shard (its own ticket store: no lock shared with other
@@ -64,7 +67,11 @@ pub fn client_config(
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.resumption = Resumption::store(Arc::new(TicketStore::new(tickets_max)));
+    config.resumption = if options.no_resumption {
+        Resumption::disabled()
+    } else {
+        Resumption::store(Arc::new(TicketStore::new(tickets_max)))
+    };
     Ok(Arc::new(config))
 }
 

@@ -417,6 +417,7 @@ mod tests {
         let options = TlsOptions {
             cacert: Some(pki.ca_file.clone()),
             insecure: false,
+            no_resumption: false,
         };
         let config = client_config(&options, 4).unwrap();
         TlsConn::client(&config, server_name("localhost").unwrap()).unwrap()
@@ -572,6 +573,7 @@ mod tests {
             &TlsOptions {
                 cacert: None,
                 insecure: true,
+                no_resumption: false,
             },
             4,
         )
@@ -590,6 +592,7 @@ mod tests {
         let options = TlsOptions {
             cacert: Some(pki.ca_file.clone()),
             insecure: false,
+            no_resumption: false,
         };
         let config = client_config(&options, 16).unwrap();
         let mut kinds = Vec::new();
@@ -602,6 +605,23 @@ mod tests {
             kinds.push(c.resumed());
         }
         assert_eq!(kinds, [false, true, true]);
+        // --tls-no-resumption: every handshake is full.
+        let config = client_config(
+            &TlsOptions {
+                no_resumption: true,
+                ..options
+            },
+            16,
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let mut c = TlsConn::client(&config, server_name("localhost").unwrap()).unwrap();
+            let mut s = ServerConnection::new(pki.server.clone()).unwrap();
+            handshake(&mut c, &mut s, None);
+            c.receive(&mut server_output(&mut s), &mut Vec::new())
+                .unwrap();
+            assert!(!c.resumed());
+        }
         let _ = std::fs::remove_file(&pki.ca_file);
     }
 
@@ -616,6 +636,7 @@ mod tests {
             &TlsOptions {
                 cacert: Some(pki.ca_file.clone()),
                 insecure: false,
+                no_resumption: false,
             },
             4,
         )

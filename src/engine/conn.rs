@@ -1,0 +1,550 @@
+//! One client connection's state and the I/O-free logic of what its bytes and answers mean:
+//! the 104-byte slot (`Conn`), its lifecycle (`State`) and flags, feeding received bytes to the
+//! response reader (`feed`), and the decisions the shard acts on — how an answer to a load
+//! request counts, why a handshake failed, what a broken connection means in each state.
+//! Part of `engine/`; `shard.rs` keeps the ring plumbing and carries these decisions out, so
+//! what a connection does with a byte or a status is tested here without a socket.
+
+use super::metrics::{Counter, ShardMetrics};
+use super::response::{
+    BodyOutcome, Read, ReadError, ResponseSummary, Scratch, SessionId, read_response,
+};
+use crate::ring::pool::Pool;
+
+pub(crate) const NONE: u32 = u32::MAX;
+
+// Bits of `Conn::flags`: which operations are in flight, and what the connection is for.
+pub(crate) const RECV_ARMED: u16 = 1;
+pub(crate) const SEND_IN_FLIGHT: u16 = 2;
+pub(crate) const SHUTDOWN_IN_FLIGHT: u16 = 4;
+pub(crate) const CLOSE_SUBMITTED: u16 = 8;
+/// After the close, open a new connection and keep the session.
+pub(crate) const RECONNECT: u16 = 16;
+/// The connect chain was cancelled by the connect timeout.
+pub(crate) const CONNECT_TIMED_OUT: u16 = 32;
+pub(crate) const CANCEL_SUBMITTED: u16 = 64;
+/// Counted once towards the ramp (first session established, or failed for good).
+pub(crate) const SETTLED: u16 = 128;
+/// A session is held (counted in `held`).
+pub(crate) const HELD: u16 = 256;
+/// The peer closed its side: the current response ends at EOF or was cut off.
+pub(crate) const PEER_EOF: u16 = 512;
+/// An op of the connect chain failed; the chain ends with the Connect completion.
+pub(crate) const CHAIN_FAILED: u16 = 1024;
+/// Linked into the shard's idle FIFO (it stays linked across a close and reconnect; the pop
+/// skips it unless it is Ready).
+pub(crate) const IDLE_QUEUED: u16 = 2048;
+/// The close is for a connect retry: reconnect after a backoff.
+pub(crate) const BACKOFF: u16 = 4096;
+/// Counted in `Shard::handshakes` (connecting or initializing).
+pub(crate) const HANDSHAKING: u16 = 8192;
+/// A held session lost its connection (fault, reset, server gone) and has not answered since:
+/// counted in `Shard::down` until a request or a re-initialize on it succeeds.
+pub(crate) const DOWN: u16 = 16384;
+/// The server closed the connection in order (idle keep-alive close, `Connection: close`): its
+/// session reconnects without counting as down — unless the reconnect itself fails.
+pub(crate) const ORDERLY_CLOSE: u16 = 32768;
+/// Flags that outlive a connection (they describe the slot's session and list membership).
+pub(crate) const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED | BACKOFF | DOWN;
+
+/// Connection lifecycle (ARCHITECTURE.md "The shard loop").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    Free,
+    Connecting,
+    /// initialize sent, its response awaited.
+    Initializing,
+    /// notifications/initialized sent, the 202 awaited.
+    Initialized,
+    Ready,
+    /// `https://`: TCP connected, the TLS handshake in progress (initialize follows).
+    TlsHandshaking,
+    /// A load request is in flight.
+    Awaiting,
+    /// Connected, nothing in flight: waiting out a 503 backoff before resending initialize
+    /// (session not held yet) or before the next request (held).
+    Waiting,
+    Closing,
+    Failed,
+    Done,
+}
+
+/// Per-connection state: 104 bytes including the inline session id. Buffers (spill, send) are
+/// per-shard pools, held only while a response is partial or a request unsent.
+#[derive(Clone, Copy)]
+pub(crate) struct Conn {
+    /// Intended send time of the request in flight (open model), ns since the epoch.
+    pub(crate) intended_ns: u64,
+    /// When the request in flight was handed to the kernel.
+    pub(crate) sent_ns: u64,
+    pub(crate) spill: u32,
+    pub(crate) send_buf: u32,
+    /// JSON-RPC id of the request in flight (ids count up per connection, so an id is unique
+    /// among the session's in-flight requests).
+    pub(crate) id: u32,
+    /// Next connection (global index in the shard) in the idle FIFO, when `IDLE_QUEUED`.
+    pub(crate) next_idle: u32,
+    pub(crate) generation: u16,
+    pub(crate) flags: u16,
+    pub(crate) state: State,
+    /// The method in flight (`Method as u8`). While Connecting, instead: how many connect
+    /// attempts of this slot have failed so far (reset when one succeeds).
+    pub(crate) method: u8,
+    pub(crate) chain_pending: u8,
+    /// The shard's segment epoch when the request in flight was sent (see `Earlier`).
+    pub(crate) epoch: u8,
+    pub(crate) session: SessionId,
+}
+
+/// Bytes of one connection slot (reported beside the RSS figure).
+pub const CONN_BYTES: usize = std::mem::size_of::<Conn>();
+
+impl Conn {
+    pub(crate) const FREE: Conn = Conn {
+        intended_ns: 0,
+        sent_ns: 0,
+        spill: NONE,
+        send_buf: NONE,
+        id: 0,
+        next_idle: NONE,
+        generation: 0,
+        flags: 0,
+        state: State::Free,
+        method: 0,
+        chain_pending: 0,
+        epoch: 0,
+        session: SessionId::EMPTY,
+    };
+}
+
+/// What `feed` found in received bytes.
+pub(crate) enum Fed {
+    Incomplete,
+    Response(ResponseSummary),
+    Error(ReadError),
+    Unexpected,
+}
+
+pub(crate) fn conn_set_state(conn: &mut Conn, state: State) {
+    conn.state = state;
+}
+
+/// Feeds received bytes to the connection's response reader: parsed in place when no earlier
+/// part of the response is spilled, else appended to the spill buffer and parsed there. A
+/// partial response goes to (or stays in) a spill buffer from the shard's pool.
+pub(crate) fn feed(
+    conn: &mut Conn,
+    data: &[u8],
+    at_eof: bool,
+    spills: &mut Pool,
+    scratch: &mut Scratch,
+    metrics: &mut ShardMetrics,
+) -> Fed {
+    if !matches!(
+        conn.state,
+        State::Initializing | State::Initialized | State::Awaiting
+    ) {
+        return Fed::Unexpected;
+    }
+    let (read, total) = if conn.spill == NONE {
+        (read_response(data, at_eof, scratch), data.len())
+    } else {
+        let spill = &mut spills.bufs[conn.spill as usize];
+        spill.extend_from_slice(data);
+        (read_response(spill, at_eof, scratch), spill.len())
+    };
+    match read {
+        Ok(Read::Incomplete) => {
+            if conn.spill == NONE {
+                conn.spill = spills.take();
+                spills.bufs[conn.spill as usize].extend_from_slice(data);
+                metrics.incr(Counter::spill_uses);
+            }
+            Fed::Incomplete
+        }
+        Ok(Read::Complete { summary, consumed }) => {
+            if conn.spill != NONE {
+                spills.give(conn.spill);
+                conn.spill = NONE;
+            }
+            if consumed < total {
+                // We send one request at a time: bytes after its response answer nothing.
+                Fed::Unexpected
+            } else {
+                Fed::Response(summary)
+            }
+        }
+        Err(error) => {
+            if conn.spill != NONE {
+                spills.give(conn.spill);
+                conn.spill = NONE;
+            }
+            Fed::Error(error)
+        }
+    }
+}
+
+/// How the answer to a load request counts: a success, or the cause it is counted under
+/// (with the JSON-RPC error code, when the server sent one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) outcome: Result<(), Counter>,
+    pub(crate) rpc_error_code: Option<i64>,
+}
+
+/// Classifies the answer to the load request with JSON-RPC id `expected_id`. `sessionless`
+/// (2026-07-28): a 404 is an unknown method or path, not a lost session.
+pub(crate) fn load_answer(
+    status: u16,
+    body: BodyOutcome,
+    expected_id: Option<u64>,
+    sessionless: bool,
+) -> Answer {
+    let mut rpc_error_code = None;
+    let outcome = match (status, body) {
+        (200, BodyOutcome::Result { id, is_error }) if id == expected_id => {
+            if is_error {
+                Err(Counter::requests_is_error)
+            } else {
+                Ok(())
+            }
+        }
+        (200, BodyOutcome::RpcError { id, code }) if id == expected_id => {
+            rpc_error_code = Some(code);
+            Err(Counter::requests_rpc_error)
+        }
+        (200, BodyOutcome::Result { .. } | BodyOutcome::RpcError { .. }) => {
+            Err(Counter::error_id_mismatch)
+        }
+        (200, BodyOutcome::StreamWithoutResponse) => Err(Counter::error_stream_without_response),
+        (200, _) => Err(Counter::error_not_rpc),
+        (404, _) if !sessionless => Err(Counter::error_session_lost),
+        (status, _) => Err(http_error_cause(status)),
+    };
+    Answer {
+        outcome,
+        rpc_error_code,
+    }
+}
+
+/// The cause of an HTTP status that is not the answer asked for.
+pub(crate) fn http_error_cause(status: u16) -> Counter {
+    match status {
+        503 => Counter::error_http_503,
+        401 => Counter::error_http_401,
+        403 => Counter::error_http_403,
+        404 => Counter::error_http_404,
+        400..=499 => Counter::error_http_4xx,
+        500..=599 => Counter::error_http_5xx,
+        200..=299 => Counter::error_not_rpc,
+        _ => Counter::error_http_other,
+    }
+}
+
+/// The answer to initialize opens the session: 200 with a result for its id.
+pub(crate) fn initialize_accepted(summary: &ResponseSummary, expected_id: Option<u64>) -> bool {
+    summary.status == 200
+        && matches!(summary.body, BodyOutcome::Result { id, .. } if id == expected_id)
+}
+
+/// What a connection that cannot go on (reset, bad bytes, timeout, TLS error) means, by the
+/// state it broke in. The shard counts the cause and carries the action out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Broken {
+    /// Already closing or closed: nothing more to do.
+    Nothing,
+    /// The connect chain was in flight: its own completions settle the handshake and the ramp.
+    CloseChain,
+    /// A load request was in flight: it failed (lost with its connection); reconnect.
+    RequestLost,
+    /// Between requests (idle, or waiting out a 503): reconnect if a session is held.
+    Reconnect,
+    /// A held session's re-initialize (or its TLS handshake) broke: reconnect and try again.
+    RetryHandshake,
+    /// The first handshake broke: the connection never got a session.
+    FailedForGood {
+        /// initialize was sent (counted also as `initialize_failed`); false for TLS.
+        initialize_sent: bool,
+    },
+}
+
+pub(crate) fn broken(state: State, flags: u16) -> Broken {
+    let held = flags & HELD != 0;
+    match state {
+        State::Closing | State::Free | State::Failed | State::Done => Broken::Nothing,
+        State::Awaiting => Broken::RequestLost,
+        State::Connecting => Broken::CloseChain,
+        State::Waiting if flags & HANDSHAKING == 0 => Broken::Reconnect,
+        State::Ready => Broken::Reconnect,
+        State::TlsHandshaking | State::Initializing | State::Initialized | State::Waiting
+            if held =>
+        {
+            Broken::RetryHandshake
+        }
+        State::TlsHandshaking => Broken::FailedForGood {
+            initialize_sent: false,
+        },
+        State::Initializing | State::Initialized | State::Waiting => Broken::FailedForGood {
+            initialize_sent: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_fits_its_budget() {
+        assert!(
+            std::mem::size_of::<Conn>() <= 128,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+    }
+
+    fn conn_awaiting() -> Conn {
+        Conn {
+            state: State::Awaiting,
+            ..Conn::FREE
+        }
+    }
+
+    #[test]
+    fn test_awaiting_split_response_spills_then_completes() {
+        let response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
+        for cut in 1..response.len() {
+            let mut conn = conn_awaiting();
+            let mut spills = Pool::new();
+            let mut scratch = Scratch::default();
+            let mut metrics = ShardMetrics::new();
+            let first = feed(
+                &mut conn,
+                &response[..cut],
+                false,
+                &mut spills,
+                &mut scratch,
+                &mut metrics,
+            );
+            assert!(matches!(first, Fed::Incomplete));
+            assert!(conn.spill != NONE);
+            let second = feed(
+                &mut conn,
+                &response[cut..],
+                false,
+                &mut spills,
+                &mut scratch,
+                &mut metrics,
+            );
+            let Fed::Response(summary) = second else {
+                panic!("cut {cut}: response not complete")
+            };
+            assert_eq!(summary.status, 200);
+            assert_eq!(conn.spill, NONE, "spill returned to the pool");
+            assert_eq!(spills.in_use(), 0);
+        }
+    }
+
+    #[test]
+    fn test_ready_unsolicited_bytes_are_unexpected() {
+        let mut conn = Conn {
+            state: State::Ready,
+            ..Conn::FREE
+        };
+        let fed = feed(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\n",
+            false,
+            &mut Pool::new(),
+            &mut Scratch::default(),
+            &mut ShardMetrics::new(),
+        );
+        assert!(matches!(fed, Fed::Unexpected));
+    }
+
+    #[test]
+    fn test_awaiting_extra_bytes_after_response_are_unexpected() {
+        let mut conn = conn_awaiting();
+        let fed = feed(
+            &mut conn,
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\nHTTP/1.1",
+            false,
+            &mut Pool::new(),
+            &mut Scratch::default(),
+            &mut ShardMetrics::new(),
+        );
+        assert!(matches!(fed, Fed::Unexpected));
+    }
+
+    #[test]
+    fn test_awaiting_garbage_is_a_typed_error_and_frees_spill() {
+        let mut conn = conn_awaiting();
+        let mut spills = Pool::new();
+        let mut scratch = Scratch::default();
+        let mut metrics = ShardMetrics::new();
+        let _ = feed(
+            &mut conn,
+            b"HTTP/1.1 2",
+            false,
+            &mut spills,
+            &mut scratch,
+            &mut metrics,
+        );
+        let fed = feed(
+            &mut conn,
+            b"xx OK\r\n\r\n",
+            false,
+            &mut spills,
+            &mut scratch,
+            &mut metrics,
+        );
+        assert!(matches!(fed, Fed::Error(ReadError::Head(_))));
+        assert_eq!(conn.spill, NONE);
+    }
+
+    #[test]
+    fn load_answers_by_cause() {
+        let ok = BodyOutcome::Result {
+            id: Some(7),
+            is_error: false,
+        };
+        assert_eq!(load_answer(200, ok, Some(7), false).outcome, Ok(()));
+        assert_eq!(
+            load_answer(200, ok, Some(8), false).outcome,
+            Err(Counter::error_id_mismatch)
+        );
+        let tool_failed = BodyOutcome::Result {
+            id: Some(7),
+            is_error: true,
+        };
+        assert_eq!(
+            load_answer(200, tool_failed, Some(7), false).outcome,
+            Err(Counter::requests_is_error)
+        );
+        let rpc = BodyOutcome::RpcError {
+            id: Some(7),
+            code: -32602,
+        };
+        assert_eq!(
+            load_answer(200, rpc, Some(7), false),
+            Answer {
+                outcome: Err(Counter::requests_rpc_error),
+                rpc_error_code: Some(-32602)
+            }
+        );
+        assert_eq!(
+            load_answer(200, BodyOutcome::StreamWithoutResponse, Some(7), false).outcome,
+            Err(Counter::error_stream_without_response)
+        );
+        assert_eq!(
+            load_answer(200, BodyOutcome::NotRpc, Some(7), false).outcome,
+            Err(Counter::error_not_rpc)
+        );
+        // A session-era 404 is a lost session; sessionless, a 404 is just a 404.
+        assert_eq!(
+            load_answer(404, BodyOutcome::Empty, Some(7), false).outcome,
+            Err(Counter::error_session_lost)
+        );
+        assert_eq!(
+            load_answer(404, BodyOutcome::Empty, Some(7), true).outcome,
+            Err(Counter::error_http_404)
+        );
+        for (status, cause) in [
+            (401, Counter::error_http_401),
+            (403, Counter::error_http_403),
+            (429, Counter::error_http_4xx),
+            (503, Counter::error_http_503),
+            (502, Counter::error_http_5xx),
+            (302, Counter::error_http_other),
+        ] {
+            assert_eq!(
+                load_answer(status, BodyOutcome::Empty, Some(7), false).outcome,
+                Err(cause),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_a_broken_connection_means_in_each_state() {
+        use Broken::*;
+        assert_eq!(broken(State::Closing, HELD), Nothing);
+        assert_eq!(broken(State::Done, 0), Nothing);
+        assert_eq!(broken(State::Connecting, 0), CloseChain);
+        assert_eq!(broken(State::Awaiting, HELD), RequestLost);
+        assert_eq!(broken(State::Ready, HELD), Reconnect);
+        assert_eq!(broken(State::Waiting, HELD), Reconnect);
+        assert_eq!(broken(State::Waiting, HELD | HANDSHAKING), RetryHandshake);
+        assert_eq!(
+            broken(State::Initializing, HELD | HANDSHAKING),
+            RetryHandshake
+        );
+        assert_eq!(
+            broken(State::TlsHandshaking, HELD | HANDSHAKING),
+            RetryHandshake
+        );
+        assert_eq!(
+            broken(State::TlsHandshaking, HANDSHAKING),
+            FailedForGood {
+                initialize_sent: false
+            }
+        );
+        assert_eq!(
+            broken(State::Initialized, HANDSHAKING),
+            FailedForGood {
+                initialize_sent: true
+            }
+        );
+    }
+
+    /// A JSON answer and an SSE answer, split at every byte into two receives: one response,
+    /// the same summary, and no spill left behind.
+    #[test]
+    fn feed_split_at_every_byte() {
+        let json = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
+        let sse = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n3b\r\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n\r\n0\r\n\r\n";
+        for response in [&json[..], &sse[..]] {
+            for split in 0..=response.len() {
+                let mut conn = Conn {
+                    state: State::Awaiting,
+                    id: 1,
+                    ..Conn::FREE
+                };
+                let (mut spills, mut scratch, mut metrics) =
+                    (Pool::new(), Scratch::default(), ShardMetrics::new());
+                let mut fed = Vec::new();
+                for part in [&response[..split], &response[split..]] {
+                    if part.is_empty() {
+                        continue; // a receive never completes with no bytes (that is EOF)
+                    }
+                    fed.push(feed(
+                        &mut conn,
+                        part,
+                        false,
+                        &mut spills,
+                        &mut scratch,
+                        &mut metrics,
+                    ));
+                }
+                let Some(Fed::Response(summary)) = fed.pop() else {
+                    panic!("split {split}: no response");
+                };
+                assert!(
+                    fed.iter().all(|f| matches!(f, Fed::Incomplete)),
+                    "split {split}"
+                );
+                assert_eq!(summary.status, 200);
+                assert_eq!(
+                    summary.body,
+                    BodyOutcome::Result {
+                        id: Some(1),
+                        is_error: false
+                    },
+                    "split {split}"
+                );
+                assert_eq!(conn.spill, NONE, "split {split}");
+            }
+        }
+    }
+}

@@ -627,3 +627,47 @@ fn embedded_server_over_tls() {
     assert_eq!(r.code, Some(2), "{}", r.text);
     assert!(r.text.contains("write it https://"), "{}", r.text);
 }
+
+/// After a fault that drops connections, their reconnects resume TLS sessions from tickets:
+/// a reconnect storm is not a full-handshake storm (the ticket store keeps one per connection).
+#[test]
+fn reconnects_after_a_fault_resume_tls_sessions() {
+    let r = run(
+        "tls-fault",
+        &[
+            "--tls",
+            "--connections",
+            "300",
+            "--phases",
+            "all",
+            "--fault",
+            "drop:50%",
+            "--skip",
+            "performance",
+            "--baseline",
+            "1s",
+            "--sustain",
+            "2s",
+            "--rate",
+            "1000",
+            "--recovery-timeout",
+            "20s",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text);
+    let recovery = r.report()["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "failure_recovery")
+        .unwrap();
+    let resumed = recovery["tls_handshakes_resumed"].as_u64().unwrap();
+    let full = recovery["tls_handshakes_full"].as_u64().unwrap();
+    // 150 connections dropped; each reconnect is one handshake, resumed from its ticket.
+    assert!(
+        resumed >= 150 && full == 0,
+        "resumed {resumed}, full {full}: {}",
+        r.text
+    );
+}

@@ -10,42 +10,56 @@ use super::response::{
     BodyOutcome, Read, ReadError, ResponseSummary, Scratch, SessionId, read_response,
 };
 use crate::ring::pool::Pool;
+use ConnFlags as F;
 
 pub(crate) const NONE: u32 = u32::MAX;
 
-// Bits of `Conn::flags`: which operations are in flight, and what the connection is for.
-pub(crate) const RECV_ARMED: u16 = 1;
-pub(crate) const SEND_IN_FLIGHT: u16 = 2;
-pub(crate) const SHUTDOWN_IN_FLIGHT: u16 = 4;
-pub(crate) const CLOSE_SUBMITTED: u16 = 8;
-/// After the close, open a new connection and keep the session.
-pub(crate) const RECONNECT: u16 = 16;
-/// The connect chain was cancelled by the connect timeout.
-pub(crate) const CONNECT_TIMED_OUT: u16 = 32;
-pub(crate) const CANCEL_SUBMITTED: u16 = 64;
-/// Counted once towards the ramp (first session established, or failed for good).
-pub(crate) const SETTLED: u16 = 128;
-/// A session is held (counted in `held`).
-pub(crate) const HELD: u16 = 256;
-/// The peer closed its side: the current response ends at EOF or was cut off.
-pub(crate) const PEER_EOF: u16 = 512;
-/// An op of the connect chain failed; the chain ends with the Connect completion.
-pub(crate) const CHAIN_FAILED: u16 = 1024;
-/// Linked into the shard's idle FIFO (it stays linked across a close and reconnect; the pop
-/// skips it unless it is Ready).
-pub(crate) const IDLE_QUEUED: u16 = 2048;
-/// The close is for a connect retry: reconnect after a backoff.
-pub(crate) const BACKOFF: u16 = 4096;
-/// Counted in `Shard::handshakes` (connecting or initializing).
-pub(crate) const HANDSHAKING: u16 = 8192;
-/// A held session lost its connection (fault, reset, server gone) and has not answered since:
-/// counted in `Shard::down` until a request or a re-initialize on it succeeds.
-pub(crate) const DOWN: u16 = 16384;
-/// The server closed the connection in order (idle keep-alive close, `Connection: close`): its
-/// session reconnects without counting as down — unless the reconnect itself fails.
-pub(crate) const ORDERLY_CLOSE: u16 = 32768;
-/// Flags that outlive a connection (they describe the slot's session and list membership).
-pub(crate) const KEPT_ACROSS_RECONNECT: u16 = SETTLED | HELD | IDLE_QUEUED | BACKOFF | DOWN;
+bitflags::bitflags! {
+    /// `Conn::flags`: which operations are in flight, and what the connection is for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct ConnFlags: u16 {
+        const RECV_ARMED = 1;
+        const SEND_IN_FLIGHT = 2;
+        const SHUTDOWN_IN_FLIGHT = 4;
+        const CLOSE_SUBMITTED = 8;
+        /// After the close, open a new connection and keep the session.
+        const RECONNECT = 16;
+        /// The connect chain was cancelled by the connect timeout.
+        const CONNECT_TIMED_OUT = 32;
+        const CANCEL_SUBMITTED = 64;
+        /// Counted once towards the ramp (first session established, or failed for good).
+        const SETTLED = 128;
+        /// A session is held (counted in `held`).
+        const HELD = 256;
+        /// The peer closed its side: the current response ends at EOF or was cut off.
+        const PEER_EOF = 512;
+        /// An op of the connect chain failed; the chain ends with the Connect completion.
+        const CHAIN_FAILED = 1024;
+        /// Linked into the shard's idle FIFO (it stays linked across a close and reconnect; the pop
+        /// skips it unless it is Ready).
+        const IDLE_QUEUED = 2048;
+        /// The close is for a connect retry: reconnect after a backoff.
+        const BACKOFF = 4096;
+        /// Counted in `Shard::handshakes` (connecting or initializing).
+        const HANDSHAKING = 8192;
+        /// A held session lost its connection (fault, reset, server gone) and has not answered since:
+        /// counted in `Shard::down` until a request or a re-initialize on it succeeds.
+        const DOWN = 16384;
+        /// The server closed the connection in order (idle keep-alive close, `Connection: close`): its
+        /// session reconnects without counting as down — unless the reconnect itself fails.
+        const ORDERLY_CLOSE = 32768;
+    }
+}
+
+impl ConnFlags {
+    /// Flags that outlive a connection (they describe the slot's session and list
+    /// membership).
+    pub(crate) const KEPT_ACROSS_RECONNECT: ConnFlags = ConnFlags::SETTLED
+        .union(ConnFlags::HELD)
+        .union(ConnFlags::IDLE_QUEUED)
+        .union(ConnFlags::BACKOFF)
+        .union(ConnFlags::DOWN);
+}
 
 /// Connection lifecycle (ARCHITECTURE.md "The shard loop").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +84,7 @@ pub(crate) enum State {
     Done,
 }
 
-/// Per-connection state: 104 bytes including the inline session id. Buffers (spill, send) are
+/// Per-connection state: 112 bytes including the inline session id. Buffers (spill, send) are
 /// per-shard pools, held only while a response is partial or a request unsent.
 #[derive(Clone, Copy)]
 pub(crate) struct Conn {
@@ -83,14 +97,15 @@ pub(crate) struct Conn {
     /// JSON-RPC id of the request in flight (ids count up per connection, so an id is unique
     /// among the session's in-flight requests).
     pub(crate) id: u32,
-    /// Next connection (global index in the shard) in the idle FIFO, when `IDLE_QUEUED`.
+    /// Next connection (global index in the shard) in the idle FIFO, when `F::IDLE_QUEUED`.
     pub(crate) next_idle: u32,
     pub(crate) generation: u16,
-    pub(crate) flags: u16,
+    pub(crate) flags: ConnFlags,
     pub(crate) state: State,
-    /// The method in flight (`Method as u8`). While Connecting, instead: how many connect
-    /// attempts of this slot have failed so far (reset when one succeeds).
+    /// The method in flight (`Method as u8`).
     pub(crate) method: u8,
+    /// Connect attempts of this slot that failed in a row (reset when one succeeds).
+    pub(crate) connect_failures: u8,
     pub(crate) chain_pending: u8,
     /// The shard's segment epoch when the request in flight was sent (see `Earlier`).
     pub(crate) epoch: u8,
@@ -99,6 +114,8 @@ pub(crate) struct Conn {
 
 /// Bytes of one connection slot (reported beside the RSS figure).
 pub const CONN_BYTES: usize = std::mem::size_of::<Conn>();
+/// The slot size is part of the memory figure: a change is deliberate (update the doc above).
+const _: () = assert!(CONN_BYTES == 112, "Conn changed size: update its doc");
 
 impl Conn {
     pub(crate) const FREE: Conn = Conn {
@@ -109,9 +126,10 @@ impl Conn {
         id: 0,
         next_idle: NONE,
         generation: 0,
-        flags: 0,
+        flags: ConnFlags::empty(),
         state: State::Free,
         method: 0,
+        connect_failures: 0,
         chain_pending: 0,
         epoch: 0,
         session: SessionId::EMPTY,
@@ -269,13 +287,13 @@ pub(crate) enum Broken {
     },
 }
 
-pub(crate) fn broken(state: State, flags: u16) -> Broken {
-    let held = flags & HELD != 0;
+pub(crate) fn broken(state: State, flags: ConnFlags) -> Broken {
+    let held = flags.intersects(F::HELD);
     match state {
         State::Closing | State::Free | State::Failed | State::Done => Broken::Nothing,
         State::Awaiting => Broken::RequestLost,
         State::Connecting => Broken::CloseChain,
-        State::Waiting if flags & HANDSHAKING == 0 => Broken::Reconnect,
+        State::Waiting if !flags.intersects(F::HANDSHAKING) => Broken::Reconnect,
         State::Ready => Broken::Reconnect,
         State::TlsHandshaking | State::Initializing | State::Initialized | State::Waiting
             if held =>
@@ -469,29 +487,32 @@ mod tests {
     #[test]
     fn what_a_broken_connection_means_in_each_state() {
         use Broken::*;
-        assert_eq!(broken(State::Closing, HELD), Nothing);
-        assert_eq!(broken(State::Done, 0), Nothing);
-        assert_eq!(broken(State::Connecting, 0), CloseChain);
-        assert_eq!(broken(State::Awaiting, HELD), RequestLost);
-        assert_eq!(broken(State::Ready, HELD), Reconnect);
-        assert_eq!(broken(State::Waiting, HELD), Reconnect);
-        assert_eq!(broken(State::Waiting, HELD | HANDSHAKING), RetryHandshake);
+        assert_eq!(broken(State::Closing, F::HELD), Nothing);
+        assert_eq!(broken(State::Done, ConnFlags::empty()), Nothing);
+        assert_eq!(broken(State::Connecting, ConnFlags::empty()), CloseChain);
+        assert_eq!(broken(State::Awaiting, F::HELD), RequestLost);
+        assert_eq!(broken(State::Ready, F::HELD), Reconnect);
+        assert_eq!(broken(State::Waiting, F::HELD), Reconnect);
         assert_eq!(
-            broken(State::Initializing, HELD | HANDSHAKING),
+            broken(State::Waiting, F::HELD | F::HANDSHAKING),
             RetryHandshake
         );
         assert_eq!(
-            broken(State::TlsHandshaking, HELD | HANDSHAKING),
+            broken(State::Initializing, F::HELD | F::HANDSHAKING),
             RetryHandshake
         );
         assert_eq!(
-            broken(State::TlsHandshaking, HANDSHAKING),
+            broken(State::TlsHandshaking, F::HELD | F::HANDSHAKING),
+            RetryHandshake
+        );
+        assert_eq!(
+            broken(State::TlsHandshaking, F::HANDSHAKING),
             FailedForGood {
                 initialize_sent: false
             }
         );
         assert_eq!(
-            broken(State::Initialized, HANDSHAKING),
+            broken(State::Initialized, F::HANDSHAKING),
             FailedForGood {
                 initialize_sent: true
             }

@@ -10,11 +10,12 @@
 //! the socket straight into that slot, then (linked) TCP_NODELAY by uring_cmd setsockopt,
 //! SO_REUSEADDR and IORING_OP_BIND when a source address is planned, and IORING_OP_CONNECT.
 //! Completion ownership: `chain_pending` counts the chain's outstanding completions and the
-//! `RECV_ARMED`/`SEND_IN_FLIGHT`/`SHUTDOWN_IN_FLIGHT`/`CLOSE_SUBMITTED` flags the rest; a slot is
+//! `F::RECV_ARMED`/`F::SEND_IN_FLIGHT`/`F::SHUTDOWN_IN_FLIGHT`/`F::CLOSE_SUBMITTED` flags the rest; a slot is
 //! closed only when all are clear, and reused (new socket, new generation) only after its
 //! Close completes, so a late completion never lands on a reused slot (the generation in
 //! `user_data` asserts it).
 
+use super::conn::ConnFlags as F;
 use super::conn::*;
 use super::metrics::{Counter, ShardMetrics};
 use super::plan::{EnginePlan, ShardPlan};
@@ -91,7 +92,7 @@ pub struct Shared {
     pub failed: Vec<AtomicU64>,
     /// Load requests awaiting their response.
     pub in_flight: Vec<AtomicU64>,
-    /// Held sessions not answering since they lost their connection (see `DOWN`).
+    /// Held sessions not answering since they lost their connection (see `F::DOWN`).
     pub down: Vec<AtomicU64>,
     /// Phased runs: the sequence number of `command` (0 = none yet: single-phase run).
     pub command_seq: AtomicU64,
@@ -100,7 +101,7 @@ pub struct Shared {
     pub acked: Vec<AtomicU64>,
     /// 1 once a shard has sent DELETE for every idle held session and every answer is in.
     pub deletes_done: Vec<AtomicU64>,
-    /// Load requests in flight longer than the command's `stall_after` on sessions not `DOWN`
+    /// Load requests in flight longer than the command's `stall_after` on sessions not `F::DOWN`
     /// (refreshed every sweep).
     pub stalled: Vec<AtomicU64>,
     /// Send time (ns since `epoch`) of the oldest load request in flight; 0 = none (refreshed
@@ -671,7 +672,7 @@ impl<'a> Shard<'a> {
         for r in 0..self.rings.len() {
             for slot in 0..self.rings[r].conns.len() as u32 {
                 let conn = &self.rings[r].conns[slot as usize];
-                if conn.flags & SETTLED == 0 && conn.state != State::Free {
+                if !conn.flags.intersects(F::SETTLED) && conn.state != State::Free {
                     self.connection_broke(r, slot, Counter::error_ramp_timeout);
                 }
             }
@@ -795,7 +796,7 @@ impl<'a> Shard<'a> {
         for r in 0..self.rings.len() {
             for slot in 0..self.rings[r].conns.len() as u32 {
                 let conn = &self.rings[r].conns[slot as usize];
-                if conn.flags & HELD == 0
+                if !conn.flags.intersects(F::HELD)
                     || !matches!(conn.state, State::Ready | State::Awaiting | State::Waiting)
                 {
                     continue;
@@ -824,9 +825,9 @@ impl<'a> Shard<'a> {
         let conn = &mut self.rings[r].conns[slot as usize];
         let generation = conn.generation;
         conn_set_state(conn, State::Closing);
-        conn.flags |= RECONNECT;
+        conn.flags |= F::RECONNECT;
         conn.chain_pending += 1;
-        let recv_armed = conn.flags & RECV_ARMED != 0;
+        let recv_armed = conn.flags.intersects(F::RECV_ARMED);
         let linger = opcode::SetSockOpt::new(
             types::Fixed(slot),
             libc::SOL_SOCKET as u32,
@@ -1061,7 +1062,7 @@ impl<'a> Shard<'a> {
                     self.fail_request(r, slot, Counter::error_unfinished_at_end, false);
                 }
                 let conn = &mut self.rings[r].conns[slot as usize];
-                conn.flags &= !RECONNECT;
+                conn.flags &= !F::RECONNECT;
                 if conn.state != State::Closing {
                     self.begin_close(r, slot, false);
                 }
@@ -1201,10 +1202,10 @@ impl<'a> Shard<'a> {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.generation = conn.generation.wrapping_add(1);
         conn.state = State::Connecting;
-        conn.flags &= KEPT_ACROSS_RECONNECT;
+        conn.flags &= F::KEPT_ACROSS_RECONNECT;
         conn.chain_pending = if source.is_some() { 5 } else { 3 };
         let generation = conn.generation;
-        conn.flags |= HANDSHAKING;
+        conn.flags |= F::HANDSHAKING;
         self.handshakes += 1;
         self.open_conns += 1;
         self.metrics.incr(Counter::connect_attempts);
@@ -1295,26 +1296,27 @@ impl<'a> Shard<'a> {
         }
         if op != Op::Connect {
             if first_failure {
-                conn.flags |= CHAIN_FAILED;
+                conn.flags |= F::CHAIN_FAILED;
             }
             return;
         }
-        let chain_failed = res < 0 || conn.flags & CHAIN_FAILED != 0;
-        conn.flags &= !CHAIN_FAILED;
+        let chain_failed = res < 0 || conn.flags.intersects(F::CHAIN_FAILED);
+        conn.flags &= !F::CHAIN_FAILED;
         if chain_failed {
-            if res == -libc::ECANCELED && conn.flags & CONNECT_TIMED_OUT != 0 {
+            if res == -libc::ECANCELED && conn.flags.intersects(F::CONNECT_TIMED_OUT) {
                 self.metrics.incr(Counter::error_connect_timeout);
             }
             self.end_handshake(r, slot);
-            // Nothing was established. `method` counts the failed attempts while connecting.
+            // Nothing was established.
             let conn = &mut self.rings[r].conns[slot as usize];
             // In a phased run a held session keeps trying (a restarted server comes back);
             // the coordinator's deadlines end the run.
-            let retry = (conn.method < self.plan.connect_retries || conn.flags & HELD != 0)
+            let retry = (conn.connect_failures < self.plan.connect_retries
+                || conn.flags.intersects(F::HELD))
                 && matches!(self.phase, Phase::Ramp | Phase::Load);
             if retry {
-                conn.method = conn.method.saturating_add(1);
-                conn.flags |= BACKOFF;
+                conn.connect_failures = conn.connect_failures.saturating_add(1);
+                conn.flags |= F::BACKOFF;
                 self.metrics.incr(Counter::connect_retries);
                 self.begin_close(r, slot, true);
             } else {
@@ -1323,7 +1325,7 @@ impl<'a> Shard<'a> {
             }
             return;
         }
-        conn.method = 0;
+        conn.connect_failures = 0;
         let latency_us = (self.now_ns.saturating_sub(conn.sent_ns) / 1000).max(1);
         self.metrics.connect.saturating_record(latency_us);
         self.metrics.incr(Counter::connects_ok);
@@ -1374,7 +1376,11 @@ impl<'a> Shard<'a> {
         conn_set_state(conn, State::TlsHandshaking);
         conn.sent_ns = self.now_ns;
         self.send_tls_output(r, slot);
-        if !self.plan.recv_multishot && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0 {
+        if !self.plan.recv_multishot
+            && !self.rings[r].conns[slot as usize]
+                .flags
+                .intersects(F::RECV_ARMED)
+        {
             self.arm_recv(r, slot);
         }
     }
@@ -1385,7 +1391,7 @@ impl<'a> Shard<'a> {
     /// never has a send in flight.
     fn send_tls_output(&mut self, r: usize, slot: u32) {
         let conn = &self.rings[r].conns[slot as usize];
-        if conn.flags & SEND_IN_FLIGHT != 0 || conn.state != State::TlsHandshaking {
+        if conn.flags.intersects(F::SEND_IN_FLIGHT) || conn.state != State::TlsHandshaking {
             return;
         }
         let Some(tls) = self.rings[r].tls[slot as usize].as_mut() else {
@@ -1402,7 +1408,7 @@ impl<'a> Shard<'a> {
         );
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.send_buf = buf;
-        conn.flags |= SEND_IN_FLIGHT;
+        conn.flags |= F::SEND_IN_FLIGHT;
         self.submit_send(r, slot, buf);
     }
 
@@ -1454,8 +1460,8 @@ impl<'a> Shard<'a> {
     /// ended. Idempotent: the flag makes the count exact whatever path gets here first.
     fn end_handshake(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
-        if conn.flags & HANDSHAKING != 0 {
-            conn.flags &= !HANDSHAKING;
+        if conn.flags.intersects(F::HANDSHAKING) {
+            conn.flags &= !F::HANDSHAKING;
             self.handshakes -= 1;
         }
     }
@@ -1463,13 +1469,13 @@ impl<'a> Shard<'a> {
     /// The connection holds a session (or, sessionless, is ready to load): count it once.
     fn establish(&mut self, r: usize, slot: u32) {
         let c = &mut self.rings[r].conns[slot as usize];
-        if c.flags & HELD == 0 {
-            c.flags |= HELD;
+        if !c.flags.intersects(F::HELD) {
+            c.flags |= F::HELD;
             self.held += 1;
             self.metrics.held_max = self.metrics.held_max.max(self.held);
         }
-        if c.flags & SETTLED == 0 {
-            c.flags |= SETTLED;
+        if !c.flags.intersects(F::SETTLED) {
+            c.flags |= F::SETTLED;
             self.settled += 1;
             self.metrics.established += 1;
             self.check_ramped();
@@ -1478,12 +1484,12 @@ impl<'a> Shard<'a> {
 
     fn settle_failed(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
-        if conn.flags & HELD != 0 {
-            conn.flags &= !HELD;
+        if conn.flags.intersects(F::HELD) {
+            conn.flags &= !F::HELD;
             self.held -= 1;
         }
-        if conn.flags & SETTLED == 0 {
-            conn.flags |= SETTLED;
+        if !conn.flags.intersects(F::SETTLED) {
+            conn.flags |= F::SETTLED;
             self.settled += 1;
             self.metrics.failed += 1;
             self.failed_for_good += 1;
@@ -1502,7 +1508,7 @@ impl<'a> Shard<'a> {
     fn arm_recv(&mut self, r: usize, slot: u32) {
         self.metrics.incr(Counter::recv_arms);
         let conn = &mut self.rings[r].conns[slot as usize];
-        conn.flags |= RECV_ARMED;
+        conn.flags |= F::RECV_ARMED;
         let user_data = UserData::new(slot, conn.generation, Op::Recv).encode();
         let entry = if self.plan.recv_multishot {
             opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP)
@@ -1521,7 +1527,7 @@ impl<'a> Shard<'a> {
             .flags(squeue::Flags::BUFFER_SELECT)
             .user_data(user_data)
         };
-        // The fixed slot stays open until Close, which waits for RECV_ARMED to clear.
+        // The fixed slot stays open until Close, which waits for F::RECV_ARMED to clear.
         self.push(r, entry);
     }
 
@@ -1531,13 +1537,13 @@ impl<'a> Shard<'a> {
         let target = index as usize % self.plan.targets.len();
         let buf = self.sends.take();
         let conn = &mut self.rings[r].conns[slot as usize];
-        assert!(conn.flags & SEND_IN_FLIGHT == 0 && conn.send_buf == NONE);
+        assert!(!conn.flags.intersects(F::SEND_IN_FLIGHT) && conn.send_buf == NONE);
         conn.id = conn.id.wrapping_add(1);
         conn.method = method as u8;
         conn.intended_ns = intended_ns;
         conn.sent_ns = self.now_ns;
         conn.send_buf = buf;
-        conn.flags |= SEND_IN_FLIGHT;
+        conn.flags |= F::SEND_IN_FLIGHT;
         let out = &mut self.sends.bufs[buf as usize];
         let template = &self.plan.templates[target].by_method[method as usize];
         let RingSlot { conns, tls, .. } = &mut self.rings[r];
@@ -1558,7 +1564,11 @@ impl<'a> Shard<'a> {
         }
         self.metrics.add_to(Counter::bytes_sent, out.len() as u64);
         self.submit_send(r, slot, buf);
-        if !self.plan.recv_multishot && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0 {
+        if !self.plan.recv_multishot
+            && !self.rings[r].conns[slot as usize]
+                .flags
+                .intersects(F::RECV_ARMED)
+        {
             self.arm_recv(r, slot);
         }
     }
@@ -1578,7 +1588,7 @@ impl<'a> Shard<'a> {
 
     fn on_send(&mut self, r: usize, slot: u32, res: i32) {
         let conn = &mut self.rings[r].conns[slot as usize];
-        conn.flags &= !SEND_IN_FLIGHT;
+        conn.flags &= !F::SEND_IN_FLIGHT;
         let buf = conn.send_buf;
         assert!(buf != NONE, "send completion without a send buffer");
         if res < 0 {
@@ -1594,7 +1604,7 @@ impl<'a> Shard<'a> {
         }
         self.sends.sent[buf as usize] += res as usize;
         if self.sends.sent[buf as usize] < self.sends.bufs[buf as usize].len() {
-            self.rings[r].conns[slot as usize].flags |= SEND_IN_FLIGHT;
+            self.rings[r].conns[slot as usize].flags |= F::SEND_IN_FLIGHT;
             self.submit_send(r, slot, buf);
             return;
         }
@@ -1613,7 +1623,8 @@ impl<'a> Shard<'a> {
             .as_mut()
             .is_some_and(|tls| !tls.is_handshaking() && !tls.wants_write());
         let conn = &self.rings[r].conns[slot as usize];
-        if conn.state == State::TlsHandshaking && conn.flags & SEND_IN_FLIGHT == 0 && done {
+        if conn.state == State::TlsHandshaking && !conn.flags.intersects(F::SEND_IN_FLIGHT) && done
+        {
             self.transport_ready(r, slot);
         }
     }
@@ -1683,8 +1694,8 @@ impl<'a> Shard<'a> {
     /// A held session stops answering (its session or connection is lost).
     fn mark_down(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
-        if conn.flags & (HELD | DOWN) == HELD {
-            conn.flags |= DOWN;
+        if conn.flags & (F::HELD | F::DOWN) == F::HELD {
+            conn.flags |= F::DOWN;
             self.down += 1;
         }
     }
@@ -1692,8 +1703,8 @@ impl<'a> Shard<'a> {
     /// The session answered: it is no longer down.
     fn answered(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
-        if conn.flags & DOWN != 0 {
-            conn.flags &= !DOWN;
+        if conn.flags.intersects(F::DOWN) {
+            conn.flags &= !F::DOWN;
             self.down -= 1;
         }
     }
@@ -1720,7 +1731,10 @@ impl<'a> Shard<'a> {
             let (r, slot) = (self.delete_ring, self.delete_slot);
             self.delete_slot += 1;
             let conn = &mut self.rings[r].conns[slot as usize];
-            if conn.flags & HELD == 0 || conn.state != State::Ready || conn.session.is_empty() {
+            if !conn.flags.intersects(F::HELD)
+                || conn.state != State::Ready
+                || conn.session.is_empty()
+            {
                 continue;
             }
             self.start_request(r, slot, Method::Delete, self.now_ns);
@@ -1741,8 +1755,8 @@ impl<'a> Shard<'a> {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.session = SessionId::EMPTY;
         conn_set_state(conn, State::Ready);
-        if conn.flags & HELD != 0 {
-            conn.flags &= !HELD;
+        if conn.flags.intersects(F::HELD) {
+            conn.flags &= !F::HELD;
             self.held -= 1;
         }
         self.answered(r, slot);
@@ -1752,7 +1766,7 @@ impl<'a> Shard<'a> {
     fn become_ready(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn_set_state(conn, State::Ready);
-        if self.phase == Phase::Load && conn.flags & DOWN != 0 {
+        if self.phase == Phase::Load && conn.flags.intersects(F::DOWN) {
             // A session back after losing its connection: probe it with a request of the
             // mix at once, so the recovery time measures the server, not the wait for its
             // turn in the load. If it is still linked in the idle FIFO, the pop skips it
@@ -1762,7 +1776,7 @@ impl<'a> Shard<'a> {
             self.start_request(r, slot, method, self.now_ns);
             return;
         }
-        if conn.flags & IDLE_QUEUED != 0 {
+        if conn.flags.intersects(F::IDLE_QUEUED) {
             return; // still linked from before a reconnect: the pop will find it Ready
         }
         if self.idle_head == NONE && self.phase == Phase::Load && self.rate_per_s > 0 {
@@ -1770,7 +1784,7 @@ impl<'a> Shard<'a> {
             self.drop_due(Counter::dropped_no_idle_session);
         }
         let conn = &mut self.rings[r].conns[slot as usize];
-        conn.flags |= IDLE_QUEUED;
+        conn.flags |= F::IDLE_QUEUED;
         conn.next_idle = NONE;
         let index = r as u32 * self.plan.slots_per_ring + slot;
         if self.idle_tail == NONE {
@@ -1796,8 +1810,8 @@ impl<'a> Shard<'a> {
         }
         let (r, slot) = self.split_index(self.idle_head);
         let conn = &mut self.rings[r].conns[slot as usize];
-        assert!(conn.flags & IDLE_QUEUED != 0, "idle list corrupted");
-        conn.flags &= !IDLE_QUEUED;
+        assert!(conn.flags.intersects(F::IDLE_QUEUED), "idle list corrupted");
+        conn.flags &= !F::IDLE_QUEUED;
         self.idle_head = conn.next_idle;
         if self.idle_head == NONE {
             self.idle_tail = NONE;
@@ -1859,8 +1873,8 @@ impl<'a> Shard<'a> {
         }
         // Reconnect what was established (the session, if any, is kept; a stateless 2025
         // server gets a new initialize).
-        let keep =
-            self.phase != Phase::Closing && self.rings[r].conns[slot as usize].flags & HELD != 0;
+        let keep = self.phase != Phase::Closing
+            && self.rings[r].conns[slot as usize].flags.intersects(F::HELD);
         self.begin_close(r, slot, keep);
     }
 
@@ -1869,7 +1883,7 @@ impl<'a> Shard<'a> {
     fn on_recv(&mut self, r: usize, slot: u32, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         if !more {
-            self.rings[r].conns[slot as usize].flags &= !RECV_ARMED;
+            self.rings[r].conns[slot as usize].flags &= !F::RECV_ARMED;
         }
         if res <= 0 {
             if res == -libc::ENOBUFS {
@@ -1891,7 +1905,9 @@ impl<'a> Shard<'a> {
         if !self.rings[r].tls.is_empty() {
             self.on_recv_tls(r, slot, bid, len);
             if !more
-                && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0
+                && !self.rings[r].conns[slot as usize]
+                    .flags
+                    .intersects(F::RECV_ARMED)
                 && self.wants_recv(r, slot)
             {
                 self.arm_recv(r, slot);
@@ -1913,7 +1929,9 @@ impl<'a> Shard<'a> {
         self.rings[r].ring.bufs.recycle(bid);
         self.act_on(r, slot, fed);
         if !more
-            && self.rings[r].conns[slot as usize].flags & RECV_ARMED == 0
+            && !self.rings[r].conns[slot as usize]
+                .flags
+                .intersects(F::RECV_ARMED)
             && self.wants_recv(r, slot)
         {
             self.arm_recv(r, slot);
@@ -1972,7 +1990,7 @@ impl<'a> Shard<'a> {
         }
         if res == 0 && conn.spill != NONE {
             // A response delimited by the close may now be complete.
-            conn.flags |= PEER_EOF;
+            conn.flags |= F::PEER_EOF;
             let fed = feed(
                 conn,
                 &[],
@@ -1996,11 +2014,11 @@ impl<'a> Shard<'a> {
         let state = self.rings[r].conns[slot as usize].state;
         match (state, cause) {
             (State::Ready, None) | (State::Waiting, None)
-                if self.rings[r].conns[slot as usize].flags & HELD != 0 =>
+                if self.rings[r].conns[slot as usize].flags.intersects(F::HELD) =>
             {
                 // The server closed an idle keep-alive connection: reconnect, keep the session.
                 self.metrics.incr(Counter::reconnects_idle_close);
-                self.rings[r].conns[slot as usize].flags |= ORDERLY_CLOSE;
+                self.rings[r].conns[slot as usize].flags |= F::ORDERLY_CLOSE;
                 let keep = self.phase != Phase::Closing;
                 self.begin_close(r, slot, keep);
             }
@@ -2033,7 +2051,7 @@ impl<'a> Shard<'a> {
         self.metrics
             .add_to(Counter::sse_priming_events, summary.priming_events as u64);
         let conn = self.rings[r].conns[slot as usize];
-        if conn.flags & SEND_IN_FLIGHT != 0 {
+        if conn.flags.intersects(F::SEND_IN_FLIGHT) {
             // A response before our request was even sent: the peer is not answering us.
             self.connection_broke(r, slot, Counter::error_unexpected_bytes);
             return;
@@ -2108,7 +2126,7 @@ impl<'a> Shard<'a> {
                     c.session = SessionId::EMPTY;
                     if summary.keep_alive {
                         conn_set_state(c, State::Initializing);
-                        c.flags |= HANDSHAKING;
+                        c.flags |= F::HANDSHAKING;
                         self.handshakes += 1;
                         self.send_request(r, slot, Method::Initialize, self.now_ns);
                     } else {
@@ -2171,10 +2189,14 @@ impl<'a> Shard<'a> {
     /// The connection is idle again: queue it for a request, or reconnect when the server
     /// said it will close.
     fn after_response(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
-        if !summary.keep_alive || self.rings[r].conns[slot as usize].flags & PEER_EOF != 0 {
+        if !summary.keep_alive
+            || self.rings[r].conns[slot as usize]
+                .flags
+                .intersects(F::PEER_EOF)
+        {
             self.metrics.incr(Counter::reconnects_connection_close);
             let keep = self.phase != Phase::Closing;
-            self.rings[r].conns[slot as usize].flags |= ORDERLY_CLOSE;
+            self.rings[r].conns[slot as usize].flags |= F::ORDERLY_CLOSE;
             conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
             self.begin_close(r, slot, keep);
             return;
@@ -2211,7 +2233,7 @@ impl<'a> Shard<'a> {
             if conn.generation != generation || conn.state != State::Waiting {
                 continue;
             }
-            if conn.flags & HANDSHAKING == 0 {
+            if !conn.flags.intersects(F::HANDSHAKING) {
                 self.become_ready(r, slot);
             } else {
                 conn_set_state(&mut self.rings[r].conns[slot as usize], State::Initializing);
@@ -2247,11 +2269,11 @@ impl<'a> Shard<'a> {
         }
         conn_set_state(conn, State::Closing);
         if reconnect {
-            conn.flags |= RECONNECT;
+            conn.flags |= F::RECONNECT;
         }
         let generation = conn.generation;
-        if conn.chain_pending > 0 && conn.flags & CANCEL_SUBMITTED == 0 {
-            conn.flags |= CANCEL_SUBMITTED;
+        if conn.chain_pending > 0 && !conn.flags.intersects(F::CANCEL_SUBMITTED) {
+            conn.flags |= F::CANCEL_SUBMITTED;
             let entry =
                 opcode::AsyncCancel::new(UserData::new(slot, generation, Op::Connect).encode())
                     .build()
@@ -2259,8 +2281,8 @@ impl<'a> Shard<'a> {
             self.push(r, entry);
         }
         let conn = &mut self.rings[r].conns[slot as usize];
-        if conn.flags & RECV_ARMED != 0 && conn.flags & SHUTDOWN_IN_FLIGHT == 0 {
-            conn.flags |= SHUTDOWN_IN_FLIGHT;
+        if conn.flags.intersects(F::RECV_ARMED) && !conn.flags.intersects(F::SHUTDOWN_IN_FLIGHT) {
+            conn.flags |= F::SHUTDOWN_IN_FLIGHT;
             let entry = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_RDWR)
                 .build()
                 .user_data(UserData::new(slot, generation, Op::Shutdown).encode());
@@ -2274,12 +2296,13 @@ impl<'a> Shard<'a> {
         let conn = &mut self.rings[r].conns[slot as usize];
         if conn.state != State::Closing
             || conn.chain_pending > 0
-            || conn.flags & (RECV_ARMED | SEND_IN_FLIGHT | SHUTDOWN_IN_FLIGHT | CLOSE_SUBMITTED)
-                != 0
+            || conn.flags.intersects(
+                F::RECV_ARMED | F::SEND_IN_FLIGHT | F::SHUTDOWN_IN_FLIGHT | F::CLOSE_SUBMITTED,
+            )
         {
             return;
         }
-        conn.flags |= CLOSE_SUBMITTED;
+        conn.flags |= F::CLOSE_SUBMITTED;
         let entry = opcode::Close::new(types::Fixed(slot))
             .build()
             .user_data(UserData::new(slot, conn.generation, Op::Close).encode());
@@ -2302,22 +2325,22 @@ impl<'a> Shard<'a> {
             conn.send_buf = NONE;
         }
         self.open_conns -= 1;
-        let reconnect = conn.flags & RECONNECT != 0 && self.phase != Phase::Closing;
-        let orderly = conn.flags & ORDERLY_CLOSE != 0 && !self.fault_window;
-        conn.flags &= KEPT_ACROSS_RECONNECT;
-        if reconnect && !orderly && conn.flags & (HELD | DOWN) == HELD {
-            conn.flags |= DOWN;
+        let reconnect = conn.flags.intersects(F::RECONNECT) && self.phase != Phase::Closing;
+        let orderly = conn.flags.intersects(F::ORDERLY_CLOSE) && !self.fault_window;
+        conn.flags &= F::KEPT_ACROSS_RECONNECT;
+        if reconnect && !orderly && conn.flags & (F::HELD | F::DOWN) == F::HELD {
+            conn.flags |= F::DOWN;
             self.down += 1;
-        } else if !reconnect && conn.flags & DOWN != 0 {
-            conn.flags &= !DOWN;
+        } else if !reconnect && conn.flags.intersects(F::DOWN) {
+            conn.flags &= !F::DOWN;
             self.down -= 1;
         }
         conn.chain_pending = 0;
-        if reconnect && conn.flags & BACKOFF != 0 {
-            conn.flags &= !BACKOFF;
+        if reconnect && conn.flags.intersects(F::BACKOFF) {
+            conn.flags &= !F::BACKOFF;
             conn_set_state(conn, State::Free);
-            let mut attempt = conn.method - 1;
-            if conn.flags & HELD != 0 {
+            let mut attempt = conn.connect_failures - 1;
+            if conn.flags.intersects(F::HELD) {
                 // A held session retries without limit (phased run): keep its backoff short,
                 // so a server back from a fault is found within ~0.6 s, not after 5 s.
                 attempt = attempt.min(HELD_RETRY_ATTEMPT_MAX);
@@ -2326,16 +2349,16 @@ impl<'a> Shard<'a> {
             self.retries
                 .push(Reverse((due_ns, r as u16, slot, conn.generation)));
         } else if reconnect {
-            conn.method = 0; // a fresh connect: no failed attempts yet
+            conn.connect_failures = 0; // a fresh connect: no failed attempts yet
             conn_set_state(conn, State::Free);
             self.reconnects.push_back((r as u16, slot, conn.generation));
-        } else if conn.flags & HELD != 0 && self.phase == Phase::Closing {
+        } else if conn.flags.intersects(F::HELD) && self.phase == Phase::Closing {
             conn_set_state(conn, State::Done);
         } else {
             conn_set_state(conn, State::Failed);
             // A connection that held a session and cannot reconnect no longer holds it.
-            if conn.flags & HELD != 0 {
-                conn.flags &= !HELD;
+            if conn.flags.intersects(F::HELD) {
+                conn.flags &= !F::HELD;
                 self.held -= 1;
             }
         }
@@ -2368,9 +2391,9 @@ impl<'a> Shard<'a> {
                     State::Connecting
                         if waited_ns > connect_timeout_ns
                             && conn.chain_pending > 0
-                            && conn.flags & CANCEL_SUBMITTED == 0 =>
+                            && !conn.flags.intersects(F::CANCEL_SUBMITTED) =>
                     {
-                        conn.flags |= CONNECT_TIMED_OUT | CANCEL_SUBMITTED;
+                        conn.flags |= F::CONNECT_TIMED_OUT | F::CANCEL_SUBMITTED;
                         let generation = conn.generation;
                         let entry = opcode::AsyncCancel::new(
                             UserData::new(slot, generation, Op::Connect).encode(),
@@ -2391,7 +2414,7 @@ impl<'a> Shard<'a> {
                         oldest_sent_ns = oldest_sent_ns.min(conn.sent_ns);
                         if self.stall_after_ns > 0
                             && waited_ns > self.stall_after_ns
-                            && conn.flags & DOWN == 0
+                            && !conn.flags.intersects(F::DOWN)
                         {
                             stalled += 1;
                         }
@@ -2437,7 +2460,7 @@ impl<'a> Shard<'a> {
                     Op::Recv => self.on_recv(r, ud.slot, res, flags),
                     Op::Send => self.on_send(r, ud.slot, res),
                     Op::Shutdown => {
-                        self.rings[r].conns[ud.slot as usize].flags &= !SHUTDOWN_IN_FLIGHT;
+                        self.rings[r].conns[ud.slot as usize].flags &= !F::SHUTDOWN_IN_FLIGHT;
                         self.maybe_close(r, ud.slot);
                     }
                     Op::Close => self.on_close(r, ud.slot),

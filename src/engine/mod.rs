@@ -9,6 +9,7 @@
 //! `embedded.rs` (the embedded server child).
 
 pub mod conn;
+pub mod control;
 pub mod embedded;
 pub mod headers;
 pub mod metrics;
@@ -16,13 +17,15 @@ pub mod plan;
 pub mod response;
 pub mod schedule;
 pub mod shard;
+mod slab;
 pub mod target;
 pub mod template;
 pub mod timeline;
 
+use control::Shared;
 use metrics::ShardMetrics;
 use plan::EnginePlan;
-use shard::{Shard, Shared};
+use shard::Shard;
 use std::sync::atomic::Ordering;
 use timeline::TimelineMerger;
 
@@ -81,7 +84,7 @@ pub fn drive<T>(
     plan: &EnginePlan,
     features: &crate::ring::KernelFeatures,
     shared: &Shared,
-    segments: Option<std::sync::mpsc::Sender<shard::SegmentMetrics>>,
+    segments: Option<std::sync::mpsc::Sender<control::SegmentMetrics>>,
     coordinate: impl FnOnce(&mut TimelineFeed) -> T,
 ) -> Result<Driven<T>, String> {
     let (timeline_sender, timeline_receiver) = std::sync::mpsc::channel();

@@ -17,10 +17,12 @@
 
 use super::conn::ConnFlags as F;
 use super::conn::*;
+use super::control::{SegmentMetrics, Shared};
 use super::metrics::{Counter, ShardMetrics};
 use super::plan::{EnginePlan, ShardPlan};
 use super::response::{ReadError, ResponseSummary, Scratch, SessionId};
 use super::schedule::{Mix, Pacer, Rng, backoff_ns};
+use super::slab::Slab;
 use super::template::Method;
 use super::timeline::SecondSlice;
 use crate::proto::http_response::ResponseError;
@@ -32,152 +34,9 @@ use io_uring::{cqueue, opcode, squeue, types};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
-use std::time::{Duration, Instant};
-
-/// What the coordinator of a phased run asks of every shard (`Shared::publish`). A shard
-/// applies a new command at the top of its loop and acknowledges its sequence number.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Command {
-    /// Measurement segment: when it changes, the shard hands its metrics for the previous
-    /// segment to the coordinator (a phase, or a step of the performance phase).
-    pub segment: u32,
-    /// Phase name stamped on the per-second slices.
-    pub label: &'static str,
-    /// Sessions to hold over all shards (each shard opens its share; never lowered).
-    pub hold: u64,
-    /// Send load requests.
-    pub load: bool,
-    /// Offered requests/s over all shards; 0 = closed loop.
-    pub rate_per_s: u64,
-    /// Abortively close this share (0–1) of the held connections once, when the command is
-    /// applied; they reconnect and keep their session.
-    pub drop_fraction: f64,
-    /// End every idle held session with `DELETE` and close its connection (cool_down).
-    pub delete_sessions: bool,
-    /// A request in flight longer than this counts as stalled (its session is not answering);
-    /// zero = not judged.
-    pub stall_after: Duration,
-    /// A new value marks the fault instant: each shard notes the first success of a request
-    /// sent after it (`Shared::first_ok_after_mark_ns`).
-    pub mark: u64,
-    /// Closed loop: at most this many load requests in flight over all shards (0 = one per
-    /// session). The baseline runs with 1: the server's unloaded service time.
-    pub in_flight_max: u64,
-    /// The ramp ran out of time (`--ramp-timeout`): every connection still without its first
-    /// session is given up (`error_ramp_timeout`, failed), and no more are opened.
-    pub ramp_over: bool,
-}
-
-/// One shard's metrics for one segment, handed over when the segment ends.
-pub struct SegmentMetrics {
-    pub segment: u32,
-    pub shard: usize,
-    pub metrics: ShardMetrics,
-}
-
-/// Coordinator ↔ shard signals. Shards write only their own slots of the per-shard vectors.
-pub struct Shared {
-    pub epoch: Instant,
-    pub shards_ready: AtomicUsize,
-    pub go_connect: AtomicBool,
-    pub stop: AtomicBool,
-    /// Sessions each shard holds right now.
-    pub held: Vec<AtomicU64>,
-    /// Connections whose first session attempt ended (established or failed for good).
-    pub settled: Vec<AtomicU64>,
-    /// Connections that failed for good without a session.
-    pub failed: Vec<AtomicU64>,
-    /// Load requests awaiting their response.
-    pub in_flight: Vec<AtomicU64>,
-    /// Held sessions not answering since they lost their connection (see `F::DOWN`).
-    pub down: Vec<AtomicU64>,
-    /// Phased runs: the sequence number of `command` (0 = none yet: single-phase run).
-    pub command_seq: AtomicU64,
-    pub command: Mutex<Command>,
-    /// The last command sequence number each shard applied.
-    pub acked: Vec<AtomicU64>,
-    /// 1 once a shard has sent DELETE for every idle held session and every answer is in.
-    pub deletes_done: Vec<AtomicU64>,
-    /// Load requests in flight longer than the command's `stall_after` on sessions not `F::DOWN`
-    /// (refreshed every sweep).
-    pub stalled: Vec<AtomicU64>,
-    /// Send time (ns since `epoch`) of the oldest load request in flight; 0 = none (refreshed
-    /// every sweep).
-    pub oldest_in_flight_sent_ns: Vec<AtomicU64>,
-    /// When the first request sent after the command's `mark` succeeded (ns since `epoch`);
-    /// 0 = none yet.
-    pub first_ok_after_mark_ns: Vec<AtomicU64>,
-    /// 1 while a shard keeps an earlier segment open (requests of it still in flight). Stored
-    /// with Release after the segment is handed over, so a reader that sees 0 with Acquire
-    /// finds the figures in the segment channel.
-    pub earlier_open: Vec<AtomicU64>,
-}
-
-impl Shared {
-    pub fn new(shards: usize) -> Shared {
-        let per_shard = || (0..shards).map(|_| AtomicU64::new(0)).collect();
-        Shared {
-            epoch: Instant::now(),
-            shards_ready: AtomicUsize::new(0),
-            go_connect: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            held: per_shard(),
-            settled: per_shard(),
-            failed: per_shard(),
-            in_flight: per_shard(),
-            down: per_shard(),
-            command_seq: AtomicU64::new(0),
-            command: Mutex::new(Command {
-                segment: 0,
-                label: "baseline",
-                hold: 0,
-                load: false,
-                rate_per_s: 0,
-                drop_fraction: 0.0,
-                delete_sessions: false,
-                stall_after: Duration::ZERO,
-                mark: 0,
-                in_flight_max: 0,
-                ramp_over: false,
-            }),
-            acked: per_shard(),
-            deletes_done: per_shard(),
-            stalled: per_shard(),
-            oldest_in_flight_sent_ns: per_shard(),
-            first_ok_after_mark_ns: per_shard(),
-            earlier_open: per_shard(),
-        }
-    }
-
-    /// Publishes a command for every shard; returns its sequence number.
-    pub fn publish(&self, command: Command) -> u64 {
-        let mut guard = self
-            .command
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *guard = command;
-        self.command_seq.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    /// No shard keeps an earlier segment open: every segment's figures are in the channel.
-    pub fn segments_settled(&self) -> bool {
-        self.earlier_open
-            .iter()
-            .all(|e| e.load(Ordering::Acquire) == 0)
-    }
-
-    /// Every shard has applied command `seq` (or ended).
-    pub fn all_acked(&self, seq: u64) -> bool {
-        self.acked.iter().all(|a| a.load(Ordering::SeqCst) >= seq)
-    }
-
-    pub fn sum(values: &[AtomicU64]) -> u64 {
-        values.iter().map(|v| v.load(Ordering::Relaxed)).sum()
-    }
-}
+use std::time::Duration;
 
 /// The figures of the segment before the current one, kept open while requests intended in it
 /// are still in flight, so a phase's figures cover exactly the requests intended in it
@@ -244,86 +103,6 @@ struct RingSlot {
     conns: Slab,
     /// `https://` runs: each slot's TLS layer while its connection is open (empty otherwise).
     tls: Vec<Option<Box<TlsConn>>>,
-}
-
-/// The connection slots of one ring: an anonymous mapping of `capacity` slots, filled in order
-/// as connections open. The kernel supplies each page on its first write, and huge pages are
-/// declined, so a page of memory is spent when 39 connections have opened, not before: the
-/// RSS growth per connection then shows the slab truthfully. (A `Vec` from the global
-/// allocator did not: mimalloc's segments are backed by transparent huge pages, resident in
-/// 2 MiB steps, and largely resident before the first connect.)
-struct Slab {
-    ptr: std::ptr::NonNull<Conn>,
-    len: usize,
-    capacity: usize,
-    mapped_bytes: usize,
-}
-
-impl Slab {
-    fn new(capacity: usize) -> std::io::Result<Slab> {
-        let mapped_bytes = (capacity * std::mem::size_of::<Conn>()).max(1);
-        // SAFETY: a fresh private anonymous mapping, owned by the Slab and unmapped in Drop;
-        // checked for MAP_FAILED below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                mapped_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: advice on our own mapping; failure only means huge pages may be used.
-        unsafe { libc::madvise(ptr, mapped_bytes, libc::MADV_NOHUGEPAGE) };
-        let Some(ptr) = std::ptr::NonNull::new(ptr.cast::<Conn>()) else {
-            unreachable!("mmap never returns NULL for a non-fixed mapping")
-        };
-        Ok(Slab {
-            ptr,
-            len: 0,
-            capacity,
-            mapped_bytes,
-        })
-    }
-
-    fn push(&mut self, conn: Conn) {
-        assert!(
-            self.len < self.capacity,
-            "slab sized by the plan overflowed"
-        );
-        // SAFETY: `len < capacity` slots fit the mapping; mmap memory is page-aligned, so
-        // suitably aligned for Conn; Conn is Copy (nothing to drop in the zeroed slot).
-        unsafe { self.ptr.as_ptr().add(self.len).write(conn) };
-        self.len += 1;
-    }
-}
-
-impl std::ops::Deref for Slab {
-    type Target = [Conn];
-    fn deref(&self) -> &[Conn] {
-        // SAFETY: the first `len` slots were initialized by `push`; the mapping lives as long
-        // as `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl std::ops::DerefMut for Slab {
-    fn deref_mut(&mut self) -> &mut [Conn] {
-        // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Slab {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, with its length; the Ring that referenced these
-        // slots' descriptors is dropped before (field order in RingSlot: `ring` first).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped_bytes) };
-    }
 }
 
 /// Where a run is.
@@ -2474,40 +2253,7 @@ impl<'a> Shard<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slab_grows_in_place_and_pages_in_lazily() {
-        let mut slab = Slab::new(100_000).unwrap();
-        assert_eq!(slab.len(), 0);
-        let first = slab.ptr.as_ptr();
-        for id in 0..1000 {
-            slab.push(Conn { id, ..Conn::FREE });
-        }
-        assert_eq!(slab.len(), 1000);
-        assert_eq!(slab[999].id, 999);
-        slab[5].id = 77;
-        assert_eq!(slab[5].id, 77);
-        assert_eq!(slab.ptr.as_ptr(), first, "never moves");
-        // Only the pages written are resident: mincore over the whole mapping.
-        let page = 4096;
-        let pages = slab.mapped_bytes.div_ceil(page);
-        let mut resident = vec![0u8; pages];
-        // SAFETY: mincore reads our own mapping's residency into `resident` (one byte a page).
-        let rc = unsafe {
-            libc::mincore(
-                slab.ptr.as_ptr().cast(),
-                slab.mapped_bytes,
-                resident.as_mut_ptr(),
-            )
-        };
-        assert_eq!(rc, 0);
-        let resident_pages = resident.iter().filter(|&&r| r & 1 != 0).count();
-        let written_pages = (1000 * std::mem::size_of::<Conn>()).div_ceil(page);
-        assert!(
-            resident_pages <= written_pages + 1,
-            "{resident_pages} pages resident for {written_pages} written"
-        );
-    }
+    use std::time::Instant;
 
     /// The connect chain's socket options go through IORING_OP_URING_CMD setsockopt on a
     /// fixed file. The kernel reads options back this way only at SOL_SOCKET, so SO_RCVBUF

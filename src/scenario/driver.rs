@@ -11,10 +11,10 @@
 
 use super::logic::Fault;
 use super::progress::Progress;
+use crate::engine::control::{Command, SegmentMetrics, Shared};
 use crate::engine::embedded::EmbeddedServer;
 use crate::engine::metrics::ShardMetrics;
 use crate::engine::plan::EnginePlan;
-use crate::engine::shard::{Command, SegmentMetrics, Shared};
 use crate::report::{PhaseReport, PhaseStatus, sla::SlaSpec};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

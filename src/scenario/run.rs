@@ -6,10 +6,10 @@
 pub use super::driver::PhasedOptions;
 use super::driver::{Driver, Halt, Segment};
 use super::logic::Fault;
+use crate::engine::control::Shared;
 use crate::engine::embedded::EmbeddedServer;
 use crate::engine::metrics::{Counter, ShardMetrics};
 use crate::engine::plan::EnginePlan;
-use crate::engine::shard::Shared;
 use crate::report::{self, Leak, MachineInfo, PhaseStatus, RunReport};
 use std::time::Duration;
 

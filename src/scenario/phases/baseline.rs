@@ -4,7 +4,7 @@
 //! no session at all stops the run (exit 2) with what the target did instead.
 
 use crate::engine::TimelineFeed;
-use crate::engine::shard::Shared;
+use crate::engine::control::Shared;
 use crate::report::PhaseStatus;
 use crate::scenario::driver::{Driver, Halt, Segment, Step};
 use crate::scenario::logic;
@@ -15,7 +15,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     let sessions = logic::baseline_sessions(d.connections());
     d.begin("baseline", Segment::Baseline);
     d.current().report.sessions.target = sessions;
-    let open = crate::engine::shard::Command {
+    let open = crate::engine::control::Command {
         hold: sessions,
         ..d.command_for(Segment::Baseline, "baseline")
     };
@@ -40,7 +40,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     }
     d.command(
         feed,
-        crate::engine::shard::Command {
+        crate::engine::control::Command {
             load: true,
             in_flight_max: 1,
             ..open

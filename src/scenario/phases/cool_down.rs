@@ -3,7 +3,7 @@
 //! baseline is the leak check (taken by `run` once the shards have closed everything).
 
 use crate::engine::TimelineFeed;
-use crate::engine::shard::{Command, Shared};
+use crate::engine::control::{Command, Shared};
 use crate::scenario::driver::{DRAIN_MAX, Driver, Segment, Step};
 use std::time::Duration;
 

@@ -103,7 +103,7 @@ fn run_step(
     d.current().segments.push(Segment::Step(k).id());
     d.command(
         feed,
-        crate::engine::shard::Command {
+        crate::engine::control::Command {
             load: true,
             rate_per_s: offered as u64,
             ..d.command_for(Segment::Step(k), "performance")

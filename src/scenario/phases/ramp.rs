@@ -4,8 +4,8 @@
 //! the sustained phase offers a share of it (`logic::SUSTAINED_SHARE_OF_PROBE`).
 
 use crate::engine::TimelineFeed;
+use crate::engine::control::Shared;
 use crate::engine::metrics::Counter;
-use crate::engine::shard::Shared;
 use crate::report::{PhaseStatus, RateProbe};
 use crate::scenario::driver::{Driver, Halt, Segment, Step};
 use crate::scenario::{figures, logic};
@@ -21,7 +21,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     let ramp_start = Instant::now();
     d.command(
         feed,
-        crate::engine::shard::Command {
+        crate::engine::control::Command {
             hold: n,
             ..d.command_for(Segment::Ramp, "ramp_up")
         },
@@ -103,7 +103,7 @@ fn probe_rate(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     let probe_start = Instant::now();
     d.command(
         feed,
-        crate::engine::shard::Command {
+        crate::engine::control::Command {
             load: true,
             in_flight_max,
             ..d.command_for(Segment::RateProbe, "ramp_up")

@@ -7,7 +7,7 @@
 //! phase (what limited a slow recovery).
 
 use crate::engine::TimelineFeed;
-use crate::engine::shard::Command;
+use crate::engine::control::Command;
 use crate::report::{PhaseStatus, Recovery};
 use crate::scenario::driver::{Driver, SAMPLE_INTERVAL, Segment, Step};
 use crate::scenario::figures;

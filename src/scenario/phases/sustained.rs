@@ -22,7 +22,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     let server_cpu_start = d.server_pid.and_then(crate::engine::process_cpu_us);
     d.command(
         feed,
-        crate::engine::shard::Command {
+        crate::engine::control::Command {
             load: true,
             rate_per_s: rate,
             ..d.command_for(Segment::Sustained, "sustained")

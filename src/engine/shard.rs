@@ -1,7 +1,9 @@
 //! One client shard: a thread pinned to a CPU that owns a slice of the connections, spread over
 //! as many rings as the slice needs (a ring's direct-descriptor table is capped at
-//! RLIMIT_NOFILE). Part of `engine/`; the wire decisions are in `response.rs`, `template.rs` and
-//! `proto/`, the pacing in `schedule.rs`.
+//! RLIMIT_NOFILE). Part of `engine/`: this file is the ring plumbing and the dispatch of
+//! completions; what a connection's bytes and answers mean is decided in `conn.rs` (I/O-free),
+//! the wire in `response.rs`, `template.rs` and `proto/`, TLS in `tls/`, the pacing in
+//! `schedule.rs`, the coordinator's commands in `control.rs`.
 //!
 //! Rings: the first ring (leader) is the one the thread blocks on; every follower is watched by
 //! a multishot POLL_ADD on its fd submitted to the leader, exactly as in `server/shard.rs`.
@@ -10,8 +12,8 @@
 //! the socket straight into that slot, then (linked) TCP_NODELAY by uring_cmd setsockopt,
 //! SO_REUSEADDR and IORING_OP_BIND when a source address is planned, and IORING_OP_CONNECT.
 //! Completion ownership: `chain_pending` counts the chain's outstanding completions and the
-//! `F::RECV_ARMED`/`F::SEND_IN_FLIGHT`/`F::SHUTDOWN_IN_FLIGHT`/`F::CLOSE_SUBMITTED` flags the rest; a slot is
-//! closed only when all are clear, and reused (new socket, new generation) only after its
+//! RECV_ARMED / SEND_IN_FLIGHT / SHUTDOWN_IN_FLIGHT / CLOSE_SUBMITTED flags the rest; a slot
+//! is closed only when all are clear, and reused (new socket, new generation) only after its
 //! Close completes, so a late completion never lands on a reused slot (the generation in
 //! `user_data` asserts it).
 

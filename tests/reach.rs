@@ -671,3 +671,26 @@ fn reconnects_after_a_fault_resume_tls_sessions() {
         r.text
     );
 }
+
+/// https:// against a server that speaks plain HTTP: the answer to the ClientHello is not TLS,
+/// counted as `tls_protocol`, and the run says what to check (exit 2).
+#[test]
+fn https_against_a_plaintext_server_is_a_tls_protocol_error() {
+    let server = Server::start(&[]);
+    let url = format!("https://{}/mcp", server.addr);
+    let r = run(
+        "tls-vs-plain",
+        &[&url, "--insecure", "--connections", "5"],
+        &[],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.text);
+    assert!(
+        r.report()["errors_by_cause"]["tls_protocol"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("does the server speak TLS"), "{}", r.text);
+}

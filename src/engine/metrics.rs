@@ -87,6 +87,8 @@ counters! {
     error_tls_protocol,
     /// The TLS handshake did not finish within `--connect-timeout`.
     error_tls_handshake_timeout,
+    /// The server closed the connection in the middle of a TLS record.
+    error_tls_truncated,
     /// 401: the server wants credentials (`--header-env 'Authorization=VAR'`).
     error_http_401,
     /// 403: the credentials sent are not allowed.

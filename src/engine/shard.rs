@@ -1765,10 +1765,20 @@ impl<'a> Shard<'a> {
 
     /// EOF or a receive error.
     fn on_recv_end(&mut self, r: usize, slot: u32, res: i32) {
-        let conn = &mut self.rings[r].conns[slot as usize];
-        if conn.state == State::Closing {
+        if self.rings[r].conns[slot as usize].state == State::Closing {
             return;
         }
+        let cut_record = self.rings[r]
+            .tls
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|tls| tls.holds_partial_record());
+        if res == 0 && cut_record {
+            // The peer closed in the middle of a TLS record: whatever it carried is lost.
+            self.connection_broke(r, slot, Counter::error_tls_truncated);
+            return;
+        }
+        let conn = &mut self.rings[r].conns[slot as usize];
         if res == 0 && conn.spill != NONE {
             // A response delimited by the close may now be complete.
             conn.flags |= F::PEER_EOF;

@@ -347,11 +347,16 @@ fn explain_no_session(reason: String, metrics: Option<&ShardMetrics>, plan: &Eng
             )
         );
     }
-    if m.get(Counter::error_tls_alert) + m.get(Counter::error_tls_protocol) > 0 {
+    if m.get(Counter::error_tls_alert)
+        + m.get(Counter::error_tls_protocol)
+        + m.get(Counter::error_tls_truncated)
+        > 0
+    {
         return format!(
-            "{target}: the TLS handshake failed (alert {}, protocol error {}): does the server speak TLS 1.2/1.3 with ALPN http/1.1 on that port?",
+            "{target}: TLS failed (alert {}, protocol error {}, record cut off {}): does the server speak TLS 1.2/1.3 with ALPN http/1.1 on that port?",
             m.get(Counter::error_tls_alert),
-            m.get(Counter::error_tls_protocol)
+            m.get(Counter::error_tls_protocol),
+            m.get(Counter::error_tls_truncated)
         );
     }
     if m.get(Counter::error_http_404) > 0 {

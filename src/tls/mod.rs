@@ -239,6 +239,11 @@ impl TlsConn {
         !self.handshake_done
     }
 
+    /// Part of a record has arrived and the rest has not: an EOF now cuts a record off.
+    pub fn holds_partial_record(&self) -> bool {
+        !self.partial.is_empty()
+    }
+
     /// The handshake resumed a session (a ticket from an earlier connection).
     pub fn resumed(&self) -> bool {
         let kind = match &self.side {
@@ -513,6 +518,29 @@ mod tests {
             assert_eq!(&plain[..], &response[..], "split {at}");
             assert!(!first.peer_closed);
         }
+        let _ = std::fs::remove_file(&pki.ca_file);
+    }
+
+    /// A record cut short: nothing comes out of it, the layer says it holds part of a record
+    /// (the shard counts an EOF then as `tls_truncated`), and the rest completes it.
+    #[test]
+    fn truncated_record_is_held_and_reported() {
+        let pki = pki("truncated", &[b"http/1.1"]);
+        let mut c = client(&pki);
+        let mut s = ServerConnection::new(pki.server.clone()).unwrap();
+        handshake(&mut c, &mut s, None);
+        c.receive(&mut server_output(&mut s), &mut Vec::new())
+            .unwrap();
+        assert!(!c.holds_partial_record());
+        s.writer().write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        let mut record = server_output(&mut s);
+        let mut plain = Vec::new();
+        let half = record.len() / 2;
+        c.receive(&mut record[..half], &mut plain).unwrap();
+        assert!(plain.is_empty() && c.holds_partial_record());
+        c.receive(&mut record[half..], &mut plain).unwrap();
+        assert_eq!(&plain[..], b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(!c.holds_partial_record());
         let _ = std::fs::remove_file(&pki.ca_file);
     }
 

@@ -92,7 +92,7 @@ before=$(server_ticks)
     --connections "$connections" --rate 0 --duration "${seconds}s" --json "$tmp/mcpstorm.json" >"$tmp/mcpstorm.txt"
 after=$(server_ticks)
 stop_server
-mcp_requests=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests']['ok'])" "$tmp/mcpstorm.json")
+mcp_requests=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(next(p for p in r['phases'] if p['name'] == 'sustained')['requests']['ok'])" "$tmp/mcpstorm.json")
 read -r user sys <"$tmp/mcpstorm.time"
 row mcpstorm "$mcp_requests" "$(echo "$user + $sys" | bc -l)" "$(echo "($after - $before) / $clk_tck" | bc -l)"
 

@@ -309,6 +309,58 @@ pub(crate) fn broken(state: State, flags: ConnFlags) -> Broken {
     }
 }
 
+/// The timeouts a sweep checks a connection against, ns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) connect_ns: u64,
+    pub(crate) request_ns: u64,
+}
+
+/// What a sweep of the slab finds for one connection, `waited_ns` after its last send (or
+/// connect start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Nothing due.
+    None,
+    /// The connect chain ran past the connect timeout: cancel it (once).
+    CancelConnect,
+    /// The TLS handshake or a request ran out of time: the connection breaks with this cause.
+    Expired(Counter),
+    /// A load request is in flight and still within its time (the sweep notes its age).
+    LoadInFlight,
+}
+
+pub(crate) fn deadline(conn: &Conn, waited_ns: u64, limits: Timeouts) -> Deadline {
+    match conn.state {
+        State::Connecting
+            if waited_ns > limits.connect_ns
+                && conn.chain_pending > 0
+                && !conn.flags.intersects(F::CANCEL_SUBMITTED) =>
+        {
+            Deadline::CancelConnect
+        }
+        State::TlsHandshaking if waited_ns > limits.connect_ns => {
+            Deadline::Expired(Counter::error_tls_handshake_timeout)
+        }
+        State::Awaiting | State::Initializing | State::Initialized
+            if waited_ns > limits.request_ns =>
+        {
+            Deadline::Expired(Counter::error_request_timeout)
+        }
+        State::Awaiting if conn.method != super::template::Method::Delete as u8 => {
+            Deadline::LoadInFlight
+        }
+        _ => Deadline::None,
+    }
+}
+
+/// After a failed connect chain: try again (after a backoff) or give the connection up. A held
+/// session keeps trying while the run loads (a restarted server comes back; the coordinator's
+/// deadlines end the run); a new one gets `retries_max` more attempts.
+pub(crate) fn retry_connect(conn: &Conn, retries_max: u8, loading: bool) -> bool {
+    loading && (conn.connect_failures < retries_max || conn.flags.intersects(F::HELD))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,5 +619,74 @@ mod tests {
                 assert_eq!(conn.spill, NONE, "split {split}");
             }
         }
+    }
+
+    #[test]
+    fn deadlines_by_state() {
+        let limits = Timeouts {
+            connect_ns: 10,
+            request_ns: 100,
+        };
+        let at = |state, waited| {
+            deadline(
+                &Conn {
+                    state,
+                    chain_pending: 3,
+                    method: super::super::template::Method::Ping as u8,
+                    ..Conn::FREE
+                },
+                waited,
+                limits,
+            )
+        };
+        assert_eq!(at(State::Connecting, 5), Deadline::None);
+        assert_eq!(at(State::Connecting, 11), Deadline::CancelConnect);
+        let cancelled = Conn {
+            state: State::Connecting,
+            chain_pending: 3,
+            flags: F::CANCEL_SUBMITTED,
+            ..Conn::FREE
+        };
+        assert_eq!(
+            deadline(&cancelled, 11, limits),
+            Deadline::None,
+            "cancelled once"
+        );
+        assert_eq!(
+            at(State::TlsHandshaking, 11),
+            Deadline::Expired(Counter::error_tls_handshake_timeout)
+        );
+        assert_eq!(at(State::Initializing, 50), Deadline::None);
+        assert_eq!(
+            at(State::Initialized, 101),
+            Deadline::Expired(Counter::error_request_timeout)
+        );
+        assert_eq!(at(State::Awaiting, 50), Deadline::LoadInFlight);
+        assert_eq!(
+            at(State::Awaiting, 101),
+            Deadline::Expired(Counter::error_request_timeout)
+        );
+        assert_eq!(at(State::Ready, 1_000), Deadline::None);
+    }
+
+    #[test]
+    fn connect_retries() {
+        let fresh = Conn::FREE;
+        assert!(retry_connect(&fresh, 3, true));
+        assert!(
+            !retry_connect(&fresh, 3, false),
+            "not while the run winds down"
+        );
+        let spent = Conn {
+            connect_failures: 3,
+            ..Conn::FREE
+        };
+        assert!(!retry_connect(&spent, 3, true));
+        let held = Conn {
+            connect_failures: 200,
+            flags: F::HELD,
+            ..Conn::FREE
+        };
+        assert!(retry_connect(&held, 3, true), "a held session keeps trying");
     }
 }

@@ -1090,11 +1090,8 @@ impl<'a> Shard<'a> {
             self.end_handshake(r, slot);
             // Nothing was established.
             let conn = &mut self.rings[r].conns[slot as usize];
-            // In a phased run a held session keeps trying (a restarted server comes back);
-            // the coordinator's deadlines end the run.
-            let retry = (conn.connect_failures < self.plan.connect_retries
-                || conn.flags.intersects(F::HELD))
-                && matches!(self.phase, Phase::Ramp | Phase::Load);
+            let loading = matches!(self.phase, Phase::Ramp | Phase::Load);
+            let retry = retry_connect(conn, self.plan.connect_retries, loading);
             if retry {
                 conn.connect_failures = conn.connect_failures.saturating_add(1);
                 conn.flags |= F::BACKOFF;
@@ -2178,12 +2175,12 @@ impl<'a> Shard<'a> {
             for slot in 0..self.rings[r].conns.len() as u32 {
                 let conn = &mut self.rings[r].conns[slot as usize];
                 let waited_ns = self.now_ns.saturating_sub(conn.sent_ns);
-                match conn.state {
-                    State::Connecting
-                        if waited_ns > connect_timeout_ns
-                            && conn.chain_pending > 0
-                            && !conn.flags.intersects(F::CANCEL_SUBMITTED) =>
-                    {
+                let limits = Timeouts {
+                    connect_ns: connect_timeout_ns,
+                    request_ns: request_timeout_ns,
+                };
+                match deadline(conn, waited_ns, limits) {
+                    Deadline::CancelConnect => {
                         conn.flags |= F::CONNECT_TIMED_OUT | F::CANCEL_SUBMITTED;
                         let generation = conn.generation;
                         let entry = opcode::AsyncCancel::new(
@@ -2193,15 +2190,8 @@ impl<'a> Shard<'a> {
                         .user_data(UserData::new(slot, generation, Op::Cancel).encode());
                         self.push(r, entry);
                     }
-                    State::TlsHandshaking if waited_ns > connect_timeout_ns => {
-                        self.connection_broke(r, slot, Counter::error_tls_handshake_timeout);
-                    }
-                    State::Awaiting | State::Initializing | State::Initialized
-                        if waited_ns > request_timeout_ns =>
-                    {
-                        self.connection_broke(r, slot, Counter::error_request_timeout);
-                    }
-                    State::Awaiting if conn.method != Method::Delete as u8 => {
+                    Deadline::Expired(cause) => self.connection_broke(r, slot, cause),
+                    Deadline::LoadInFlight => {
                         oldest_sent_ns = oldest_sent_ns.min(conn.sent_ns);
                         if self.stall_after_ns > 0
                             && waited_ns > self.stall_after_ns

@@ -23,28 +23,15 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-install_if_missing() { # command package
-    command -v "$1" >/dev/null 2>&1 && return 0
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "bench-generators: $1 is missing; install the Debian package $2 (needs root)" >&2
-        exit 2
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null
-}
+# shellcheck source=tools/bench-lib.sh
+source tools/bench-lib.sh
 install_if_missing wrk wrk
 install_if_missing h2load nghttp2-client
 install_if_missing curl curl
 install_if_missing bc bc
 [[ -x /usr/bin/time ]] || install_if_missing /usr/bin/time time
 
-echo "== machine"
-echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "commit:    $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
-echo "cpu:       $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "kernel:    $(uname -r)"
-echo "nofile:    soft $(ulimit -Sn) hard $(ulimit -Hn)"
-echo "wrk:       $(wrk -v 2>&1 | head -n1)"
-echo "h2load:    $(h2load --version 2>&1 | head -n1)"
+print_machine
 
 cargo build --release --quiet
 bin=target/release/mcpstorm

@@ -1682,14 +1682,7 @@ impl<'a> Shard<'a> {
         self.metrics.add_to(Counter::bytes_received, len as u64);
         if !self.rings[r].tls.is_empty() {
             self.on_recv_tls(r, slot, bid, len);
-            if !more
-                && !self.rings[r].conns[slot as usize]
-                    .flags
-                    .intersects(F::RECV_ARMED)
-                && self.wants_recv(r, slot)
-            {
-                self.arm_recv(r, slot);
-            }
+            self.rearm_recv(r, slot, more);
             return;
         }
         let fed = {
@@ -1706,6 +1699,12 @@ impl<'a> Shard<'a> {
         };
         self.rings[r].ring.bufs.recycle(bid);
         self.act_on(r, slot, fed);
+        self.rearm_recv(r, slot, more);
+    }
+
+    /// After a receive completion: arm the next receive if that one was the last (`!more`),
+    /// none is armed, and the connection wants one.
+    fn rearm_recv(&mut self, r: usize, slot: u32, more: bool) {
         if !more
             && !self.rings[r].conns[slot as usize]
                 .flags

@@ -589,16 +589,7 @@ impl<'a> Shard<'a> {
                 self.rings[r].conns[slot as usize].spill = spill;
                 let data = self.rings[r].ring.bufs.get(bid, len);
                 self.spills.bufs[spill as usize].extend_from_slice(data);
-                if self.spills.bufs[spill as usize].len() > self.limits.request_bytes_max() * 2 {
-                    // A client pipelining far ahead of a paused (sleeping) or unread
-                    // connection: bound what we buffer for it and let it go.
-                    self.stats.incr(Counter::error_pipeline_overflow);
-                    let conn = &mut self.rings[r].conns[slot as usize];
-                    conn.flags |= WANT_CLOSE;
-                    conn.flags &= !PAUSED;
-                } else {
-                    self.process_spill(r, slot);
-                }
+                self.process_spill_bounded(r, slot);
             }
             self.rings[r].ring.bufs.recycle(bid);
         }
@@ -638,14 +629,7 @@ impl<'a> Shard<'a> {
             };
             self.rings[r].conns[slot as usize].spill = spill;
             self.spills.bufs[spill as usize].extend_from_slice(&self.tls_plain);
-            if self.spills.bufs[spill as usize].len() > self.limits.request_bytes_max() * 2 {
-                self.stats.incr(Counter::error_pipeline_overflow);
-                let conn = &mut self.rings[r].conns[slot as usize];
-                conn.flags |= WANT_CLOSE;
-                conn.flags &= !PAUSED;
-            } else {
-                self.process_spill(r, slot);
-            }
+            self.process_spill_bounded(r, slot);
         }
         if received.peer_closed {
             if let Some(tls) = self.rings[r].tls[slot as usize].as_mut() {
@@ -682,6 +666,21 @@ impl<'a> Shard<'a> {
             conn.out_pending = NONE;
         } else {
             conn.out_pending = sealed;
+        }
+    }
+
+    /// Parses the spill just appended to, unless it grew past twice the largest request: a
+    /// client pipelining far ahead of a paused (sleeping) or unread connection gets its
+    /// buffering bounded and is let go.
+    fn process_spill_bounded(&mut self, r: usize, slot: u32) {
+        let spill = self.rings[r].conns[slot as usize].spill;
+        if self.spills.bufs[spill as usize].len() > self.limits.request_bytes_max() * 2 {
+            self.stats.incr(Counter::error_pipeline_overflow);
+            let conn = &mut self.rings[r].conns[slot as usize];
+            conn.flags |= WANT_CLOSE;
+            conn.flags &= !PAUSED;
+        } else {
+            self.process_spill(r, slot);
         }
     }
 

@@ -1397,12 +1397,14 @@ impl<'a> Shard<'a> {
 
     /// The handshake is done and its last records are sent: on to initialize (or Ready).
     fn finish_tls_handshake(&mut self, r: usize, slot: u32) {
+        let conn = &self.rings[r].conns[slot as usize];
+        if conn.state != State::TlsHandshaking || conn.flags.intersects(F::SEND_IN_FLIGHT) {
+            return;
+        }
         let done = self.rings[r].tls[slot as usize]
             .as_mut()
             .is_some_and(|tls| !tls.is_handshaking() && !tls.wants_write());
-        let conn = &self.rings[r].conns[slot as usize];
-        if conn.state == State::TlsHandshaking && !conn.flags.intersects(F::SEND_IN_FLIGHT) && done
-        {
+        if done {
             self.transport_ready(r, slot);
         }
     }

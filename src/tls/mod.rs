@@ -270,6 +270,12 @@ impl TlsConn {
     /// Runs the machine without input: what it has due lands in `outgoing`. An error here is
     /// reported again by the next receive.
     fn drive(&mut self) {
+        // Past the handshake, records fall due only while receiving (a KeyUpdate reply, the
+        // server's tickets: `receive` encodes them) or on `close`: nothing to drive for, so the
+        // per-send and per-flush checks cost nothing.
+        if self.handshake_done && !self.close_requested {
+            return;
+        }
         let _ = self.drive_into(&mut [], &mut None, &mut Vec::new());
     }
 

@@ -67,6 +67,10 @@ pub fn client_config(
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A TLS 1.3 connection leaves rustls after the handshake (`tls/traffic.rs`): rustls hands
+    // its keys over, and the secrets it logs let the record layer follow a KeyUpdate.
+    config.enable_secret_extraction = true;
+    config.key_log = Arc::new(super::CatchTrafficSecrets);
     config.resumption = if options.no_resumption {
         Resumption::disabled()
     } else {

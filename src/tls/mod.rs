@@ -2,16 +2,23 @@
 //! between the ring's bytes and the HTTP code: ciphertext in, plaintext out, and back. I/O-free
 //! (the shards move the bytes); `client.rs` and `server.rs` build the rustls configurations.
 //!
-//! rustls's unbuffered API: records are decrypted in place in the ring's provided buffer (or,
-//! for a record that arrived in part, in the connection's `partial` bytes until it is whole),
-//! and handshake records are encoded into a buffer that lives only until it is sent. An idle
-//! connection holds rustls's state alone: ~2.4 KB live heap per side (two AEAD keys of ~560 B,
-//! the connection core ~640 B, the traffic state), measured by `examples/tls_live_bytes.rs`.
+//! rustls runs the handshake on its unbuffered API (`handshake.rs`): records are decrypted in
+//! place in the ring's provided buffer, handshake records are encoded into a buffer that lives
+//! only until it is sent. A TLS 1.3 connection is then handed over to mcpstorm's own record
+//! layer (`traffic.rs`, `record.rs`) and rustls's state is dropped: an idle connection holds
+//! its traffic keys alone (~300 B with this struct), not rustls's ~2.4 KB (two expanded AEAD
+//! keys, the connection core) — measured by `examples/tls_live_bytes.rs`. TLS 1.2 stays with
+//! rustls for the connection's life.
 
 pub mod client;
+mod handshake;
+pub mod record;
+mod secrets;
 pub mod server;
+mod traffic;
 
 pub use client::{TlsOptions, client_config, server_name};
+pub use secrets::CatchTrafficSecrets;
 use std::sync::Arc;
 
 /// A TLS failure, by cause (each is its own error counter).
@@ -43,24 +50,6 @@ pub(crate) fn classify(error: rustls::Error) -> TlsError {
     }
 }
 
-/// One connection's TLS layer (client or server side), on rustls's unbuffered API: records
-/// are decrypted in place in the buffer they arrived in, and the only bytes kept between
-/// receives are a record that arrived in part (`partial`, freed once whole).
-pub struct TlsConn {
-    side: Side,
-    /// A record (or handshake message) received in part, presented again with what follows.
-    partial: Vec<u8>,
-    /// Records due to be sent (handshake messages, alerts): taken by `take_output`.
-    outgoing: Vec<u8>,
-    handshake_done: bool,
-    close_requested: bool,
-}
-
-enum Side {
-    Client(rustls::client::UnbufferedClientConnection),
-    Server(rustls::server::UnbufferedServerConnection),
-}
-
 /// What a receive found besides plaintext.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Received {
@@ -70,145 +59,43 @@ pub struct Received {
     pub peer_closed: bool,
 }
 
-/// Where one state of the machine leaves the driving loop.
-enum Step {
-    /// Call again: more may follow (records read, handshake data encoded).
-    Again,
-    /// More bytes from the peer are needed.
-    Blocked,
-    /// Traffic state, nothing due.
-    Idle,
-    Closed,
+/// Who runs the connection now.
+// The traffic state is inline on purpose: it is what an established connection holds for its
+// life (`TlsConn` itself is boxed once by the shard), while rustls's state is boxed and lives
+// only through the handshake.
+#[allow(clippy::large_enum_variant)]
+enum State {
+    /// rustls: the handshake, TLS 1.2, and a TLS 1.3 client until the server's tickets came.
+    Rustls(Box<handshake::Handshake>),
+    /// TLS 1.3 past the handshake, on mcpstorm's record layer.
+    Traffic(traffic::Traffic),
+    /// The hand-over failed (reported once); nothing more goes through.
+    Failed,
 }
 
-/// Work handed to the traffic state: application data to encrypt into `out`.
-struct Work<'a> {
-    encrypt: Option<(&'a [u8], &'a mut Vec<u8>)>,
-    close: bool,
-}
-
-/// Appends what `write` produces to `out`, growing it to the size rustls asks for.
-fn append_sized<E>(
-    out: &mut Vec<u8>,
-    first_guess: usize,
-    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
-    required: impl Fn(&E) -> Option<usize>,
-) -> Result<(), E> {
-    let start = out.len();
-    let mut size = first_guess;
-    loop {
-        out.resize(start + size, 0);
-        match write(&mut out[start..]) {
-            Ok(written) => {
-                out.truncate(start + written);
-                return Ok(());
-            }
-            Err(e) => {
-                out.truncate(start);
-                match required(&e) {
-                    Some(needed) if needed > size => size = needed,
-                    _ => return Err(e),
-                }
-            }
-        }
-    }
-}
-
-/// One state of either side: read records out, encode handshake records, encrypt `work`.
-fn step<Data>(
-    state: Result<rustls::unbuffered::ConnectionState<'_, '_, Data>, rustls::Error>,
-    discard: &mut usize,
-    conn: &mut TlsFlags<'_>,
-    plaintext: &mut Vec<u8>,
-    work: &mut Work<'_>,
-) -> Result<Step, TlsError> {
-    use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
-    match state.map_err(classify)? {
-        ConnectionState::ReadTraffic(mut traffic) => {
-            *conn.handshake_done = true;
-            while let Some(record) = traffic.next_record() {
-                let record = record.map_err(classify)?;
-                *discard += record.discard;
-                plaintext.extend_from_slice(record.payload);
-            }
-            Ok(Step::Again)
-        }
-        ConnectionState::ReadEarlyData(_) => {
-            // The server config never enables 0-RTT (max_early_data_size stays 0).
-            Err(TlsError::Protocol("unexpected early data".into()))
-        }
-        ConnectionState::EncodeTlsData(mut encode) => {
-            append_sized(
-                conn.outgoing,
-                1024,
-                |buf| encode.encode(buf),
-                |e| match e {
-                    EncodeError::InsufficientSize(s) => Some(s.required_size),
-                    EncodeError::AlreadyEncoded => None,
-                },
-            )
-            .map_err(|e| TlsError::Protocol(format!("{e:?}")))?;
-            Ok(Step::Again)
-        }
-        ConnectionState::TransmitTlsData(transmit) => {
-            // The records are in `outgoing`, which the shard sends before anything else.
-            transmit.done();
-            Ok(Step::Again)
-        }
-        ConnectionState::BlockedHandshake => Ok(Step::Blocked),
-        ConnectionState::PeerClosed => {
-            conn.received.peer_closed = true;
-            Ok(Step::Again)
-        }
-        ConnectionState::Closed => Ok(Step::Closed),
-        ConnectionState::WriteTraffic(mut traffic) => {
-            *conn.handshake_done = true;
-            let required = |e: &EncryptError| match e {
-                EncryptError::InsufficientSize(s) => Some(s.required_size),
-                _ => None,
-            };
-            if let Some((data, out)) = work.encrypt.take() {
-                // Records pending (a KeyUpdate reply) go out first; nothing stays allocated.
-                out.extend_from_slice(conn.outgoing);
-                *conn.outgoing = Vec::new();
-                append_sized(
-                    out,
-                    data.len() + 64,
-                    |buf| traffic.encrypt(data, buf),
-                    required,
-                )
-                .map_err(|e| TlsError::Protocol(e.to_string()))?;
-            }
-            if std::mem::take(&mut work.close) {
-                append_sized(
-                    conn.outgoing,
-                    64,
-                    |buf| traffic.queue_close_notify(buf),
-                    required,
-                )
-                .map_err(|e| TlsError::Protocol(e.to_string()))?;
-            }
-            Ok(Step::Idle)
-        }
-        _ => Ok(Step::Idle),
-    }
-}
-
-/// The parts of a `TlsConn` a state may change (borrowed apart from its rustls connection).
-struct TlsFlags<'a> {
-    outgoing: &'a mut Vec<u8>,
-    handshake_done: &'a mut bool,
-    received: &'a mut Received,
+/// One connection's TLS layer (client or server side). The only bytes kept between receives
+/// are a record that arrived in part (`partial`, freed once whole) and records not yet taken
+/// for sending (`outgoing`).
+pub struct TlsConn {
+    state: State,
+    /// A record (or handshake message) received in part, presented again with what follows.
+    partial: Vec<u8>,
+    /// Records due to be sent (handshake messages, alerts, a KeyUpdate): `take_output`.
+    outgoing: Vec<u8>,
+    handshake_done: bool,
+    close_requested: bool,
+    resumed: bool,
 }
 
 impl TlsConn {
-    fn new(side: Side) -> TlsConn {
+    fn new(side: handshake::Side) -> TlsConn {
         TlsConn {
-            side,
+            state: State::Rustls(Box::new(handshake::Handshake::new(side))),
             partial: Vec::new(),
             outgoing: Vec::new(),
             handshake_done: false,
             close_requested: false,
+            resumed: false,
         }
     }
 
@@ -218,21 +105,29 @@ impl TlsConn {
         name: rustls::pki_types::ServerName<'static>,
     ) -> Result<TlsConn, TlsError> {
         rustls::client::UnbufferedClientConnection::new(config.clone(), name)
-            .map(|conn| TlsConn::new(Side::Client(conn)))
+            .map(|conn| TlsConn::new(handshake::Side::Client(conn)))
             .map_err(classify)
     }
 
     /// The server side of an accepted connection.
     pub fn server(config: &Arc<rustls::ServerConfig>) -> Result<TlsConn, TlsError> {
         rustls::server::UnbufferedServerConnection::new(config.clone())
-            .map(|conn| TlsConn::new(Side::Server(conn)))
+            .map(|conn| TlsConn::new(handshake::Side::Server(conn)))
             .map_err(classify)
     }
 
     /// Queues close_notify (sent with the next output).
     pub fn close(&mut self) {
-        self.close_requested = true;
-        self.drive();
+        match &mut self.state {
+            State::Traffic(traffic) => {
+                // Fails only on an exhausted sequence: the close is then the socket's.
+                let _ = traffic.close(&mut self.outgoing);
+            }
+            _ => {
+                self.close_requested = true;
+                self.drive();
+            }
+        }
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -242,15 +137,17 @@ impl TlsConn {
     /// Part of a record has arrived and the rest has not: an EOF now cuts a record off.
     pub fn holds_partial_record(&self) -> bool {
         !self.partial.is_empty()
+            || matches!(&self.state, State::Traffic(t) if t.holds_partial_message())
     }
 
     /// The handshake resumed a session (a ticket from an earlier connection).
     pub fn resumed(&self) -> bool {
-        let kind = match &self.side {
-            Side::Client(c) => c.handshake_kind(),
-            Side::Server(s) => s.handshake_kind(),
-        };
-        kind == Some(rustls::HandshakeKind::Resumed)
+        self.resumed
+    }
+
+    /// rustls has been dropped: the connection runs on mcpstorm's record layer.
+    pub fn handed_over(&self) -> bool {
+        matches!(self.state, State::Traffic(_))
     }
 
     /// TLS records waiting to be sent (handshake messages, alerts).
@@ -267,7 +164,7 @@ impl TlsConn {
         self.outgoing = Vec::new();
     }
 
-    /// Runs the machine without input: what it has due lands in `outgoing`. An error here is
+    /// Runs rustls without input: what it has due lands in `outgoing`. An error here is
     /// reported again by the next receive.
     fn drive(&mut self) {
         // Past the handshake, records fall due only while receiving (a KeyUpdate reply, the
@@ -276,56 +173,42 @@ impl TlsConn {
         if self.handshake_done && !self.close_requested {
             return;
         }
-        let _ = self.drive_into(&mut [], &mut None, &mut Vec::new());
+        let _ = self.drive_rustls(&mut [], &mut None, &mut Vec::new());
     }
 
-    /// Runs the machine over `input` (decrypting in place) until it needs more bytes or has
-    /// nothing due; returns how many bytes of `input` it consumed.
-    fn drive_into(
+    fn drive_rustls<'a>(
         &mut self,
         input: &mut [u8],
-        encrypt: &mut Option<(&[u8], &mut Vec<u8>)>,
+        encrypt: &mut Option<(&'a [u8], &'a mut Vec<u8>)>,
         plaintext: &mut Vec<u8>,
     ) -> Result<(usize, Received), TlsError> {
-        let mut received = Received::default();
-        let mut start = 0;
-        let mut work = Work {
-            encrypt: encrypt.take(),
-            close: self.close_requested,
+        let State::Rustls(rustls) = &mut self.state else {
+            return Ok((0, Received::default()));
         };
-        // Bounded: each turn consumes input, produces output or stops; a machine that did
-        // neither 64 times in a row would be a rustls bug, not a reason to spin.
-        for _ in 0..64 {
-            let mut flags = TlsFlags {
-                outgoing: &mut self.outgoing,
-                handshake_done: &mut self.handshake_done,
-                received: &mut received,
-            };
-            let rest = &mut input[start..];
-            let (mut discard, step) = match &mut self.side {
-                Side::Client(c) => {
-                    let status = c.process_tls_records(rest);
-                    let mut discard = status.discard;
-                    let step = step(status.state, &mut discard, &mut flags, plaintext, &mut work)?;
-                    (discard, step)
-                }
-                Side::Server(s) => {
-                    let status = s.process_tls_records(rest);
-                    let mut discard = status.discard;
-                    let step = step(status.state, &mut discard, &mut flags, plaintext, &mut work)?;
-                    (discard, step)
-                }
-            };
-            discard = discard.min(input.len() - start);
-            start += discard;
-            match step {
-                Step::Again => continue,
-                Step::Idle if discard > 0 && start < input.len() => continue,
-                Step::Blocked | Step::Idle | Step::Closed => break,
-            }
+        let was_handshaking = !self.handshake_done;
+        let mut flags = handshake::Flags {
+            outgoing: &mut self.outgoing,
+            handshake_done: &mut self.handshake_done,
+            close_requested: &mut self.close_requested,
+        };
+        let result = rustls.drive(input, encrypt, plaintext, &mut flags);
+        if was_handshaking && self.handshake_done {
+            self.resumed = rustls.resumed();
         }
-        self.close_requested = work.close;
-        Ok((start, received))
+        result
+    }
+
+    /// Runs `input` through whoever holds the connection; returns the bytes consumed.
+    fn receive_some(
+        &mut self,
+        input: &mut [u8],
+        plaintext: &mut Vec<u8>,
+    ) -> Result<(usize, Received), TlsError> {
+        match &mut self.state {
+            State::Rustls(_) => self.drive_rustls(input, &mut None, plaintext),
+            State::Traffic(traffic) => traffic.receive(input, plaintext, &mut self.outgoing),
+            State::Failed => Err(TlsError::Protocol("the TLS layer failed earlier".into())),
+        }
     }
 
     /// Takes received ciphertext (decrypted in place); appends the plaintext it carried to
@@ -336,24 +219,57 @@ impl TlsConn {
         plaintext: &mut Vec<u8>,
     ) -> Result<Received, TlsError> {
         let was_handshaking = !self.handshake_done;
-        let mut received = if self.partial.is_empty() {
-            let (used, received) = self.drive_into(ciphertext, &mut None, plaintext)?;
+        let mut received = self.receive_and_keep_rest(ciphertext, plaintext)?;
+        if self.hand_over_if_ready()? && !self.partial.is_empty() {
+            // What rustls left unread is the record layer's now.
+            let more = self.receive_and_keep_rest(&mut [], plaintext)?;
+            received.peer_closed |= more.peer_closed;
+        }
+        received.handshake_done = was_handshaking && self.handshake_done;
+        Ok(received)
+    }
+
+    fn receive_and_keep_rest(
+        &mut self,
+        ciphertext: &mut [u8],
+        plaintext: &mut Vec<u8>,
+    ) -> Result<Received, TlsError> {
+        if self.partial.is_empty() {
+            let (used, received) = self.receive_some(ciphertext, plaintext)?;
             if used < ciphertext.len() {
                 self.partial.extend_from_slice(&ciphertext[used..]);
             }
-            received
+            Ok(received)
         } else {
             let mut joined = std::mem::take(&mut self.partial);
             joined.extend_from_slice(ciphertext);
-            let (used, received) = self.drive_into(&mut joined, &mut None, plaintext)?;
+            let (used, received) = self.receive_some(&mut joined, plaintext)?;
             if used < joined.len() {
                 joined.drain(..used);
                 self.partial = joined;
             }
-            received
+            Ok(received)
+        }
+    }
+
+    /// Hands a TLS 1.3 connection over from rustls to the record layer once rustls has nothing
+    /// more to do for it (`Handshake::ready_to_hand_over`); says whether it did.
+    fn hand_over_if_ready(&mut self) -> Result<bool, TlsError> {
+        let suite = match &self.state {
+            // A close still due is rustls's to encode: the hand-over waits for it.
+            State::Rustls(rustls) if self.handshake_done && !self.close_requested => {
+                match rustls.ready_to_hand_over() {
+                    Some(suite) => suite,
+                    None => return Ok(false),
+                }
+            }
+            _ => return Ok(false),
         };
-        received.handshake_done = was_handshaking && self.handshake_done;
-        Ok(received)
+        let State::Rustls(rustls) = std::mem::replace(&mut self.state, State::Failed) else {
+            return Ok(false);
+        };
+        self.state = State::Traffic(rustls.hand_over(suite)?);
+        Ok(true)
     }
 
     /// Encrypts `plaintext` and appends the records (after any pending ones) to `out`.
@@ -363,8 +279,13 @@ impl TlsConn {
                 "encrypt before the handshake ended".into(),
             ));
         }
+        if let State::Traffic(traffic) = &mut self.state {
+            out.append(&mut self.outgoing);
+            self.outgoing = Vec::new();
+            return traffic.encrypt(plaintext, out);
+        }
         let mut work = Some((plaintext, &mut *out));
-        self.drive_into(&mut [], &mut work, &mut Vec::new())?;
+        self.drive_rustls(&mut [], &mut work, &mut Vec::new())?;
         if work.is_some() {
             return Err(TlsError::Protocol(
                 "the connection cannot send any more".into(),
@@ -375,8 +296,8 @@ impl TlsConn {
 }
 
 /// The crypto provider of both sides: rustls's ring provider (builds with a C compiler alone,
-/// no cmake). Its AEAD keys are ~560 B each whatever the cipher (ring keeps every cipher's key
-/// in one enum), so the suite order is left as rustls has it.
+/// no cmake). The suite order is left as rustls has it: past the handshake every suite costs
+/// the same per connection (`record.rs` keeps keys unexpanded).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -697,6 +618,7 @@ mod tests {
                 longest = longest.max(pump(&mut s, &mut c, split, &mut plain));
             }
             assert!(!c.is_handshaking() && !s.is_handshaking(), "split {split}");
+            assert!(c.handed_over() && s.handed_over(), "split {split}");
             assert!(plain.is_empty());
             let mut wire = Vec::new();
             c.encrypt(request, &mut wire).unwrap();
@@ -721,5 +643,270 @@ mod tests {
             split += 1;
         }
         let _ = std::fs::remove_dir_all(&pki_dir);
+    }
+
+    fn traffic(conn: &mut TlsConn) -> &mut traffic::Traffic {
+        match &mut conn.state {
+            State::Traffic(t) => t,
+            _ => panic!("not handed over"),
+        }
+    }
+
+    /// The client leaves rustls once the server's tickets are in; a KeyUpdate the server
+    /// asks for is followed and answered (our KeyUpdate goes out before the next request).
+    #[test]
+    fn client_hands_over_and_follows_a_servers_key_update() {
+        let pki = pki("keyupdate", &[b"http/1.1"]);
+        let mut c = client(&pki);
+        let mut s = ServerConnection::new(pki.server.clone()).unwrap();
+        handshake(&mut c, &mut s, None);
+        assert!(
+            !c.handed_over(),
+            "the client waits for the server's tickets"
+        );
+        c.receive(&mut server_output(&mut s), &mut Vec::new())
+            .unwrap();
+        assert!(c.handed_over());
+        for round in 0..3 {
+            s.refresh_traffic_keys().unwrap();
+            s.writer().write_all(b"pong").unwrap();
+            let mut plain = Vec::new();
+            c.receive(&mut server_output(&mut s), &mut plain).unwrap();
+            assert_eq!(plain, b"pong", "round {round}");
+            assert!(c.wants_write(), "the reply KeyUpdate is due");
+            let mut wire = Vec::new();
+            c.encrypt(b"ping", &mut wire).unwrap();
+            server_input(&mut s, &wire);
+            let mut got = [0; 4];
+            std::io::Read::read_exact(&mut s.reader(), &mut got).unwrap();
+            assert_eq!(&got, b"ping", "round {round}");
+        }
+        let _ = std::fs::remove_file(&pki.ca_file);
+    }
+
+    /// `serve`'s side against rustls's client: handed over with the handshake, and the
+    /// client's KeyUpdate followed.
+    #[test]
+    fn server_hands_over_and_follows_a_clients_key_update() {
+        let dir = std::env::temp_dir().join(format!("mcpstorm-tls-ku-{}", std::process::id()));
+        let pki = server::throwaway_pki(&dir).unwrap();
+        let server_config = server::server_config(&pki.cert_file, &pki.key_file).unwrap();
+        let options = TlsOptions {
+            cacert: Some(pki.ca_file.clone()),
+            insecure: false,
+            no_resumption: false,
+        };
+        let config = client_config(&options, 4).unwrap();
+        let mut c =
+            rustls::ClientConnection::new(config, server_name("localhost").unwrap()).unwrap();
+        let mut s = TlsConn::server(&server_config).unwrap();
+        let mut plain = Vec::new();
+        let to_client = |s: &mut TlsConn, c: &mut rustls::ClientConnection| {
+            let mut wire = Vec::new();
+            s.take_output(&mut wire);
+            let mut bytes = &wire[..];
+            while !bytes.is_empty() {
+                c.read_tls(&mut bytes).unwrap();
+                c.process_new_packets().unwrap();
+            }
+        };
+        for _ in 0..3 {
+            let mut wire = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut wire).unwrap();
+            }
+            s.receive(&mut wire, &mut plain).unwrap();
+            to_client(&mut s, &mut c);
+        }
+        assert!(s.handed_over() && !c.is_handshaking());
+        for round in 0..3 {
+            c.refresh_traffic_keys().unwrap();
+            c.writer().write_all(b"ping").unwrap();
+            let mut wire = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut wire).unwrap();
+            }
+            plain.clear();
+            s.receive(&mut wire, &mut plain).unwrap();
+            assert_eq!(plain, b"ping", "round {round}");
+            let mut out = Vec::new();
+            s.encrypt(b"pong", &mut out).unwrap();
+            let mut bytes = &out[..];
+            while !bytes.is_empty() {
+                c.read_tls(&mut bytes).unwrap();
+                c.process_new_packets().unwrap();
+            }
+            let mut got = [0; 4];
+            std::io::Read::read_exact(&mut c.reader(), &mut got).unwrap();
+            assert_eq!(&got, b"pong", "round {round}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Both sides ours, handed over.
+    fn own_pair(name: &str) -> (TlsConn, TlsConn, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("mcpstorm-tls-{name}-{}", std::process::id()));
+        let pki = server::throwaway_pki(&dir).unwrap();
+        let server_config = server::server_config(&pki.cert_file, &pki.key_file).unwrap();
+        let options = TlsOptions {
+            cacert: Some(pki.ca_file.clone()),
+            insecure: false,
+            no_resumption: false,
+        };
+        let config = client_config(&options, 4).unwrap();
+        let mut c = TlsConn::client(&config, server_name("localhost").unwrap()).unwrap();
+        let mut s = TlsConn::server(&server_config).unwrap();
+        let mut plain = Vec::new();
+        for _ in 0..4 {
+            let mut wire = Vec::new();
+            c.take_output(&mut wire);
+            s.receive(&mut wire, &mut plain).unwrap();
+            let mut wire = Vec::new();
+            s.take_output(&mut wire);
+            c.receive(&mut wire, &mut plain).unwrap();
+        }
+        assert!(c.handed_over() && s.handed_over() && plain.is_empty());
+        (c, s, dir)
+    }
+
+    /// A key at its confidentiality limit is replaced before the record that would pass it.
+    #[test]
+    fn a_key_at_its_limit_is_updated_before_sending() {
+        let (mut c, mut s, dir) = own_pair("limit");
+        let limit = 1 << 24;
+        traffic(&mut c).force_seqs(limit - 1, 0);
+        traffic(&mut s).force_seqs(0, limit - 1);
+        let mut wire = Vec::new();
+        c.encrypt(b"x", &mut wire).unwrap();
+        let mut plain = Vec::new();
+        s.receive(&mut wire, &mut plain).unwrap();
+        assert_eq!(plain, b"x");
+        assert_eq!(traffic(&mut c).seqs().0, 1);
+        assert_eq!(traffic(&mut s).seqs().1, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What a peer may send past the handshake, and what it must not: each by cause.
+    #[test]
+    fn post_handshake_messages_and_alerts() {
+        use record::{CONTENT_ALERT, CONTENT_APPLICATION_DATA, CONTENT_HANDSHAKE};
+        // A KeyUpdate cut across two records: held (part of a record) until whole.
+        let (mut c, mut s, dir) = own_pair("post");
+        let mut wire = Vec::new();
+        traffic(&mut s).seal_raw(CONTENT_HANDSHAKE, &[24, 0, 0], &mut wire);
+        c.receive(&mut wire, &mut Vec::new()).unwrap();
+        assert!(c.holds_partial_record());
+        let mut wire = Vec::new();
+        traffic(&mut s).seal_raw(CONTENT_HANDSHAKE, &[1, 0], &mut wire);
+        c.receive(&mut wire, &mut Vec::new()).unwrap();
+        assert!(!c.holds_partial_record());
+        // The server side moves to its next key by hand, as a peer sending KeyUpdate does.
+        let next = {
+            let t = traffic(&mut s);
+            let mut wire = Vec::new();
+            t.seal_raw(CONTENT_APPLICATION_DATA, b"after", &mut wire);
+            wire
+        };
+        // Sealed under the old key: the client, already on the next one, cannot open it.
+        assert!(c.receive(&mut next.clone(), &mut Vec::new()).is_err());
+
+        // A late ticket is ignored; a ClientHello is not something a server sends now.
+        let (mut c, mut s, dir2) = own_pair("post2");
+        let mut wire = Vec::new();
+        traffic(&mut s).seal_raw(CONTENT_HANDSHAKE, &[4, 0, 0, 1, 0], &mut wire);
+        traffic(&mut s).seal_raw(CONTENT_APPLICATION_DATA, b"ok", &mut wire);
+        let mut plain = Vec::new();
+        c.receive(&mut wire, &mut plain).unwrap();
+        assert_eq!(plain, b"ok");
+        let mut wire = Vec::new();
+        traffic(&mut s).seal_raw(CONTENT_HANDSHAKE, &[1, 0, 0, 0], &mut wire);
+        let error = c.receive(&mut wire, &mut Vec::new()).unwrap_err();
+        assert!(matches!(error, TlsError::Protocol(_)), "{error}");
+
+        // Data after a KeyUpdate in the same record; a fatal alert; close_notify then data.
+        let (mut c, mut s, dir3) = own_pair("post3");
+        let mut wire = Vec::new();
+        traffic(&mut s).seal_raw(CONTENT_HANDSHAKE, &[24, 0, 0, 1, 0, 4, 0, 0, 0], &mut wire);
+        let error = c.receive(&mut wire, &mut Vec::new()).unwrap_err();
+        assert!(matches!(error, TlsError::Protocol(_)), "{error}");
+        let (mut c, mut s, dir4) = own_pair("post4");
+        let mut wire = Vec::new();
+        traffic(&mut s).seal_raw(CONTENT_ALERT, &[2, 40], &mut wire);
+        let error = c.receive(&mut wire, &mut Vec::new()).unwrap_err();
+        assert_eq!(error, TlsError::Alert("HandshakeFailure".into()));
+        let mut wire = Vec::new();
+        traffic(&mut c).seal_raw(CONTENT_ALERT, &[1, 0], &mut wire);
+        traffic(&mut c).seal_raw(CONTENT_APPLICATION_DATA, b"ignored", &mut wire);
+        let mut plain = Vec::new();
+        let received = s.receive(&mut wire, &mut plain).unwrap();
+        assert!(received.peer_closed && plain.is_empty());
+        // Our own close_notify, sent once, and nothing encrypts after it.
+        s.close();
+        s.close();
+        let mut wire = Vec::new();
+        s.take_output(&mut wire);
+        let received = c.receive(&mut wire, &mut Vec::new());
+        assert!(received.is_err() || received.unwrap().peer_closed);
+        assert!(s.encrypt(b"late", &mut Vec::new()).is_err());
+        for dir in [dir, dir2, dir3, dir4] {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// The server's tickets and its first response in one stream, split at every byte: the
+    /// hand-over happens wherever the tickets end, and what rustls left unread of the
+    /// response is completed by the record layer.
+    #[test]
+    fn hand_over_mid_stream_split_at_every_byte() {
+        let pki = pki("midstream", &[b"http/1.1"]);
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let mut longest = usize::MAX;
+        let mut split = 0;
+        while split <= longest {
+            let mut c = client(&pki);
+            let mut s = ServerConnection::new(pki.server.clone()).unwrap();
+            handshake(&mut c, &mut s, None);
+            let mut stream = server_output(&mut s);
+            s.writer().write_all(response).unwrap();
+            stream.extend(server_output(&mut s));
+            longest = stream.len();
+            let at = split.min(stream.len());
+            let mut plain = Vec::new();
+            c.receive(&mut stream[..at], &mut plain).unwrap();
+            c.receive(&mut stream[at..], &mut plain).unwrap();
+            assert_eq!(&plain[..], &response[..], "split {at}");
+            assert!(c.handed_over() && !c.holds_partial_record(), "split {at}");
+            // And the next exchange goes through the record layer.
+            s.writer().write_all(b"more").unwrap();
+            let mut plain = Vec::new();
+            c.receive(&mut server_output(&mut s), &mut plain).unwrap();
+            assert_eq!(plain, b"more");
+            split += 1;
+        }
+        let _ = std::fs::remove_file(&pki.ca_file);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives past the hand-over, in any pieces: an error by cause or bytes out,
+        /// never a panic; records sealed by the peer in between still decide the outcome.
+        #[test]
+        fn arbitrary_bytes_past_the_hand_over_never_panic(
+            garbage in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..300,
+            valid_first in proptest::bool::ANY,
+        ) {
+            let (mut c, mut s, dir) = own_pair("prop");
+            let mut wire = Vec::new();
+            if valid_first {
+                s.encrypt(b"hello", &mut wire).unwrap();
+            }
+            wire.extend_from_slice(&garbage);
+            let at = cut.min(wire.len());
+            let mut plain = Vec::new();
+            let first = c.receive(&mut wire[..at], &mut plain);
+            let _ = first.and_then(|_| c.receive(&mut wire[at..], &mut plain));
+            proptest::prop_assert!(plain.is_empty() || plain.starts_with(b"hello"));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -29,6 +29,9 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConf
         .with_single_cert(chain, key)
         .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // As on the client: past a TLS 1.3 handshake the record layer is `tls/traffic.rs`.
+    config.enable_secret_extraction = true;
+    config.key_log = Arc::new(super::CatchTrafficSecrets);
     config.ticketer =
         rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS tickets: {e}"))?;
     // Stateless tickets carry the session: the cache would cost memory per client.

@@ -5,7 +5,10 @@
 # run; then mcpstorm's own figures for TLS vs plaintext at one offered rate. Prints machine,
 # kernel, limits and commit beside the figures.
 #
-#   tools/bench-tls.sh [--connections 15000] [--seconds 10] [--rate 5000]
+#   tools/bench-tls.sh [--connections 15000] [--seconds 10] [--rate 5000] [--skip-peers]
+#
+# --skip-peers: only mcpstorm's TLS vs plaintext figures (past RLIMIT_NOFILE, e.g. 100,000
+# connections, where wrk and h2load cannot open their sockets).
 #
 # Fairness notes, printed with the figures: peak RSS (/usr/bin/time %M) of each generator
 # process divided by its connections; mcpstorm opens one MCP session per connection and parses
@@ -17,11 +20,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 connections=15000
 seconds=10
 rate=5000
+skip_peers=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --connections) connections="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
         --rate) rate="$2"; shift 2 ;;
+        --skip-peers) skip_peers=1; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -74,6 +79,11 @@ tls_serve=(--tls-cert "$tmp/server.pem" --tls-key "$tmp/server.key")
 sla=(--sla "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off")
 per_conn() { awk -v kib="$1" -v n="$connections" 'BEGIN { printf "%.0f", kib * 1024 / n }'; }
 
+# Peak RSS in KiB from /usr/bin/time's file (its last line; a note precedes it when the
+# process ended by a signal).
+rss_kib() { tail -n 1 "$1"; }
+
+if [[ $skip_peers == 0 ]]; then
 echo
 echo "== peak RSS per TLS connection, $connections connections, ${seconds}s each"
 start_server "${tls_serve[@]}"
@@ -81,7 +91,7 @@ start_server "${tls_serve[@]}"
     --connections "$connections" --rate "$rate" --duration "${seconds}s" --quiet "${sla[@]}" \
     --json "$tmp/mcpstorm.json" >"$tmp/mcpstorm.txt"
 stop_server
-mcp_rss=$(cat "$tmp/mcpstorm.rss")
+mcp_rss=$(rss_kib "$tmp/mcpstorm.rss")
 mcp_held=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['sessions']['held_max'])" "$tmp/mcpstorm.json")
 
 start_server "${tls_serve[@]}"
@@ -98,25 +108,36 @@ wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["Mcp-Session-Id"] = "$session"
 wrk.headers["Mcp-Protocol-Version"] = "2025-11-25"
 EOF
-/usr/bin/time -f "%M" -o "$tmp/wrk.rss" wrk -t1 -c"$connections" -d"${seconds}s" --timeout 30s -s "$tmp/ping.lua" "$url" >"$tmp/wrk.txt" 2>&1 || true
+# A hard stop for each peer: at 15K connections h2load can stop reading its last sockets when
+# its duration ends (their responses sit unread in its receive queues) and never exit.
+peer_stop=$((seconds + 60))
+/usr/bin/time -f "%M" -o "$tmp/wrk.rss" timeout -s INT "$peer_stop" wrk -t1 -c"$connections" -d"${seconds}s" --timeout 30s -s "$tmp/ping.lua" "$url" >"$tmp/wrk.txt" 2>&1 || true
 printf '%s' "$body" >"$tmp/body.json"
-/usr/bin/time -f "%M" -o "$tmp/h2load.rss" h2load --h1 -t1 -c"$connections" -D "$seconds" -d "$tmp/body.json" \
+/usr/bin/time -f "%M" -o "$tmp/h2load.rss" timeout -s INT "$peer_stop" h2load --h1 -t1 -c"$connections" -D "$seconds" -d "$tmp/body.json" \
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -H "Mcp-Session-Id: $session" -H 'Mcp-Protocol-Version: 2025-11-25' "$url" >"$tmp/h2load.txt" 2>&1 || true
 stop_server
 printf '%-9s peak RSS %8d KiB = %6s B per connection (%s sessions held)\n' mcpstorm "$mcp_rss" "$(per_conn "$mcp_rss")" "$mcp_held"
-printf '%-9s peak RSS %8d KiB = %6s B per connection (%s)\n' wrk "$(cat "$tmp/wrk.rss")" "$(per_conn "$(cat "$tmp/wrk.rss")")" \
+printf '%-9s peak RSS %8d KiB = %6s B per connection (%s)\n' wrk "$(rss_kib "$tmp/wrk.rss")" "$(per_conn "$(rss_kib "$tmp/wrk.rss")")" \
     "$(grep -E 'requests in' "$tmp/wrk.txt" | sed 's/^ *//')"
-printf '%-9s peak RSS %8d KiB = %6s B per connection (%s)\n' h2load "$(cat "$tmp/h2load.rss")" "$(per_conn "$(cat "$tmp/h2load.rss")")" \
+printf '%-9s peak RSS %8d KiB = %6s B per connection (%s)\n' h2load "$(rss_kib "$tmp/h2load.rss")" "$(per_conn "$(rss_kib "$tmp/h2load.rss")")" \
     "$(grep -E '^requests:' "$tmp/h2load.txt")"
 echo "   mcpstorm: one MCP session per connection at --rate $rate, every reply parsed; wrk/h2load: closed loop on one shared session, status only."
+fi
+
+# Past one source address's ~28K ephemeral ports, spread the connections over more loopback
+# source addresses (25,000 each).
+source_ips=()
+if (( connections > 25000 )); then
+    source_ips=(--source-ips "127.0.0.2-127.0.0.$((1 + (connections + 24999) / 25000))")
+fi
 
 echo
 echo "== mcpstorm TLS vs plaintext, $connections sessions at $rate req/s"
 for mode in tls plain; do
     if [[ $mode == tls ]]; then start_server "${tls_serve[@]}"; target=("$url" --cacert "$tmp/ca.pem");
     else start_server; target=("http://127.0.0.1:$port/mcp"); fi
-    "$bin" run "${target[@]}" --phases sustained --connections "$connections" --rate "$rate" \
+    "$bin" run "${target[@]}" "${source_ips[@]}" --phases sustained --connections "$connections" --rate "$rate" \
         --duration "${seconds}s" --quiet "${sla[@]}" --server-pid "$serve_pid" --json "$tmp/$mode.json" >/dev/null
     stop_server
     python3 - "$tmp/$mode.json" "$mode" <<'EOF'

@@ -137,6 +137,7 @@ impl Conn {
 }
 
 /// What `feed` found in received bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fed {
     Incomplete,
     Response(ResponseSummary),

@@ -12,6 +12,7 @@ pub mod conn;
 pub mod control;
 pub mod embedded;
 pub mod headers;
+mod machine;
 pub mod metrics;
 pub mod plan;
 pub mod response;

@@ -20,14 +20,14 @@
 use super::conn::ConnFlags as F;
 use super::conn::*;
 use super::control::{SegmentMetrics, Shared};
+use super::machine::{Action, Ctx, Event, Phase};
 use super::metrics::{Counter, ShardMetrics};
 use super::plan::{EnginePlan, ShardPlan};
-use super::response::{ReadError, ResponseSummary, Scratch, SessionId};
+use super::response::Scratch;
 use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::slab::Slab;
 use super::template::Method;
 use super::timeline::SecondSlice;
-use crate::proto::http_response::ResponseError;
 use crate::ring::pool::Pool;
 use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData};
 use crate::sys::sockaddr::KernelSockAddr;
@@ -107,15 +107,6 @@ struct RingSlot {
     tls: Vec<Option<Box<TlsConn>>>,
 }
 
-/// Where a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Ramp,
-    Load,
-    Drain,
-    Closing,
-}
-
 pub struct Shard<'a> {
     id: usize,
     plan: &'a EnginePlan,
@@ -128,6 +119,8 @@ pub struct Shard<'a> {
     sends: Pool,
     spills: Pool,
     scratch: Scratch,
+    /// The connection machine's action list (`run_event`), reused.
+    actions: Vec<Action>,
     /// `https://`: this shard's TLS client configuration (its own ticket store) and each
     /// target's server name.
     tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
@@ -290,6 +283,7 @@ impl<'a> Shard<'a> {
             sends: Pool::new(),
             spills: Pool::new(),
             scratch: Scratch::default(),
+            actions: Vec::with_capacity(8),
             tls_config,
             tls_names,
             tls_plain: Vec::new(),
@@ -1056,83 +1050,7 @@ impl<'a> Shard<'a> {
             "connect chain completion not counted"
         );
         conn.chain_pending -= 1;
-        let first_failure = res < 0 && res != -libc::ECANCELED;
-        if first_failure {
-            let op_name = match op {
-                Op::Socket => "socket",
-                Op::SetSockOpt => "setsockopt",
-                Op::Bind => "bind",
-                _ => "connect",
-            };
-            self.metrics.record_errno(op_name, -res);
-            let cause = match (op, -res) {
-                (Op::Socket, _) => Counter::error_socket,
-                (Op::SetSockOpt, _) => Counter::error_setsockopt,
-                (Op::Bind, _) => Counter::error_bind,
-                (_, libc::ECONNREFUSED) => Counter::error_connect_refused,
-                (_, libc::ETIMEDOUT) => Counter::error_connect_timeout,
-                _ => Counter::error_connect_other,
-            };
-            self.metrics.incr(cause);
-        }
-        if op != Op::Connect {
-            if first_failure {
-                conn.flags |= F::CHAIN_FAILED;
-            }
-            return;
-        }
-        let chain_failed = res < 0 || conn.flags.intersects(F::CHAIN_FAILED);
-        conn.flags &= !F::CHAIN_FAILED;
-        if chain_failed {
-            if res == -libc::ECANCELED && conn.flags.intersects(F::CONNECT_TIMED_OUT) {
-                self.metrics.incr(Counter::error_connect_timeout);
-            }
-            self.end_handshake(r, slot);
-            // Nothing was established.
-            let conn = &mut self.rings[r].conns[slot as usize];
-            let loading = matches!(self.phase, Phase::Ramp | Phase::Load);
-            let retry = retry_connect(conn, self.plan.connect_retries, loading);
-            if retry {
-                conn.connect_failures = conn.connect_failures.saturating_add(1);
-                conn.flags |= F::BACKOFF;
-                self.metrics.incr(Counter::connect_retries);
-                self.begin_close(r, slot, true);
-            } else {
-                self.begin_close(r, slot, false);
-                self.settle_failed(r, slot);
-            }
-            return;
-        }
-        conn.connect_failures = 0;
-        let latency_us = (self.now_ns.saturating_sub(conn.sent_ns) / 1000).max(1);
-        self.metrics.connect.saturating_record(latency_us);
-        self.metrics.incr(Counter::connects_ok);
-        if self.plan.recv_multishot {
-            self.arm_recv(r, slot);
-        }
-        if self.tls_config.is_some() {
-            self.start_tls(r, slot);
-        } else {
-            self.transport_ready(r, slot);
-        }
-    }
-
-    /// TCP is up (and TLS, for `https://`): initialize, or go straight to Ready.
-    fn transport_ready(&mut self, r: usize, slot: u32) {
-        let conn = &self.rings[r].conns[slot as usize];
-        if self.modern {
-            // 2026-07-28: no session and no initialize; the connection is ready at once.
-            self.end_handshake(r, slot);
-            self.establish(r, slot);
-            self.become_ready(r, slot);
-        } else if conn.session.is_empty() {
-            conn_set_state(&mut self.rings[r].conns[slot as usize], State::Initializing);
-            self.send_request(r, slot, Method::Initialize, self.now_ns);
-        } else {
-            // A reconnect after the server closed an idle connection: the session lives on.
-            self.end_handshake(r, slot);
-            self.become_ready(r, slot);
-        }
+        self.run_event(r, slot, Event::Chain { op, res });
     }
 
     /// Starts the TLS handshake on a connected socket: the ClientHello goes out at once.
@@ -1372,12 +1290,7 @@ impl<'a> Shard<'a> {
         if res < 0 {
             conn.send_buf = NONE;
             self.sends.give(buf);
-            let cause = if res == -libc::ECONNRESET || res == -libc::EPIPE {
-                Counter::error_reset
-            } else {
-                Counter::error_send
-            };
-            self.connection_broke(r, slot, cause);
+            self.run_event(r, slot, Event::SendFailed { res });
             return;
         }
         self.sends.sent[buf as usize] += res as usize;
@@ -1405,7 +1318,7 @@ impl<'a> Shard<'a> {
             .as_mut()
             .is_some_and(|tls| !tls.is_handshaking() && !tls.wants_write());
         if done {
-            self.transport_ready(r, slot);
+            self.run_event(r, slot, Event::TransportReady);
         }
     }
 
@@ -1524,23 +1437,21 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// The answer to a `DELETE`: the session is over either way; close its connection.
-    fn on_delete_response(&mut self, r: usize, slot: u32, status: u16) {
+    /// The answer to DELETE: the request ends, the session is no longer held (the machine
+    /// then closes the connection).
+    fn delete_answered(&mut self, r: usize, slot: u32, ok: bool) {
         self.end_request(r, slot);
-        if matches!(status, 200 | 202 | 204) {
-            self.metrics.incr(Counter::sessions_deleted);
+        self.metrics.incr(if ok {
+            Counter::sessions_deleted
         } else {
-            self.metrics.incr(Counter::error_delete_failed);
-        }
+            Counter::error_delete_failed
+        });
         let conn = &mut self.rings[r].conns[slot as usize];
-        conn.session = SessionId::EMPTY;
-        conn_set_state(conn, State::Ready);
         if conn.flags.intersects(F::HELD) {
             conn.flags &= !F::HELD;
             self.held -= 1;
         }
         self.answered(r, slot);
-        self.begin_close(r, slot, false);
     }
 
     fn become_ready(&mut self, r: usize, slot: u32) {
@@ -1623,39 +1534,103 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// The connection cannot go on (peer reset, bad bytes, timeout, send error): fail what is
-    /// in flight, close it, and reconnect if it held a session.
-    fn connection_broke(&mut self, r: usize, slot: u32, cause: Counter) {
-        let conn = self.rings[r].conns[slot as usize];
-        match broken(conn.state, conn.flags) {
-            Broken::Nothing => return,
-            Broken::RequestLost => self.fail_request(r, slot, cause, true),
-            Broken::CloseChain => {
-                self.metrics.incr(cause);
-                self.begin_close(r, slot, false);
-                return;
-            }
-            Broken::Reconnect => self.metrics.incr(cause),
-            Broken::RetryHandshake => {
-                self.metrics.incr(cause);
-                self.end_handshake(r, slot);
-            }
-            Broken::FailedForGood { initialize_sent } => {
-                self.metrics.incr(cause);
-                if initialize_sent {
-                    self.metrics.incr(Counter::error_initialize_failed);
-                }
-                self.end_handshake(r, slot);
-                self.begin_close(r, slot, false);
-                self.settle_failed(r, slot);
-                return;
-            }
+    // ---- the connection machine -----------------------------------------------------------
+
+    /// What the machine needs to know of the shard.
+    fn machine_ctx(&self) -> Ctx {
+        Ctx {
+            now_ns: self.now_ns,
+            phase: self.phase,
+            sessionless: self.modern,
+            tls: self.tls_config.is_some(),
+            multishot_recv: self.plan.recv_multishot,
+            connect_retries: self.plan.connect_retries,
         }
-        // Reconnect what was established (the session, if any, is kept; a stateless 2025
-        // server gets a new initialize).
-        let keep = self.phase != Phase::Closing
-            && self.rings[r].conns[slot as usize].flags.intersects(F::HELD);
-        self.begin_close(r, slot, keep);
+    }
+
+    /// Runs one event through the connection's machine and carries its actions out.
+    fn run_event(&mut self, r: usize, slot: u32, event: Event) {
+        let ctx = self.machine_ctx();
+        // The list is the shard's, reused: no allocation per event. An action that runs
+        // another event (a send that breaks) takes a fresh one.
+        let mut actions = std::mem::take(&mut self.actions);
+        super::machine::on_event(
+            &mut self.rings[r].conns[slot as usize],
+            event,
+            &ctx,
+            &mut actions,
+        );
+        for action in actions.drain(..) {
+            self.execute(r, slot, action);
+        }
+        self.actions = actions;
+    }
+
+    fn execute(&mut self, r: usize, slot: u32, action: Action) {
+        match action {
+            Action::Count(counter) => self.metrics.incr(counter),
+            Action::CountBy(counter, n) => self.metrics.add_to(counter, n),
+            Action::Errno { op, errno } => self.metrics.record_errno(op, errno),
+            Action::Connected { latency_us } => {
+                self.metrics.connect.saturating_record(latency_us);
+                self.metrics.incr(Counter::connects_ok);
+            }
+            Action::ArmRecv => self.arm_recv(r, slot),
+            Action::StartTls => self.start_tls(r, slot),
+            Action::Send {
+                method,
+                intended_ns,
+            } => self.send_request(r, slot, method, intended_ns),
+            Action::SessionOpened {
+                initialize_latency_us,
+            } => {
+                self.metrics
+                    .initialize
+                    .saturating_record(initialize_latency_us);
+                self.metrics.incr(Counter::sessions_established);
+            }
+            Action::EndHandshake => self.end_handshake(r, slot),
+            Action::StartHandshake => {
+                let conn = &mut self.rings[r].conns[slot as usize];
+                if !conn.flags.intersects(F::HANDSHAKING) {
+                    conn.flags |= F::HANDSHAKING;
+                    self.handshakes += 1;
+                }
+            }
+            Action::Establish => self.establish(r, slot),
+            Action::SettleFailed => self.settle_failed(r, slot),
+            Action::MarkDown => self.mark_down(r, slot),
+            Action::Answered { sent_ns } => {
+                self.answered(r, slot);
+                if self.mark != 0 && self.first_ok_after_mark_ns == 0 && sent_ns >= self.mark_ns {
+                    self.first_ok_after_mark_ns = self.now_ns;
+                }
+            }
+            Action::RecordAnswer {
+                method,
+                latency_corrected_us,
+                latency_uncorrected_us,
+                answer,
+            } => self.record_answer(
+                r,
+                slot,
+                method,
+                (latency_corrected_us, latency_uncorrected_us),
+                answer.outcome,
+                answer.rpc_error_code,
+            ),
+            Action::FailRequest { cause, lost } => self.fail_request(r, slot, cause, lost),
+            Action::DeleteAnswered { ok } => self.delete_answered(r, slot, ok),
+            Action::BackOff { retry_after_s } => self.back_off(r, slot, retry_after_s),
+            Action::BecomeReady => self.become_ready(r, slot),
+            Action::Close { reconnect } => self.begin_close(r, slot, reconnect),
+        }
+    }
+
+    /// The connection cannot go on (peer reset, bad bytes, timeout, TLS error): the machine
+    /// decides what that means in its state.
+    fn connection_broke(&mut self, r: usize, slot: u32, cause: Counter) {
+        self.run_event(r, slot, Event::Broke(cause));
     }
 
     // ---- receiving -----------------------------------------------------------------------
@@ -1700,7 +1675,7 @@ impl<'a> Shard<'a> {
             )
         };
         self.rings[r].ring.bufs.recycle(bid);
-        self.act_on(r, slot, fed);
+        self.run_event(r, slot, Event::Fed(fed));
         self.rearm_recv(r, slot, more);
     }
 
@@ -1737,7 +1712,7 @@ impl<'a> Shard<'a> {
                 &mut self.metrics,
             );
             self.tls_plain = plain;
-            self.act_on(r, slot, fed);
+            self.run_event(r, slot, Event::Fed(fed));
         }
         if received.peer_closed {
             self.metrics.incr(Counter::tls_close_notify_received);
@@ -1788,145 +1763,9 @@ impl<'a> Shard<'a> {
                 &mut self.scratch,
                 &mut self.metrics,
             );
-            self.act_on(r, slot, fed);
-            let conn = &self.rings[r].conns[slot as usize];
-            if conn.state == State::Closing {
-                return;
-            }
+            self.run_event(r, slot, Event::Fed(fed));
         }
-        let cause = match res {
-            0 => None,
-            e if e == -libc::ECONNRESET || e == -libc::EPIPE => Some(Counter::error_reset),
-            e if e == -libc::ECANCELED => None,
-            _ => Some(Counter::error_recv),
-        };
-        let state = self.rings[r].conns[slot as usize].state;
-        match (state, cause) {
-            (State::Ready, None) | (State::Waiting, None)
-                if self.rings[r].conns[slot as usize].flags.intersects(F::HELD) =>
-            {
-                // The server closed an idle keep-alive connection: reconnect, keep the session.
-                self.metrics.incr(Counter::reconnects_idle_close);
-                self.rings[r].conns[slot as usize].flags |= F::ORDERLY_CLOSE;
-                let keep = self.phase != Phase::Closing;
-                self.begin_close(r, slot, keep);
-            }
-            (_, Some(cause)) => self.connection_broke(r, slot, cause),
-            (_, None) => self.connection_broke(r, slot, Counter::error_closed_mid_request),
-        }
-    }
-
-    fn act_on(&mut self, r: usize, slot: u32, fed: Fed) {
-        match fed {
-            Fed::Incomplete => {}
-            Fed::Unexpected => self.connection_broke(r, slot, Counter::error_unexpected_bytes),
-            Fed::Error(error) => {
-                let cause = match error {
-                    ReadError::Head(ResponseError::HeadTooLarge) | ReadError::TooLarge => {
-                        Counter::error_response_too_large
-                    }
-                    ReadError::Head(_) => Counter::error_response_head,
-                    ReadError::Chunked(_) => Counter::error_response_chunked,
-                    ReadError::SessionIdTooLong => Counter::error_session_id_too_long,
-                    ReadError::Truncated => Counter::error_response_truncated,
-                };
-                self.connection_broke(r, slot, cause);
-            }
-            Fed::Response(summary) => self.on_response(r, slot, summary),
-        }
-    }
-
-    fn on_response(&mut self, r: usize, slot: u32, summary: ResponseSummary) {
-        self.metrics
-            .add_to(Counter::sse_priming_events, summary.priming_events as u64);
-        let conn = self.rings[r].conns[slot as usize];
-        if conn.flags.intersects(F::SEND_IN_FLIGHT) {
-            // A response before our request was even sent: the peer is not answering us.
-            self.connection_broke(r, slot, Counter::error_unexpected_bytes);
-            return;
-        }
-        let expected_id = Some(conn.id as u64);
-        match conn.state {
-            State::Initializing => {
-                if !initialize_accepted(&summary, expected_id) {
-                    self.handshake_failed(r, slot, &summary);
-                    return;
-                }
-                // No Mcp-Session-Id: a stateless server; requests then go without one.
-                let c = &mut self.rings[r].conns[slot as usize];
-                c.session = summary.session_id.unwrap_or(SessionId::EMPTY);
-                conn_set_state(c, State::Initialized);
-                let intended = c.intended_ns;
-                self.send_request(r, slot, Method::Initialized, intended);
-            }
-            State::Initialized => {
-                if !matches!(summary.status, 200 | 202 | 204) {
-                    self.handshake_failed(r, slot, &summary);
-                    return;
-                }
-                let latency_us = (self.now_ns.saturating_sub(conn.intended_ns) / 1000).max(1);
-                self.metrics.initialize.saturating_record(latency_us);
-                self.metrics.incr(Counter::sessions_established);
-                self.end_handshake(r, slot);
-                // Not yet `answered`: a session is back when a load request on it succeeds.
-                self.establish(r, slot);
-                self.after_response(r, slot, &summary);
-            }
-            State::Awaiting if conn.method == Method::Delete as u8 => {
-                self.on_delete_response(r, slot, summary.status);
-            }
-            State::Awaiting => {
-                let Some(method) = Method::from_u8(conn.method) else {
-                    unreachable!("conn.method is always written from a Method")
-                };
-                let latency_corrected_us = self.now_ns.saturating_sub(conn.intended_ns) / 1000;
-                let latency_uncorrected_us = self.now_ns.saturating_sub(conn.sent_ns) / 1000;
-                let Answer {
-                    outcome,
-                    rpc_error_code,
-                } = load_answer(summary.status, summary.body, expected_id, self.modern);
-                conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
-                self.record_answer(
-                    r,
-                    slot,
-                    method,
-                    (latency_corrected_us, latency_uncorrected_us),
-                    outcome,
-                    rpc_error_code,
-                );
-                if outcome.is_ok() {
-                    self.answered(r, slot);
-                    if self.mark != 0
-                        && self.first_ok_after_mark_ns == 0
-                        && conn.sent_ns >= self.mark_ns
-                    {
-                        self.first_ok_after_mark_ns = self.now_ns;
-                    }
-                }
-                if outcome == Err(Counter::error_http_503) && summary.keep_alive {
-                    self.back_off(r, slot, &summary);
-                    return;
-                }
-                if outcome == Err(Counter::error_session_lost) {
-                    // The server forgot the session: initialize a new one on this connection.
-                    // Until a request on the new one succeeds, it is not answering.
-                    self.mark_down(r, slot);
-                    let c = &mut self.rings[r].conns[slot as usize];
-                    c.session = SessionId::EMPTY;
-                    if summary.keep_alive {
-                        conn_set_state(c, State::Initializing);
-                        c.flags |= F::HANDSHAKING;
-                        self.handshakes += 1;
-                        self.send_request(r, slot, Method::Initialize, self.now_ns);
-                    } else {
-                        self.begin_close(r, slot, true);
-                    }
-                    return;
-                }
-                self.after_response(r, slot, &summary);
-            }
-            _ => self.connection_broke(r, slot, Counter::error_unexpected_bytes),
-        }
+        self.run_event(r, slot, Event::RecvEnd { res });
     }
 
     /// Records an answered load request in the figures of the segment it was sent in.
@@ -1975,35 +1814,14 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// The connection is idle again: queue it for a request, or reconnect when the server
-    /// said it will close.
-    fn after_response(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
-        if !summary.keep_alive
-            || self.rings[r].conns[slot as usize]
-                .flags
-                .intersects(F::PEER_EOF)
-        {
-            self.metrics.incr(Counter::reconnects_connection_close);
-            let keep = self.phase != Phase::Closing;
-            self.rings[r].conns[slot as usize].flags |= F::ORDERLY_CLOSE;
-            conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
-            self.begin_close(r, slot, keep);
-            return;
-        }
-        self.become_ready(r, slot);
-    }
-
-    /// A 503 (server full or busy): wait `Retry-After` (capped), or a jittered backoff, on
-    /// this connection, then resend initialize or resume requests.
-    fn back_off(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
-        let delay_ns = match summary.retry_after_s {
+    /// A 503 (server full or busy): the machine set the connection Waiting; it resumes after
+    /// `Retry-After` (capped) or a jittered backoff (`resume_waiting`).
+    fn back_off(&mut self, r: usize, slot: u32, retry_after_s: Option<u64>) {
+        let delay_ns = match retry_after_s {
             Some(seconds) => seconds.min(RETRY_AFTER_MAX_S) * 1_000_000_000,
             None => backoff_ns(BUSY_BACKOFF_ATTEMPT, &mut self.rng),
         };
-        let conn = &mut self.rings[r].conns[slot as usize];
-        conn_set_state(conn, State::Waiting);
-        let generation = conn.generation;
-        self.metrics.incr(Counter::busy_backoffs);
+        let generation = self.rings[r].conns[slot as usize].generation;
         self.waiting.push(Reverse((
             self.now_ns + delay_ns,
             r as u16,
@@ -2029,23 +1847,6 @@ impl<'a> Shard<'a> {
                 self.send_request(r, slot, Method::Initialize, self.now_ns);
             }
         }
-    }
-
-    fn handshake_failed(&mut self, r: usize, slot: u32, summary: &ResponseSummary) {
-        if summary.status == 503
-            && summary.keep_alive
-            && matches!(self.phase, Phase::Ramp | Phase::Load)
-        {
-            self.metrics.incr(Counter::error_http_503);
-            self.back_off(r, slot, summary);
-            return;
-        }
-        let cause = http_error_cause(summary.status);
-        self.metrics.incr(cause);
-        self.metrics.incr(Counter::error_initialize_failed);
-        self.end_handshake(r, slot);
-        self.begin_close(r, slot, false);
-        self.settle_failed(r, slot);
     }
 
     // ---- closing -------------------------------------------------------------------------

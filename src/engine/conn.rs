@@ -1,9 +1,9 @@
-//! One client connection's state and the I/O-free logic of what its bytes and answers mean:
-//! the 104-byte slot (`Conn`), its lifecycle (`State`) and flags, feeding received bytes to the
-//! response reader (`feed`), and the decisions the shard acts on — how an answer to a load
-//! request counts, why a handshake failed, what a broken connection means in each state.
-//! Part of `engine/`; `shard.rs` keeps the ring plumbing and carries these decisions out, so
-//! what a connection does with a byte or a status is tested here without a socket.
+//! One client connection's state and what its bytes and answers mean, I/O-free: the 112-byte
+//! slot (`Conn`), its lifecycle (`State`) and flags, feeding received bytes to the response
+//! reader (`feed`), and the classifications `machine.rs` decides with — how an answer to a
+//! load request counts, what a broken connection means in each state, which deadline is due.
+//! Part of `engine/`; the machine turns events into actions, `shard.rs` keeps the ring
+//! plumbing and carries the actions out.
 
 use super::metrics::{Counter, ShardMetrics};
 use super::response::{

@@ -24,6 +24,9 @@ use super::template::Method;
 use crate::proto::http_response::ResponseError;
 use crate::ring::Op;
 
+/// Backoff attempt a held session's reconnect stays at (`backoff_ns`: 200–600 ms).
+const HELD_RETRY_ATTEMPT_MAX: u8 = 2;
+
 /// Where the shard's run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -56,6 +59,8 @@ pub(crate) struct Ctx {
     pub(crate) multishot_recv: bool,
     /// Connect attempts a new connection gets after its first fails.
     pub(crate) connect_retries: u8,
+    /// A fault is being injected: an orderly close now still counts its session as down.
+    pub(crate) fault_window: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +79,8 @@ pub(crate) enum Event {
     /// Something besides the bytes broke the connection (a deadline, a TLS error, the ramp's
     /// end) with this cause.
     Broke(Counter),
+    /// The close completed (the shard has taken the connection's buffers back).
+    Closed,
 }
 
 /// What the shard carries out, in order.
@@ -144,6 +151,16 @@ pub(crate) enum Action {
     Close {
         reconnect: bool,
     },
+    /// The session is no longer counted down (it ends without coming back).
+    ClearDown,
+    /// The slot no longer holds a session (`HELD` and its count).
+    Unhold,
+    /// Open a new connection for the slot now.
+    Reconnect,
+    /// Open a new connection after the backoff of this failed attempt.
+    RetryConnect {
+        attempt: u8,
+    },
 }
 
 /// Runs one event; appends the actions to `out`.
@@ -162,6 +179,43 @@ pub(crate) fn on_event(conn: &mut Conn, event: Event, ctx: &Ctx, out: &mut Vec<A
             broke(conn, cause, ctx, out);
         }
         Event::Broke(cause) => broke(conn, cause, ctx, out),
+        Event::Closed => on_closed(conn, ctx, out),
+    }
+}
+
+/// What becomes of the slot once its connection is closed.
+fn on_closed(conn: &mut Conn, ctx: &Ctx, out: &mut Vec<Action>) {
+    let reconnect = conn.flags.intersects(F::RECONNECT) && ctx.phase != Phase::Closing;
+    let orderly = conn.flags.intersects(F::ORDERLY_CLOSE) && !ctx.fault_window;
+    // What described the closed connection goes; what describes the session stays.
+    conn.flags &= F::KEPT_ACROSS_RECONNECT;
+    if reconnect && !orderly && conn.flags & (F::HELD | F::DOWN) == F::HELD {
+        out.push(Action::MarkDown);
+    } else if !reconnect && conn.flags.intersects(F::DOWN) {
+        out.push(Action::ClearDown);
+    }
+    if reconnect && conn.flags.intersects(F::BACKOFF) {
+        conn.flags &= !F::BACKOFF;
+        conn.state = State::Free;
+        let mut attempt = conn.connect_failures.saturating_sub(1);
+        if conn.flags.intersects(F::HELD) {
+            // A held session retries without limit (phased run): keep its backoff short, so
+            // a server back from a fault is found within ~0.6 s, not after 5 s.
+            attempt = attempt.min(HELD_RETRY_ATTEMPT_MAX);
+        }
+        out.push(Action::RetryConnect { attempt });
+    } else if reconnect {
+        conn.connect_failures = 0; // a fresh connect: no failed attempts yet
+        conn.state = State::Free;
+        out.push(Action::Reconnect);
+    } else if conn.flags.intersects(F::HELD) && ctx.phase == Phase::Closing {
+        conn.state = State::Done;
+    } else {
+        conn.state = State::Failed;
+        // A connection that held a session and cannot reconnect no longer holds it.
+        if conn.flags.intersects(F::HELD) {
+            out.push(Action::Unhold);
+        }
     }
 }
 
@@ -493,6 +547,7 @@ mod tests {
             tls: false,
             multishot_recv: true,
             connect_retries: 2,
+            fault_window: false,
         }
     }
 
@@ -961,5 +1016,59 @@ mod tests {
             ]
         );
         assert!(c.session.is_empty());
+    }
+
+    #[test]
+    fn what_becomes_of_a_closed_slot() {
+        let load = ctx(Phase::Load);
+        let closed = |flags: F, connect_failures: u8, ctx: &Ctx| {
+            let mut c = Conn {
+                flags,
+                connect_failures,
+                ..conn(State::Closing)
+            };
+            let actions = run(&mut c, Event::Closed, ctx);
+            (c, actions)
+        };
+        // A reset held session: down until it answers again, reconnected at once.
+        let (c, actions) = closed(F::HELD | F::RECONNECT | F::RECV_ARMED, 0, &load);
+        assert_eq!(actions, [Action::MarkDown, Action::Reconnect]);
+        assert_eq!((c.state, c.flags), (State::Free, F::HELD));
+        // The server closed it in order: not down — unless a fault is being injected.
+        let orderly = F::HELD | F::RECONNECT | F::ORDERLY_CLOSE;
+        assert_eq!(closed(orderly, 0, &load).1, [Action::Reconnect]);
+        let faulting = Ctx {
+            fault_window: true,
+            ..load
+        };
+        assert_eq!(
+            closed(orderly, 0, &faulting).1,
+            [Action::MarkDown, Action::Reconnect]
+        );
+        // A failed connect retries after the backoff of its attempt, a held one capped.
+        let (c, actions) = closed(F::RECONNECT | F::BACKOFF, 2, &load);
+        assert_eq!(actions, [Action::RetryConnect { attempt: 1 }]);
+        assert!(!c.flags.intersects(F::BACKOFF));
+        let (_, actions) = closed(F::HELD | F::DOWN | F::RECONNECT | F::BACKOFF, 9, &load);
+        assert_eq!(
+            actions,
+            [Action::RetryConnect {
+                attempt: HELD_RETRY_ATTEMPT_MAX
+            }]
+        );
+        // cool_down: a held session is done, a down one stops counting as down.
+        let closing = ctx(Phase::Closing);
+        let (c, actions) = closed(F::HELD | F::RECONNECT, 0, &closing);
+        assert_eq!((c.state, actions), (State::Done, vec![]));
+        let (_, actions) = closed(F::HELD | F::DOWN, 0, &closing);
+        assert_eq!(actions, [Action::ClearDown]);
+        // Given up during the load: failed, the session no longer held.
+        let (c, actions) = closed(F::HELD | F::DOWN, 0, &load);
+        assert_eq!(
+            (c.state, actions),
+            (State::Failed, vec![Action::ClearDown, Action::Unhold])
+        );
+        let (c, actions) = closed(F::empty(), 0, &load);
+        assert_eq!((c.state, actions), (State::Failed, vec![]));
     }
 }

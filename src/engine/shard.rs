@@ -67,8 +67,6 @@ const GENERATOR_BEHIND_NS: u64 = 1_000_000_000;
 /// Handshakes (connect → initialized) a shard runs at once. Bounds the SQ backlog and the
 /// source-address ring below.
 const HANDSHAKES_MAX: usize = 1024;
-/// Backoff attempt a held session's reconnect stays at (`backoff_ns`: 200–600 ms).
-const HELD_RETRY_ATTEMPT_MAX: u8 = 2;
 /// Longest `Retry-After` honoured.
 const RETRY_AFTER_MAX_S: u64 = 60;
 /// Backoff after a 503 without `Retry-After`: `backoff_ns` of this attempt (≈ 0.4–1.2 s).
@@ -1446,12 +1444,17 @@ impl<'a> Shard<'a> {
         } else {
             Counter::error_delete_failed
         });
+        self.unhold(r, slot);
+        self.answered(r, slot);
+    }
+
+    /// The slot no longer holds a session (`HELD` and its count).
+    fn unhold(&mut self, r: usize, slot: u32) {
         let conn = &mut self.rings[r].conns[slot as usize];
         if conn.flags.intersects(F::HELD) {
             conn.flags &= !F::HELD;
             self.held -= 1;
         }
-        self.answered(r, slot);
     }
 
     fn become_ready(&mut self, r: usize, slot: u32) {
@@ -1545,6 +1548,7 @@ impl<'a> Shard<'a> {
             tls: self.tls_config.is_some(),
             multishot_recv: self.plan.recv_multishot,
             connect_retries: self.plan.connect_retries,
+            fault_window: self.fault_window,
         }
     }
 
@@ -1621,6 +1625,24 @@ impl<'a> Shard<'a> {
             ),
             Action::FailRequest { cause, lost } => self.fail_request(r, slot, cause, lost),
             Action::DeleteAnswered { ok } => self.delete_answered(r, slot, ok),
+            Action::ClearDown => {
+                let conn = &mut self.rings[r].conns[slot as usize];
+                if conn.flags.intersects(F::DOWN) {
+                    conn.flags &= !F::DOWN;
+                    self.down -= 1;
+                }
+            }
+            Action::Unhold => self.unhold(r, slot),
+            Action::Reconnect => {
+                let generation = self.rings[r].conns[slot as usize].generation;
+                self.reconnects.push_back((r as u16, slot, generation));
+            }
+            Action::RetryConnect { attempt } => {
+                let due_ns = self.now_ns + backoff_ns(attempt, &mut self.rng);
+                let generation = self.rings[r].conns[slot as usize].generation;
+                self.retries
+                    .push(Reverse((due_ns, r as u16, slot, generation)));
+            }
             Action::BackOff { retry_after_s } => self.back_off(r, slot, retry_after_s),
             Action::BecomeReady => self.become_ready(r, slot),
             Action::Close { reconnect } => self.begin_close(r, slot, reconnect),
@@ -1900,6 +1922,8 @@ impl<'a> Shard<'a> {
         self.push(r, entry);
     }
 
+    /// The close completed: the connection's buffers and TLS state go back; the machine
+    /// decides what becomes of the slot (reconnect now or after a backoff, done, failed).
     fn on_close(&mut self, r: usize, slot: u32) {
         self.end_handshake(r, slot);
         if let Some(tls) = self.rings[r].tls.get_mut(slot as usize) {
@@ -1914,44 +1938,9 @@ impl<'a> Shard<'a> {
             self.sends.give(conn.send_buf);
             conn.send_buf = NONE;
         }
-        self.open_conns -= 1;
-        let reconnect = conn.flags.intersects(F::RECONNECT) && self.phase != Phase::Closing;
-        let orderly = conn.flags.intersects(F::ORDERLY_CLOSE) && !self.fault_window;
-        conn.flags &= F::KEPT_ACROSS_RECONNECT;
-        if reconnect && !orderly && conn.flags & (F::HELD | F::DOWN) == F::HELD {
-            conn.flags |= F::DOWN;
-            self.down += 1;
-        } else if !reconnect && conn.flags.intersects(F::DOWN) {
-            conn.flags &= !F::DOWN;
-            self.down -= 1;
-        }
         conn.chain_pending = 0;
-        if reconnect && conn.flags.intersects(F::BACKOFF) {
-            conn.flags &= !F::BACKOFF;
-            conn_set_state(conn, State::Free);
-            let mut attempt = conn.connect_failures - 1;
-            if conn.flags.intersects(F::HELD) {
-                // A held session retries without limit (phased run): keep its backoff short,
-                // so a server back from a fault is found within ~0.6 s, not after 5 s.
-                attempt = attempt.min(HELD_RETRY_ATTEMPT_MAX);
-            }
-            let due_ns = self.now_ns + backoff_ns(attempt, &mut self.rng);
-            self.retries
-                .push(Reverse((due_ns, r as u16, slot, conn.generation)));
-        } else if reconnect {
-            conn.connect_failures = 0; // a fresh connect: no failed attempts yet
-            conn_set_state(conn, State::Free);
-            self.reconnects.push_back((r as u16, slot, conn.generation));
-        } else if conn.flags.intersects(F::HELD) && self.phase == Phase::Closing {
-            conn_set_state(conn, State::Done);
-        } else {
-            conn_set_state(conn, State::Failed);
-            // A connection that held a session and cannot reconnect no longer holds it.
-            if conn.flags.intersects(F::HELD) {
-                conn.flags &= !F::HELD;
-                self.held -= 1;
-            }
-        }
+        self.open_conns -= 1;
+        self.run_event(r, slot, Event::Closed);
     }
 
     // ---- timeouts ------------------------------------------------------------------------

@@ -295,8 +295,10 @@ impl Handshake {
 }
 
 /// One direction's keys from what rustls handed over, with the logged secret they derive
-/// from (checked: a secret that does not give rustls's key is not used, and a KeyUpdate on
-/// that direction then fails as a protocol error instead of garbling records).
+/// from. rustls may have followed a peer's KeyUpdate before the hand-over (the receive
+/// direction): the logged secret's next generations are tried. Keys that match no generation
+/// of a logged secret are an error (they would garble every record); keys handed over with no
+/// logged secret at all are used as they are (a KeyUpdate on them then fails by cause).
 fn direction_keys(
     suite: Suite,
     (seq, secrets): (u64, rustls::ConnectionTrafficSecrets),
@@ -312,11 +314,22 @@ fn direction_keys(
     let iv: &[u8; 12] = iv
         .try_into()
         .map_err(|_| TlsError::Protocol("traffic IV of an unexpected length".into()))?;
-    if let Some(secret) = secret {
-        let keys = DirectionKeys::from_secret(suite, secret.as_bytes(), seq);
+    let Some(secret) = secret else {
+        return Ok(DirectionKeys::from_key(key, iv, seq));
+    };
+    let mut keys = DirectionKeys::from_secret(suite, secret.as_bytes(), seq);
+    for _ in 0..KEY_GENERATIONS_MAX {
         if keys.same_key(key, iv) {
+            keys.seq = seq;
             return Ok(keys);
         }
+        keys.update(suite)
+            .map_err(|e| TlsError::Protocol(e.to_string()))?;
     }
-    Ok(DirectionKeys::from_key(key, iv, seq))
+    Err(TlsError::Protocol(
+        "the traffic keys rustls handed over derive from no logged secret".into(),
+    ))
 }
+
+/// KeyUpdates rustls may have followed before the hand-over (one is already unusual).
+const KEY_GENERATIONS_MAX: usize = 4;

@@ -205,9 +205,51 @@ impl TlsConn {
         plaintext: &mut Vec<u8>,
     ) -> Result<(usize, Received), TlsError> {
         match &mut self.state {
-            State::Rustls(_) => self.drive_rustls(input, &mut None, plaintext),
+            State::Rustls(_) => self.receive_rustls(input, plaintext),
             State::Traffic(traffic) => traffic.receive(input, plaintext, &mut self.outgoing),
             State::Failed => Err(TlsError::Protocol("the TLS layer failed earlier".into())),
+        }
+    }
+
+    /// Gives rustls the input one whole record at a time and stops as soon as the connection
+    /// can be handed over: a record after that point (a KeyUpdate, application data) must be
+    /// the record layer's, never rustls's, or its effect would be lost with rustls. A record
+    /// rustls keeps (part of a handshake message) is presented again with the next.
+    fn receive_rustls(
+        &mut self,
+        input: &mut [u8],
+        plaintext: &mut Vec<u8>,
+    ) -> Result<(usize, Received), TlsError> {
+        let mut received = Received::default();
+        // `start`: the first byte rustls has not discarded; `end`: the bytes presented.
+        let (mut start, mut end) = (0, 0);
+        loop {
+            let len = match record::any_record_len(&input[end..]) {
+                // Not a TLS record header: rustls says why (an error by cause).
+                Some(Err(())) => input.len() - end,
+                Some(Ok(len)) if len <= input.len() - end => len,
+                // Part of a record: kept for the next receive.
+                _ => break,
+            };
+            end += len;
+            let (used, got) = self.drive_rustls(&mut input[start..end], &mut None, plaintext)?;
+            start += used;
+            received.peer_closed |= got.peer_closed;
+            if start == end && self.ready_to_hand_over().is_some() {
+                break;
+            }
+        }
+        Ok((start, received))
+    }
+
+    /// The suite to hand over with, when everything rustls was given is consumed.
+    fn ready_to_hand_over(&self) -> Option<record::Suite> {
+        match &self.state {
+            // A close still due is rustls's to encode: the hand-over waits for it.
+            State::Rustls(rustls) if self.handshake_done && !self.close_requested => {
+                rustls.ready_to_hand_over()
+            }
+            _ => None,
         }
     }
 
@@ -255,15 +297,8 @@ impl TlsConn {
     /// Hands a TLS 1.3 connection over from rustls to the record layer once rustls has nothing
     /// more to do for it (`Handshake::ready_to_hand_over`); says whether it did.
     fn hand_over_if_ready(&mut self) -> Result<bool, TlsError> {
-        let suite = match &self.state {
-            // A close still due is rustls's to encode: the hand-over waits for it.
-            State::Rustls(rustls) if self.handshake_done && !self.close_requested => {
-                match rustls.ready_to_hand_over() {
-                    Some(suite) => suite,
-                    None => return Ok(false),
-                }
-            }
-            _ => return Ok(false),
+        let Some(suite) = self.ready_to_hand_over() else {
+            return Ok(false);
         };
         let State::Rustls(rustls) = std::mem::replace(&mut self.state, State::Failed) else {
             return Ok(false);
@@ -908,5 +943,39 @@ mod tests {
             proptest::prop_assert!(plain.is_empty() || plain.starts_with(b"hello"));
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    /// The server's tickets, a KeyUpdate it asks an answer to, and data, all in one read:
+    /// rustls takes the tickets, the record layer the KeyUpdate (rustls would have dropped
+    /// its answer with itself), split at every byte.
+    #[test]
+    fn a_key_update_right_behind_the_tickets_is_the_record_layers() {
+        let pki = pki("ku-behind", &[b"http/1.1"]);
+        let mut split = 0;
+        let mut longest = usize::MAX;
+        while split <= longest {
+            let mut c = client(&pki);
+            let mut s = ServerConnection::new(pki.server.clone()).unwrap();
+            handshake(&mut c, &mut s, None);
+            let mut stream = server_output(&mut s);
+            s.refresh_traffic_keys().unwrap();
+            s.writer().write_all(b"pong").unwrap();
+            stream.extend(server_output(&mut s));
+            longest = stream.len();
+            let at = split.min(stream.len());
+            let mut plain = Vec::new();
+            c.receive(&mut stream[..at], &mut plain).unwrap();
+            c.receive(&mut stream[at..], &mut plain).unwrap();
+            assert_eq!(plain, b"pong", "split {at}");
+            assert!(c.handed_over() && c.wants_write(), "split {at}");
+            let mut wire = Vec::new();
+            c.encrypt(b"ping", &mut wire).unwrap();
+            server_input(&mut s, &wire);
+            let mut got = [0; 4];
+            std::io::Read::read_exact(&mut s.reader(), &mut got).unwrap();
+            assert_eq!(&got, b"ping", "split {at}");
+            split += 1;
+        }
+        let _ = std::fs::remove_file(&pki.ca_file);
     }
 }

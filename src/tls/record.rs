@@ -203,6 +203,10 @@ impl DirectionKeys {
         self.key[..key.len()] == *key && self.iv[..] == *iv
     }
 
+    pub fn has_secret(&self) -> bool {
+        self.has_secret
+    }
+
     /// The next generation of keys (a KeyUpdate, RFC 8446 §7.2); the sequence restarts at 0.
     pub fn update(&mut self, suite: Suite) -> Result<(), RecordError> {
         if !self.has_secret {
@@ -314,6 +318,19 @@ pub fn record_len(bytes: &[u8]) -> Option<Result<usize, RecordError>> {
         return Some(Err(RecordError::Overflow(body)));
     }
     Some(Ok(HEADER_LEN + body))
+}
+
+/// The length of the whole record of any type at the start of `bytes` (the handshake's
+/// plaintext records too); `None` while its header is not all in, `Err` for bytes that are
+/// not a TLS record header (a content type from 20 to 23, version 3.x).
+pub fn any_record_len(bytes: &[u8]) -> Option<Result<usize, ()>> {
+    let header = bytes.get(..HEADER_LEN)?;
+    if !(20..=23).contains(&header[0]) || header[1] != 3 {
+        return Some(Err(()));
+    }
+    Some(Ok(
+        HEADER_LEN + u16::from_be_bytes([header[3], header[4]]) as usize
+    ))
 }
 
 /// A KeyUpdate handshake message (RFC 8446 §4.6.3).

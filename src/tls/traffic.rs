@@ -150,6 +150,10 @@ impl Traffic {
     }
 
     fn send_key_update(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        // Checked first: a KeyUpdate sent without our side following it garbles the rest.
+        if !self.tx.has_secret() {
+            return Err(protocol(RecordError::NoTrafficSecret));
+        }
         let message = record::key_update_message(false);
         self.tx
             .seal(self.suite, record::CONTENT_HANDSHAKE, &message, out)
@@ -165,13 +169,23 @@ impl Traffic {
                 "the connection cannot send any more".into(),
             ));
         }
+        let start = out.len();
         let records = plaintext.len().div_ceil(record::MAX_PLAINTEXT).max(1) as u64;
-        if self.tx.seq.saturating_add(records) >= self.suite.confidentiality_limit() {
-            self.send_key_update(out)?;
+        let sealed = if self.tx.seq.saturating_add(records) >= self.suite.confidentiality_limit() {
+            self.send_key_update(out)
+        } else {
+            Ok(())
         }
-        self.tx
-            .seal(self.suite, record::CONTENT_APPLICATION_DATA, plaintext, out)
-            .map_err(protocol)
+        .and_then(|()| {
+            self.tx
+                .seal(self.suite, record::CONTENT_APPLICATION_DATA, plaintext, out)
+                .map_err(protocol)
+        });
+        if sealed.is_err() {
+            // Nothing half-sealed goes out.
+            out.truncate(start);
+        }
+        sealed
     }
 
     /// Appends close_notify to `out` (once).

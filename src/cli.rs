@@ -187,16 +187,29 @@ pub struct RunArgs {
     /// Length of the load phase of --phases sustained, after every session is established.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Weighted method mix, e.g. tools/call:80,tools/list:10,ping:10 [default: ping, or
-    /// tools/call when --tool is given].
+    /// Weighted mix of METHOD[=NAME][:WEIGHT] entries: any of ping, tools/list, tools/call=TOOL,
+    /// resources/list, resources/read=URI, resources/templates/list, prompts/list,
+    /// prompts/get=PROMPT, completion/complete=PROMPT, logging/setLevel=LEVEL; e.g.
+    /// tools/call=search:60,resources/read=file:///a.md:30,ping:10. Names and arguments may hold
+    /// generators: {{seq}}, {{int LOW HIGH}}, {{choice a|b}}, {{str N}}, {{line FILE}}
+    /// [default: ping, or tools/call when --tool is given]. Each entry has its own latency
+    /// figures.
     #[arg(long)]
     pub mix: Option<String>,
-    /// Tool for tools/call [default: echo].
+    /// Tool of a tools/call entry that names none [default: echo].
     #[arg(long)]
     pub tool: Option<String>,
-    /// Arguments for tools/call as a JSON object [default: {"text":"mcpstorm"}].
+    /// Arguments for --tool as a JSON object, generators allowed [default: {"text":"mcpstorm"}].
     #[arg(long)]
     pub tool_args: Option<String>,
+    /// NAME=JSON: the arguments object of the tools/call, prompts/get or completion/complete
+    /// entry naming NAME (a completion: {"ARGUMENT":"PARTIAL VALUE"}). Repeatable.
+    #[arg(long = "args", value_name = "NAME=JSON")]
+    pub args: Vec<String>,
+    /// Seed of every generated value and random choice: the same seed sends the same values
+    /// [default: drawn at start, printed in the report].
+    #[arg(long)]
+    pub seed: Option<u64>,
     #[arg(long, default_value = "2025-11-25")]
     pub protocol_version: String,
     /// Direct descriptors per ring [default and maximum: RLIMIT_NOFILE].

@@ -154,6 +154,15 @@ fn run(args: RunArgs) -> ExitCode {
         mix: args.mix,
         tool: args.tool,
         tool_args_json: args.tool_args,
+        args: args.args,
+        seed: args.seed.unwrap_or_else(|| {
+            // Any seed will do; the report prints it so the run can be repeated.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            nanos ^ (std::process::id() as u64) << 32
+        }),
         protocol_version: args.protocol_version,
         ring_slots: args.ring_slots,
         server_pid: args.server_pid,

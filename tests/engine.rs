@@ -25,10 +25,17 @@ fn run_engine(url: &str, extra: &[&str]) -> Run {
 }
 
 fn run_engine_args(urls: &[&str], extra: &[&str]) -> Run {
+    // One file per distinct run (tests run in parallel); the options hashed, as a long mix
+    // would make too long a name.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (urls, extra).hash(&mut hasher);
+        hasher.finish()
+    };
     let json = std::env::temp_dir().join(format!(
-        "mcpstorm-engine-{}-{}.json",
-        std::process::id(),
-        extra.join("_").replace(['/', ':', ','], "-")
+        "mcpstorm-engine-{}-{key:016x}.json",
+        std::process::id()
     ));
     let _ = std::fs::remove_file(&json);
     let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
@@ -233,25 +240,32 @@ fn engine_unreachable_target_counts_failures_and_exits_2_with_the_cause() {
             .contains("is the server running?")
     );
     assert_eq!(run.report["phases"][0]["status"], "aborted");
-    // The baseline's sessions (1 % of 50: one per shard) each tried three times (two retries
-    // after jittered backoffs) and failed; nothing more was attempted.
+    // The baseline's sessions (1 % of 50: one per shard) each try three times (two retries
+    // after jittered backoffs); the run stops once one has failed for good, so the other may
+    // be between its attempts then. Every attempt is refused and counted, and nothing more
+    // than those sessions' attempts was made.
     let sessions = count(&run.report, "/phases/0/sessions/target");
-    let opened = count(&run.report, "/sessions/failed");
+    let failed = count(&run.report, "/sessions/failed");
     assert!(
-        opened >= sessions && opened <= 2,
+        failed >= sessions && failed <= 2,
         "{}",
         run.report["sessions"]
     );
     assert_eq!(count(&run.report, "/sessions/established"), 0);
-    assert_eq!(count(&run.report, "/counters/connect_attempts"), 3 * opened);
-    assert_eq!(count(&run.report, "/counters/connect_retries"), 2 * opened);
+    let attempts = count(&run.report, "/counters/connect_attempts");
+    assert!(
+        attempts >= 3 * failed && attempts <= 3 * 2,
+        "{attempts} attempts, {failed} failed"
+    );
+    assert!(count(&run.report, "/counters/connect_retries") >= 2 * failed);
+    assert!(count(&run.report, "/counters/connect_retries") < attempts);
     assert_eq!(
         count(&run.report, "/errors_by_cause/connect_refused"),
-        3 * opened
+        attempts
     );
     assert_eq!(
         count(&run.report, "/errors_by_cause/connect:ECONNREFUSED"),
-        3 * opened
+        attempts
     );
     assert_eq!(count(&run.report, "/counters/requests_sent"), 0);
 }
@@ -873,4 +887,131 @@ fn engine_connect_timeout_cancels_hanging_connects() {
         run.stdout
     );
     drop(fillers);
+}
+
+/// Every method a client sends, one mix entry each, with generated arguments.
+const EVERY_METHOD_MIX: &str = "tools/call:3,resources/read=mcpstorm://items/{{seq}}:3,resources/list,resources/templates/list,prompts/list,prompts/get=greet,completion/complete=greet,logging/setLevel=info,ping,tools/list";
+const EVERY_METHOD_LABELS: [&str; 10] = [
+    "tools/call",
+    "resources/read mcpstorm://items/{{seq}}",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+    "prompts/get greet",
+    "completion/complete greet",
+    "logging/setLevel info",
+    "ping",
+    "tools/list",
+];
+
+/// Every method of the mix against `serve`: each entry answered on its own figures, none
+/// failed, and serve's own counters agree entry by entry.
+#[test]
+fn every_method_of_the_mix_against_serve() {
+    let server = Server::start(&[]);
+    let run = run_engine_ok(
+        &server.url(),
+        &[
+            "--connections",
+            "40",
+            "--shards",
+            "2",
+            "--rate",
+            "600",
+            "--duration",
+            "2s",
+            "--seed",
+            "11",
+            "--mix",
+            EVERY_METHOD_MIX,
+            "--args",
+            r#"greet={"name":"A"}"#,
+            "--tool-args",
+            r#"{"text":"{{str 12}}"}"#,
+        ],
+    );
+    let report = &run.report;
+    let phase = &report["phases"][2];
+    assert_eq!(count(phase, "/requests/errors"), 0, "{}", run.stdout);
+    assert_eq!(
+        phase["errors_by_method"],
+        serde_json::json!({}),
+        "{}",
+        run.stdout
+    );
+    let answered = |label: &str| {
+        count(
+            phase,
+            &format!("/latency_us_by_method/{}/count", label.replace('/', "~1")),
+        )
+    };
+    for label in EVERY_METHOD_LABELS {
+        assert!(answered(label) > 0, "{label}: {}", run.stdout);
+    }
+    let total: u64 = EVERY_METHOD_LABELS.iter().map(|l| answered(l)).sum();
+    assert_eq!(total, count(phase, "/requests/ok"), "{}", run.stdout);
+    assert_eq!(report["seed"], 11);
+    assert_eq!(report["mix"][1]["entry"], EVERY_METHOD_LABELS[1]);
+    let stats = server.stats();
+    for (counter, labels) in [
+        ("/method_tools_call", &["tools/call"][..]),
+        (
+            "/method_resources",
+            &[
+                "resources/read mcpstorm://items/{{seq}}",
+                "resources/list",
+                "resources/templates/list",
+            ],
+        ),
+        ("/method_prompts", &["prompts/list", "prompts/get greet"]),
+        ("/method_completion", &["completion/complete greet"]),
+        ("/method_logging", &["logging/setLevel info"]),
+        ("/method_ping", &["ping"]),
+        ("/method_tools_list", &["tools/list"]),
+    ] {
+        let engine: u64 = labels.iter().map(|l| answered(l)).sum();
+        assert_eq!(count(&stats, counter), engine, "{counter}: {stats}");
+    }
+    assert_eq!(count(&stats, "/error_invalid_params"), 0, "{stats}");
+}
+
+/// A mix entry the server fails is counted on that entry and by its cause; the others go on.
+#[test]
+fn a_failing_entry_is_counted_on_its_own() {
+    let server = Server::start(&[]);
+    let run = run_engine(
+        &server.url(),
+        &[
+            "--connections",
+            "10",
+            "--shards",
+            "1",
+            "--rate",
+            "200",
+            "--duration",
+            "2s",
+            "--mix",
+            "ping,resources/read=mcpstorm://nothing-here",
+        ],
+    );
+    let phase = &run.report["phases"][2];
+    let failed = count(
+        phase,
+        "/errors_by_method/resources~1read mcpstorm:~1~1nothing-here",
+    );
+    assert!(failed > 0, "{}", run.stdout);
+    assert_eq!(failed, count(phase, "/requests/errors"), "{}", run.stdout);
+    assert!(phase["errors_by_method"].get("ping").is_none());
+    assert_eq!(
+        count(&run.report, "/errors_by_cause/rpc_error"),
+        failed,
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("resources/read mcpstorm://nothing-here: "),
+        "{}",
+        run.stdout
+    );
 }

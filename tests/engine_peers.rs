@@ -86,3 +86,102 @@ fn engine_against_python_sdk_json_response() {
 fn engine_against_python_sdk_stateless() {
     run_against_python(&["--stateless"]);
 }
+
+/// Every method the official SDK server answers, against it, with generated arguments: each
+/// entry answered without error, and the server saw as many distinct queries and item ids as
+/// it answered (`{{str 12}}` and `{{seq}}` never repeat).
+#[test]
+fn every_method_against_python_sdk_with_generated_arguments() {
+    let server = PyServer::start(&["--json-response"]);
+    let json = std::env::temp_dir().join(format!(
+        "mcpstorm-engine-py-mix-{}.json",
+        std::process::id()
+    ));
+    let labels = [
+        "tools/call search",
+        "resources/read items://{{seq}}",
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+        "prompts/get greet",
+        "completion/complete greet",
+        "tools/list",
+        "ping",
+    ];
+    let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args(["run", "--phases", "sustained", "--quiet", &server.url])
+        .args([
+            "--sla",
+            "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .args([
+            "--connections",
+            "40",
+            "--shards",
+            "1",
+            "--duration",
+            "2s",
+            "--rate",
+            "150",
+            "--mix",
+            "tools/call=search:3,resources/read=items://{{seq}}:3,resources/list,resources/templates/list,prompts/list,prompts/get=greet,completion/complete=greet,tools/list,ping",
+            "--args",
+            r#"search={"q":"{{str 12}}","n":{{int 1 9}}}"#,
+            "--args",
+            r#"greet={"name":"A"}"#,
+        ])
+        .output()
+        .expect("spawn mcpstorm run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let phase = &report["phases"][2];
+    assert_eq!(count(phase, "/requests/errors"), 0, "{stdout}");
+    let answered = |label: &str| {
+        count(
+            phase,
+            &format!("/latency_us_by_method/{}/count", label.replace('/', "~1")),
+        )
+    };
+    for label in labels {
+        assert!(answered(label) > 0, "{label}: {stdout}");
+    }
+    // The server's own record of the generated values.
+    let port: u16 = server
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/mcp")
+        .parse()
+        .unwrap();
+    let mut client = common::Client::connect(([127, 0, 0, 1], port).into());
+    let session = client.initialize();
+    let response = client.rpc(
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"seen","arguments":{}}}"#,
+    );
+    let text = response.json()["result"]["content"][0]["text"]
+        .as_str()
+        .expect("seen's text")
+        .to_string();
+    let seen: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        seen["queries"],
+        answered("tools/call search"),
+        "{seen} / {stdout}"
+    );
+    assert_eq!(
+        seen["items"],
+        answered("resources/read items://{{seq}}"),
+        "{seen} / {stdout}"
+    );
+}

@@ -92,10 +92,20 @@ fn whole_session_flow_json() {
         .rpc(Some(&session), r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"nope","arguments":{}}}"#)
         .json();
     assert_eq!(unknown_tool["error"]["code"], -32602);
+    let resources = client
+        .rpc(
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":8,"method":"resources/list"}"#,
+        )
+        .json();
+    assert_eq!(
+        resources["result"]["resources"][0]["uri"],
+        "mcpstorm://docs/readme"
+    );
     let unknown_method = client
         .rpc(
             Some(&session),
-            r#"{"jsonrpc":"2.0","id":9,"method":"resources/list"}"#,
+            r#"{"jsonrpc":"2.0","id":9,"method":"sampling/createMessage"}"#,
         )
         .json();
     assert_eq!(unknown_method["error"]["code"], -32601);

@@ -146,29 +146,51 @@ fn check_calibrated(name: &str, service_ms: u64, slots: u64, shards: &str, conne
     let capacity_built = slots as f64 * 1000.0 / service_ms as f64;
     let service = format!("{service_ms}ms");
     let slots_text = slots.to_string();
-    let server = calibrated_server(&service, &slots_text, shards);
-    let url = server.url();
-    let pid = server.child.id().to_string();
-    let run = run(
-        name,
-        &[
-            &url,
-            "--connections",
-            connections,
-            "--server-pid",
-            &pid,
-            "--baseline",
-            "1s",
-            "--sustain",
-            "3s",
-            "--step",
-            "2s",
-            "--skip",
-            "failure_recovery",
-            "--sla",
-            "throughput=off,mem=off",
-        ],
-    );
+    // The generator's self-check judges the load host: on a 2-CPU machine shared with the
+    // server (and, in CI, with other tests) it may rightly find itself late in a run. Such a
+    // run says nothing about the server's figures, so it is run again (three tries); every
+    // figure of the run kept is checked, INVALID included.
+    let mut attempt = 1;
+    let (_server, run) = loop {
+        let server = calibrated_server(&service, &slots_text, shards);
+        let url = server.url();
+        let pid = server.child.id().to_string();
+        let run = run(
+            name,
+            &[
+                &url,
+                "--connections",
+                connections,
+                "--server-pid",
+                &pid,
+                "--baseline",
+                "1s",
+                "--sustain",
+                "3s",
+                "--step",
+                "2s",
+                "--skip",
+                "failure_recovery",
+                "--sla",
+                "throughput=off,mem=off",
+            ],
+        );
+        let invalid = run.report["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["generator"]["valid"] == false);
+        match invalid {
+            Some(p) if attempt < 3 => {
+                eprintln!(
+                    "{name}: try {attempt}: the generator judged itself INVALID in {} ({}); again",
+                    p["name"], p["generator"]["invalid_reason"]
+                );
+                attempt += 1;
+            }
+            _ => break (server, run),
+        }
+    };
     let (report, text) = (&run.report, &run.text);
     assert_no_invalid(report, text);
     assert_every_request_accounted_for(report, text);

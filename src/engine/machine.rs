@@ -20,7 +20,7 @@ use super::conn::{
 };
 use super::metrics::Counter;
 use super::response::{ReadError, ResponseSummary, SessionId};
-use super::template::Method;
+use super::template::Request;
 use crate::proto::http_response::ResponseError;
 use crate::ring::Op;
 
@@ -103,7 +103,7 @@ pub(crate) enum Action {
     StartTls,
     /// Send this request now (its state is set).
     Send {
-        method: Method,
+        request: Request,
         intended_ns: u64,
     },
     /// A new session is open: initialize latency, `sessions_established`.
@@ -127,7 +127,8 @@ pub(crate) enum Action {
     },
     /// The answer to a load request, in the figures of the segment it was sent in.
     RecordAnswer {
-        method: Method,
+        /// The load entry of the mix.
+        entry: u8,
         latency_corrected_us: u64,
         latency_uncorrected_us: u64,
         answer: Answer,
@@ -288,7 +289,7 @@ fn transport_ready(conn: &mut Conn, ctx: &Ctx, out: &mut Vec<Action>) {
     } else if conn.session.is_empty() {
         conn.state = State::Initializing;
         out.push(Action::Send {
-            method: Method::Initialize,
+            request: Request::Initialize,
             intended_ns: ctx.now_ns,
         });
     } else {
@@ -342,7 +343,7 @@ fn on_answer(conn: &mut Conn, summary: &ResponseSummary, ctx: &Ctx, out: &mut Ve
             conn.session = summary.session_id.unwrap_or(SessionId::EMPTY);
             conn.state = State::Initialized;
             out.push(Action::Send {
-                method: Method::Initialized,
+                request: Request::Initialized,
                 intended_ns: conn.intended_ns,
             });
         }
@@ -362,7 +363,7 @@ fn on_answer(conn: &mut Conn, summary: &ResponseSummary, ctx: &Ctx, out: &mut Ve
             ]);
             after_response(conn, summary, ctx, out);
         }
-        State::Awaiting if conn.method == Method::Delete as u8 => {
+        State::Awaiting if Request::from_u8(conn.method) == Request::Delete => {
             conn.session = SessionId::EMPTY;
             conn.state = State::Ready;
             out.extend([
@@ -378,8 +379,9 @@ fn on_answer(conn: &mut Conn, summary: &ResponseSummary, ctx: &Ctx, out: &mut Ve
 }
 
 fn on_load_answer(conn: &mut Conn, summary: &ResponseSummary, ctx: &Ctx, out: &mut Vec<Action>) {
-    let Some(method) = Method::from_u8(conn.method) else {
-        unreachable!("conn.method is always written from a Method")
+    let Request::Load(entry) = Request::from_u8(conn.method) else {
+        // Awaiting is a load request or DELETE (answered above).
+        unreachable!("an awaited request that is not load")
     };
     let answer = load_answer(
         summary.status,
@@ -389,7 +391,7 @@ fn on_load_answer(conn: &mut Conn, summary: &ResponseSummary, ctx: &Ctx, out: &m
     );
     conn.state = State::Ready;
     out.push(Action::RecordAnswer {
-        method,
+        entry,
         latency_corrected_us: ctx.now_ns.saturating_sub(conn.intended_ns) / 1000,
         latency_uncorrected_us: ctx.now_ns.saturating_sub(conn.sent_ns) / 1000,
         answer,
@@ -412,7 +414,7 @@ fn on_load_answer(conn: &mut Conn, summary: &ResponseSummary, ctx: &Ctx, out: &m
                 out.extend([
                     Action::StartHandshake,
                     Action::Send {
-                        method: Method::Initialize,
+                        request: Request::Initialize,
                         intended_ns: ctx.now_ns,
                     },
                 ]);
@@ -615,7 +617,7 @@ mod tests {
             assert_eq!(
                 actions,
                 [Action::Send {
-                    method: Method::Initialized,
+                    request: Request::Initialized,
                     intended_ns: 1_000_000
                 }],
                 "split {at}"
@@ -649,7 +651,7 @@ mod tests {
         let response = ok_response(7);
         for at in 0..=response.len() {
             let mut c = Conn {
-                method: Method::ToolsCall as u8,
+                method: Request::Load(2).to_u8(),
                 ..conn(State::Awaiting)
             };
             let actions = feed_split(&mut c, &response, at, &ctx);
@@ -657,7 +659,7 @@ mod tests {
                 actions,
                 [
                     Action::RecordAnswer {
-                        method: Method::ToolsCall,
+                        entry: 2,
                         latency_corrected_us: 4_000,
                         latency_uncorrected_us: 3_000,
                         answer: Answer {
@@ -676,7 +678,7 @@ mod tests {
 
     fn awaiting_tool_call() -> Conn {
         Conn {
-            method: Method::ToolsCall as u8,
+            method: Request::Load(2).to_u8(),
             flags: F::HELD,
             ..conn(State::Awaiting)
         }
@@ -722,7 +724,7 @@ mod tests {
                 Action::MarkDown,
                 Action::StartHandshake,
                 Action::Send {
-                    method: Method::Initialize,
+                    request: Request::Initialize,
                     intended_ns: NOW_NS
                 }
             ]
@@ -975,7 +977,7 @@ mod tests {
         assert_eq!(
             run(&mut c, connected, &ramp)[2],
             Action::Send {
-                method: Method::Initialize,
+                request: Request::Initialize,
                 intended_ns: NOW_NS
             }
         );
@@ -1003,7 +1005,7 @@ mod tests {
     #[test]
     fn a_delete_answer_ends_the_session() {
         let mut c = Conn {
-            method: Method::Delete as u8,
+            method: Request::Delete.to_u8(),
             session: SessionId::from_bytes(b"s").unwrap(),
             ..conn(State::Awaiting)
         };

@@ -3,7 +3,6 @@
 //! (plain integers, no atomics on the hot path) and hands it to the coordinator when it ends;
 //! the coordinator merges shards with `Histogram::add`.
 
-use super::template::Method;
 use hdrhistogram::Histogram;
 
 /// Largest latency recorded: one hour in µs (larger values are clamped to it).
@@ -186,8 +185,11 @@ pub struct ShardMetrics {
     pub initialize: Histogram<u64>,
     /// TCP connected → TLS handshake done (`https://`).
     pub tls_handshake: Histogram<u64>,
-    /// Per load method (index `Method::load_index`).
+    /// Per load entry of the mix (index into `EnginePlan::entries`; grown as entries are
+    /// first recorded).
     pub methods: Vec<LatencyPair>,
+    /// Failed answers per load entry (index as `methods`; grown as failures come).
+    pub methods_failed: Vec<u64>,
     /// All load methods together.
     pub all: LatencyPair,
     /// How late the loop woke after its deadline.
@@ -234,7 +236,8 @@ impl ShardMetrics {
             connect: new_histogram(),
             initialize: new_histogram(),
             tls_handshake: new_histogram(),
-            methods: Method::LOAD.iter().map(|_| LatencyPair::new()).collect(),
+            methods: Vec::new(),
+            methods_failed: Vec::new(),
             all: LatencyPair::new(),
             loop_lag: new_histogram(),
             send_lag: super::timeline::new_second_histogram(),
@@ -296,30 +299,41 @@ impl ShardMetrics {
     /// Records a completed load request (also in the current second's histogram).
     pub fn record_request(
         &mut self,
-        method: Method,
+        entry: u8,
         latency_corrected_us: u64,
         latency_uncorrected_us: u64,
     ) {
-        self.record_latency(method, latency_corrected_us, latency_uncorrected_us);
+        self.record_latency(entry, latency_corrected_us, latency_uncorrected_us);
         self.second
             .saturating_record(latency_corrected_us.clamp(1, LATENCY_US_MAX));
+    }
+
+    /// Counts a failed answer (or a request lost) of load entry `entry`.
+    pub fn record_entry_failure(&mut self, entry: u8) {
+        let index = entry as usize;
+        if index >= self.methods_failed.len() {
+            self.methods_failed.resize(index + 1, 0);
+        }
+        self.methods_failed[index] += 1;
     }
 
     /// Records a completed load request in the per-method and overall histograms only (a
     /// request of an earlier segment: the current second is in another `ShardMetrics`).
     pub fn record_latency(
         &mut self,
-        method: Method,
+        entry: u8,
         latency_corrected_us: u64,
         latency_uncorrected_us: u64,
     ) {
         let corrected = latency_corrected_us.clamp(1, LATENCY_US_MAX);
         let uncorrected = latency_uncorrected_us.clamp(1, LATENCY_US_MAX);
-        if let Some(index) = method.load_index() {
-            let pair = &mut self.methods[index];
-            pair.corrected.saturating_record(corrected);
-            pair.uncorrected.saturating_record(uncorrected);
+        let index = entry as usize;
+        if index >= self.methods.len() {
+            self.methods.resize_with(index + 1, LatencyPair::new);
         }
+        let pair = &mut self.methods[index];
+        pair.corrected.saturating_record(corrected);
+        pair.uncorrected.saturating_record(uncorrected);
         self.all.corrected.saturating_record(corrected);
         self.all.uncorrected.saturating_record(uncorrected);
     }
@@ -336,6 +350,16 @@ impl ShardMetrics {
         add(&mut self.tls_handshake, &other.tls_handshake);
         add(&mut self.loop_lag, &other.loop_lag);
         add(&mut self.send_lag, &other.send_lag);
+        if other.methods_failed.len() > self.methods_failed.len() {
+            self.methods_failed.resize(other.methods_failed.len(), 0);
+        }
+        for (mine, theirs) in self.methods_failed.iter_mut().zip(&other.methods_failed) {
+            *mine += theirs;
+        }
+        if other.methods.len() > self.methods.len() {
+            self.methods
+                .resize_with(other.methods.len(), LatencyPair::new);
+        }
         for (mine, theirs) in self.methods.iter_mut().zip(other.methods.iter()) {
             mine.add(theirs);
         }
@@ -384,8 +408,8 @@ mod tests {
         b.incr(Counter::error_reset);
         b.record_errno("connect", libc::ECONNREFUSED);
         a.record_errno("connect", libc::ECONNREFUSED);
-        a.record_request(Method::Ping, 100, 90);
-        b.record_request(Method::ToolsCall, 10_000_000_000, 0);
+        a.record_request(0, 100, 90);
+        b.record_request(2, 10_000_000_000, 0);
         a.merge(&b);
         assert_eq!(a.get(Counter::requests_ok), 3);
         assert_eq!(a.all.corrected.len(), 2);

@@ -22,6 +22,7 @@ mod slab;
 pub mod target;
 pub mod template;
 pub mod timeline;
+pub mod workload;
 
 use control::Shared;
 use metrics::ShardMetrics;

@@ -9,7 +9,10 @@ use super::target::{
     AllowEntry, Endpoint, ResolveOverride, Scheme, parse_allow_host, parse_endpoint, parse_resolve,
     resolve_targets,
 };
-use super::template::{MODERN_PROTOCOL_VERSION, Method, Template, TemplateConfig};
+use super::template::{
+    ENTRIES_MAX, MODERN_PROTOCOL_VERSION, Method, Request, Template, TemplateConfig,
+};
+use super::workload::{Lines, LoadEntry, Text, attach_args, parse_mix};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -45,6 +48,10 @@ pub struct RunOptions {
     pub mix: Option<String>,
     pub tool: Option<String>,
     pub tool_args_json: Option<String>,
+    /// `--args NAME=JSON`: arguments of the tool, prompt or completion of that name.
+    pub args: Vec<String>,
+    /// Seed of every generated value and random choice (the same seed, the same requests).
+    pub seed: u64,
     pub protocol_version: String,
     /// Direct descriptors per ring [default and max: RLIMIT_NOFILE]; lower forces more rings.
     pub ring_slots: Option<u32>,
@@ -81,10 +88,26 @@ pub struct HostNet<'a> {
     pub can_bind: &'a dyn Fn(IpAddr) -> std::io::Result<()>,
 }
 
-/// Pre-encoded requests for one target, indexed by `Method as usize`.
+/// Pre-encoded requests for one target: the session's handshake and end, and one per load
+/// entry of the mix.
 #[derive(Debug, Clone)]
 pub struct TargetTemplates {
-    pub by_method: Vec<Template>,
+    pub initialize: Template,
+    pub initialized: Template,
+    pub delete: Template,
+    /// Indexed like `EnginePlan::entries`.
+    pub load: Vec<Template>,
+}
+
+impl TargetTemplates {
+    pub fn get(&self, request: Request) -> &Template {
+        match request {
+            Request::Initialize => &self.initialize,
+            Request::Initialized => &self.initialized,
+            Request::Delete => &self.delete,
+            Request::Load(entry) => &self.load[entry as usize],
+        }
+    }
 }
 
 /// One shard's part of the run.
@@ -120,8 +143,11 @@ pub struct EnginePlan {
     pub connect_retries: u8,
     pub request_timeout: Duration,
     pub ramp_timeout: Duration,
-    /// (method, weight) with weights > 0.
-    pub mix: Vec<(Method, u32)>,
+    /// The load entries of the mix (weights > 0), in the order given.
+    pub entries: Vec<LoadEntry>,
+    /// The files `{{line FILE}}` draws from.
+    pub lines: Lines,
+    pub seed: u64,
     pub protocol_version: String,
     pub recv_multishot: bool,
     pub buf_count: u16,
@@ -217,31 +243,57 @@ pub fn parse_source_ips(text: &str) -> Result<Vec<IpAddr>, String> {
     Ok(ips)
 }
 
-/// Parses `tools/call:80,tools/list:10,ping:10` (a bare method has weight 1).
-pub fn parse_mix(text: &str) -> Result<Vec<(Method, u32)>, String> {
-    let mut mix = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, weight) = match part.rsplit_once(':') {
-            Some((name, weight)) => {
-                let weight: u32 = weight
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("--mix: bad weight in {part:?}"))?;
-                (name.trim(), weight)
-            }
-            None => (part, 1),
-        };
-        let method = Method::from_name(name).ok_or_else(|| {
-            format!("--mix: unknown method {name:?} (use ping, tools/list, tools/call)")
-        })?;
-        if weight > 0 {
-            mix.push((method, weight));
+/// What a protocol revision cannot carry: 2026-07-28 has no ping and no logging/setLevel, and
+/// its `Mcp-Name` header must name the target of every request alike (no generated names);
+/// completion arguments are fixed in every revision.
+fn check_entries_for_protocol(entries: &[LoadEntry], modern: bool) -> Result<(), String> {
+    for entry in entries {
+        if modern && matches!(entry.method, Method::Ping | Method::LoggingSetLevel) {
+            return Err(format!(
+                "--mix: protocol {MODERN_PROTOCOL_VERSION} has no {}; use tools/call or tools/list",
+                entry.method.name()
+            ));
+        }
+        if modern && entry.name.as_ref().is_some_and(|n| !n.is_static()) {
+            return Err(format!(
+                "--mix: {}: under {MODERN_PROTOCOL_VERSION} the name goes into the Mcp-Name header and cannot be generated",
+                entry.label()
+            ));
+        }
+        if entry.method == Method::CompletionComplete
+            && entry.args.as_ref().is_some_and(|a| !a.is_static())
+        {
+            return Err(format!(
+                "--args of {}: a completion's argument is fixed (no generators)",
+                entry.label()
+            ));
         }
     }
-    if mix.is_empty() {
-        return Err("--mix: no method with a weight above 0".into());
-    }
-    Ok(mix)
+    Ok(())
+}
+
+/// `--args NAME=JSON` entries, parsed (generators included).
+fn parse_args(
+    given: &[String],
+    lines: &mut Lines,
+    read_lines: &mut dyn FnMut(&str) -> Result<Vec<String>, String>,
+) -> Result<Vec<(String, Text)>, String> {
+    given
+        .iter()
+        .map(|arg| {
+            let (name, json) = arg
+                .split_once('=')
+                .ok_or_else(|| format!("--args {arg:?}: give NAME=JSON"))?;
+            Ok((name.to_string(), Text::parse(json, lines, read_lines)?))
+        })
+        .collect()
+}
+
+/// Reads a `{{line FILE}}` file.
+fn read_lines_file(path: &str) -> Result<Vec<String>, String> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().map(str::to_string).collect())
+        .map_err(|e| format!("{{{{line {path}}}}}: {e}"))
 }
 
 impl EnginePlan {
@@ -301,35 +353,55 @@ impl EnginePlan {
         };
         check_source_ips(&source_ips, &targets, net.can_bind)?;
         let modern = options.protocol_version == MODERN_PROTOCOL_VERSION;
-        let mix = match (&options.mix, &options.tool) {
-            (Some(text), _) => parse_mix(text)?,
-            (None, Some(_)) => vec![(Method::ToolsCall, 1)],
+        let tool = options.tool.clone().unwrap_or_else(|| "echo".into());
+        let mut lines = Lines::default();
+        let mut read_lines = read_lines_file;
+        let mix_text = match (&options.mix, &options.tool) {
+            (Some(text), _) => text.clone(),
+            (None, Some(_)) => "tools/call".into(),
             // 2026-07-28 removed ping.
-            (None, None) if modern => vec![(Method::ToolsList, 1)],
-            (None, None) => vec![(Method::Ping, 1)],
+            (None, None) if modern => "tools/list".into(),
+            (None, None) => "ping".into(),
         };
-        if modern && mix.iter().any(|&(m, _)| m == Method::Ping) {
+        let mut entries = parse_mix(&mix_text, &tool, &mut lines, &mut read_lines)?;
+        if entries.len() > ENTRIES_MAX {
+            return Err(format!("--mix: at most {ENTRIES_MAX} entries"));
+        }
+        let tool_args = Text::parse(
+            options
+                .tool_args_json
+                .as_deref()
+                .unwrap_or(r#"{"text":"mcpstorm"}"#),
+            &mut lines,
+            &mut read_lines,
+        )
+        .map_err(|e| format!("--tool-args: {e}"))?;
+        let sample = tool_args.sample(&lines);
+        if !sample.trim_ascii_start().starts_with(b"{")
+            || crate::proto::json::validate(&sample).is_err()
+        {
             return Err(format!(
-                "--mix: protocol {MODERN_PROTOCOL_VERSION} has no ping; use tools/call or tools/list"
+                "--tool-args must be a JSON object, got {:?}",
+                tool_args.source
             ));
         }
+        let args = parse_args(&options.args, &mut lines, &mut read_lines)?;
+        attach_args(&mut entries, &args, &tool, &tool_args, &lines).map_err(|e| {
+            if e.contains(&format!("tools/call {tool} must")) && options.args.is_empty() {
+                format!(
+                    "--tool-args must be a JSON object, got {:?}",
+                    tool_args.source
+                )
+            } else {
+                e
+            }
+        })?;
+        check_entries_for_protocol(&entries, modern)?;
         if !modern && !SESSION_PROTOCOL_VERSIONS.contains(&options.protocol_version.as_str()) {
             return Err(format!(
                 "--protocol-version {:?} is not one mcpstorm speaks ({}, {MODERN_PROTOCOL_VERSION})",
                 options.protocol_version,
                 SESSION_PROTOCOL_VERSIONS.join(", ")
-            ));
-        }
-        let tool = options.tool.clone().unwrap_or_else(|| "echo".into());
-        let tool_args_json = options
-            .tool_args_json
-            .clone()
-            .unwrap_or_else(|| r#"{"text":"mcpstorm"}"#.into());
-        if !tool_args_json.trim_start().starts_with('{')
-            || crate::proto::json::validate(tool_args_json.as_bytes()).is_err()
-        {
-            return Err(format!(
-                "--tool-args must be a JSON object, got {tool_args_json:?}"
             ));
         }
         // Ports: with source addresses we assign (address, port) ourselves; without, the
@@ -389,21 +461,15 @@ impl EnginePlan {
                     host: &target.host,
                     path: &target.path,
                     protocol_version: &options.protocol_version,
-                    tool: &tool,
-                    tool_args_json: &tool_args_json,
                 };
                 TargetTemplates {
-                    by_method: [
-                        Method::Initialize,
-                        Method::Initialized,
-                        Method::Ping,
-                        Method::ToolsList,
-                        Method::ToolsCall,
-                        Method::Delete,
-                    ]
-                    .into_iter()
-                    .map(|m| Template::new(m, &config))
-                    .collect(),
+                    initialize: Template::new(Method::Initialize, &config),
+                    initialized: Template::new(Method::Initialized, &config),
+                    delete: Template::new(Method::Delete, &config),
+                    load: entries
+                        .iter()
+                        .map(|entry| Template::for_entry(entry, &config))
+                        .collect(),
                 }
             })
             .collect();
@@ -423,7 +489,9 @@ impl EnginePlan {
             connect_retries: options.connect_retries,
             request_timeout: options.request_timeout,
             ramp_timeout: options.ramp_timeout,
-            mix,
+            entries,
+            lines,
+            seed: options.seed,
             protocol_version: options.protocol_version.clone(),
             recv_multishot: options.recv_multishot,
             buf_count: 512,
@@ -541,6 +609,8 @@ mod tests {
             mix: None,
             tool: None,
             tool_args_json: None,
+            args: Vec::new(),
+            seed: 1,
             protocol_version: "2025-11-25".into(),
             ring_slots: Some(4),
             server_pid: None,
@@ -639,14 +709,52 @@ mod tests {
     }
 
     #[test]
-    fn mix() {
-        let mix = parse_mix("tools/call:80,tools/list:10,ping:10").unwrap();
-        assert_eq!(mix[0], (Method::ToolsCall, 80));
-        assert_eq!(mix.len(), 3);
-        assert_eq!(parse_mix("ping").unwrap(), vec![(Method::Ping, 1)]);
-        assert!(parse_mix("initialize:5").is_err());
-        assert!(parse_mix("ping:0").is_err());
-        assert!(parse_mix("ping:x").is_err());
+    fn mix_entries_and_their_arguments() {
+        let mut o = options();
+        o.mix = Some("tools/call=search:80,tools/list:10,ping:10,resources/read=mcpstorm://items/{{int 1 5}}:5".into());
+        o.args = vec![r#"search={"q":"{{str 3}}"}"#.into()];
+        let plan = plan_of(&o).unwrap();
+        let labels: Vec<String> = plan.entries.iter().map(|e| e.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "tools/call search",
+                "tools/list",
+                "ping",
+                "resources/read mcpstorm://items/{{int 1 5}}"
+            ]
+        );
+        assert_eq!(plan.templates[0].load.len(), 4);
+        assert!(plan.templates[0].load[0].is_generated());
+        assert!(!plan.templates[0].load[1].is_generated());
+        o.args = vec!["search=[1]".into()];
+        assert!(plan_of(&o).unwrap_err().contains("JSON object"));
+        o.args = vec!["nobody={}".into()];
+        assert!(plan_of(&o).unwrap_err().contains("no tools/call"));
+        o.args = vec!["search".into()];
+        assert!(plan_of(&o).unwrap_err().contains("NAME=JSON"));
+        o.args.clear();
+        o.mix = Some("initialize:5".into());
+        assert!(plan_of(&o).is_err());
+        o.mix = Some("ping:0".into());
+        assert!(plan_of(&o).is_err());
+    }
+
+    #[test]
+    fn what_2026_07_28_cannot_carry_is_refused() {
+        let mut o = options();
+        o.protocol_version = "2026-07-28".into();
+        for (mix, why) in [
+            ("ping", "has no ping"),
+            ("logging/setLevel=info", "has no logging/setLevel"),
+            ("resources/read=x://{{int 1 2}}", "cannot be generated"),
+        ] {
+            o.mix = Some(mix.into());
+            let error = plan_of(&o).unwrap_err();
+            assert!(error.contains(why), "{mix}: {error}");
+        }
+        o.mix = Some("resources/read=x://fixed,tools/call=echo".into());
+        assert!(plan_of(&o).is_ok());
     }
 
     #[test]
@@ -680,7 +788,7 @@ mod tests {
         let mut o = options();
         o.protocol_version = "2026-07-28".into();
         let plan = plan_of(&o).unwrap();
-        assert_eq!(plan.mix, vec![(Method::ToolsList, 1)]);
+        assert_eq!(plan.entries[0].method, Method::ToolsList);
         o.mix = Some("ping:1,tools/list:1".into());
         assert!(plan_of(&o).is_err());
         o.protocol_version = "1999-01-01".into();

@@ -3,8 +3,6 @@
 //! so the shard loop computes its next wake-up from these instead of arming a timer SQE per
 //! connection.
 
-use super::template::Method;
-
 /// Evenly spaced events at `rate_per_s` starting at `start_ns`: event k is due at
 /// `start_ns + k × 1e9 / rate`. Computed from k (not by adding an interval) so rounding never
 /// accumulates.
@@ -110,35 +108,33 @@ pub fn backoff_ns(attempt: u8, rng: &mut Rng) -> u64 {
     nominal / 2 + rng.next_u64() % nominal.max(1)
 }
 
-/// Weighted choice among load methods.
+/// Weighted choice among the load entries of the mix (their indices).
 #[derive(Debug, Clone)]
 pub struct Mix {
-    /// (method, cumulative weight).
-    cumulative: Vec<(Method, u64)>,
+    /// Cumulative weights, one per entry.
+    cumulative: Vec<u64>,
     total: u64,
 }
 
 impl Mix {
-    pub fn new(weights: &[(Method, u32)]) -> Mix {
+    pub fn new(weights: &[u32]) -> Mix {
         let mut total = 0u64;
         let cumulative = weights
             .iter()
-            .map(|&(method, weight)| {
+            .map(|&weight| {
                 total += weight as u64;
-                (method, total)
+                total
             })
             .collect();
         assert!(total > 0, "the plan refuses an empty mix");
         Mix { cumulative, total }
     }
 
-    pub fn pick(&self, rng: &mut Rng) -> Method {
+    /// An entry's index, drawn by weight.
+    pub fn pick(&self, rng: &mut Rng) -> u8 {
         let draw = rng.next_u64() % self.total;
-        self.cumulative
-            .iter()
-            .find(|&&(_, upto)| draw < upto)
-            .map(|&(method, _)| method)
-            .unwrap_or(self.cumulative[self.cumulative.len() - 1].0)
+        let index = self.cumulative.partition_point(|&upto| upto <= draw);
+        index.min(self.cumulative.len() - 1) as u8
     }
 }
 
@@ -229,19 +225,14 @@ mod tests {
 
     #[test]
     fn mix_follows_weights() {
-        let mix = Mix::new(&[
-            (Method::ToolsCall, 80),
-            (Method::ToolsList, 10),
-            (Method::Ping, 10),
-        ]);
+        let mix = Mix::new(&[80, 10, 10]);
         let mut rng = Rng::new(42);
         let mut counts = [0u32; 3];
         for _ in 0..100_000 {
-            counts[mix.pick(&mut rng).load_index().unwrap()] += 1;
+            counts[mix.pick(&mut rng) as usize] += 1;
         }
-        // Ping, ToolsList, ToolsCall order in Method::LOAD.
-        assert!((9_000..11_000).contains(&counts[0]), "{counts:?}");
+        assert!((79_000..81_000).contains(&counts[0]), "{counts:?}");
         assert!((9_000..11_000).contains(&counts[1]), "{counts:?}");
-        assert!((79_000..81_000).contains(&counts[2]), "{counts:?}");
+        assert!((9_000..11_000).contains(&counts[2]), "{counts:?}");
     }
 }

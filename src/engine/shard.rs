@@ -26,8 +26,9 @@ use super::plan::{EnginePlan, ShardPlan};
 use super::response::Scratch;
 use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::slab::Slab;
-use super::template::Method;
+use super::template::Request;
 use super::timeline::SecondSlice;
+use super::workload::GenState;
 use crate::ring::pool::Pool;
 use crate::ring::{BUF_GROUP, KernelFeatures, Op, Ring, RingConfig, RingError, RingRole, UserData};
 use crate::sys::sockaddr::KernelSockAddr;
@@ -149,6 +150,10 @@ pub struct Shard<'a> {
     request_pacer: Pacer,
     mix: Mix,
     rng: Rng,
+    /// This shard's next `{{seq}}` (shard id, then + shard count each time).
+    seq: u64,
+    /// Generated arguments of the request being written (reused).
+    generated: Vec<u8>,
     phase: Phase,
     command_seq: u64,
     segment: u32,
@@ -300,8 +305,13 @@ impl<'a> Shard<'a> {
             open_conns: 0,
             connect_pacer: Pacer::new(0, 0, 0),
             request_pacer: Pacer::new(0, 0, u64::MAX),
-            mix: Mix::new(&plan.mix),
-            rng: Rng::new(0x6d63_7073_746f_726d ^ id as u64),
+            mix: Mix::new(&plan.entries.iter().map(|e| e.weight).collect::<Vec<_>>()),
+            // Each shard its own stream, all from the run's seed (`--seed`).
+            rng: Rng::new(
+                plan.seed ^ 0x6d63_7073_746f_726d ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ),
+            seq: id as u64,
+            generated: Vec::new(),
             phase: Phase::Ramp,
             command_seq: 0,
             segment: 0,
@@ -525,16 +535,16 @@ impl<'a> Shard<'a> {
 
     /// Starts a load request (or a DELETE) on a Ready connection: it is in flight from now,
     /// stamped with the current segment.
-    fn start_request(&mut self, r: usize, slot: u32, method: Method, intended_ns: u64) {
+    fn start_request(&mut self, r: usize, slot: u32, request: Request, intended_ns: u64) {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn_set_state(conn, State::Awaiting);
         conn.epoch = self.epoch;
         self.in_flight += 1;
         self.in_flight_current += 1;
-        if method != Method::Delete {
+        if request != Request::Delete {
             self.metrics.incr(Counter::requests_sent);
         }
-        self.send_request(r, slot, method, intended_ns);
+        self.send_request(r, slot, request, intended_ns);
     }
 
     /// The request in flight on `slot` ended: out of the in-flight counts; whose figures it
@@ -1226,30 +1236,44 @@ impl<'a> Shard<'a> {
     }
 
     /// Encodes `method` into a send-arena buffer and submits it.
-    fn send_request(&mut self, r: usize, slot: u32, method: Method, intended_ns: u64) {
+    fn send_request(&mut self, r: usize, slot: u32, request: Request, intended_ns: u64) {
         let index = self.global_index(r, slot);
         let target = index as usize % self.plan.targets.len();
         let buf = self.sends.take();
         let conn = &mut self.rings[r].conns[slot as usize];
         assert!(!conn.flags.intersects(F::SEND_IN_FLIGHT) && conn.send_buf == NONE);
         conn.id = conn.id.wrapping_add(1);
-        conn.method = method as u8;
+        conn.method = request.to_u8();
         conn.intended_ns = intended_ns;
         conn.sent_ns = self.now_ns;
         conn.send_buf = buf;
         conn.flags |= F::SEND_IN_FLIGHT;
         let out = &mut self.sends.bufs[buf as usize];
-        let template = &self.plan.templates[target].by_method[method as usize];
+        let template = self.plan.templates[target].get(request);
         let RingSlot { conns, tls, .. } = &mut self.rings[r];
         let conn = &conns[slot as usize];
+        let mut gen_state = GenState {
+            rng: &mut self.rng,
+            lines: &self.plan.lines,
+            seq: &mut self.seq,
+            seq_step: self.plan.shards.len() as u64,
+        };
         match tls.get_mut(slot as usize).and_then(Option::as_mut) {
-            None => template.write(out, conn.session.as_bytes(), conn.id as u64),
+            None => template.write(
+                out,
+                conn.session.as_bytes(),
+                conn.id as u64,
+                &mut gen_state,
+                &mut self.generated,
+            ),
             Some(tls) => {
                 self.tls_request.clear();
                 template.write(
                     &mut self.tls_request,
                     conn.session.as_bytes(),
                     conn.id as u64,
+                    &mut gen_state,
+                    &mut self.generated,
                 );
                 // Encrypting into a Vec fails only on a connection rustls has closed, which
                 // the next receive reports by its cause.
@@ -1376,9 +1400,9 @@ impl<'a> Shard<'a> {
             if lag_ns > LATE_SEND_NS {
                 self.metrics.incr(Counter::late_sends);
             }
-            let method = self.mix.pick(&mut self.rng);
+            let entry = self.mix.pick(&mut self.rng);
             self.metrics.incr(Counter::requests_offered);
-            self.start_request(r, slot, method, intended_ns);
+            self.start_request(r, slot, Request::Load(entry), intended_ns);
         }
     }
 
@@ -1428,7 +1452,7 @@ impl<'a> Shard<'a> {
             {
                 continue;
             }
-            self.start_request(r, slot, Method::Delete, self.now_ns);
+            self.start_request(r, slot, Request::Delete, self.now_ns);
         }
         if self.in_flight == 0 {
             self.shared.deletes_done[self.id].store(1, Ordering::Relaxed);
@@ -1465,9 +1489,9 @@ impl<'a> Shard<'a> {
             // mix at once, so the recovery time measures the server, not the wait for its
             // turn in the load. If it is still linked in the idle FIFO, the pop skips it
             // while it is Awaiting.
-            let method = self.mix.pick(&mut self.rng);
+            let entry = self.mix.pick(&mut self.rng);
             self.metrics.incr(Counter::probes_sent);
-            self.start_request(r, slot, method, self.now_ns);
+            self.start_request(r, slot, Request::Load(entry), self.now_ns);
             return;
         }
         if conn.flags.intersects(F::IDLE_QUEUED) {
@@ -1529,9 +1553,13 @@ impl<'a> Shard<'a> {
         if bucket == Bucket::Earlier {
             self.second_failed_carry += 1;
         }
+        let request = Request::from_u8(self.rings[r].conns[slot as usize].method);
         let metrics = self.bucket(bucket);
         metrics.incr(Counter::requests_failed);
         metrics.incr(cause);
+        if let Request::Load(entry) = request {
+            metrics.record_entry_failure(entry);
+        }
         if lost {
             metrics.incr(Counter::requests_connection_lost);
         }
@@ -1582,9 +1610,9 @@ impl<'a> Shard<'a> {
             Action::ArmRecv => self.arm_recv(r, slot),
             Action::StartTls => self.start_tls(r, slot),
             Action::Send {
-                method,
+                request,
                 intended_ns,
-            } => self.send_request(r, slot, method, intended_ns),
+            } => self.send_request(r, slot, request, intended_ns),
             Action::SessionOpened {
                 initialize_latency_us,
             } => {
@@ -1611,14 +1639,14 @@ impl<'a> Shard<'a> {
                 }
             }
             Action::RecordAnswer {
-                method,
+                entry,
                 latency_corrected_us,
                 latency_uncorrected_us,
                 answer,
             } => self.record_answer(
                 r,
                 slot,
-                method,
+                entry,
                 (latency_corrected_us, latency_uncorrected_us),
                 answer.outcome,
                 answer.rpc_error_code,
@@ -1795,7 +1823,7 @@ impl<'a> Shard<'a> {
         &mut self,
         r: usize,
         slot: u32,
-        method: Method,
+        entry: u8,
         (latency_corrected_us, latency_uncorrected_us): (u64, u64),
         outcome: Result<(), Counter>,
         rpc_error_code: Option<i64>,
@@ -1816,11 +1844,11 @@ impl<'a> Shard<'a> {
                     Err(_) => self.second_failed_carry += 1,
                 }
                 let metrics = self.bucket(bucket);
-                metrics.record_latency(method, latency_corrected_us, latency_uncorrected_us);
+                metrics.record_latency(entry, latency_corrected_us, latency_uncorrected_us);
             }
             Bucket::Current => {
                 self.metrics
-                    .record_request(method, latency_corrected_us, latency_uncorrected_us)
+                    .record_request(entry, latency_corrected_us, latency_uncorrected_us)
             }
         }
         let metrics = self.bucket(bucket);
@@ -1829,6 +1857,7 @@ impl<'a> Shard<'a> {
             Err(cause) => {
                 metrics.incr(Counter::requests_failed);
                 metrics.incr(cause);
+                metrics.record_entry_failure(entry);
             }
         }
         if let Some(code) = rpc_error_code {
@@ -1866,7 +1895,7 @@ impl<'a> Shard<'a> {
                 self.become_ready(r, slot);
             } else {
                 conn_set_state(&mut self.rings[r].conns[slot as usize], State::Initializing);
-                self.send_request(r, slot, Method::Initialize, self.now_ns);
+                self.send_request(r, slot, Request::Initialize, self.now_ns);
             }
         }
     }

@@ -1,21 +1,23 @@
 //! Request templates: every POST the engine sends, encoded once at plan time and completed per
-//! request by appending the pieces that vary (session id, JSON-RPC id, Content-Length) into a
-//! send-arena buffer. Part of `engine/`, I/O-free; no serde and no `format!` on the send path.
+//! request by appending the pieces that vary (session id, JSON-RPC id, generated values,
+//! Content-Length) into a send-arena buffer. Part of `engine/`, I/O-free; no serde and no
+//! `format!` on the send path: generated values (`workload.rs`) are drawn into a reused buffer.
 //!
 //! Headers are the ones the official Python SDK sends (tests/peers/WIRE-NOTES.md): `Host` with
 //! the port, `accept: application/json, text/event-stream`, `content-type: application/json`,
 //! and after initialize `mcp-session-id` and `mcp-protocol-version`.
 //!
 //! Protocol 2026-07-28 is sessionless: no initialize; every POST carries
-//! `MCP-Protocol-Version`, `Mcp-Method` (and `Mcp-Name` for tools/call, Base64-encoded as
-//! `=?base64?…?=` when the name is not plain visible ASCII) and `params._meta` with the protocol
-//! version, client info and client capabilities.
+//! `MCP-Protocol-Version`, `Mcp-Method` (and `Mcp-Name` for tools/call, resources/read and
+//! prompts/get, Base64-encoded as `=?base64?…?=` when the name is not plain visible ASCII) and
+//! `params._meta` with the protocol version, client info and client capabilities.
 
+use super::workload::{GenState, LoadEntry, Piece, Text};
 use crate::proto::http_response::write_u64_decimal;
 use crate::proto::json::write_escaped_str;
 
-/// The methods the engine can send. `Initialize` and `Initialized` open a session; the others
-/// are load.
+/// The methods the engine can send. `Initialize` and `Initialized` open a session, `Delete`
+/// ends it; the others are load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Method {
@@ -26,10 +28,28 @@ pub enum Method {
     ToolsCall = 4,
     /// `DELETE` of the session (cool_down): not JSON-RPC, no body.
     Delete = 5,
+    ResourcesList = 6,
+    ResourcesRead = 7,
+    ResourcesTemplatesList = 8,
+    PromptsList = 9,
+    PromptsGet = 10,
+    CompletionComplete = 11,
+    LoggingSetLevel = 12,
 }
 
 impl Method {
-    pub const LOAD: [Method; 3] = [Method::Ping, Method::ToolsList, Method::ToolsCall];
+    pub const LOAD: [Method; 10] = [
+        Method::Ping,
+        Method::ToolsList,
+        Method::ToolsCall,
+        Method::ResourcesList,
+        Method::ResourcesRead,
+        Method::ResourcesTemplatesList,
+        Method::PromptsList,
+        Method::PromptsGet,
+        Method::CompletionComplete,
+        Method::LoggingSetLevel,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,29 +59,51 @@ impl Method {
             Method::ToolsList => "tools/list",
             Method::ToolsCall => "tools/call",
             Method::Delete => "DELETE",
+            Method::ResourcesList => "resources/list",
+            Method::ResourcesRead => "resources/read",
+            Method::ResourcesTemplatesList => "resources/templates/list",
+            Method::PromptsList => "prompts/list",
+            Method::PromptsGet => "prompts/get",
+            Method::CompletionComplete => "completion/complete",
+            Method::LoggingSetLevel => "logging/setLevel",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Method> {
         Method::LOAD.into_iter().find(|m| m.name() == name)
     }
+}
 
-    pub fn from_u8(value: u8) -> Option<Method> {
-        [
-            Method::Initialize,
-            Method::Initialized,
-            Method::Ping,
-            Method::ToolsList,
-            Method::ToolsCall,
-            Method::Delete,
-        ]
-        .into_iter()
-        .find(|m| *m as u8 == value)
+/// What `Conn::method` holds: a request of the session's handshake or end, or the index of
+/// a load entry of the mix (`EnginePlan::entries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Initialize,
+    Initialized,
+    Delete,
+    Load(u8),
+}
+
+/// Load entries a mix may have (`Conn::method` keeps the index in a byte).
+pub const ENTRIES_MAX: usize = 250;
+
+impl Request {
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Request::Initialize => 0,
+            Request::Initialized => 1,
+            Request::Delete => 2,
+            Request::Load(entry) => 3 + entry,
+        }
     }
 
-    /// Index among the load methods (for per-method histograms); `None` for the handshake.
-    pub fn load_index(self) -> Option<usize> {
-        Method::LOAD.iter().position(|m| *m == self)
+    pub fn from_u8(value: u8) -> Request {
+        match value {
+            0 => Request::Initialize,
+            1 => Request::Initialized,
+            2 => Request::Delete,
+            entry => Request::Load(entry - 3),
+        }
     }
 }
 
@@ -72,7 +114,10 @@ impl Method {
 pub struct Template {
     head_start: Vec<u8>,
     body_start: Vec<u8>,
-    body_end: Vec<u8>,
+    /// After the id: literal bytes and, for generated arguments, values drawn per request.
+    body_end: Vec<Piece>,
+    /// Bytes of `body_end` when nothing in it is generated (the common, fastest case).
+    body_end_static: Option<usize>,
     has_id: bool,
 }
 
@@ -88,9 +133,6 @@ pub struct TemplateConfig<'a> {
     pub host: &'a str,
     pub path: &'a str,
     pub protocol_version: &'a str,
-    /// Tool name and raw JSON arguments object for `tools/call`.
-    pub tool: &'a str,
-    pub tool_args_json: &'a str,
 }
 
 fn write_user_headers(head: &mut Vec<u8>, config: &TemplateConfig<'_>) {
@@ -102,8 +144,59 @@ fn write_user_headers(head: &mut Vec<u8>, config: &TemplateConfig<'_>) {
     }
 }
 
+/// `body_end` under construction: literal bytes merged, generated pieces kept apart.
+#[derive(Default)]
+struct Pieces(Vec<Piece>);
+
+impl Pieces {
+    fn bytes(&mut self, bytes: &[u8]) {
+        match self.0.last_mut() {
+            Some(Piece::Literal(last)) => last.extend_from_slice(bytes),
+            _ => self.0.push(Piece::Literal(bytes.to_vec())),
+        }
+    }
+
+    /// Raw JSON (an arguments object) with its generators.
+    fn json(&mut self, text: &Text) {
+        for piece in &text.pieces {
+            match piece {
+                Piece::Literal(bytes) => self.bytes(bytes),
+                generated => self.0.push(generated.clone()),
+            }
+        }
+    }
+
+    /// A JSON string holding `text` (its literal parts escaped here, its generated ones as
+    /// they are drawn).
+    fn string(&mut self, text: &Text) {
+        self.bytes(b"\"");
+        for piece in &text.pieces {
+            match piece {
+                Piece::Literal(bytes) => {
+                    let mut escaped = Vec::new();
+                    write_escaped_str(&mut escaped, &String::from_utf8_lossy(bytes));
+                    self.bytes(&escaped[1..escaped.len() - 1]);
+                }
+                generated => self.0.push(generated.clone()),
+            }
+        }
+        self.bytes(b"\"");
+    }
+}
+
 impl Template {
+    /// The template of a method that takes no name or arguments (the handshake, DELETE,
+    /// ping and the lists).
     pub fn new(method: Method, config: &TemplateConfig<'_>) -> Template {
+        Template::build(method, None, config)
+    }
+
+    /// The template of one load entry of the mix.
+    pub fn for_entry(entry: &LoadEntry, config: &TemplateConfig<'_>) -> Template {
+        Template::build(entry.method, Some(entry), config)
+    }
+
+    fn build(method: Method, entry: Option<&LoadEntry>, config: &TemplateConfig<'_>) -> Template {
         if method == Method::Delete {
             // The session id is the only per-request value; `Content-Length: 0` ends it.
             let mut head_start = Vec::with_capacity(128);
@@ -120,9 +213,12 @@ impl Template {
                 head_start,
                 body_start: Vec::new(),
                 body_end: Vec::new(),
+                body_end_static: Some(0),
                 has_id: false,
             };
         }
+        let name = entry.and_then(|e| e.name.as_ref());
+        let args = entry.and_then(|e| e.args.as_ref());
         let mut head_start = Vec::with_capacity(256);
         head_start.extend_from_slice(b"POST ");
         head_start.extend_from_slice(config.path.as_bytes());
@@ -140,9 +236,15 @@ impl Template {
             head_start.extend_from_slice(b"\r\nMcp-Method: ");
             head_start.extend_from_slice(method.name().as_bytes());
             head_start.extend_from_slice(b"\r\n");
-            if method == Method::ToolsCall {
+            if let Some(name) = name
+                && matches!(
+                    method,
+                    Method::ToolsCall | Method::ResourcesRead | Method::PromptsGet
+                )
+            {
+                // The plan refuses generated names under 2026-07-28: the header is fixed.
                 head_start.extend_from_slice(b"Mcp-Name: ");
-                write_header_value(&mut head_start, config.tool);
+                write_header_value(&mut head_start, &name.source);
                 head_start.extend_from_slice(b"\r\n");
             }
         } else if method != Method::Initialize {
@@ -161,57 +263,151 @@ impl Template {
             meta.extend_from_slice(b"\"},\"io.modelcontextprotocol/clientCapabilities\":{}}");
         }
         let mut body_start = Vec::with_capacity(64);
-        let mut body_end = Vec::with_capacity(128);
+        let mut end = Pieces::default();
         let has_id = method != Method::Initialized;
         if has_id {
             body_start.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-            body_end.extend_from_slice(b",\"method\":\"");
-            body_end.extend_from_slice(method.name().as_bytes());
-            body_end.push(b'"');
+            end.bytes(b",\"method\":\"");
+            end.bytes(method.name().as_bytes());
+            end.bytes(b"\"");
         } else {
             body_start.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":\"");
             body_start.extend_from_slice(method.name().as_bytes());
             body_start.extend_from_slice(b"\"}");
         }
+        // The params' members before `_meta` (2026-07-28), each method its own.
+        let mut params = Pieces::default();
+        let no_name = Text::literal("");
+        let name = name.unwrap_or(&no_name);
         match method {
             Method::Initialize => {
-                body_end.extend_from_slice(b",\"params\":{\"protocolVersion\":");
-                write_escaped_str(&mut body_end, config.protocol_version);
-                body_end.extend_from_slice(
+                params.bytes(b"\"protocolVersion\":");
+                let mut version = Vec::new();
+                write_escaped_str(&mut version, config.protocol_version);
+                params.bytes(&version);
+                params.bytes(
                     b",\"capabilities\":{},\"clientInfo\":{\"name\":\"mcpstorm\",\"version\":\"",
                 );
-                body_end.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
-                body_end.extend_from_slice(b"\"}}}");
+                params.bytes(env!("CARGO_PKG_VERSION").as_bytes());
+                params.bytes(b"\"}");
             }
             Method::ToolsCall => {
-                body_end.extend_from_slice(b",\"params\":{\"name\":");
-                write_escaped_str(&mut body_end, config.tool);
-                body_end.extend_from_slice(b",\"arguments\":");
-                body_end.extend_from_slice(config.tool_args_json.as_bytes());
-                if modern {
-                    body_end.push(b',');
-                    body_end.extend_from_slice(&meta);
+                params.bytes(b"\"name\":");
+                params.string(name);
+                params.bytes(b",\"arguments\":");
+                match args {
+                    Some(args) => params.json(args),
+                    None => params.bytes(b"{}"),
                 }
-                body_end.extend_from_slice(b"}}");
             }
-            Method::Ping | Method::ToolsList if modern => {
-                body_end.extend_from_slice(b",\"params\":{");
-                body_end.extend_from_slice(&meta);
-                body_end.extend_from_slice(b"}}");
+            Method::ResourcesRead => {
+                params.bytes(b"\"uri\":");
+                params.string(name);
             }
-            Method::Ping | Method::ToolsList => body_end.push(b'}'),
-            Method::Initialized | Method::Delete => {}
+            Method::PromptsGet => {
+                params.bytes(b"\"name\":");
+                params.string(name);
+                if let Some(args) = args {
+                    params.bytes(b",\"arguments\":");
+                    params.json(args);
+                }
+            }
+            Method::CompletionComplete => {
+                params.bytes(b"\"ref\":{\"type\":\"ref/prompt\",\"name\":");
+                params.string(name);
+                params.bytes(b"},\"argument\":");
+                // The plan checked: one `"NAME":"VALUE"` member, no generator.
+                let sample = args
+                    .map(|a| a.sample(&Default::default()))
+                    .unwrap_or_default();
+                match super::workload::completion_argument(&sample) {
+                    Some((key, value)) => {
+                        params.bytes(b"{\"name\":");
+                        params.bytes(key);
+                        params.bytes(b",\"value\":");
+                        params.bytes(value);
+                        params.bytes(b"}");
+                    }
+                    None => params.bytes(b"{\"name\":\"\",\"value\":\"\"}"),
+                }
+            }
+            Method::LoggingSetLevel => {
+                params.bytes(b"\"level\":");
+                params.string(name);
+            }
+            Method::Ping
+            | Method::ToolsList
+            | Method::ResourcesList
+            | Method::ResourcesTemplatesList
+            | Method::PromptsList
+            | Method::Initialized
+            | Method::Delete => {}
         }
+        let has_params = !params.0.is_empty();
+        match (has_params, modern) {
+            _ if method == Method::Initialized => {}
+            (false, false) => end.bytes(b"}"),
+            (has_params, modern) => {
+                end.bytes(b",\"params\":{");
+                for piece in params.0 {
+                    match piece {
+                        Piece::Literal(bytes) => end.bytes(&bytes),
+                        generated => end.0.push(generated),
+                    }
+                }
+                if modern {
+                    if has_params {
+                        end.bytes(b",");
+                    }
+                    end.bytes(&meta);
+                }
+                end.bytes(b"}}");
+            }
+        }
+        let body_end_static = match end.0.as_slice() {
+            [] => Some(0),
+            [Piece::Literal(bytes)] => Some(bytes.len()),
+            _ => None,
+        };
         Template {
             head_start,
             body_start,
-            body_end,
+            body_end: end.0,
+            body_end_static,
             has_id,
         }
     }
 
-    /// Appends the complete request to `out`.
-    pub fn write(&self, out: &mut Vec<u8>, session_id: &[u8], id: u64) {
+    /// Whether a request of this template draws generated values (`write` then needs them).
+    pub fn is_generated(&self) -> bool {
+        self.body_end_static.is_none()
+    }
+
+    /// Appends the complete request to `out`. `generated` receives the body's generated
+    /// part first (a buffer the caller reuses: the length goes before the body).
+    pub fn write(
+        &self,
+        out: &mut Vec<u8>,
+        session_id: &[u8],
+        id: u64,
+        gen_state: &mut GenState<'_>,
+        generated: &mut Vec<u8>,
+    ) {
+        let body_end_len = match self.body_end_static {
+            Some(len) => len,
+            None => {
+                generated.clear();
+                for piece in &self.body_end {
+                    match piece {
+                        Piece::Literal(bytes) => generated.extend_from_slice(bytes),
+                        Piece::Gen(generator) => {
+                            super::workload::generate(generator, generated, gen_state)
+                        }
+                    }
+                }
+                generated.len()
+            }
+        };
         out.extend_from_slice(&self.head_start);
         if !session_id.is_empty() {
             out.extend_from_slice(b"mcp-session-id: ");
@@ -219,7 +415,7 @@ impl Template {
             out.extend_from_slice(b"\r\n");
         }
         let id_digits = if self.has_id { decimal_digits(id) } else { 0 };
-        let body_len = self.body_start.len() + id_digits + self.body_end.len();
+        let body_len = self.body_start.len() + id_digits + body_end_len;
         out.extend_from_slice(b"Content-Length: ");
         write_u64_decimal(out, body_len as u64);
         out.extend_from_slice(b"\r\n\r\n");
@@ -227,7 +423,11 @@ impl Template {
         if self.has_id {
             write_u64_decimal(out, id);
         }
-        out.extend_from_slice(&self.body_end);
+        match (&self.body_end_static, self.body_end.first()) {
+            (Some(_), Some(Piece::Literal(bytes))) => out.extend_from_slice(bytes),
+            (Some(_), _) => {}
+            (None, _) => out.extend_from_slice(generated),
+        }
     }
 }
 
@@ -278,20 +478,58 @@ fn decimal_digits(mut value: u64) -> usize {
 mod tests {
     use super::*;
 
+    use crate::engine::schedule::Rng;
+    use crate::engine::workload::{Lines, attach_args, parse_mix};
+
     fn config() -> TemplateConfig<'static> {
         TemplateConfig {
             headers: &[],
             host: "127.0.0.1:8080",
             path: "/mcp",
             protocol_version: "2025-11-25",
-            tool: "echo",
-            tool_args_json: r#"{"text":"hi"}"#,
         }
+    }
+
+    /// The template of `method` as the plan builds it: `tools/call` of `echo {"text":"hi"}`.
+    fn template(method: Method, config: &TemplateConfig<'_>) -> Template {
+        if method != Method::ToolsCall {
+            return Template::new(method, config);
+        }
+        Template::for_entry(&entries("tools/call=echo", &[])[0], config)
+    }
+
+    fn entries(mix: &str, args: &[(&str, &str)]) -> Vec<LoadEntry> {
+        let mut lines = Lines::default();
+        let mut no_files = |p: &str| Err(format!("{p}: no files here"));
+        let mut entries = parse_mix(mix, "echo", &mut lines, &mut no_files).unwrap();
+        let args: Vec<(String, Text)> = args
+            .iter()
+            .map(|(n, a)| {
+                (
+                    n.to_string(),
+                    Text::parse(a, &mut lines, &mut no_files).unwrap(),
+                )
+            })
+            .collect();
+        let default_args = Text::literal(r#"{"text":"hi"}"#);
+        attach_args(&mut entries, &args, "echo", &default_args, &lines).unwrap();
+        entries
+    }
+
+    fn write(template: &Template, out: &mut Vec<u8>, session: &[u8], id: u64) {
+        let (mut rng, mut seq, lines) = (Rng::new(9), 0, Lines::default());
+        let mut state = GenState {
+            rng: &mut rng,
+            lines: &lines,
+            seq: &mut seq,
+            seq_step: 1,
+        };
+        template.write(out, session, id, &mut state, &mut Vec::new());
     }
 
     fn encode(method: Method, session: &[u8], id: u64) -> String {
         let mut out = Vec::new();
-        Template::new(method, &config()).write(&mut out, session, id);
+        write(&template(method, &config()), &mut out, session, id);
         String::from_utf8(out).unwrap()
     }
 
@@ -305,8 +543,15 @@ mod tests {
             encode(Method::Delete, b"0123abcd", 42),
             "DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nmcp-protocol-version: 2025-11-25\r\nmcp-session-id: 0123abcd\r\nContent-Length: 0\r\n\r\n"
         );
-        assert_eq!(Method::from_u8(Method::Delete as u8), Some(Method::Delete));
-        assert_eq!(Method::Delete.load_index(), None);
+        for request in [
+            Request::Initialize,
+            Request::Initialized,
+            Request::Delete,
+            Request::Load(0),
+            Request::Load(ENTRIES_MAX as u8 - 1),
+        ] {
+            assert_eq!(Request::from_u8(request.to_u8()), request);
+        }
     }
 
     #[test]
@@ -364,7 +609,7 @@ mod tests {
             ..config()
         };
         let mut out = Vec::new();
-        Template::new(Method::Delete, &config).write(&mut out, b"s1", 1);
+        write(&Template::new(Method::Delete, &config), &mut out, b"s1", 1);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer t0k\r\nX-Tenant: blue\r\nmcp-protocol-version: 2025-11-25\r\nmcp-session-id: s1\r\nContent-Length: 0\r\n\r\n"
@@ -376,7 +621,7 @@ mod tests {
             Method::ToolsCall,
         ] {
             let mut out = Vec::new();
-            Template::new(method, &config).write(&mut out, b"s1", 7);
+            write(&template(method, &config), &mut out, b"s1", 7);
             let request = String::from_utf8(out).unwrap();
             assert!(
                 request.starts_with("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer t0k\r\nX-Tenant: blue\r\naccept: "),
@@ -401,7 +646,7 @@ mod tests {
         };
         for method in [Method::ToolsCall, Method::ToolsList] {
             let mut out = Vec::new();
-            Template::new(method, &config).write(&mut out, b"", 3);
+            write(&template(method, &config), &mut out, b"", 3);
             let request = String::from_utf8(out).unwrap();
             let (head, body) = body_of(&request);
             assert!(
@@ -449,8 +694,81 @@ mod tests {
     fn test_method_names_round_trip() {
         for method in Method::LOAD {
             assert_eq!(Method::from_name(method.name()), Some(method));
-            assert_eq!(Method::from_u8(method as u8), Some(method));
         }
         assert_eq!(Method::from_name("initialize"), None);
+    }
+
+    /// Every load method's request: valid JSON-RPC with the params the spec names, the
+    /// Content-Length right, generated values drawn per request.
+    #[test]
+    fn every_method_with_its_params() {
+        let entries = entries(
+            "ping,tools/list,tools/call=search,resources/list,resources/read=mcpstorm://items/{{int 1 9}},resources/templates/list,prompts/list,prompts/get=greet,completion/complete=greet,logging/setLevel=info",
+            &[
+                ("search", r#"{"q":"{{str 6}}","n":{{int 1 3}}}"#),
+                ("greet", r#"{"name":"Al"}"#),
+            ],
+        );
+        let (mut rng, mut seq, lines) = (Rng::new(3), 0, Lines::default());
+        let mut generated = Vec::new();
+        let mut queries = std::collections::BTreeSet::new();
+        for round in 0..20 {
+            for entry in &entries {
+                let template = Template::for_entry(entry, &config());
+                let mut out = Vec::new();
+                let mut state = GenState {
+                    rng: &mut rng,
+                    lines: &lines,
+                    seq: &mut seq,
+                    seq_step: 1,
+                };
+                template.write(&mut out, b"s", round, &mut state, &mut generated);
+                let request = String::from_utf8(out).unwrap();
+                let (head, body) = body_of(&request);
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(length, body.len(), "{request}");
+                let value: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(value["method"], entry.method.name());
+                assert_eq!(value["id"].as_u64(), Some(round));
+                let params = &value["params"];
+                match entry.method {
+                    Method::ToolsCall => {
+                        assert_eq!(params["name"], "search");
+                        queries.insert(params["arguments"]["q"].as_str().unwrap().to_string());
+                        assert!((1..=3).contains(&params["arguments"]["n"].as_i64().unwrap()));
+                    }
+                    Method::ResourcesRead => {
+                        let uri = params["uri"].as_str().unwrap();
+                        let n: u32 = uri
+                            .strip_prefix("mcpstorm://items/")
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        assert!((1..=9).contains(&n));
+                    }
+                    Method::PromptsGet => {
+                        assert_eq!(params["name"], "greet");
+                        assert_eq!(params["arguments"]["name"], "Al");
+                    }
+                    Method::CompletionComplete => {
+                        assert_eq!(params["ref"]["type"], "ref/prompt");
+                        assert_eq!(params["ref"]["name"], "greet");
+                        assert_eq!(params["argument"]["name"], "name");
+                        assert_eq!(params["argument"]["value"], "Al");
+                    }
+                    Method::LoggingSetLevel => assert_eq!(params["level"], "info"),
+                    _ => assert!(value.get("params").is_none(), "{body}"),
+                }
+            }
+        }
+        assert!(
+            queries.len() > 15,
+            "generated arguments differ: {queries:?}"
+        );
     }
 }

@@ -334,6 +334,9 @@ pub struct PhaseReport {
     /// From the actual send time.
     pub latency_uncorrected_us: Percentiles,
     pub latency_us_by_method: BTreeMap<String, Percentiles>,
+    /// Failed requests per load entry of the mix (same keys; entries without failures left
+    /// out): answers by error cause and requests lost with their connection.
+    pub errors_by_method: BTreeMap<String, u64>,
     pub connect_us: Percentiles,
     /// TCP connected → TLS handshake done (`https://` only).
     pub tls_handshake_us: Percentiles,
@@ -378,6 +381,7 @@ impl PhaseReport {
             latency_us: Percentiles::default(),
             latency_uncorrected_us: Percentiles::default(),
             latency_us_by_method: BTreeMap::new(),
+            errors_by_method: BTreeMap::new(),
             connect_us: Percentiles::default(),
             tls_handshake_us: Percentiles::default(),
             tls_handshakes_full: 0,
@@ -463,6 +467,15 @@ pub struct AddressReport {
     pub connections: u64,
 }
 
+/// One entry of the load mix.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MixEntryReport {
+    /// `METHOD` or `METHOD TARGET` as written, e.g. `tools/call search` (the key of the
+    /// entry's latency in `latency_us_by_method`).
+    pub entry: String,
+    pub weight: u32,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RunReport {
     pub schema: String,
@@ -480,6 +493,10 @@ pub struct RunReport {
     /// `https://`: how the server's certificate was checked (`system roots`, `--cacert FILE`,
     /// or `--insecure: NOT verified`); absent for http://.
     pub tls: Option<String>,
+    /// The load mix: each entry's label (method and target as written) and weight.
+    pub mix: Vec<MixEntryReport>,
+    /// Seed of the generated values and random choices (`--seed` repeats the run's requests).
+    pub seed: u64,
     pub embedded_server: bool,
     pub connections: u64,
     pub machine: MachineInfo,
@@ -753,6 +770,11 @@ pub fn sample_report() -> RunReport {
         }],
         headers: Vec::new(),
         tls: None,
+        mix: vec![MixEntryReport {
+            entry: "ping".into(),
+            weight: 1,
+        }],
+        seed: 1,
         embedded_server: true,
         connections: 1000,
         machine: MachineInfo {

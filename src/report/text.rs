@@ -202,6 +202,28 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
     if let Some(line) = requests_line(&phase.requests) {
         lines.push(line);
     }
+    if phase.latency_us_by_method.len() > 1 || !phase.errors_by_method.is_empty() {
+        // Each entry of a mix on its own line: method and target, latency, failures.
+        for (entry, p) in &phase.latency_us_by_method {
+            let errors = phase.errors_by_method.get(entry).copied().unwrap_or(0);
+            lines.push(format!(
+                "  {entry}: {} answered, p50 {} / p95 {} / p99 {}, errors {}",
+                format_count(p.count),
+                format_us(p.p50),
+                format_us(p.p95),
+                format_us(p.p99),
+                format_count(errors)
+            ));
+        }
+        for (entry, errors) in &phase.errors_by_method {
+            if !phase.latency_us_by_method.contains_key(entry) {
+                lines.push(format!(
+                    "  {entry}: none answered, errors {}",
+                    format_count(*errors)
+                ));
+            }
+        }
+    }
     if let Some(s) = &phase.saturation {
         lines.push(format!(
             "SATURATED: the server carried {:.0} of {:.0} req/s offered; {} requests ({:.1}%) found every session busy and were not sent",

@@ -4,7 +4,6 @@
 
 use super::driver::PhaseRun;
 use crate::engine::metrics::{Counter, ShardMetrics};
-use crate::engine::template::Method;
 use crate::report::{self, GeneratorCheck, Percentiles, PhaseReport, PhaseStatus, Saturation};
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,6 +13,7 @@ pub fn finish_phases(
     merged: &HashMap<u32, ShardMetrics>,
     end_s: f64,
     shard_epoch_s: f64,
+    entry_labels: &[String],
 ) -> Vec<PhaseReport> {
     phases.sort_by_key(|p| {
         report::PHASE_NAMES
@@ -39,6 +39,7 @@ pub fn finish_phases(
         fill(
             &mut report,
             &metrics,
+            entry_labels,
             phase.in_flight_at_end,
             oldest_age_ms,
             phase.cpu_us,
@@ -121,6 +122,7 @@ pub fn errors_by_cause(m: &ShardMetrics) -> BTreeMap<String, u64> {
 pub fn fill(
     report: &mut PhaseReport,
     m: &ShardMetrics,
+    entry_labels: &[String],
     in_flight_at_end: u64,
     in_flight_oldest_ms: Option<f64>,
     cpu_us: Option<u64>,
@@ -145,16 +147,20 @@ pub fn fill(
     };
     report.latency_us = Percentiles::of(&m.all.corrected);
     report.latency_uncorrected_us = Percentiles::of(&m.all.uncorrected);
-    report.latency_us_by_method = Method::LOAD
+    // Per load entry, keyed by its label (`tools/call search`).
+    report.latency_us_by_method = m
+        .methods
         .iter()
-        .enumerate()
-        .filter(|(index, _)| !m.methods[*index].corrected.is_empty())
-        .map(|(index, method)| {
-            (
-                method.name().to_string(),
-                Percentiles::of(&m.methods[index].corrected),
-            )
-        })
+        .zip(entry_labels)
+        .filter(|(pair, _)| !pair.corrected.is_empty())
+        .map(|(pair, label)| (label.clone(), Percentiles::of(&pair.corrected)))
+        .collect();
+    report.errors_by_method = m
+        .methods_failed
+        .iter()
+        .zip(entry_labels)
+        .filter(|(failed, _)| **failed > 0)
+        .map(|(failed, label)| (label.clone(), *failed))
         .collect();
     report.connect_us = Percentiles::of(&m.connect);
     report.initialize_us = Percentiles::of(&m.initialize);
@@ -273,7 +279,7 @@ mod tests {
         }
         // Against a 200 µs server, 2 ms late sends distort what is measured: INVALID.
         for _ in 0..1000 {
-            m.record_request(Method::Ping, 200, 200);
+            m.record_request(0, 200, 200);
         }
         let fast = generator_check(&m, false);
         assert_eq!(fast.late_threshold_us, 1_000);
@@ -284,7 +290,7 @@ mod tests {
         slow.merge(&m);
         slow.all = crate::engine::metrics::ShardMetrics::new().all;
         for _ in 0..1000 {
-            slow.record_request(Method::Ping, 30_000, 30_000);
+            slow.record_request(0, 30_000, 30_000);
         }
         let check = generator_check(&slow, false);
         assert!((3_000..=3_010).contains(&check.late_threshold_us));
@@ -322,7 +328,7 @@ mod tests {
         let mut report = PhaseReport::new("sustained", PhaseStatus::Completed);
         report.duration_s = 10.0;
         report.offered_rps = Some(100.0);
-        fill(&mut report, &m, 7, Some(1500.0), None, None);
+        fill(&mut report, &m, &[], 7, Some(1500.0), None, None);
         let saturation = report.saturation.expect("39 % dropped");
         assert_eq!(saturation.dropped_no_idle_session, 390);
         assert_eq!(saturation.achieved_rps, 60.0);

@@ -190,8 +190,9 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         .collect();
     let errors_by_cause = super::figures::errors_by_cause(&whole_run);
     let phases_run = std::mem::take(&mut driver.phases);
+    let labels: Vec<String> = plan.entries.iter().map(|e| e.label()).collect();
     let mut phases =
-        super::figures::finish_phases(phases_run, &driver.merged, end_s, shard_epoch_s);
+        super::figures::finish_phases(phases_run, &driver.merged, end_s, shard_epoch_s, &labels);
     if let Some(cool_down) = phases
         .iter_mut()
         .find(|p| p.name == "cool_down" && p.status == PhaseStatus::Completed)
@@ -236,6 +237,15 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             (Some(file), false) => format!("verified against --cacert {}", file.display()),
             (None, false) => "verified against the system roots".to_string(),
         }),
+        mix: plan
+            .entries
+            .iter()
+            .map(|e| report::MixEntryReport {
+                entry: e.label(),
+                weight: e.weight,
+            })
+            .collect(),
+        seed: plan.seed,
         embedded_server: options.run.urls.is_empty(),
         connections: plan.connections as u64,
         machine: machine_info(nofile),

@@ -16,6 +16,7 @@
 //! `subscriptions/listen` gets its acknowledgement (we honour no notification types) and a
 //! held event stream; GET and DELETE get 405.
 
+use super::catalog;
 use super::sessions::{Lookup, SESSION_ID_LEN, SessionTable};
 use super::stats::{Counter, ShardStats};
 use crate::proto::http_request::{Method, RequestError, RequestHead};
@@ -317,6 +318,13 @@ impl<'a> Handler<'a> {
                 self.stats.incr(Counter::method_tools_call);
                 delay_ms = self.tools_call(id, request.params);
             }
+            "logging/setLevel" => {
+                self.stats.incr(Counter::method_logging);
+                self.catalog_result(id, |out| {
+                    catalog::set_level(request.params).map(|_| out.extend_from_slice(b"{}"))
+                });
+            }
+            other if self.catalog(other, id, request.params) => {}
             _ => {
                 self.stats.incr(Counter::method_other);
                 self.stats.incr(Counter::error_method_not_found);
@@ -390,7 +398,7 @@ impl<'a> Handler<'a> {
         self.body
             .extend_from_slice(PROTOCOL_VERSIONS[protocol].as_bytes());
         self.body.extend_from_slice(
-            b"\",\"capabilities\":{\"tools\":{\"listChanged\":false}},\"serverInfo\":{\"name\":\"",
+            b"\",\"capabilities\":{\"tools\":{\"listChanged\":false},\"resources\":{},\"prompts\":{},\"completions\":{},\"logging\":{}},\"serverInfo\":{\"name\":\"",
         );
         self.body.extend_from_slice(SERVER_NAME.as_bytes());
         self.body.extend_from_slice(b"\",\"version\":\"");
@@ -528,7 +536,7 @@ impl<'a> Handler<'a> {
                     .extend_from_slice(b",\"result\":{\"supportedVersions\":");
                 self.body.extend_from_slice(SUPPORTED_VERSIONS_JSON);
                 self.body.extend_from_slice(
-                    b",\"capabilities\":{\"tools\":{\"listChanged\":false}},\"ttlMs\":",
+                    b",\"capabilities\":{\"tools\":{\"listChanged\":false},\"resources\":{},\"prompts\":{},\"completions\":{}},\"ttlMs\":",
                 );
                 let _ = write!(self.body, "{CACHE_TTL_MS}");
                 self.body.extend_from_slice(b",\"cacheScope\":\"public\"");
@@ -553,6 +561,7 @@ impl<'a> Handler<'a> {
                 delay_ms = self.tools_call(id, params);
             }
             "subscriptions/listen" => return self.listen(head, id, out),
+            other if self.catalog(other, id, params) => {}
             _ => {
                 // Includes ping, initialize and logging/setLevel, which 2026-07-28 removed.
                 self.stats.incr(Counter::method_other);
@@ -739,6 +748,63 @@ impl<'a> Handler<'a> {
         self.body.extend_from_slice(b"\",\"version\":\"");
         self.body.extend_from_slice(SERVER_VERSION.as_bytes());
         self.body.extend_from_slice(b"\"}}");
+    }
+
+    /// Resources, prompts and completions (`catalog.rs`); false for any other method.
+    fn catalog(&mut self, method: &str, id: &[u8], params: Option<&[u8]>) -> bool {
+        let (counter, listed): (Counter, Option<&[u8]>) = match method {
+            "resources/list" => (
+                Counter::method_resources,
+                Some(catalog::RESOURCES_LIST_RESULT),
+            ),
+            "resources/templates/list" => (
+                Counter::method_resources,
+                Some(catalog::RESOURCE_TEMPLATES_LIST_RESULT),
+            ),
+            "resources/read" => (Counter::method_resources, None),
+            "prompts/list" => (Counter::method_prompts, Some(catalog::PROMPTS_LIST_RESULT)),
+            "prompts/get" => (Counter::method_prompts, None),
+            "completion/complete" => (Counter::method_completion, None),
+            _ => return false,
+        };
+        self.stats.incr(counter);
+        match (method, listed) {
+            (_, Some(list)) => self.catalog_result(id, |out| {
+                out.extend_from_slice(list);
+                Ok(())
+            }),
+            ("resources/read", _) => {
+                self.catalog_result(id, |out| catalog::read_resource(params, out))
+            }
+            ("prompts/get", _) => self.catalog_result(id, |out| catalog::get_prompt(params, out)),
+            _ => self.catalog_result(id, |out| catalog::complete(params, out)),
+        }
+        true
+    }
+
+    /// A response whose result `write` produces (a whole JSON object), or the error it gives;
+    /// on the 2026-07-28 path the result carries `resultType` and the server's `_meta`.
+    fn catalog_result(
+        &mut self,
+        id: &[u8],
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), catalog::RpcError>,
+    ) {
+        let start = self.body.len();
+        self.body.extend_from_slice(JSONRPC_PREFIX);
+        self.body.extend_from_slice(id);
+        self.body.extend_from_slice(b",\"result\":");
+        match write(&mut self.body) {
+            Ok(()) => {
+                // The result's closing brace: `close_result` writes it after its members.
+                self.body.pop();
+                self.close_result();
+            }
+            Err((code, message)) => {
+                self.stats.incr(Counter::error_invalid_params);
+                self.body.truncate(start);
+                self.error_frame(id, code, message);
+            }
+        }
     }
 
     fn result_frame(&mut self, id: &[u8], result: &[u8]) {
@@ -1345,7 +1411,7 @@ mod tests {
         let (outcome, out) = f.modern_call("1", "server/discover", "");
         assert_eq!(outcome, Outcome::Respond { close: false });
         let expected_body = format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"supportedVersions\":[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\",\"2024-11-05\"],\"capabilities\":{{\"tools\":{{\"listChanged\":false}}}},\"ttlMs\":3600000,\"cacheScope\":\"public\",\"resultType\":\"complete\",\"_meta\":{{\"io.modelcontextprotocol/serverInfo\":{{\"name\":\"mcpstorm\",\"version\":\"{SERVER_VERSION}\"}}}}}}}}"
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"supportedVersions\":[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\",\"2024-11-05\"],\"capabilities\":{{\"tools\":{{\"listChanged\":false}},\"resources\":{{}},\"prompts\":{{}},\"completions\":{{}}}},\"ttlMs\":3600000,\"cacheScope\":\"public\",\"resultType\":\"complete\",\"_meta\":{{\"io.modelcontextprotocol/serverInfo\":{{\"name\":\"mcpstorm\",\"version\":\"{SERVER_VERSION}\"}}}}}}}}"
         );
         assert_eq!(
             out,

@@ -6,6 +6,7 @@
 //! Module map: `shard.rs` (the io_uring loop), `mcp.rs` (I/O-free MCP answers),
 //! `sessions.rs` (session table), `stats.rs` (counters).
 
+pub mod catalog;
 pub mod mcp;
 pub mod service;
 pub mod sessions;

@@ -33,6 +33,12 @@ counters! {
     method_ping,
     method_tools_list,
     method_tools_call,
+    /// resources/list, resources/read, resources/templates/list.
+    method_resources,
+    /// prompts/list, prompts/get.
+    method_prompts,
+    method_completion,
+    method_logging,
     method_other,
     /// POSTs served on the sessionless 2026-07-28 path (no session, no initialize).
     requests_modern,
@@ -88,6 +94,9 @@ counters! {
     error_method_not_found,
     error_unknown_tool,
     error_tool_arguments,
+    /// resources/read, prompts/get, completion/complete or logging/setLevel with params the
+    /// catalog cannot answer (unknown URI or prompt, missing argument, bad level).
+    error_invalid_params,
     /// A client sent more than 2 × the request limit ahead of answers it was not reading.
     error_pipeline_overflow,
     /// recv completed with an error other than a reset (counted with the peer's reset apart).

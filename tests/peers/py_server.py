@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Official MCP Python SDK (2.x) server used as a real peer for mcpstorm's client engine.
 
-Tools: echo(text) -> text, add(a, b) -> number (add(2, 3) renders as "5"), sleep(ms) -> "slept <ms>ms".
+Tools: echo(text) -> text, add(a, b) -> number (add(2, 3) renders as "5"), sleep(ms) -> "slept <ms>ms",
+search(q, n) -> text (records q), seen() -> JSON of how many distinct search queries and item ids
+it has been asked for (a test checks generated arguments on the server side).
+Resources: docs://readme, items://{id} (a template; records id). Prompt: greet(name).
+Completion: greet's name from a fixed list.
 Endpoint: http://HOST:PORT/mcp (Streamable HTTP).
 
     py_server.py --port P [--host 127.0.0.1] [--json-response] [--stateless]
@@ -15,9 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
 import sys
 
 from mcp.server import MCPServer
+from mcp.types import Completion
 
 
 def build_server() -> MCPServer:
@@ -39,6 +45,41 @@ def build_server() -> MCPServer:
         """Sleep for `ms` milliseconds, then answer."""
         await asyncio.sleep(max(ms, 0) / 1000.0)
         return f"slept {ms}ms"
+
+    seen_queries: set[str] = set()
+    seen_items: set[str] = set()
+
+    @server.tool()
+    def search(q: str, n: int) -> str:
+        """Pretend to search: records the query."""
+        seen_queries.add(q)
+        return f"{n} results for {q}"
+
+    @server.tool()
+    def seen() -> str:
+        """How many distinct search queries and item ids this server was asked for."""
+        return json.dumps({"queries": len(seen_queries), "items": len(seen_items)})
+
+    @server.resource("docs://readme", mime_type="text/markdown")
+    def readme() -> str:
+        """About this peer."""
+        return "# py peer"
+
+    @server.resource("items://{id}", mime_type="application/json")
+    def item(id: str) -> str:
+        """An item by id: records the id."""
+        seen_items.add(id)
+        return json.dumps({"id": id})
+
+    @server.prompt()
+    def greet(name: str) -> str:
+        """Greets someone."""
+        return f"Hello, {name}!"
+
+    @server.completion()
+    async def complete(ref, argument, context):
+        names = ["Ada", "Alan", "Barbara", "Grace"]
+        return Completion(values=[n for n in names if n.lower().startswith(argument.value.lower())])
 
     return server
 

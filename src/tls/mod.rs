@@ -615,22 +615,31 @@ mod tests {
         let _ = std::fs::remove_file(&pki.ca_file);
     }
 
+    /// `serve`'s configuration with a throwaway PKI in a directory of its own, and a client
+    /// configuration trusting its CA (the directory, for the test to remove).
+    fn own_configs(
+        name: &str,
+    ) -> (
+        Arc<rustls::ServerConfig>,
+        Arc<rustls::ClientConfig>,
+        std::path::PathBuf,
+    ) {
+        let dir = std::env::temp_dir().join(format!("mcpstorm-tls-{name}-{}", std::process::id()));
+        let pki = server::throwaway_pki(&dir).unwrap();
+        let server_config = server::server_config(&pki.cert_file, &pki.key_file).unwrap();
+        let options = TlsOptions {
+            cacert: Some(pki.ca_file.clone()),
+            insecure: false,
+            no_resumption: false,
+        };
+        (server_config, client_config(&options, 4).unwrap(), dir)
+    }
+
     /// Both sides of mcpstorm's own layer (unbuffered client and server): the whole exchange
     /// split at every byte in both directions, and an idle connection keeps no buffer.
     #[test]
     fn own_server_and_client_split_at_every_byte_and_idle_holds_no_buffer() {
-        let pki_dir = std::env::temp_dir().join(format!("mcpstorm-tls-own-{}", std::process::id()));
-        let pki = server::throwaway_pki(&pki_dir).unwrap();
-        let server_config = server::server_config(&pki.cert_file, &pki.key_file).unwrap();
-        let client_config = client_config(
-            &TlsOptions {
-                cacert: Some(pki.ca_file.clone()),
-                insecure: false,
-                no_resumption: false,
-            },
-            4,
-        )
-        .unwrap();
+        let (server_config, client_config, pki_dir) = own_configs("own");
         // Moves everything `from` has due to `to`, split at `split` into two receives.
         fn pump(from: &mut TlsConn, to: &mut TlsConn, split: usize, plain: &mut Vec<u8>) -> usize {
             let mut wire = Vec::new();
@@ -723,15 +732,7 @@ mod tests {
     /// client's KeyUpdate followed.
     #[test]
     fn server_hands_over_and_follows_a_clients_key_update() {
-        let dir = std::env::temp_dir().join(format!("mcpstorm-tls-ku-{}", std::process::id()));
-        let pki = server::throwaway_pki(&dir).unwrap();
-        let server_config = server::server_config(&pki.cert_file, &pki.key_file).unwrap();
-        let options = TlsOptions {
-            cacert: Some(pki.ca_file.clone()),
-            insecure: false,
-            no_resumption: false,
-        };
-        let config = client_config(&options, 4).unwrap();
+        let (server_config, config, dir) = own_configs("ku");
         let mut c =
             rustls::ClientConnection::new(config, server_name("localhost").unwrap()).unwrap();
         let mut s = TlsConn::server(&server_config).unwrap();
@@ -780,15 +781,7 @@ mod tests {
 
     /// Both sides ours, handed over.
     fn own_pair(name: &str) -> (TlsConn, TlsConn, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("mcpstorm-tls-{name}-{}", std::process::id()));
-        let pki = server::throwaway_pki(&dir).unwrap();
-        let server_config = server::server_config(&pki.cert_file, &pki.key_file).unwrap();
-        let options = TlsOptions {
-            cacert: Some(pki.ca_file.clone()),
-            insecure: false,
-            no_resumption: false,
-        };
-        let config = client_config(&options, 4).unwrap();
+        let (server_config, config, dir) = own_configs(name);
         let mut c = TlsConn::client(&config, server_name("localhost").unwrap()).unwrap();
         let mut s = TlsConn::server(&server_config).unwrap();
         let mut plain = Vec::new();

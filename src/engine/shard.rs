@@ -1275,9 +1275,16 @@ impl<'a> Shard<'a> {
                     &mut gen_state,
                     &mut self.generated,
                 );
-                // Encrypting into a Vec fails only on a connection rustls has closed, which
-                // the next receive reports by its cause.
-                let _ = tls.encrypt(&self.tls_request, out);
+                if tls.encrypt(&self.tls_request, out).is_err() {
+                    // A closed TLS layer, or a key at its limit that cannot be replaced: the
+                    // request cannot go out; the connection breaks by that cause.
+                    let conn = &mut conns[slot as usize];
+                    conn.flags &= !F::SEND_IN_FLIGHT;
+                    conn.send_buf = NONE;
+                    self.sends.give(buf);
+                    self.connection_broke(r, slot, Counter::error_tls_protocol);
+                    return;
+                }
             }
         }
         self.metrics.add_to(Counter::bytes_sent, out.len() as u64);

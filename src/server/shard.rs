@@ -657,8 +657,12 @@ impl<'a> Shard<'a> {
         } else {
             let (plaintext, records) =
                 two_bufs(&mut self.outs.bufs, plain as usize, sealed as usize);
-            // Fails only on a connection rustls has closed; then nothing is sent.
-            let _ = tls.encrypt(plaintext, records);
+            if tls.encrypt(plaintext, records).is_err() {
+                // A closed TLS layer or a key that cannot be replaced at its limit: the
+                // response cannot go out; counted, and the connection closes.
+                self.stats.incr(Counter::error_tls);
+                conn.flags |= WANT_CLOSE;
+            }
             self.outs.give(plain);
         }
         if self.outs.bufs[sealed as usize].is_empty() {

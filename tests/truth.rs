@@ -249,8 +249,10 @@ fn truth_calibrated_800_per_second_capacity_baseline_and_blame() {
 #[test]
 fn truth_calibrated_10000_per_second_capacity_baseline_and_blame() {
     // 20 slots × 2 ms over two shards: 10,000 req/s, 12.5× the slow one (the most this
-    // 2-CPU machine drives with a valid generator while the server shares its CPUs).
-    check_calibrated("calibrated-10k", 2, 20, "2", "1000");
+    // 2-CPU machine drives with a valid generator while the server shares its CPUs). 400
+    // sessions carry it 20 times over (Little: 10,000/s × 2 ms = 20 in service); 1,000 made
+    // the ramp's and cool_down's bursts lag the loop past its 10 ms bound on a loaded host.
+    check_calibrated("calibrated-10k", 2, 20, "2", "400");
 }
 
 #[test]

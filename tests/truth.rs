@@ -136,18 +136,27 @@ fn run_judged<S>(name: &str, mut attempt: impl FnMut() -> (S, Run)) -> (S, Run) 
     let mut tries = 1;
     loop {
         let (server, run) = attempt();
-        let invalid = run.report["phases"]
-            .as_array()
-            .unwrap()
+        let phases = run.report["phases"].as_array().unwrap();
+        // A phase the generator judged INVALID, or a capacity step it broke itself.
+        let invalid = phases
             .iter()
             .find(|p| p["generator"]["valid"] == false)
-            .cloned();
+            .map(|p| format!("{} ({})", p["name"], p["generator"]["invalid_reason"]))
+            .or_else(|| {
+                phases
+                    .iter()
+                    .flat_map(|p| {
+                        p["capacity"]["steps"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .find(|s| s["broke"].as_str().is_some_and(|b| b.contains("generator")))
+                    .map(|s| format!("a capacity step ({})", s["broke"]))
+            });
         match invalid {
-            Some(p) if tries < 3 => {
-                eprintln!(
-                    "{name}: try {tries}: the generator judged itself INVALID in {} ({}); again",
-                    p["name"], p["generator"]["invalid_reason"]
-                );
+            Some(why) if tries < 3 => {
+                eprintln!("{name}: try {tries}: the generator judged itself late in {why}; again");
                 tries += 1;
             }
             _ => return (server, run),

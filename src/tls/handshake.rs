@@ -77,6 +77,28 @@ fn append_sized<E>(
 
 /// One state of either side: read records out, encode handshake records, encrypt `work`.
 fn step<Data>(
+    status: rustls::unbuffered::UnbufferedStatus<'_, '_, Data>,
+    flags: &mut Flags<'_>,
+    received: &mut Received,
+    read_data: &mut bool,
+    plaintext: &mut Vec<u8>,
+    work: &mut Work<'_>,
+) -> Result<(usize, Step), TlsError> {
+    let mut discard = status.discard;
+    let step = step_state(
+        status.state,
+        &mut discard,
+        flags,
+        received,
+        read_data,
+        plaintext,
+        work,
+    )?;
+    Ok((discard, step))
+}
+
+/// The state of one `process_tls_records` call, acted on.
+fn step_state<Data>(
     state: Result<ConnectionState<'_, '_, Data>, rustls::Error>,
     discard: &mut usize,
     flags: &mut Flags<'_>,
@@ -214,34 +236,22 @@ impl Handshake {
             let rest = &mut input[start..];
             let read_data = &mut self.read_data;
             let (mut discard, step) = match &mut self.side {
-                Side::Client(c) => {
-                    let status = c.process_tls_records(rest);
-                    let mut discard = status.discard;
-                    let step = step(
-                        status.state,
-                        &mut discard,
-                        flags,
-                        &mut received,
-                        read_data,
-                        plaintext,
-                        &mut work,
-                    )?;
-                    (discard, step)
-                }
-                Side::Server(s) => {
-                    let status = s.process_tls_records(rest);
-                    let mut discard = status.discard;
-                    let step = step(
-                        status.state,
-                        &mut discard,
-                        flags,
-                        &mut received,
-                        read_data,
-                        plaintext,
-                        &mut work,
-                    )?;
-                    (discard, step)
-                }
+                Side::Client(c) => step(
+                    c.process_tls_records(rest),
+                    flags,
+                    &mut received,
+                    read_data,
+                    plaintext,
+                    &mut work,
+                )?,
+                Side::Server(s) => step(
+                    s.process_tls_records(rest),
+                    flags,
+                    &mut received,
+                    read_data,
+                    plaintext,
+                    &mut work,
+                )?,
             };
             discard = discard.min(input.len() - start);
             start += discard;

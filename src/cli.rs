@@ -27,6 +27,19 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Render a saved run report (`--json FILE`) again: text on stdout, optionally HTML.
     Report(ReportArgs),
+    /// Write a commented scenario file for `run --config` that runs as is against the
+    /// embedded server.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it (`-` = stdout).
+    #[arg(default_value = "mcpstorm.toml")]
+    pub file: std::path::PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +82,11 @@ pub struct RunArgs {
     /// embedded server (`mcpstorm serve`) as a child process and load it.
     #[arg(value_name = "URL")]
     pub urls: Vec<String>,
+    /// A scenario file (TOML; `mcpstorm init` writes an example): its keys are this command's
+    /// flags, grouped in sections; flags given here override it, URLs given here replace its
+    /// targets.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<std::path::PathBuf>,
     /// MCP sessions to open and hold (one TCP connection each) [default: 100k against the
     /// embedded server when this machine's limits allow it, else the largest count that fits;
     /// 1000 against a URL; 100 with --phases sustained]. An explicit count is never lowered.
@@ -110,9 +128,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "12")]
     pub steps_max: usize,
     /// SLA bounds over the defaults, e.g. p95=100ms,errors=0.05%,throughput=10k,mem=2KB,
-    /// recovery=5s (`off` disables one).
-    #[arg(long, default_value = "")]
-    pub sla: String,
+    /// recovery=5s (`off` disables one); one mix entry's: p95[tools/call search]=50ms,
+    /// errors[ping]=0.1%. Repeatable: a later one overrides an earlier one key by key.
+    #[arg(long)]
+    pub sla: Vec<String>,
     /// Write the HTML report here.
     #[arg(long)]
     pub html: Option<std::path::PathBuf>,
@@ -157,7 +176,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST|CIDR")]
     pub allow_host: Vec<String>,
     /// Extra request header 'Name: value', sent on every request (initialize, load, DELETE).
-    /// Repeatable.
+    /// Repeatable; a later one replaces an earlier one of the same name.
     #[arg(short = 'H', long, value_name = "NAME: VALUE")]
     pub header: Vec<String>,
     /// With no URL: the embedded server speaks TLS with a throwaway certificate of this run

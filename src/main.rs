@@ -2,7 +2,7 @@
 //! (0 success, 1 an SLA failed, 2 could not run). All logic lives in the library.
 
 use clap::Parser;
-use mcpstorm::cli::{Cli, Command, DoctorArgs, ReportArgs, RunArgs, ServeArgs};
+use mcpstorm::cli::{Cli, Command, DoctorArgs, InitArgs, ReportArgs, RunArgs, ServeArgs};
 use mcpstorm::server::{self, ServeOptions, ServerPlan};
 use std::process::ExitCode;
 
@@ -13,9 +13,91 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Run(args) => run(*args),
+        Command::Run(args) => match with_scenario_file(*args) {
+            Ok(args) => run(args),
+            Err(e) => {
+                eprintln!("mcpstorm run: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Init(args) => init(args),
         Command::Doctor(args) => doctor(args),
         Command::Report(args) => report(args),
+    }
+}
+
+/// `run --config FILE`: the file's flags placed before the command line's, parsed again, so
+/// one parser checks both and the command line overrides the file.
+fn with_scenario_file(args: RunArgs) -> Result<RunArgs, String> {
+    let Some(path) = &args.config else {
+        return Ok(args);
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let file = mcpstorm::scenario::config::parse(&text)
+        .map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let from_file = file
+        .to_args(args.urls.is_empty())
+        .map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let command_line: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let run_at = command_line
+        .iter()
+        .position(|a| a == "run")
+        .ok_or("--config: no `run` on the command line")?;
+    // The file's positional URLs sit behind its `--`; the command line's flags go first then.
+    let (file_flags, file_urls) = match from_file.iter().position(|a| a == "--") {
+        Some(at) => (&from_file[..at], &from_file[at..]),
+        None => (&from_file[..], &from_file[..0]),
+    };
+    let argv = command_line[..=run_at]
+        .iter()
+        .cloned()
+        .chain(file_flags.iter().map(Into::into))
+        .chain(command_line[run_at + 1..].iter().cloned())
+        .chain(file_urls.iter().map(Into::into));
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Run(args),
+        }) => Ok(*args),
+        Ok(_) => Err("--config: not a run".into()),
+        Err(e) => Err(format!(
+            "--config {} with the command line: {}",
+            path.display(),
+            e.render()
+                .to_string()
+                .trim_start_matches("error: ")
+                .trim_end()
+        )),
+    }
+}
+
+/// `mcpstorm init [FILE]`: the commented example scenario file.
+fn init(args: InitArgs) -> ExitCode {
+    let example = mcpstorm::scenario::config::EXAMPLE;
+    if args.file.as_os_str() == "-" {
+        print!("{example}");
+        return ExitCode::SUCCESS;
+    }
+    if args.file.exists() && !args.force {
+        eprintln!(
+            "mcpstorm init: {} exists (--force replaces it)",
+            args.file.display()
+        );
+        return ExitCode::from(2);
+    }
+    match std::fs::write(&args.file, example) {
+        Ok(()) => {
+            println!(
+                "mcpstorm init: wrote {}; run it with: mcpstorm run --config {}",
+                args.file.display(),
+                args.file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcpstorm init: {}: {e}", args.file.display());
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -114,7 +196,7 @@ fn run(args: RunArgs) -> ExitCode {
     let mut headers = Vec::new();
     for text in &args.header {
         match mcpstorm::engine::headers::parse_header(text) {
-            Ok(h) => headers.push(h),
+            Ok(h) => mcpstorm::engine::headers::push_replacing(&mut headers, h),
             Err(e) => {
                 eprintln!("mcpstorm run: {e}");
                 return ExitCode::from(2);
@@ -124,7 +206,7 @@ fn run(args: RunArgs) -> ExitCode {
     for text in &args.header_env {
         let env = |var: &str| std::env::var(var).ok();
         match mcpstorm::engine::headers::parse_header_env(text, &env) {
-            Ok(h) => headers.push(h),
+            Ok(h) => mcpstorm::engine::headers::push_replacing(&mut headers, h),
             Err(e) => {
                 eprintln!("mcpstorm run: {e}");
                 return ExitCode::from(2);
@@ -177,7 +259,11 @@ fn run(args: RunArgs) -> ExitCode {
     });
     let parsed = mcpstorm::scenario::logic::Fault::parse(&fault_text, args.down.as_secs_f64())
         .and_then(|fault| {
-            mcpstorm::report::sla::SlaSpec::parse_over_defaults(&args.sla).map(|sla| (fault, sla))
+            let mut sla = mcpstorm::report::sla::SlaSpec::default();
+            args.sla
+                .iter()
+                .try_for_each(|text| sla.apply(text))
+                .map(|()| (fault, sla))
         })
         .and_then(|(fault, sla)| {
             for name in &args.skip {

@@ -61,6 +61,13 @@ fn check_value(value: &str) -> bool {
 }
 
 /// `-H 'Name: value'`.
+/// Adds `header`, replacing an earlier one of the same name (a command-line `-H` over the
+/// scenario file's, `--header-env` over `--header`).
+pub fn push_replacing(headers: &mut Vec<RequestHeader>, header: RequestHeader) {
+    headers.retain(|h| !h.name.eq_ignore_ascii_case(&header.name));
+    headers.push(header);
+}
+
 pub fn parse_header(text: &str) -> Result<RequestHeader, String> {
     let (name, value) = text
         .split_once(':')

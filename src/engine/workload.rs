@@ -356,7 +356,12 @@ pub fn attach_args(
     }
     for entry in entries.iter_mut() {
         let Some(name) = &entry.name else { continue };
-        let given = args.iter().find(|(n, _)| *n == name.source).map(|(_, t)| t);
+        // A later --args for the same name wins (a command-line flag over the scenario file's).
+        let given = args
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name.source)
+            .map(|(_, t)| t);
         entry.args = match entry.method {
             Method::ToolsCall if given.is_none() && name.source == default_tool => {
                 Some(default_tool_args.clone())

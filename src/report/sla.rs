@@ -7,6 +7,7 @@
 use super::{PhaseReport, PhaseStatus, format_us};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
@@ -48,6 +49,17 @@ pub struct SlaSpec {
     pub recovery_s: Option<f64>,
     /// Offered requests dropped because every session was busy, percent of offered.
     pub dropped_pct: Option<f64>,
+    /// Bounds of single mix entries, by label (`tools/call search`), judged in sustained
+    /// from that entry's own histogram and error count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub entries: BTreeMap<String, EntrySla>,
+}
+
+/// The bounds of one mix entry; `None` = not judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EntrySla {
+    pub p95_latency_us: Option<u64>,
+    pub error_rate_pct: Option<f64>,
 }
 
 impl Default for SlaSpec {
@@ -59,6 +71,7 @@ impl Default for SlaSpec {
             mem_bytes_per_conn: Some(2048.0),
             recovery_s: Some(5.0),
             dropped_pct: Some(super::Saturation::DROPPED_PCT_MAX),
+            entries: BTreeMap::new(),
         }
     }
 }
@@ -68,40 +81,80 @@ impl SlaSpec {
     /// a value of `off` disables that SLA.
     pub fn parse_over_defaults(text: &str) -> Result<SlaSpec, String> {
         let mut spec = SlaSpec::default();
+        spec.apply(text)?;
+        Ok(spec)
+    }
+
+    /// Applies one `--sla` text over these bounds (a later `--sla` overrides an earlier one key
+    /// by key). `p95[LABEL]=…` and `errors[LABEL]=…` bound the mix entry of that label.
+    pub fn apply(&mut self, text: &str) -> Result<(), String> {
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (key, value) = item
-                .split_once('=')
+                .split_once("]=")
+                .map(|(k, v)| (format!("{k}]"), v))
+                .or_else(|| item.split_once('=').map(|(k, v)| (k.to_string(), v)))
                 .ok_or_else(|| format!("--sla item {item:?} is not key=value (e.g. p95=100ms)"))?;
             let value = value.trim();
             let off = value.eq_ignore_ascii_case("off");
-            match key.trim() {
+            let key = key.trim();
+            if let Some((metric, label)) = key.strip_suffix(']').and_then(|k| k.split_once('[')) {
+                let label = label.trim();
+                if label.is_empty() {
+                    return Err(format!(
+                        "--sla {item:?}: name the mix entry, e.g. p95[tools/call search]=50ms"
+                    ));
+                }
+                let entry = self.entries.entry(label.to_string()).or_default();
+                match metric.trim() {
+                    "p95" => {
+                        entry.p95_latency_us = if off {
+                            None
+                        } else {
+                            Some(parse_latency_us(value)?)
+                        }
+                    }
+                    "errors" => {
+                        entry.error_rate_pct = if off {
+                            None
+                        } else {
+                            Some(parse_pct("errors", value)?)
+                        }
+                    }
+                    other => {
+                        return Err(format!(
+                            "--sla: {other:?} cannot bound one mix entry (p95[LABEL], errors[LABEL])"
+                        ));
+                    }
+                }
+                if *entry == EntrySla::default() {
+                    self.entries.remove(label);
+                }
+                continue;
+            }
+            match key {
                 "p95" => {
-                    spec.p95_latency_us = if off {
+                    self.p95_latency_us = if off {
                         None
                     } else {
-                        Some(
-                            crate::cli::parse_duration(value)?
-                                .as_micros()
-                                .min(u64::MAX as u128) as u64,
-                        )
+                        Some(parse_latency_us(value)?)
                     }
                 }
                 "errors" => {
-                    spec.error_rate_pct = if off {
+                    self.error_rate_pct = if off {
                         None
                     } else {
                         Some(parse_pct("errors", value)?)
                     }
                 }
                 "dropped" => {
-                    spec.dropped_pct = if off {
+                    self.dropped_pct = if off {
                         None
                     } else {
                         Some(parse_pct("dropped", value)?)
                     }
                 }
                 "throughput" => {
-                    spec.throughput_rps = if off {
+                    self.throughput_rps = if off {
                         None
                     } else {
                         let number = value.trim_end_matches("rps").trim_end_matches("/s");
@@ -109,10 +162,10 @@ impl SlaSpec {
                     }
                 }
                 "mem" => {
-                    spec.mem_bytes_per_conn = if off { None } else { Some(parse_bytes(value)?) }
+                    self.mem_bytes_per_conn = if off { None } else { Some(parse_bytes(value)?) }
                 }
                 "recovery" => {
-                    spec.recovery_s = if off {
+                    self.recovery_s = if off {
                         None
                     } else {
                         Some(crate::cli::parse_duration(value)?.as_secs_f64())
@@ -120,13 +173,19 @@ impl SlaSpec {
                 }
                 other => {
                     return Err(format!(
-                        "--sla: unknown key {other:?} (p95, errors, throughput, mem, recovery, dropped)"
+                        "--sla: unknown key {other:?} (p95, errors, throughput, mem, recovery, dropped, p95[ENTRY], errors[ENTRY])"
                     ));
                 }
             }
         }
-        Ok(spec)
+        Ok(())
     }
+}
+
+fn parse_latency_us(value: &str) -> Result<u64, String> {
+    Ok(crate::cli::parse_duration(value)?
+        .as_micros()
+        .min(u64::MAX as u128) as u64)
 }
 
 /// `0.05%` → 0.05.
@@ -346,6 +405,7 @@ pub fn evaluate(spec: &SlaSpec, phases: &[PhaseReport]) -> Vec<SlaRow> {
             }
         });
     }
+    rows.extend(entry_rows(&spec.entries, find("sustained")));
     rows.extend(client_memory_row(find("sustained")));
     if let Some(bound) = spec.dropped_pct
         && find("sustained").is_some()
@@ -385,6 +445,59 @@ pub fn evaluate(spec: &SlaSpec, phases: &[PhaseReport]) -> Vec<SlaRow> {
                 },
             },
         });
+    }
+    rows
+}
+
+/// The bounds of single mix entries, each judged on that entry's own figures in sustained.
+fn entry_rows(entries: &BTreeMap<String, EntrySla>, phase: Option<&PhaseReport>) -> Vec<SlaRow> {
+    let mut rows = Vec::new();
+    for (label, bounds) in entries {
+        if let Some(bound) = bounds.p95_latency_us {
+            let r = row(
+                &format!("p95_latency[{label}]"),
+                "sustained",
+                format!("< {}", format_us(bound)),
+                bound as f64,
+            );
+            rows.push(match phase_gate(phase) {
+                Err((verdict, note)) => SlaRow {
+                    verdict,
+                    note: Some(note),
+                    ..r
+                },
+                Ok(p) => {
+                    let latency = p.latency_us_by_method.get(label);
+                    let actual = latency.filter(|l| l.count > 0).map(|l| l.p95 as f64);
+                    let text = latency.map_or("—".into(), |l| format_us(l.p95));
+                    judge(r, p, actual, text, |a| a < bound as f64)
+                }
+            });
+        }
+        if let Some(bound) = bounds.error_rate_pct {
+            let r = row(
+                &format!("error_rate[{label}]"),
+                "sustained",
+                format!("< {bound}%"),
+                bound,
+            );
+            rows.push(match phase_gate(phase) {
+                Err((verdict, note)) => SlaRow {
+                    verdict,
+                    note: Some(note),
+                    ..r
+                },
+                Ok(p) => {
+                    let ok = p.latency_us_by_method.get(label).map_or(0, |l| l.count);
+                    let errors = p.errors_by_method.get(label).copied().unwrap_or(0);
+                    let total = ok + errors;
+                    let actual = (total > 0).then(|| errors as f64 * 100.0 / total as f64);
+                    let text =
+                        actual.map_or("—".into(), |a| format!("{a:.3}% ({errors} of {total})"));
+                    judge(r, p, actual, text, |a| a < bound)
+                }
+            });
+        }
     }
     rows
 }
@@ -736,6 +849,45 @@ mod tests {
         )
         .unwrap();
         assert!(evaluate(&off, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_mix_entry_has_its_own_bounds() {
+        let mut spec = SlaSpec::parse_over_defaults(
+            "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off",
+        )
+        .unwrap();
+        spec.apply("p95[tools/call search]=50ms,errors[tools/call search]=1%,p95[ping]=1ms")
+            .unwrap();
+        assert_eq!(spec.entries.len(), 2);
+        // A later --sla overrides one key of an entry, `off` drops it.
+        spec.apply("p95[ping]=off").unwrap();
+        assert_eq!(spec.entries.len(), 1);
+        let mut phase = sustained(1000, 1000, 0, 1000.0);
+        phase.latency_us_by_method.insert(
+            "tools/call search".into(),
+            Percentiles {
+                count: 98,
+                p50: 10_000,
+                p95: 60_000,
+                p99: 70_000,
+                max: 80_000,
+            },
+        );
+        phase.errors_by_method.insert("tools/call search".into(), 2);
+        let rows = evaluate(&spec, &[phase.clone()]);
+        let p95 = verdict_of(&rows, "p95_latency[tools/call search]");
+        assert_eq!(p95.verdict, Verdict::Fail);
+        assert_eq!(p95.actual_value, Some(60_000.0));
+        let errors = verdict_of(&rows, "error_rate[tools/call search]");
+        assert_eq!(errors.verdict, Verdict::Fail, "2 of 100 is 2%");
+        assert_eq!(errors.actual_value, Some(2.0));
+        spec.apply("p95[tools/call search]=100ms,errors[tools/call search]=5%")
+            .unwrap();
+        let rows = evaluate(&spec, &[phase]);
+        assert_eq!(overall(&rows), Verdict::Pass, "{rows:?}");
+        assert!(SlaSpec::parse_over_defaults("p99[ping]=1s").is_err());
+        assert!(SlaSpec::parse_over_defaults("p95[]=1s").is_err());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! `driver.rs` sequences the phases (one room each in `phases/`) through the shards'
 //! commands; `figures.rs` turns a phase's merged metrics into its report; `logic.rs` holds
 //! the I/O-free decisions (phase sizes, abort and step rules, capacity search, recovery
-//! curve, stall bound, memory slope, fault parsing); `progress.rs` the live line on stderr.
+//! curve, stall bound, memory slope, fault parsing); `progress.rs` the live line on stderr;
+//! `config.rs` the scenario file of `run --config`.
 
+pub mod config;
 pub mod driver;
 pub mod figures;
 pub mod logic;

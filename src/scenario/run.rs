@@ -104,6 +104,13 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
     let plan = EnginePlan::from_options(&run_options, nofile, &cpus).map_err(RunError::Plan)?;
+    let labels: Vec<String> = plan.entries.iter().map(|e| e.label()).collect();
+    if let Some(unknown) = options.sla.entries.keys().find(|l| !labels.contains(l)) {
+        return Err(RunError::Options(format!(
+            "--sla bounds {unknown:?}, which is no entry of the mix; its entries are: {}",
+            labels.join(", ")
+        )));
+    }
     crate::sys::signal::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let (segment_sender, segment_receiver) = std::sync::mpsc::channel();
@@ -190,7 +197,6 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         .collect();
     let errors_by_cause = super::figures::errors_by_cause(&whole_run);
     let phases_run = std::mem::take(&mut driver.phases);
-    let labels: Vec<String> = plan.entries.iter().map(|e| e.label()).collect();
     let mut phases =
         super::figures::finish_phases(phases_run, &driver.merged, end_s, shard_epoch_s, &labels);
     if let Some(cool_down) = phases

@@ -125,15 +125,30 @@ pub fn render(report: &RunReport) -> String {
         }
     }
     out.push_str("\nSLA\n");
+    // Columns as wide as their longest cell (a per-entry row names its entry).
+    let width = |cell: fn(&super::sla::SlaRow) -> &str, header: &str, least: usize| {
+        report
+            .sla
+            .iter()
+            .map(|r| cell(r).chars().count())
+            .chain([header.len(), least])
+            .max()
+            .unwrap_or(least)
+    };
+    let (w_name, w_target, w_actual) = (
+        width(|r| &r.name, "check", 22),
+        width(|r| &r.target, "target", 24),
+        width(|r| &r.actual, "actual", 28),
+    );
     let _ = writeln!(
         out,
-        "  {:<22} {:<17} {:<24} {:<28} verdict",
+        "  {:<w_name$} {:<17} {:<w_target$} {:<w_actual$} verdict",
         "check", "phase", "target", "actual"
     );
     for row in &report.sla {
         let _ = writeln!(
             out,
-            "  {:<22} {:<17} {:<24} {:<28} {}{}",
+            "  {:<w_name$} {:<17} {:<w_target$} {:<w_actual$} {}{}",
             row.name,
             row.phase,
             row.target,

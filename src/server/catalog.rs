@@ -1,6 +1,7 @@
 //! What `serve` offers besides its tools, as a reference server must: resources (a text and a
 //! binary resource, and a template whose every URI reads), prompts (one without arguments, one
 //! with), completion of prompt arguments and of the template's variable, and logging levels.
+//! The conformance suite's fixtures (`fixtures.rs`) are listed and served beside them.
 //! Part of `server/`; I/O-free: each function writes a JSON-RPC `result` value (or says why
 //! not) for `mcp.rs` to frame. Reads are generated from the URI, not stored: a load with
 //! generated URIs (`resources/read=mcpstorm://items/{{int 1 100000}}`) costs no memory.
@@ -12,8 +13,8 @@ use std::io::Write;
 pub type RpcError = (i32, &'static str);
 
 const INVALID_PARAMS: i32 = -32602;
-/// MCP's "resource not found".
-const RESOURCE_NOT_FOUND: i32 = -32002;
+/// MCP's "resource not found" before 2026-07-28 (which answers -32602 with `data.uri`).
+pub const RESOURCE_NOT_FOUND: i32 = -32002;
 
 pub const README_URI: &str = "mcpstorm://docs/readme";
 pub const BLOB_URI: &str = "mcpstorm://blobs/1k";
@@ -22,11 +23,26 @@ pub const ITEMS_PREFIX: &str = "mcpstorm://items/";
 const README_TEXT: &str =
     "# mcpstorm\\n\\nThe reference server of mcpstorm: tools, resources, prompts, completions.\\n";
 
-pub const RESOURCES_LIST_RESULT: &[u8] = br#"{"resources":[{"uri":"mcpstorm://docs/readme","name":"readme","title":"About this server","mimeType":"text/markdown"},{"uri":"mcpstorm://blobs/1k","name":"blob-1k","title":"1 KiB of binary data","mimeType":"application/octet-stream","size":1024}]}"#;
+pub const RESOURCES_LIST_RESULT: &[u8] = concat!(
+    r#"{"resources":[{"uri":"mcpstorm://docs/readme","name":"readme","title":"About this server","description":"What this server is","mimeType":"text/markdown"},{"uri":"mcpstorm://blobs/1k","name":"blob-1k","title":"1 KiB of binary data","description":"The bytes 0 to 255, four times","mimeType":"application/octet-stream","size":1024},"#,
+    super::fixtures::resources_list_entries!(),
+    "]}"
+)
+.as_bytes();
 
-pub const RESOURCE_TEMPLATES_LIST_RESULT: &[u8] = br#"{"resourceTemplates":[{"uriTemplate":"mcpstorm://items/{id}","name":"item","title":"An item by id (any id reads)","mimeType":"application/json"}]}"#;
+pub const RESOURCE_TEMPLATES_LIST_RESULT: &[u8] = concat!(
+    r#"{"resourceTemplates":[{"uriTemplate":"mcpstorm://items/{id}","name":"item","title":"An item by id (any id reads)","description":"A JSON item made from its id","mimeType":"application/json"},"#,
+    super::fixtures::resource_templates_list_entries!(),
+    "]}"
+)
+.as_bytes();
 
-pub const PROMPTS_LIST_RESULT: &[u8] = br#"{"prompts":[{"name":"simple","title":"A prompt without arguments"},{"name":"greet","title":"Greets someone","arguments":[{"name":"name","description":"Who to greet","required":true}]}]}"#;
+pub const PROMPTS_LIST_RESULT: &[u8] = concat!(
+    r#"{"prompts":[{"name":"simple","title":"A prompt without arguments","description":"A prompt without arguments"},{"name":"greet","title":"Greets someone","description":"Greets someone by name","arguments":[{"name":"name","description":"Who to greet","required":true}]},"#,
+    super::fixtures::prompts_list_entries!(),
+    "]}"
+)
+.as_bytes();
 
 /// Names `completion/complete` offers for `greet`'s `name`.
 const NAMES: [&str; 8] = [
@@ -82,7 +98,7 @@ pub fn read_resource(params: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), Rpc
         json::write_escaped_str(&mut item, id);
         item.push(b'}');
         json::write_escaped_str(out, &String::from_utf8_lossy(&item));
-    } else {
+    } else if !super::fixtures::read_resource(&uri, out) {
         return Err((RESOURCE_NOT_FOUND, "Resource not found"));
     }
     out.extend_from_slice(b"}]}");
@@ -110,7 +126,10 @@ pub fn get_prompt(params: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), RpcErr
             json::write_escaped_str(out, &format!("Hello, {who}!"));
             out.extend_from_slice(b"}}]}");
         }
-        _ => return Err((INVALID_PARAMS, "Unknown prompt")),
+        other => {
+            return super::fixtures::get_prompt(other, arguments, out)
+                .unwrap_or(Err((INVALID_PARAMS, "Unknown prompt")));
+        }
     }
     Ok(())
 }

@@ -17,7 +17,8 @@
 //! held event stream; GET and DELETE get 405.
 
 use super::catalog;
-use super::sessions::{Lookup, SESSION_ID_LEN, SessionTable};
+use super::fixtures;
+use super::sessions::{LOG_LEVEL_UNSET, Lookup, SESSION_ID_LEN, SessionTable};
 use super::stats::{Counter, ShardStats};
 use crate::proto::http_request::{Method, RequestError, RequestHead};
 use crate::proto::http_response::write_head;
@@ -39,6 +40,7 @@ const SUPPORTED_VERSIONS_JSON: &[u8] =
 const CACHE_TTL_MS: u64 = 3_600_000;
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// JSON-RPC error codes the 2026-07-28 specification defines.
 const HEADER_MISMATCH: i32 = -32020;
 const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
@@ -93,10 +95,23 @@ pub struct Handler<'a> {
     /// The request being answered is on the 2026-07-28 path: results get `resultType` and the
     /// `serverInfo` stamp.
     modern: bool,
+    /// Server-sent events (notifications) written before the result: the response is then an
+    /// event stream whatever `--response` says, as the spec lets a server choose per request.
+    events: Vec<u8>,
+    /// HTTP status of the response being built (a tool that needs a capability the request
+    /// lacks answers 400).
+    status: u16,
 }
 
 const JSONRPC_PREFIX: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":";
-const TOOLS_LIST_RESULT: &[u8] = br#"{"tools":[{"name":"echo","description":"Returns its text argument unchanged.","inputSchema":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}},{"name":"add","description":"Adds two numbers and returns the sum as text.","inputSchema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}},{"name":"sleep","description":"Waits ms milliseconds on a timer (never blocks the server), then answers.","inputSchema":{"type":"object","properties":{"ms":{"type":"integer","minimum":0,"maximum":60000}},"required":["ms"]}}]}"#;
+/// `serve`'s own tools, then the conformance suite's fixtures (`fixtures.rs`): `echo` stays
+/// first, the tool a client that calls "the first listed tool" with `{}` gets a tool error from.
+const TOOLS_LIST_RESULT: &[u8] = concat!(
+    r#"{"tools":[{"name":"echo","description":"Returns its text argument unchanged.","inputSchema":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}},{"name":"add","description":"Adds two numbers and returns the sum as text.","inputSchema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}},{"name":"sleep","description":"Waits ms milliseconds on a timer (never blocks the server), then answers.","inputSchema":{"type":"object","properties":{"ms":{"type":"integer","minimum":0,"maximum":60000}},"required":["ms"]}},"#,
+    super::fixtures::tools_list_entries!(),
+    "]}"
+)
+.as_bytes();
 
 impl<'a> Handler<'a> {
     pub fn new(
@@ -113,6 +128,8 @@ impl<'a> Handler<'a> {
             body: Vec::with_capacity(4096),
             event: Vec::with_capacity(4096),
             modern: false,
+            events: Vec::new(),
+            status: 200,
         }
     }
 
@@ -126,6 +143,8 @@ impl<'a> Handler<'a> {
     ) -> Outcome {
         self.stats.incr(Counter::requests_total);
         self.modern = false;
+        self.events.clear();
+        self.status = 200;
         let keep_alive = head.keep_alive;
         let close = !keep_alive;
         if let Some(origin) = head.origin
@@ -271,8 +290,13 @@ impl<'a> Handler<'a> {
                 keep_alive,
             );
         };
-        let protocol = match self.sessions.touch(session_id, now_s) {
-            Lookup::Found { protocol, .. } => protocol,
+        let (session_index, log_level) = match self.sessions.touch(session_id, now_s) {
+            Lookup::Found {
+                index, log_level, ..
+            } => (
+                index,
+                (log_level != LOG_LEVEL_UNSET).then_some(log_level as usize),
+            ),
             Lookup::Unknown => {
                 return self.error(
                     out,
@@ -296,7 +320,6 @@ impl<'a> Handler<'a> {
                 keep_alive,
             );
         }
-        let _ = protocol;
         let Some(id) = request.id else {
             // Notifications (notifications/initialized, cancelled, …): accepted, no body.
             self.stats.incr(Counter::method_notification);
@@ -316,12 +339,23 @@ impl<'a> Handler<'a> {
             }
             "tools/call" => {
                 self.stats.incr(Counter::method_tools_call);
-                delay_ms = self.tools_call(id, request.params);
+                delay_ms = self.tools_call(id, request.params, log_level, None);
             }
             "logging/setLevel" => {
                 self.stats.incr(Counter::method_logging);
-                self.catalog_result(id, |out| {
-                    catalog::set_level(request.params).map(|_| out.extend_from_slice(b"{}"))
+                let sessions = self.sessions;
+                let _ = self.catalog_result(id, false, |out| {
+                    catalog::set_level(request.params).map(|level| {
+                        sessions.set_log_level(session_index, level as u8);
+                        out.extend_from_slice(b"{}")
+                    })
+                });
+            }
+            "resources/subscribe" | "resources/unsubscribe" => {
+                // Nothing here changes, so a subscription never fires; it is acknowledged.
+                self.stats.incr(Counter::method_resources);
+                let _ = self.catalog_result(id, false, |out| {
+                    Self::subscription(request.params).map(|()| out.extend_from_slice(b"{}"))
                 });
             }
             other if self.catalog(other, id, request.params) => {}
@@ -331,7 +365,7 @@ impl<'a> Handler<'a> {
                 self.error_frame(id, -32601, "Method not found");
             }
         }
-        self.write_rpc_response(out, 200, &[], keep_alive);
+        self.write_rpc_response(out, self.status, &[], keep_alive);
         self.work_outcome(method, delay_ms, keep_alive)
     }
 
@@ -398,7 +432,7 @@ impl<'a> Handler<'a> {
         self.body
             .extend_from_slice(PROTOCOL_VERSIONS[protocol].as_bytes());
         self.body.extend_from_slice(
-            b"\",\"capabilities\":{\"tools\":{\"listChanged\":false},\"resources\":{},\"prompts\":{},\"completions\":{},\"logging\":{}},\"serverInfo\":{\"name\":\"",
+            b"\",\"capabilities\":{\"tools\":{\"listChanged\":false},\"resources\":{\"subscribe\":true},\"prompts\":{},\"completions\":{},\"logging\":{}},\"serverInfo\":{\"name\":\"",
         );
         self.body.extend_from_slice(SERVER_NAME.as_bytes());
         self.body.extend_from_slice(b"\",\"version\":\"");
@@ -448,6 +482,22 @@ impl<'a> Handler<'a> {
         let body_version = meta
             .and_then(|m| member(m, META_PROTOCOL_VERSION))
             .and_then(json::str_unescaped);
+        let client_capabilities = meta
+            .and_then(|m| member(m, META_CLIENT_CAPABILITIES))
+            .filter(|c| c.first() == Some(&b'{'));
+        // The envelope first, as the reference server checks: without it there is nothing to
+        // compare the header with.
+        if body_version.is_none() || client_capabilities.is_none() {
+            return self.error_with_id(
+                out,
+                Counter::error_invalid_meta,
+                400,
+                id,
+                -32602,
+                "Invalid params: params._meta must carry io.modelcontextprotocol/protocolVersion (a string) and io.modelcontextprotocol/clientCapabilities (an object)",
+                keep_alive,
+            );
+        }
         if !header_value_is_valid(version)
             || body_version.as_deref().map(str::as_bytes) != Some(version)
         {
@@ -510,20 +560,11 @@ impl<'a> Handler<'a> {
                 );
             }
         }
-        if meta
-            .and_then(|m| member(m, META_CLIENT_CAPABILITIES))
-            .is_none_or(|c| c.first() != Some(&b'{'))
-        {
-            return self.error_with_id(
-                out,
-                Counter::error_invalid_meta,
-                400,
-                id,
-                -32602,
-                "Invalid params: params._meta must carry io.modelcontextprotocol/clientCapabilities (an object)",
-                keep_alive,
-            );
-        }
+        // A request asks for logs by naming a level; without one it gets none.
+        let log_level = meta
+            .and_then(|m| member(m, META_LOG_LEVEL))
+            .and_then(json::str_unescaped)
+            .and_then(|level| catalog::LOG_LEVELS.iter().position(|l| *l == level));
         self.modern = true;
         self.body.clear();
         let mut delay_ms = None;
@@ -536,10 +577,10 @@ impl<'a> Handler<'a> {
                     .extend_from_slice(b",\"result\":{\"supportedVersions\":");
                 self.body.extend_from_slice(SUPPORTED_VERSIONS_JSON);
                 self.body.extend_from_slice(
-                    b",\"capabilities\":{\"tools\":{\"listChanged\":false},\"resources\":{},\"prompts\":{},\"completions\":{}},\"ttlMs\":",
+                    b",\"capabilities\":{\"tools\":{\"listChanged\":false},\"resources\":{},\"prompts\":{},\"completions\":{}},",
                 );
-                let _ = write!(self.body, "{CACHE_TTL_MS}");
-                self.body.extend_from_slice(b",\"cacheScope\":\"public\"");
+                self.body.pop();
+                self.cache_hints();
                 self.close_result();
             }
             "tools/list" => {
@@ -550,15 +591,12 @@ impl<'a> Handler<'a> {
                 // The legacy result without its closing brace, then the cache hints.
                 self.body
                     .extend_from_slice(&TOOLS_LIST_RESULT[..TOOLS_LIST_RESULT.len() - 1]);
-                let _ = write!(
-                    self.body,
-                    ",\"ttlMs\":{CACHE_TTL_MS},\"cacheScope\":\"public\""
-                );
+                self.cache_hints();
                 self.close_result();
             }
             "tools/call" => {
                 self.stats.incr(Counter::method_tools_call);
-                delay_ms = self.tools_call(id, params);
+                delay_ms = self.tools_call(id, params, log_level, client_capabilities);
             }
             "subscriptions/listen" => return self.listen(head, id, out),
             other if self.catalog(other, id, params) => {}
@@ -577,10 +615,10 @@ impl<'a> Handler<'a> {
             }
         }
         let extra: &[(&str, &[u8])] = match self.config.response_mode {
-            ResponseMode::Json => &[],
-            ResponseMode::Sse => &[("X-Accel-Buffering", b"no")],
+            ResponseMode::Json if self.events.is_empty() => &[],
+            _ => &[("X-Accel-Buffering", b"no")],
         };
-        self.write_rpc_response(out, 200, extra, keep_alive);
+        self.write_rpc_response(out, self.status, extra, keep_alive);
         self.work_outcome(method, delay_ms, keep_alive)
     }
 
@@ -646,8 +684,16 @@ impl<'a> Handler<'a> {
         self.json_body_response(out, 400, keep_alive)
     }
 
-    /// Writes the tools/call answer frame into `self.body`; returns a delay for `sleep`.
-    fn tools_call(&mut self, id: &[u8], params: Option<&[u8]>) -> Option<u64> {
+    /// Writes the tools/call answer frame into `self.body` (notifications into `self.events`);
+    /// returns a delay for `sleep`. `log_level`: the level in force (the session's or the
+    /// request's); `client_capabilities`: the 2026-07-28 request's.
+    fn tools_call(
+        &mut self,
+        id: &[u8],
+        params: Option<&[u8]>,
+        log_level: Option<usize>,
+        client_capabilities: Option<&[u8]>,
+    ) -> Option<u64> {
         let name = params
             .and_then(|p| json::object_member(p, "name").ok().flatten())
             .and_then(json::str_unescaped);
@@ -701,12 +747,72 @@ impl<'a> Handler<'a> {
                 }
                 _ => self.tool_error(id, "sleep needs an integer `ms` from 0 to 60000"),
             },
-            _ => {
+            Some(other) => {
+                let context = fixtures::CallContext {
+                    progress_token: params
+                        .and_then(|p| member(p, "_meta"))
+                        .and_then(|m| member(m, "progressToken")),
+                    log_level,
+                    client_capabilities,
+                };
+                self.fixture_tool(id, other, &context);
+            }
+            None => {
+                self.stats.incr(Counter::error_unknown_tool);
+                self.error_frame(id, -32602, "tools/call needs a string `name`");
+            }
+        }
+        None
+    }
+
+    /// A conformance fixture tool (`fixtures.rs`), or -32602 "Unknown tool".
+    fn fixture_tool(&mut self, id: &[u8], name: &str, context: &fixtures::CallContext<'_>) {
+        let start = self.body.len();
+        self.body.extend_from_slice(JSONRPC_PREFIX);
+        self.body.extend_from_slice(id);
+        self.body.extend_from_slice(b",\"result\":");
+        let mut notes = std::mem::take(&mut self.events);
+        let mut event = std::mem::take(&mut self.event);
+        let answer = fixtures::call_tool(name, context, &mut self.body, &mut |note| {
+            event.clear();
+            sse::write_event(&mut event, Some("message"), None, note);
+            notes.extend_from_slice(&event);
+        });
+        self.events = notes;
+        self.event = event;
+        match answer {
+            fixtures::ToolAnswer::Result => {
+                self.body.pop();
+                self.close_result();
+            }
+            fixtures::ToolAnswer::MissingCapability(required) => {
+                self.body.truncate(start);
+                self.events.clear();
+                self.stats.incr(Counter::error_invalid_params);
+                self.status = 400;
+                self.body.extend_from_slice(JSONRPC_PREFIX);
+                self.body.extend_from_slice(id);
+                let _ = write!(
+                    self.body,
+                    ",\"error\":{{\"code\":{},\"message\":\"Missing required client capability\",\"data\":{{\"requiredCapabilities\":{required}}}}}}}",
+                    fixtures::MISSING_CAPABILITY
+                );
+            }
+            fixtures::ToolAnswer::Unknown => {
+                self.body.truncate(start);
                 self.stats.incr(Counter::error_unknown_tool);
                 self.error_frame(id, -32602, "Unknown tool");
             }
         }
-        None
+    }
+
+    /// `,"ttlMs":…,"cacheScope":"public"`: 2026-07-28's cache hints of a listing or read (what
+    /// `serve` offers never changes while it runs).
+    fn cache_hints(&mut self) {
+        let _ = write!(
+            self.body,
+            ",\"ttlMs\":{CACHE_TTL_MS},\"cacheScope\":\"public\""
+        );
     }
 
     fn tool_error(&mut self, id: &[u8], message: &str) {
@@ -768,27 +874,53 @@ impl<'a> Handler<'a> {
             _ => return false,
         };
         self.stats.incr(counter);
-        match (method, listed) {
-            (_, Some(list)) => self.catalog_result(id, |out| {
+        // 2026-07-28: listings and reads carry cache hints.
+        let cacheable = self.modern && (listed.is_some() || method == "resources/read");
+        let start = self.body.len();
+        let answered = match (method, listed) {
+            (_, Some(list)) => self.catalog_result(id, cacheable, |out| {
                 out.extend_from_slice(list);
                 Ok(())
             }),
             ("resources/read", _) => {
-                self.catalog_result(id, |out| catalog::read_resource(params, out))
+                self.catalog_result(id, cacheable, |out| catalog::read_resource(params, out))
             }
-            ("prompts/get", _) => self.catalog_result(id, |out| catalog::get_prompt(params, out)),
-            _ => self.catalog_result(id, |out| catalog::complete(params, out)),
+            ("prompts/get", _) => {
+                self.catalog_result(id, false, |out| catalog::get_prompt(params, out))
+            }
+            _ => self.catalog_result(id, false, |out| catalog::complete(params, out)),
+        };
+        if answered == Err(catalog::RESOURCE_NOT_FOUND) && self.modern {
+            // SEP-2164 (2026-07-28): an unknown resource is -32602 naming its URI.
+            self.body.truncate(start);
+            self.body.extend_from_slice(JSONRPC_PREFIX);
+            self.body.extend_from_slice(id);
+            self.body.extend_from_slice(
+                b",\"error\":{\"code\":-32602,\"message\":\"Resource not found\",\"data\":{\"uri\":",
+            );
+            let uri = params.and_then(|p| member(p, "uri")).unwrap_or(b"null");
+            self.body.extend_from_slice(uri);
+            self.body.extend_from_slice(b"}}}");
         }
         true
     }
 
+    /// `resources/subscribe` and `resources/unsubscribe`: a URI this server reads.
+    fn subscription(params: Option<&[u8]>) -> Result<(), catalog::RpcError> {
+        let mut probe = Vec::new();
+        catalog::read_resource(params, &mut probe)
+    }
+
     /// A response whose result `write` produces (a whole JSON object), or the error it gives;
     /// on the 2026-07-28 path the result carries `resultType` and the server's `_meta`.
+    /// `cacheable`: the result carries 2026-07-28's cache hints. `Err(code)` = an error was
+    /// answered with that code.
     fn catalog_result(
         &mut self,
         id: &[u8],
+        cacheable: bool,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), catalog::RpcError>,
-    ) {
+    ) -> Result<(), i32> {
         let start = self.body.len();
         self.body.extend_from_slice(JSONRPC_PREFIX);
         self.body.extend_from_slice(id);
@@ -797,12 +929,17 @@ impl<'a> Handler<'a> {
             Ok(()) => {
                 // The result's closing brace: `close_result` writes it after its members.
                 self.body.pop();
+                if cacheable {
+                    self.cache_hints();
+                }
                 self.close_result();
+                Ok(())
             }
             Err((code, message)) => {
                 self.stats.incr(Counter::error_invalid_params);
                 self.body.truncate(start);
                 self.error_frame(id, code, message);
+                Err(code)
             }
         }
     }
@@ -832,8 +969,10 @@ impl<'a> Handler<'a> {
         keep_alive: bool,
     ) {
         match self.config.response_mode {
-            ResponseMode::Json => self.write_json_body(out, status, extra, keep_alive),
-            ResponseMode::Sse => {
+            ResponseMode::Json if self.events.is_empty() => {
+                self.write_json_body(out, status, extra, keep_alive)
+            }
+            _ => {
                 write_head(
                     out,
                     status,
@@ -843,6 +982,8 @@ impl<'a> Handler<'a> {
                     keep_alive,
                 );
                 self.event.clear();
+                // Notifications first: a client reads them before the result ends the stream.
+                self.event.extend_from_slice(&self.events);
                 sse::write_event(&mut self.event, Some("message"), None, &self.body);
                 chunked::write_chunk(out, &self.event);
                 chunked::write_last_chunk(out);
@@ -1437,7 +1578,7 @@ mod tests {
         assert_eq!(result["resultType"], "complete");
         assert_eq!(result["ttlMs"], 3_600_000);
         assert_eq!(result["cacheScope"], "public");
-        assert_eq!(result["tools"].as_array().unwrap().len(), 3);
+        assert_eq!(result["tools"][0]["name"], "echo");
         assert_eq!(
             result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
             "mcpstorm"
@@ -1532,23 +1673,37 @@ mod tests {
     fn test_sessionless_version_header_disagrees_with_meta_is_header_mismatch() {
         let f = Fixture::new(ResponseMode::Json);
         let headers = format!("{V2026}Mcp-Method: tools/list\r\n");
+        let (_, out) = f.modern(
+            &headers,
+            &modern_body(
+                "1",
+                "tools/list",
+                "",
+                r#""io.modelcontextprotocol/protocolVersion":"2025-11-25","io.modelcontextprotocol/clientCapabilities":{}"#,
+            ),
+        );
+        let (status, _, json) = split(&out);
+        assert_eq!(status, 400);
+        assert_eq!(json["error"]["code"], -32020);
+        // An envelope without a (string) version has nothing to compare the header with: the
+        // reference server's order answers -32602 first.
         for meta in [
-            r#""io.modelcontextprotocol/protocolVersion":"2025-11-25","io.modelcontextprotocol/clientCapabilities":{}"#,
             r#""io.modelcontextprotocol/clientCapabilities":{}"#,
             r#""io.modelcontextprotocol/protocolVersion":20260728,"io.modelcontextprotocol/clientCapabilities":{}"#,
         ] {
             let (_, out) = f.modern(&headers, &modern_body("1", "tools/list", "", meta));
             let (status, _, json) = split(&out);
             assert_eq!(status, 400, "{meta}");
-            assert_eq!(json["error"]["code"], -32020, "{meta}");
+            assert_eq!(json["error"]["code"], -32602, "{meta}");
         }
         // No _meta (or no params) at all.
         let (_, out) = f.modern(
             &headers,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
         );
-        assert_eq!(split(&out).2["error"]["code"], -32020);
-        assert_eq!(f.stats[0].get(Counter::error_header_mismatch), 4);
+        assert_eq!(split(&out).2["error"]["code"], -32602);
+        assert_eq!(f.stats[0].get(Counter::error_header_mismatch), 1);
+        assert_eq!(f.stats[0].get(Counter::error_invalid_meta), 3);
     }
 
     #[test]

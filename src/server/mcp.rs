@@ -18,6 +18,7 @@
 
 use super::catalog;
 use super::fixtures;
+use super::mrtr;
 use super::sessions::{LOG_LEVEL_UNSET, Lookup, SESSION_ID_LEN, SessionTable};
 use super::stats::{Counter, ShardStats};
 use crate::proto::http_request::{Method, RequestError, RequestHead};
@@ -66,6 +67,9 @@ pub struct McpConfig {
     /// `--service-time` is set: `ping` and `tools/call` go through the calibrated service
     /// queue (`Outcome::Serve`) instead of being answered at once.
     pub calibrated: bool,
+    /// Signs the `requestState` of multi round-trip results (`mrtr.rs`), one key for every
+    /// shard of this process.
+    pub state_key: std::sync::Arc<super::mrtr::StateKey>,
 }
 
 /// What the connection must do with the bytes `handle` wrote.
@@ -109,6 +113,8 @@ const JSONRPC_PREFIX: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":";
 const TOOLS_LIST_RESULT: &[u8] = concat!(
     r#"{"tools":[{"name":"echo","description":"Returns its text argument unchanged.","inputSchema":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}},{"name":"add","description":"Adds two numbers and returns the sum as text.","inputSchema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}},{"name":"sleep","description":"Waits ms milliseconds on a timer (never blocks the server), then answers.","inputSchema":{"type":"object","properties":{"ms":{"type":"integer","minimum":0,"maximum":60000}},"required":["ms"]}},"#,
     super::fixtures::tools_list_entries!(),
+    ",",
+    super::mrtr::tools_list_entries!(),
     "]}"
 )
 .as_bytes();
@@ -747,6 +753,9 @@ impl<'a> Handler<'a> {
                 }
                 _ => self.tool_error(id, "sleep needs an integer `ms` from 0 to 60000"),
             },
+            Some(other) if other.starts_with("test_input_required_result_") => {
+                self.mrtr_tool(id, other, params, client_capabilities)
+            }
             Some(other) => {
                 let context = fixtures::CallContext {
                     progress_token: params
@@ -763,6 +772,61 @@ impl<'a> Handler<'a> {
             }
         }
         None
+    }
+
+    /// A multi round-trip fixture tool (`mrtr.rs`): 2026-07-28 only (earlier versions ask the
+    /// client with server-to-client requests instead).
+    fn mrtr_tool(
+        &mut self,
+        id: &[u8],
+        name: &str,
+        params: Option<&[u8]>,
+        client_capabilities: Option<&[u8]>,
+    ) {
+        if !self.modern {
+            return self.tool_error(
+                id,
+                "input_required results need MCP-Protocol-Version 2026-07-28",
+            );
+        }
+        let params: serde_json::Value = params
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or_default();
+        let capabilities: serde_json::Value = client_capabilities
+            .and_then(|c| serde_json::from_slice(c).ok())
+            .unwrap_or_default();
+        match mrtr::call_tool(name, &params, &capabilities, &self.config.state_key) {
+            Some(answer) => self.mrtr_answer(id, answer),
+            None => {
+                self.stats.incr(Counter::error_unknown_tool);
+                self.error_frame(id, -32602, "Unknown tool");
+            }
+        }
+    }
+
+    /// A multi round-trip answer: a complete result, an `input_required` one (its own
+    /// `resultType`), or the error of a refused round.
+    fn mrtr_answer(&mut self, id: &[u8], answer: Result<mrtr::Answer, catalog::RpcError>) {
+        match answer {
+            Ok(answer) => {
+                self.body.extend_from_slice(JSONRPC_PREFIX);
+                self.body.extend_from_slice(id);
+                self.body.extend_from_slice(b",\"result\":");
+                let _ = serde_json::to_writer(&mut self.body, &answer.result);
+                self.body.pop();
+                if answer.complete {
+                    self.close_result();
+                } else {
+                    self.body.push(b',');
+                    self.server_info_meta();
+                    self.body.extend_from_slice(b"}}");
+                }
+            }
+            Err((code, message)) => {
+                self.stats.incr(Counter::error_invalid_params);
+                self.error_frame(id, code, message);
+            }
+        }
     }
 
     /// A conformance fixture tool (`fixtures.rs`), or -32602 "Unknown tool".
@@ -885,6 +949,20 @@ impl<'a> Handler<'a> {
             ("resources/read", _) => {
                 self.catalog_result(id, cacheable, |out| catalog::read_resource(params, out))
             }
+            ("prompts/get", _) if self.modern && Self::is_mrtr_prompt(params) => {
+                let params: serde_json::Value = params
+                    .and_then(|p| serde_json::from_slice(p).ok())
+                    .unwrap_or_default();
+                let name = params["name"].as_str().unwrap_or_default().to_string();
+                match mrtr::get_prompt(&name, &params, &self.config.state_key) {
+                    Some(answer) => self.mrtr_answer(id, answer),
+                    None => {
+                        self.stats.incr(Counter::error_invalid_params);
+                        self.error_frame(id, -32602, "Unknown prompt");
+                    }
+                }
+                Ok(())
+            }
             ("prompts/get", _) => {
                 self.catalog_result(id, false, |out| catalog::get_prompt(params, out))
             }
@@ -903,6 +981,13 @@ impl<'a> Handler<'a> {
             self.body.extend_from_slice(b"}}}");
         }
         true
+    }
+
+    fn is_mrtr_prompt(params: Option<&[u8]>) -> bool {
+        params
+            .and_then(|p| member(p, "name"))
+            .and_then(json::str_unescaped)
+            .is_some_and(|n| n.starts_with("test_input_required_result_"))
     }
 
     /// `resources/subscribe` and `resources/unsubscribe`: a URI this server reads.
@@ -1320,6 +1405,7 @@ mod tests {
                     path: b"/mcp".to_vec(),
                     response_mode: mode,
                     calibrated: false,
+                    state_key: std::sync::Arc::new(super::super::mrtr::StateKey::generate()),
                 },
                 sessions: SessionTable::new(4, 42),
                 stats: vec![ShardStats::new()],

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod fixtures;
 pub mod mcp;
+pub mod mrtr;
 pub mod service;
 pub mod sessions;
 pub mod shard;
@@ -126,6 +127,7 @@ impl ServerPlan {
                 path: options.path.as_bytes().to_vec(),
                 response_mode: options.response_mode,
                 calibrated: !options.service_time.is_zero(),
+                state_key: std::sync::Arc::new(mrtr::StateKey::generate()),
             },
             max_sessions: options.max_sessions,
             session_idle_timeout_s: options.session_idle_timeout_s,

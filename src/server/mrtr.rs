@@ -238,7 +238,7 @@ pub fn call_tool(
         Ok(round) => round,
         Err(e) => return Some(Err(e)),
     };
-    Some(tool_round(name, &round, capabilities, key)?)
+    tool_round(name, &round, capabilities, key)
 }
 
 fn tool_round(

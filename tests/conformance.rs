@@ -12,15 +12,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-/// 0.1.16 scenarios `serve` does not pass yet, and why: each needs a server-to-client request
-/// (sampling/createMessage, elicitation/create) on the tool call's stream, answered by the
-/// client on another POST that must reach the waiting call.
-const KNOWN_FAILING_0_1: [&str; 4] = [
-    "tools-call-sampling",
-    "tools-call-elicitation",
-    "elicitation-sep1034-defaults",
-    "elicitation-sep1330-enums",
-];
+/// 0.1.16 scenarios `serve` does not pass yet: none.
+const KNOWN_FAILING_0_1: [&str; 0] = [];
 
 /// Scored 2026-07-28 scenarios `serve` does not pass yet: none (every scored scenario passes,
 /// the multi round-trip ones included).
@@ -153,7 +146,7 @@ fn serve_passes_the_2025_active_suite_in_both_response_modes() {
     for mode in ["json", "sse"] {
         let server = common::Server::start(&["--shards", "1", "--response", mode]);
         let run = run_suite("conformance-0.1", &server.url(), &[]);
-        assert!(run.passed.len() >= 26, "{}", run.output);
+        assert!(run.passed.len() >= 30, "{}", run.output);
         expect(
             &run,
             &KNOWN_FAILING_0_1,

@@ -936,3 +936,73 @@ fn idle_sessions_expire_soon_after_their_timeout() {
     );
     assert_eq!(server.stats()["sessions_live"], 0);
 }
+
+/// Reads from `stream` until `needle` has arrived (the hang guard is the client's 20 s read
+/// timeout); returns everything read.
+fn read_until(stream: &mut std::net::TcpStream, seen: &mut Vec<u8>, needle: &str) -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let n = stream.read(&mut buf).expect("read the call's stream");
+        assert!(
+            n > 0,
+            "the server closed the stream: {}",
+            String::from_utf8_lossy(seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(seen).into_owned()
+}
+
+#[test]
+fn a_tool_that_asks_its_client_gets_the_answer_posted_on_another_connection() {
+    use std::io::Write;
+    let server = common::Server::start(&["--shards", "2"]);
+    let mut caller = server.connect();
+    let session = caller.initialize();
+    let call = caller.encode(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", &session),
+        ],
+        br#"{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"test_sampling","arguments":{"prompt":"Capital of France?"}}}"#,
+    );
+    caller.stream().write_all(&call).unwrap();
+    let mut seen = Vec::new();
+    let text = read_until(caller.stream(), &mut seen, "\"maxTokens\"");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/event-stream"), "{text}");
+    assert!(
+        text.contains("\"method\":\"sampling/createMessage\""),
+        "{text}"
+    );
+    assert!(text.contains("Capital of France?"), "{text}");
+    // The request's id as the JSON token it is, quotes included.
+    let start = text.find("\"id\":\"mcpstorm-").expect("the request's id") + 5;
+    let end = start + 1 + text[start + 1..].find('"').unwrap() + 1;
+    let id = &text[start..end];
+    // The answer comes on another connection, as a browser's or an SDK's second request.
+    let mut answerer = server.connect();
+    let answer = answerer.rpc(
+        Some(&session),
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"role":"assistant","content":{{"type":"text","text":"Paris"}},"model":"m","stopReason":"endTurn"}}}}"#
+        ),
+    );
+    assert_eq!(answer.status, 202);
+    let text = read_until(caller.stream(), &mut seen, "0\r\n\r\n");
+    assert!(text.contains("\"id\":41"), "{text}");
+    assert!(text.contains("LLM response: Paris"), "{text}");
+    // The connection takes requests again.
+    let ping = caller.rpc(
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#,
+    );
+    assert_eq!(ping.status, 200);
+    let stats = server.stats();
+    assert_eq!(stats["client_requests_sent"], 1, "{stats}");
+    assert_eq!(stats["client_answers_routed"], 1, "{stats}");
+}

@@ -34,6 +34,10 @@ macro_rules! tools_list_entries {
     r#"{"name":"test_logging_tool","description":"Logs one info message when the request's log level allows it, then answers.","inputSchema":{"type":"object","properties":{}}},"#,
     r#"{"name":"test_missing_capability","description":"Needs the client's sampling capability: without it, -32021.","inputSchema":{"type":"object","properties":{}}},"#,
     r#"{"name":"test_streaming_elicitation","description":"Answers on its stream with notifications and the result only, never a request.","inputSchema":{"type":"object","properties":{}}},"#,
+        r#"{"name":"test_sampling","description":"Asks the client's model (sampling/createMessage on this call's stream), then answers with its reply.","inputSchema":{"type":"object","properties":{"prompt":{"type":"string","description":"What to ask the model"}},"required":["prompt"]}},"#,
+        r#"{"name":"test_elicitation","description":"Asks the user for a name and an email (elicitation/create on this call's stream).","inputSchema":{"type":"object","properties":{"message":{"type":"string","description":"What to tell the user"}},"required":["message"]}},"#,
+        r#"{"name":"test_elicitation_sep1034_defaults","description":"Asks the user with a form whose fields have defaults (SEP-1034).","inputSchema":{"type":"object","properties":{}}},"#,
+        r#"{"name":"test_elicitation_sep1330_enums","description":"Asks the user with enum fields, titled and untitled, single and multiple (SEP-1330).","inputSchema":{"type":"object","properties":{}}},"#,
     r##"{"name":"json_schema_2020_12_tool","description":"A tool whose input schema uses JSON Schema 2020-12 keywords.","inputSchema":{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","$defs":{"address":{"$anchor":"addressDef","type":"object","properties":{"street":{"type":"string"},"city":{"type":"string"}}}},"properties":{"name":{"type":"string"},"address":{"$ref":"#/$defs/address"},"contactMethod":{"type":"string","enum":["phone","email"]},"phone":{"type":"string"},"email":{"type":"string"}},"allOf":[{"anyOf":[{"required":["phone"]},{"required":["email"]}]}],"if":{"properties":{"contactMethod":{"const":"phone"}},"required":["contactMethod"]},"then":{"required":["phone"]},"else":{"required":["email"]},"additionalProperties":false}}"##,
 )
     };
@@ -176,6 +180,169 @@ pub fn call_tool(
         _ => return ToolAnswer::Unknown,
     }
     ToolAnswer::Result
+}
+
+/// The fixture tools that ask their client on the 2025 wire: the method and params of the
+/// server-to-client request `name` sends on its call's stream; `None` for any other tool.
+pub fn client_request(name: &str, arguments: Option<&[u8]>) -> Option<(&'static str, String)> {
+    let argument = |key: &str| {
+        arguments
+            .and_then(|a| json::object_member(a, key).ok().flatten())
+            .and_then(json::str_unescaped)
+            .map(|v| v.into_owned())
+    };
+    let (method, params) = match name {
+        "test_sampling" => (
+            "sampling/createMessage",
+            serde_json::json!({
+                "messages": [{
+                    "role": "user",
+                    "content": { "type": "text", "text": argument("prompt").unwrap_or_default() }
+                }],
+                "maxTokens": 100
+            }),
+        ),
+        "test_elicitation" => (
+            "elicitation/create",
+            serde_json::json!({
+                "message": argument("message").unwrap_or_default(),
+                "requestedSchema": {
+                    "type": "object",
+                    "properties": {
+                        "username": { "type": "string", "description": "User's response" },
+                        "email": { "type": "string", "description": "User's email address" }
+                    },
+                    "required": ["username", "email"]
+                }
+            }),
+        ),
+        "test_elicitation_sep1034_defaults" => (
+            "elicitation/create",
+            serde_json::json!({
+                "message": "Please review and update the form fields with defaults",
+                "requestedSchema": {
+                    "type": "object",
+                    "properties": {
+                        "name": { "type": "string", "description": "User name", "default": "John Doe" },
+                        "age": { "type": "integer", "description": "User age", "default": 30 },
+                        "score": { "type": "number", "description": "User score", "default": 95.5 },
+                        "status": {
+                            "type": "string",
+                            "description": "User status",
+                            "enum": ["active", "inactive", "pending"],
+                            "default": "active"
+                        },
+                        "verified": { "type": "boolean", "description": "Verification status", "default": true }
+                    },
+                    "required": []
+                }
+            }),
+        ),
+        "test_elicitation_sep1330_enums" => (
+            "elicitation/create",
+            serde_json::json!({
+                "message": "Please select options from the enum fields",
+                "requestedSchema": {
+                    "type": "object",
+                    "properties": {
+                        "untitledSingle": {
+                            "type": "string",
+                            "description": "Select one option",
+                            "enum": ["option1", "option2", "option3"]
+                        },
+                        "titledSingle": {
+                            "type": "string",
+                            "description": "Select one option with titles",
+                            "oneOf": [
+                                { "const": "value1", "title": "First Option" },
+                                { "const": "value2", "title": "Second Option" },
+                                { "const": "value3", "title": "Third Option" }
+                            ]
+                        },
+                        "legacyEnum": {
+                            "type": "string",
+                            "description": "Select one option (legacy)",
+                            "enum": ["opt1", "opt2", "opt3"],
+                            "enumNames": ["Option One", "Option Two", "Option Three"]
+                        },
+                        "untitledMulti": {
+                            "type": "array",
+                            "description": "Select multiple options",
+                            "minItems": 1,
+                            "maxItems": 3,
+                            "items": { "type": "string", "enum": ["option1", "option2", "option3"] }
+                        },
+                        "titledMulti": {
+                            "type": "array",
+                            "description": "Select multiple options with titles",
+                            "minItems": 1,
+                            "maxItems": 3,
+                            "items": {
+                                "anyOf": [
+                                    { "const": "value1", "title": "First Choice" },
+                                    { "const": "value2", "title": "Second Choice" },
+                                    { "const": "value3", "title": "Third Choice" }
+                                ]
+                            }
+                        }
+                    },
+                    "required": []
+                }
+            }),
+        ),
+        _ => return None,
+    };
+    Some((method, params.to_string()))
+}
+
+/// The result of a call that asked its client, made from the client's JSON-RPC response
+/// (`None`: no answer came in time): a result object, `isError` when the client refused.
+pub fn client_answered(tool: &str, response: Option<&[u8]>) -> Vec<u8> {
+    let response: Option<serde_json::Value> = response.and_then(|r| serde_json::from_slice(r).ok());
+    let (text, is_error) = match response.as_ref().map(|r| (r.get("result"), r.get("error"))) {
+        None => (
+            format!(
+                "the client did not answer within {} s",
+                super::pending::ANSWER_TIMEOUT_S
+            ),
+            true,
+        ),
+        Some((_, Some(error))) => (format!("the client refused: {error}"), true),
+        Some((None, None)) => ("the client's answer has no result".to_string(), true),
+        Some((Some(result), None)) => {
+            let field = |key: &str| result.get(key).cloned().unwrap_or_default();
+            let text = match tool {
+                "test_sampling" => format!(
+                    "LLM response: {}",
+                    result
+                        .get("content")
+                        .and_then(|c| c.get("text"))
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                ),
+                "test_elicitation" => format!(
+                    "User response: action={}, content={}",
+                    field("action").as_str().unwrap_or_default(),
+                    field("content")
+                ),
+                _ => format!(
+                    "Elicitation completed: action={}, content={}",
+                    field("action").as_str().unwrap_or_default(),
+                    result
+                        .get("content")
+                        .cloned()
+                        .unwrap_or_else(|| serde_json::json!({}))
+                ),
+            };
+            (text, false)
+        }
+    };
+    let result = if is_error {
+        serde_json::json!({ "content": [{ "type": "text", "text": text }], "isError": true })
+    } else {
+        serde_json::json!({ "content": [{ "type": "text", "text": text }] })
+    };
+    result.to_string().into_bytes()
 }
 
 /// The fixture resources' `resources/list` entries (array members, no brackets).
@@ -339,6 +506,9 @@ mod tests {
         for tool in list.as_array().unwrap() {
             let name = tool["name"].as_str().unwrap();
             assert!(tool["description"].is_string(), "{name}");
+            if client_request(name, Some(b"{}")).is_some() {
+                continue; // answered once its client answers (`asking_the_client_and_its_answer`)
+            }
             let caps = CallContext {
                 client_capabilities: Some(br#"{"sampling":{}}"#),
                 ..PLAIN
@@ -398,6 +568,39 @@ mod tests {
         assert_eq!(
             call("test_missing_capability", &none).0,
             ToolAnswer::MissingCapability(r#"{"sampling":{}}"#)
+        );
+    }
+
+    #[test]
+    fn asking_the_client_and_its_answer() {
+        let (method, params) =
+            client_request("test_sampling", Some(br#"{"prompt":"Hi?"}"#)).unwrap();
+        assert_eq!(method, "sampling/createMessage");
+        let params = value(params.as_bytes());
+        assert_eq!(params["messages"][0]["content"]["text"], "Hi?");
+        for tool in [
+            "test_elicitation",
+            "test_elicitation_sep1034_defaults",
+            "test_elicitation_sep1330_enums",
+        ] {
+            let (method, params) = client_request(tool, Some(b"{}")).unwrap();
+            assert_eq!(method, "elicitation/create");
+            assert!(value(params.as_bytes())["requestedSchema"]["properties"].is_object());
+        }
+        assert!(client_request("echo", None).is_none());
+        let answered = value(&client_answered(
+            "test_sampling",
+            Some(br#"{"jsonrpc":"2.0","id":"mcpstorm-1","result":{"role":"assistant","content":{"type":"text","text":"Paris"},"model":"m"}}"#),
+        ));
+        assert_eq!(answered["content"][0]["text"], "LLM response: Paris");
+        let refused = value(&client_answered(
+            "test_elicitation",
+            Some(br#"{"jsonrpc":"2.0","id":"mcpstorm-1","error":{"code":-1,"message":"no"}}"#),
+        ));
+        assert_eq!(refused["isError"], true);
+        assert_eq!(
+            value(&client_answered("test_elicitation", None))["isError"],
+            true
         );
     }
 

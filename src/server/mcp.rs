@@ -70,6 +70,9 @@ pub struct McpConfig {
     /// Signs the `requestState` of multi round-trip results (`mrtr.rs`), one key for every
     /// shard of this process.
     pub state_key: std::sync::Arc<super::mrtr::StateKey>,
+    /// Calls waiting for their client's answer to a server-to-client request (`pending.rs`),
+    /// shared by every shard (the answer may come on another one's connection).
+    pub pending: std::sync::Arc<super::pending::PendingRequests>,
 }
 
 /// What the connection must do with the bytes `handle` wrote.
@@ -85,6 +88,10 @@ pub enum Outcome {
     Serve { extra_ms: u64, close: bool },
     /// A GET stream's head was written; the connection now carries server-sent events.
     OpenStream,
+    /// A tool call's event stream is open and carries a request to the client: parse nothing
+    /// more on this connection, and poll [`Handler::finish_awaited`] until the client's answer
+    /// (a POST on any connection) ends the call; close after when `close`.
+    AwaitClient { ticket: u64, close: bool },
 }
 
 /// Per-shard handler: borrows the shared session table and owns two scratch buffers reused
@@ -105,6 +112,10 @@ pub struct Handler<'a> {
     /// HTTP status of the response being built (a tool that needs a capability the request
     /// lacks answers 400).
     status: u16,
+    /// The tool call being answered asks its client first: its ticket and request.
+    ask: Option<(u64, &'static str, String)>,
+    /// The server's clock at the request being answered, seconds.
+    now_s: u32,
 }
 
 const JSONRPC_PREFIX: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":";
@@ -136,6 +147,8 @@ impl<'a> Handler<'a> {
             modern: false,
             events: Vec::new(),
             status: 200,
+            ask: None,
+            now_s: 0,
         }
     }
 
@@ -151,6 +164,8 @@ impl<'a> Handler<'a> {
         self.modern = false;
         self.events.clear();
         self.status = 200;
+        self.ask = None;
+        self.now_s = now_s;
         let keep_alive = head.keep_alive;
         let close = !keep_alive;
         if let Some(origin) = head.origin
@@ -265,6 +280,15 @@ impl<'a> Handler<'a> {
                 // 2026-07-28 servers send no requests, so a client has nothing to answer.
                 if is_rpc_response(body) && !is_modern(head) {
                     self.stats.incr(Counter::client_responses);
+                    // The answer to one of our server-to-client requests reaches its call.
+                    let id = serde_json::from_slice::<serde_json::Value>(body)
+                        .ok()
+                        .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
+                    if let Some(id) = id
+                        && self.config.pending.answer(&id, body)
+                    {
+                        self.stats.incr(Counter::client_answers_routed);
+                    }
                     write_head(out, 202, None, Some(0), &[], keep_alive);
                     return Outcome::Respond { close: !keep_alive };
                 }
@@ -371,8 +395,79 @@ impl<'a> Handler<'a> {
                 self.error_frame(id, -32601, "Method not found");
             }
         }
+        if let Some((ticket, method, request)) = self.ask.take() {
+            return self.ask_client(out, ticket, method, &request, keep_alive);
+        }
         self.write_rpc_response(out, self.status, &[], keep_alive);
         self.work_outcome(method, delay_ms, keep_alive)
+    }
+
+    /// Opens the call's event stream with the server-to-client request `method` on it; the
+    /// call ends when [`Self::finish_awaited`] finds the client's answer.
+    fn ask_client(
+        &mut self,
+        out: &mut Vec<u8>,
+        ticket: u64,
+        method: &str,
+        params: &str,
+        keep_alive: bool,
+    ) -> Outcome {
+        self.stats.incr(Counter::client_requests_sent);
+        write_head(
+            out,
+            200,
+            Some("text/event-stream"),
+            None,
+            &[("Cache-Control", b"no-cache"), ("X-Accel-Buffering", b"no")],
+            keep_alive,
+        );
+        self.body.clear();
+        self.body.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        json::write_escaped_str(&mut self.body, &super::pending::request_id(ticket));
+        self.body.extend_from_slice(b",\"method\":");
+        json::write_escaped_str(&mut self.body, method);
+        self.body.extend_from_slice(b",\"params\":");
+        self.body.extend_from_slice(params.as_bytes());
+        self.body.push(b'}');
+        self.event.clear();
+        sse::write_event(&mut self.event, Some("message"), None, &self.body);
+        chunked::write_chunk(out, &self.event);
+        Outcome::AwaitClient {
+            ticket,
+            close: !keep_alive,
+        }
+    }
+
+    /// Polls a call that asked its client: `false` while no answer came (poll again), `true`
+    /// when the call's result (from the answer, or a tool error after the timeout) and the end
+    /// of its stream were written to `out`.
+    pub fn finish_awaited(&mut self, ticket: u64, now_s: u32, out: &mut Vec<u8>) -> bool {
+        let waiting = match self.config.pending.poll(ticket, now_s) {
+            super::pending::Poll::Waiting => return false,
+            super::pending::Poll::Gone => {
+                chunked::write_last_chunk(out);
+                return true;
+            }
+            super::pending::Poll::Answered(w) => w,
+            super::pending::Poll::TimedOut(w) => {
+                self.stats.incr(Counter::client_answers_timed_out);
+                w
+            }
+        };
+        self.body.clear();
+        self.body.extend_from_slice(JSONRPC_PREFIX);
+        self.body.extend_from_slice(&waiting.call_id);
+        self.body.extend_from_slice(b",\"result\":");
+        self.body.extend_from_slice(&fixtures::client_answered(
+            &waiting.tool,
+            waiting.answer.as_deref(),
+        ));
+        self.body.push(b'}');
+        self.event.clear();
+        sse::write_event(&mut self.event, Some("message"), None, &self.body);
+        chunked::write_chunk(out, &self.event);
+        chunked::write_last_chunk(out);
+        true
     }
 
     /// How a request that did its work is sent: at once, after a `sleep` tool's delay, or
@@ -755,6 +850,21 @@ impl<'a> Handler<'a> {
             },
             Some(other) if other.starts_with("test_input_required_result_") => {
                 self.mrtr_tool(id, other, params, client_capabilities)
+            }
+            Some(other)
+                if let Some((method, request)) = fixtures::client_request(other, arguments) =>
+            {
+                if self.modern {
+                    self.tool_error(
+                        id,
+                        "this tool asks its client with a server-to-client request, which 2026-07-28 forbids on a response stream: call a test_input_required_result_ tool instead",
+                    );
+                } else {
+                    match self.config.pending.open(id, other, self.now_s) {
+                        Some(ticket) => self.ask = Some((ticket, method, request)),
+                        None => self.tool_error(id, "too many calls wait for their clients"),
+                    }
+                }
             }
             Some(other) => {
                 let context = fixtures::CallContext {
@@ -1406,6 +1516,7 @@ mod tests {
                     response_mode: mode,
                     calibrated: false,
                     state_key: std::sync::Arc::new(super::super::mrtr::StateKey::generate()),
+                    pending: Default::default(),
                 },
                 sessions: SessionTable::new(4, 42),
                 stats: vec![ShardStats::new()],

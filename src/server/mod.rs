@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod fixtures;
 pub mod mcp;
 pub mod mrtr;
+pub mod pending;
 pub mod service;
 pub mod sessions;
 pub mod shard;
@@ -128,6 +129,7 @@ impl ServerPlan {
                 response_mode: options.response_mode,
                 calibrated: !options.service_time.is_zero(),
                 state_key: std::sync::Arc::new(mrtr::StateKey::generate()),
+                pending: Default::default(),
             },
             max_sessions: options.max_sessions,
             session_idle_timeout_s: options.session_idle_timeout_s,

@@ -53,8 +53,23 @@ const CQE_BATCH: usize = 256;
 const CQE_BATCHES_PER_TURN: usize = 4;
 const LOOP_TICK: Duration = Duration::from_millis(50);
 
-/// A delayed response: (deadline ns, ring, slot, generation, holds a service slot).
-type Timer = (u64, u8, u32, u16, bool);
+/// A timer: (deadline ns, ring, slot, generation, what it does).
+type Timer = (u64, u8, u32, u16, TimerKind);
+
+/// What a timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    /// A delayed response (`sleep`) is due: resume the connection.
+    Resume,
+    /// A calibrated service ends: free its slot (and resume the connection).
+    ServiceDone,
+    /// A call waits for its client's answer (`pending.rs`): poll again.
+    AwaitClient { ticket: u64, close: bool },
+}
+
+/// How often a call that asked its client looks for the answer: the answer comes over the
+/// network from the client, so a few milliseconds are noise; nothing on the load path polls.
+const AWAIT_POLL_NS: u64 = 2_000_000;
 
 /// Per-connection state: 12 bytes; everything larger lives in per-shard pools and is held only
 /// while a request is partial (spill) or a response is unsent (out).
@@ -873,12 +888,16 @@ impl<'a> Shard<'a> {
     }
 
     fn fire_timers(&mut self) {
-        while let Some(&Reverse((deadline, r, slot, generation, service))) = self.timers.peek() {
+        while let Some(&Reverse((deadline, r, slot, generation, kind))) = self.timers.peek() {
             if deadline > self.now_ns {
                 break;
             }
             self.timers.pop();
-            if service {
+            if let TimerKind::AwaitClient { ticket, close } = kind {
+                self.poll_awaiting(r as usize, slot, generation, ticket, close);
+                continue;
+            }
+            if kind == TimerKind::ServiceDone {
                 // The slot is free whether or not the connection is still there.
                 let rings = &self.rings;
                 let next = self.service.finish(self.now_ns, |job| {
@@ -899,6 +918,41 @@ impl<'a> Shard<'a> {
             self.process_spill(r, slot);
             self.flush(r, slot);
         }
+    }
+
+    /// A call waiting for its client: its result and the end of its stream once the answer
+    /// came (or the wait timed out), then the connection takes requests again.
+    fn poll_awaiting(&mut self, r: usize, slot: u32, generation: u16, ticket: u64, close: bool) {
+        let conn = self.rings[r].conns[slot as usize];
+        if conn.generation != generation || conn.flags & OPEN == 0 || conn.flags & WANT_CLOSE != 0 {
+            // The connection went away: nobody reads the answer.
+            self.handler.config.pending.abandon(ticket);
+            return;
+        }
+        let now_s = self.now_s();
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if conn.out_pending == NONE {
+            conn.out_pending = self.outs.take();
+        }
+        let out = &mut self.outs.bufs[conn.out_pending as usize];
+        if !self.handler.finish_awaited(ticket, now_s, out) {
+            self.timers.push(Reverse((
+                self.now_ns + AWAIT_POLL_NS,
+                r as u8,
+                slot,
+                generation,
+                TimerKind::AwaitClient { ticket, close },
+            )));
+            return;
+        }
+        let conn = &mut self.rings[r].conns[slot as usize];
+        conn.flags &= !STREAMING;
+        if close {
+            conn.flags |= WANT_CLOSE;
+        }
+        self.flush(r, slot);
+        self.process_spill(r, slot);
+        self.flush(r, slot);
     }
 
     fn send_keepalives(&mut self) {
@@ -1030,7 +1084,7 @@ fn process(
                             ring_index,
                             slot,
                             conn.generation,
-                            false,
+                            TimerKind::Resume,
                         )));
                     }
                     Outcome::Serve { extra_ms, close } => {
@@ -1050,6 +1104,17 @@ fn process(
                         }
                     }
                     Outcome::OpenStream => conn.flags |= STREAMING,
+                    Outcome::AwaitClient { ticket, close } => {
+                        // Its stream is open (flushed as output); it parses nothing more.
+                        conn.flags |= STREAMING;
+                        timers.push(Reverse((
+                            now_ns + AWAIT_POLL_NS,
+                            ring_index,
+                            slot,
+                            conn.generation,
+                            TimerKind::AwaitClient { ticket, close },
+                        )));
+                    }
                 }
             }
             Err(e) => {
@@ -1071,7 +1136,13 @@ fn process(
 /// The timer that ends a started service and frees its slot.
 fn service_timer(started: Started) -> Timer {
     let job = started.job;
-    (started.done_ns, job.ring, job.slot, job.generation, true)
+    (
+        started.done_ns,
+        job.ring,
+        job.slot,
+        job.generation,
+        TimerKind::ServiceDone,
+    )
 }
 
 /// Two distinct elements of a pool, one shared and one exclusive.

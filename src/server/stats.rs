@@ -44,8 +44,13 @@ counters! {
     requests_modern,
     method_server_discover,
     method_subscriptions_listen,
-    /// JSON-RPC responses a client POSTed (answers to server requests; we send none).
+    /// JSON-RPC responses a client POSTed.
     client_responses,
+    /// Server-to-client requests sent on a tool call's stream (sampling, elicitation fixtures),
+    /// the answers that reached their waiting call, and the calls that waited in vain.
+    client_requests_sent,
+    client_answers_routed,
+    client_answers_timed_out,
     sessions_created,
     sessions_deleted,
     sessions_expired,

@@ -30,6 +30,43 @@ pub enum Command {
     /// Write a commented scenario file for `run --config` that runs as is against the
     /// embedded server.
     Init(InitArgs),
+    /// Walk a server's surface once: open a session, list its tools, resources and prompts,
+    /// call each tool with arguments from its schema, read each resource, get each prompt;
+    /// print what answered and how fast (exit 0 all answered, 1 some failed, 2 no session).
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The MCP endpoint, e.g. http://127.0.0.1:8080/mcp.
+    pub url: String,
+    /// Allow a target beyond loopback and this host's addresses (as `run --allow-host`).
+    #[arg(long, value_name = "HOST|CIDR")]
+    pub allow_host: Vec<String>,
+    /// HOST:PORT:ADDR[,ADDR…] (as `run --resolve`).
+    #[arg(long)]
+    pub resolve: Vec<String>,
+    /// Extra request header 'Name: value'. Repeatable.
+    #[arg(short = 'H', long, value_name = "NAME: VALUE")]
+    pub header: Vec<String>,
+    /// Header whose value is read from an environment variable, 'Name=VAR'.
+    #[arg(long, value_name = "NAME=VAR")]
+    pub header_env: Vec<String>,
+    /// `https://`: trust only the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
+    /// `https://`: accept any server certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// 2025-11-25 (and older: `initialize`, a session) or 2026-07-28 (sessionless).
+    #[arg(long, default_value = "2025-11-25")]
+    pub protocol_version: String,
+    /// Longest one request may take.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print the walk as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +283,11 @@ pub struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Do not list the server's tools, resources and prompts before the ramp [default: one
+    /// session lists them, and a mix that names a tool, resource or prompt the server lacks
+    /// stops the run (exit 2) with what it has].
+    #[arg(long)]
+    pub no_discovery: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod probe;
 pub mod proto;
 pub mod report;
 pub mod ring;

@@ -2,7 +2,9 @@
 //! (0 success, 1 an SLA failed, 2 could not run). All logic lives in the library.
 
 use clap::Parser;
-use mcpstorm::cli::{Cli, Command, DoctorArgs, InitArgs, ReportArgs, RunArgs, ServeArgs};
+use mcpstorm::cli::{
+    Cli, Command, DoctorArgs, InitArgs, ProbeArgs, ReportArgs, RunArgs, ServeArgs,
+};
 use mcpstorm::server::{self, ServeOptions, ServerPlan};
 use std::process::ExitCode;
 
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Init(args) => init(args),
+        Command::Probe(args) => probe(args),
         Command::Doctor(args) => doctor(args),
         Command::Report(args) => report(args),
     }
@@ -68,6 +71,93 @@ fn with_scenario_file(args: RunArgs) -> Result<RunArgs, String> {
                 .trim_start_matches("error: ")
                 .trim_end()
         )),
+    }
+}
+
+/// `mcpstorm probe URL`: exit 0 every request answered, 1 some failed, 2 no session.
+fn probe(args: ProbeArgs) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("mcpstorm probe: {e}");
+        ExitCode::from(2)
+    };
+    let mut headers = Vec::new();
+    for text in &args.header {
+        match mcpstorm::engine::headers::parse_header(text) {
+            Ok(h) => mcpstorm::engine::headers::push_replacing(&mut headers, h),
+            Err(e) => return fail(e),
+        }
+    }
+    for text in &args.header_env {
+        let env = |var: &str| std::env::var(var).ok();
+        match mcpstorm::engine::headers::parse_header_env(text, &env) {
+            Ok(h) => mcpstorm::engine::headers::push_replacing(&mut headers, h),
+            Err(e) => return fail(e),
+        }
+    }
+    let local = mcpstorm::sys::interfaces::local_addresses();
+    let is_local = |ip: std::net::IpAddr| local.contains(&ip);
+    let mut net = mcpstorm::engine::plan::HostNet {
+        resolve: &mut mcpstorm::engine::target::system_resolve,
+        is_local: &is_local,
+        can_bind: &mcpstorm::sys::interfaces::can_bind,
+    };
+    let target = match mcpstorm::engine::plan::resolve_urls(
+        std::slice::from_ref(&args.url),
+        &args.resolve,
+        &args.allow_host,
+        &mut net,
+    ) {
+        Ok((_, targets)) => match targets.into_iter().next() {
+            Some(t) => t,
+            None => return fail(format!("{} resolves to no address", args.url)),
+        },
+        Err(e) => return fail(e),
+    };
+    let tls = if target.tls_name.is_some() {
+        let options = mcpstorm::tls::TlsOptions {
+            cacert: args.cacert.clone(),
+            insecure: args.insecure,
+            no_resumption: true,
+        };
+        match mcpstorm::tls::client_config(&options, 1) {
+            Ok(config) => Some(config),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    let mut client = mcpstorm::probe::client::ProbeClient::new(
+        target,
+        headers,
+        tls,
+        &args.protocol_version,
+        args.timeout,
+    );
+    let (surface, rows) = match mcpstorm::probe::walk(&mut client) {
+        Ok(walked) => walked,
+        Err(e) => return fail(format!("{}: no session: {e}", args.url)),
+    };
+    if args.json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "method": r.method, "name": r.name, "ok": r.ok,
+                    "outcome": r.outcome, "latency_us": r.latency_us
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "url": args.url, "summary": surface.summary(), "requests": rows })
+        );
+    } else {
+        print!("{}", mcpstorm::probe::render(&args.url, &surface, &rows));
+    }
+    if rows.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -318,6 +408,7 @@ fn run(args: RunArgs) -> ExitCode {
         step_factor: args.step_factor,
         steps_max: args.steps_max,
         quiet: args.quiet,
+        discovery: !args.no_discovery,
     };
     let report = match mcpstorm::scenario::run::run(&phased_options) {
         Ok(report) => report,

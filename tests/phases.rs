@@ -411,6 +411,9 @@ fn phases_unknown_tool_fails_the_error_sla_with_exit_1() {
             "100",
             "--tool",
             "no_such_tool",
+            // Discovery would refuse the tool before the run (tests/probe.rs); here the error
+            // SLA must catch it.
+            "--no-discovery",
             "--skip",
             "failure_recovery,performance",
             "--sla",

@@ -467,6 +467,7 @@ fn truth_sustained_mode_names_json_rpc_errors_by_code_and_exits_1() {
             "1s",
             "--tool",
             "no_such_tool",
+            "--no-discovery",
             "--html",
             &html_text,
         ],

@@ -125,6 +125,9 @@ pub struct LoadSection {
     pub seed: Option<u64>,
     /// The tool of a `tools/call` entry that names none.
     pub tool: Option<String>,
+    /// List the server's surface before the ramp and refuse a mix naming what it lacks
+    /// [default: true].
+    pub discovery: Option<bool>,
     pub tool_args: Option<ArgsValue>,
     /// The weighted mix; each entry has its own latency figures.
     pub mix: Option<Vec<MixEntry>>,
@@ -317,6 +320,9 @@ impl ScenarioFile {
             args.value("--rate", &l.rate);
             args.value("--seed", &l.seed);
             args.value("--tool", &l.tool);
+            if l.discovery == Some(false) {
+                args.flags.push("--no-discovery".into());
+            }
             if let Some(tool_args) = &l.tool_args {
                 args.pair("--tool-args", &tool_args.json_text());
             }

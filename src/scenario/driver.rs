@@ -95,6 +95,9 @@ pub struct PhasedOptions {
     pub step_factor: f64,
     pub steps_max: usize,
     pub quiet: bool,
+    /// List the server's tools, resources and prompts before the ramp and refuse a mix that
+    /// names what it lacks (`--no-discovery` turns it off).
+    pub discovery: bool,
 }
 
 /// A phase as it runs: its skeleton (status, times, extra figures) and the segments whose

@@ -111,6 +111,9 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             labels.join(", ")
         )));
     }
+    if options.discovery {
+        discover(&plan, options.quiet)?;
+    }
     crate::sys::signal::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let (segment_sender, segment_receiver) = std::sync::mpsc::channel();
@@ -269,6 +272,42 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         },
         could_not_run,
     })
+}
+
+/// Discovery at baseline: one session lists the server's surface; a mix that names what the
+/// server lacks stops the run before any session opens. A server that cannot be probed is not
+/// refused here: the baseline then says why it gets no session.
+fn discover(plan: &EnginePlan, quiet: bool) -> Result<(), RunError> {
+    let timeout = plan.request_timeout.min(Duration::from_secs(10));
+    let mut client = crate::probe::client_for_plan(plan, timeout).map_err(RunError::Options)?;
+    let opened = client.open_session();
+    let surface = match opened {
+        Ok(crate::probe::client::Answer { outcome: Ok(_), .. }) => {
+            crate::probe::discover(&mut client, &mut Vec::new())
+        }
+        Ok(crate::probe::client::Answer {
+            outcome: Err((code, message)),
+            ..
+        }) => Err(crate::probe::client::ProbeError::Protocol(format!(
+            "error {code}: {message}"
+        ))),
+        Err(e) => Err(e),
+    };
+    client.close();
+    match surface {
+        Ok(surface) => {
+            if !quiet {
+                eprintln!("mcpstorm run: the server lists {}", surface.summary());
+            }
+            surface.check(&plan.entries).map_err(RunError::Options)
+        }
+        Err(e) => {
+            if !quiet {
+                eprintln!("mcpstorm run: discovery skipped: {e}");
+            }
+            Ok(())
+        }
+    }
 }
 
 fn machine_info(nofile_hard: u64) -> MachineInfo {

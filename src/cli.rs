@@ -37,6 +37,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(args_override_self = true)]
 pub struct ProbeArgs {
     /// The MCP endpoint, e.g. http://127.0.0.1:8080/mcp.
     pub url: String,

@@ -40,6 +40,10 @@ fn run_engine_args(urls: &[&str], extra: &[&str]) -> Run {
     let _ = std::fs::remove_file(&json);
     let output = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
         .args(["run", "--phases", "sustained", "--quiet"])
+        // These tests count the server's side of the load exactly (sessions, requests, and
+        // scripted servers that refuse or stall): no discovery session beside it (discovery
+        // is tested in tests/probe.rs).
+        .arg("--no-discovery")
         .args(SLA_OFF)
         .args(urls)
         .arg("--json")
@@ -992,8 +996,6 @@ fn a_failing_entry_is_counted_on_its_own() {
             "2s",
             "--mix",
             "ping,resources/read=mcpstorm://nothing-here",
-            // Discovery would refuse the entry before the run; the point is its error count.
-            "--no-discovery",
         ],
     );
     let phase = &run.report["phases"][2];

@@ -148,3 +148,44 @@ fn a_mix_naming_what_the_server_lacks_stops_the_run_with_what_it_has() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("the server lists"), "{}", text(&out));
 }
+
+#[test]
+fn a_server_that_closes_or_stalls_ends_the_probe_with_exit_2() {
+    use std::io::Read;
+    // One closes every connection at once, the other reads and never answers.
+    for stall in [false, true] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if stall {
+                    std::thread::spawn(move || {
+                        let mut stream = stream;
+                        let mut sink = [0u8; 4096];
+                        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                    });
+                }
+            }
+        });
+        let url = format!("http://{addr}/mcp");
+        let (code, _, out) = walk(&["--timeout", "1s", &url]);
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains("no session"), "{out}");
+        // Discovery before a run meets the same server and lets the run say why.
+        let out = mcpstorm(&[
+            "run",
+            &url,
+            "--phases",
+            "sustained",
+            "--connections",
+            "2",
+            "--duration",
+            "1s",
+            "--request-timeout",
+            "1s",
+            "--ramp-timeout",
+            "2s",
+        ]);
+        assert!(text(&out).contains("discovery skipped"), "{}", text(&out));
+    }
+}

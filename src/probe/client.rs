@@ -268,6 +268,15 @@ impl ProbeClient {
     ) -> Result<(Option<Value>, bool), ProbeError> {
         let mut buf = Vec::with_capacity(4096);
         let mut chunk = [0u8; 16 * 1024];
+        // The whole answer within the timeout: a server trickling bytes cannot hold the probe.
+        let deadline = Instant::now() + self.timeout;
+        let in_time = || {
+            if Instant::now() > deadline {
+                Err(ProbeError::Io("no whole answer within the timeout".into()))
+            } else {
+                Ok(())
+            }
+        };
         let (status, framing, kind, keep_alive, head_len) = loop {
             if let Some(head) =
                 parse_response_head(&buf).map_err(|e| ProbeError::Protocol(e.as_str().into()))?
@@ -283,7 +292,11 @@ impl ProbeClient {
                     head.head_len,
                 );
             }
+            in_time()?;
             let n = read_some(stream, &mut chunk)?;
+            if n == 0 {
+                return Err(ProbeError::Io("the server closed without answering".into()));
+            }
             buf.extend_from_slice(&chunk[..n]);
         };
         buf.drain(..head_len);
@@ -323,6 +336,7 @@ impl ProbeClient {
             if done {
                 break;
             }
+            in_time()?;
             let n = read_some(stream, &mut chunk)?;
             if n == 0 {
                 if body.until_close() {

@@ -278,7 +278,9 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
 /// server lacks stops the run before any session opens. A server that cannot be probed is not
 /// refused here: the baseline then says why it gets no session.
 fn discover(plan: &EnginePlan, quiet: bool) -> Result<(), RunError> {
-    let timeout = plan.request_timeout.min(Duration::from_secs(10));
+    // A server that stalls the probe delays the start by one timeout at most: discovery
+    // stops at its first unanswered request.
+    let timeout = plan.request_timeout.min(Duration::from_secs(5));
     let mut client = crate::probe::client_for_plan(plan, timeout).map_err(RunError::Options)?;
     let opened = client.open_session();
     let surface = match opened {

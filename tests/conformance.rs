@@ -44,6 +44,27 @@ fn conformance_dir() -> PathBuf {
     PathBuf::from(stdout.lines().last().expect("the install dir").trim())
 }
 
+/// Runs the suite (`node SUITE ARGS -o RESULTS`) to its end; its stdout and stderr.
+fn run_node(
+    node: &std::path::Path,
+    suite: &std::path::Path,
+    args: &[&str],
+    results: &std::path::Path,
+) -> String {
+    let child = Command::new(node)
+        .arg(suite)
+        .args(args)
+        .arg("-o")
+        .arg(results)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the conformance suite");
+    let output = common::wait_bounded(child, Duration::from_secs(300));
+    let _ = std::fs::remove_dir_all(results);
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
 /// One suite run's scenarios by outcome, from the suite's own summary lines
 /// (`✓ NAME: N passed, M failed`), the ones it does not score set apart.
 #[derive(Debug, Default)]
@@ -64,19 +85,9 @@ fn run_suite(package: &str, url: &str, extra: &[&str]) -> SuiteRun {
         std::process::id(),
         extra.join("_")
     ));
-    let child = Command::new(node)
-        .arg(suite)
-        .args(["server", "--url", url, "-o"])
-        .arg(&results)
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the conformance suite");
-    let output = common::wait_bounded(child, Duration::from_secs(300));
-    let _ = std::fs::remove_dir_all(&results);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
+    let mut args = vec!["server", "--url", url];
+    args.extend_from_slice(extra);
+    let text = run_node(&node, &suite, &args, &results);
     let mut run = SuiteRun::default();
     let mut in_not_scored = false;
     for line in text.lines() {
@@ -195,26 +206,9 @@ fn run_client_scenario(package: &str, scenario: &str, extra: &[&str]) -> (bool, 
         "{} probe --timeout 10s --protocol-version ${{MCP_CONFORMANCE_PROTOCOL_VERSION:-2025-11-25}}",
         env!("CARGO_BIN_EXE_mcpstorm")
     );
-    let child = Command::new(node)
-        .arg(suite)
-        .args([
-            "client",
-            "--command",
-            &command,
-            "--scenario",
-            scenario,
-            "-o",
-        ])
-        .arg(&results)
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the conformance suite");
-    let output = common::wait_bounded(child, Duration::from_secs(300));
-    let _ = std::fs::remove_dir_all(&results);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
+    let mut args = vec!["client", "--command", &command, "--scenario", scenario];
+    args.extend_from_slice(extra);
+    let text = run_node(&node, &suite, &args, &results);
     (text.contains("OVERALL: PASSED"), text)
 }
 

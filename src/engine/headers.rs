@@ -68,6 +68,23 @@ pub fn push_replacing(headers: &mut Vec<RequestHeader>, header: RequestHeader) {
     headers.push(header);
 }
 
+/// Every `--header`, then every `--header-env` (read through `env`), a later one replacing an
+/// earlier one of the same name.
+pub fn collect(
+    headers: &[String],
+    headers_env: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<RequestHeader>, String> {
+    let mut all = Vec::new();
+    for text in headers {
+        push_replacing(&mut all, parse_header(text)?);
+    }
+    for text in headers_env {
+        push_replacing(&mut all, parse_header_env(text, env)?);
+    }
+    Ok(all)
+}
+
 pub fn parse_header(text: &str) -> Result<RequestHeader, String> {
     let (name, value) = text
         .split_once(':')
@@ -143,5 +160,23 @@ mod tests {
         let e = parse_header_env("Authorization=MISSING", &env).unwrap_err();
         assert!(e.contains("$MISSING is not set"), "{e}");
         assert!(parse_header_env("Authorization", &env).is_err());
+    }
+
+    #[test]
+    fn a_later_header_of_the_same_name_replaces_the_earlier() {
+        let env = |var: &str| (var == "TOKEN").then(|| "s3cret".to_string());
+        let headers = collect(
+            &[
+                "X-A: 1".into(),
+                "Authorization: from-file".into(),
+                "x-a: 2".into(),
+            ],
+            &["Authorization=TOKEN".into()],
+            &env,
+        )
+        .unwrap();
+        let shown: Vec<String> = headers.iter().map(|h| h.display()).collect();
+        assert_eq!(shown, ["x-a: 2", "Authorization: <redacted: $TOKEN>"]);
+        assert!(collect(&["bad".into()], &[], &env).is_err());
     }
 }

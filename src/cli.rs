@@ -65,6 +65,10 @@ pub struct ProbeArgs {
     /// Longest one request may take.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// NAME=JSON: call tool NAME with this arguments object instead of one made from its
+    /// inputSchema. Repeatable.
+    #[arg(long = "args", value_name = "NAME=JSON")]
+    pub args: Vec<String>,
     /// Print the walk as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

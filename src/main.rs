@@ -124,7 +124,20 @@ fn probe(args: ProbeArgs) -> ExitCode {
         &args.protocol_version,
         args.timeout,
     );
-    let (surface, rows) = match mcpstorm::probe::walk(&mut client) {
+    let mut tool_args = Vec::new();
+    for spec in &args.args {
+        let parsed = spec.split_once('=').and_then(|(name, json)| {
+            serde_json::from_str::<serde_json::Value>(json)
+                .ok()
+                .filter(|v| v.is_object())
+                .map(|v| (name.to_string(), v))
+        });
+        match parsed {
+            Some(pair) => tool_args.push(pair),
+            None => return fail(format!("--args {spec:?}: want NAME={{JSON object}}")),
+        }
+    }
+    let (surface, rows) = match mcpstorm::probe::walk(&mut client, &tool_args) {
         Ok(walked) => walked,
         Err(e) => return fail(format!("{}: no session: {e}", args.url)),
     };

@@ -5,7 +5,8 @@
 //! scenarios expected here: a regression fails, and so does a scenario that starts passing
 //! (take it off the known-failing list, with the commit that fixed it). And its client
 //! scenarios (initialize, tools_call; at 2026-07-28 tools_call, request-metadata,
-//! http-standard-headers) against `mcpstorm probe`.
+//! http-standard-headers, http-custom-headers, http-invalid-tool-headers) against
+//! `mcpstorm probe`.
 
 mod common;
 
@@ -178,7 +179,12 @@ fn serve_passes_the_2026_07_28_requirement_set_in_both_response_modes() {
             &server.url(),
             &["--requirements", "2026-07-28"],
         );
-        for scenario in ["server-stateless", "caching", "sep-2164-resource-not-found"] {
+        for scenario in [
+            "server-stateless",
+            "caching",
+            "sep-2164-resource-not-found",
+            "http-custom-header-server-validation",
+        ] {
             assert!(run.passed.contains(scenario), "{scenario}: {}", run.output);
         }
         expect(
@@ -201,9 +207,12 @@ fn run_client_scenario(package: &str, scenario: &str, extra: &[&str]) -> (bool, 
         "mcpstorm-conformance-client-{}-{package}-{scenario}",
         std::process::id()
     ));
-    // The suite runs the command through a shell: the version comes from its environment.
+    // The suite runs the command through a shell: the version comes from its environment,
+    // and the tool calls a scenario wants made (MCP_CONFORMANCE_CONTEXT's `toolCalls`, as the
+    // SDKs' conformance clients read them) become `--args NAME=JSON`, by this adapter.
+    const ADAPTER: &str = r#"python3 -c 'import json,os,sys; c=json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}"); a=[x for t in c.get("toolCalls",[]) for x in ("--args",t["name"]+"="+json.dumps(t["arguments"]))]; os.execv(sys.argv[1],sys.argv[1:-1]+a+sys.argv[-1:])'"#;
     let command = format!(
-        "{} probe --timeout 10s --protocol-version ${{MCP_CONFORMANCE_PROTOCOL_VERSION:-2025-11-25}}",
+        "{ADAPTER} {} probe --timeout 10s --protocol-version ${{MCP_CONFORMANCE_PROTOCOL_VERSION:-2025-11-25}}",
         env!("CARGO_BIN_EXE_mcpstorm")
     );
     let mut args = vec!["client", "--command", &command, "--scenario", scenario];
@@ -218,7 +227,13 @@ fn probe_passes_the_client_scenarios_of_both_eras() {
         let (passed, text) = run_client_scenario("conformance-0.1", scenario, &[]);
         assert!(passed, "0.1.16 client {scenario}:\n{text}");
     }
-    for scenario in ["tools_call", "request-metadata", "http-standard-headers"] {
+    for scenario in [
+        "tools_call",
+        "request-metadata",
+        "http-standard-headers",
+        "http-custom-headers",
+        "http-invalid-tool-headers",
+    ] {
         let (passed, text) = run_client_scenario(
             "conformance-0.2",
             scenario,

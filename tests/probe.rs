@@ -189,3 +189,62 @@ fn a_server_that_closes_or_stalls_ends_the_probe_with_exit_2() {
         assert!(text(&out).contains("discovery skipped"), "{}", text(&out));
     }
 }
+
+/// 2026-07-28: the arguments a tool marks `x-mcp-header` travel as `Mcp-Param-*` headers too,
+/// learnt at discovery and drawn with the generated body; `serve`'s `route` refuses a
+/// request whose headers are missing or differ (-32020), so without discovery every call
+/// fails: the check that the mirroring is what makes the run pass.
+#[test]
+fn a_run_mirrors_generated_x_mcp_header_arguments_into_mcp_param_headers() {
+    let server = common::Server::start(&["--shards", "1"]);
+    let url = server.url();
+    let json =
+        std::env::temp_dir().join(format!("mcpstorm-probe-route-{}.json", std::process::id()));
+    let run = |extra: &[&str]| {
+        let json = json.to_str().unwrap();
+        let mut args = vec![
+            "run",
+            "--phases",
+            "sustained",
+            "--connections",
+            "8",
+            "--duration",
+            "1s",
+            "--rate",
+            "400",
+            "--protocol-version",
+            "2026-07-28",
+            "--mix",
+            "tools/call=route",
+            "--args",
+            r#"route={"region":"{{choice eu-1|us west|Zürich}}","priority":{{int 1 9}}}"#,
+            "--sla",
+            "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off",
+            "--json",
+            json,
+        ];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let out = mcpstorm(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+        let phase = &report["phases"][2]["requests"];
+        (
+            phase["sent"].as_u64().unwrap(),
+            phase["ok"].as_u64().unwrap(),
+        )
+    };
+    let (sent, ok) = run(&[]);
+    assert!(sent > 100, "{sent}");
+    assert_eq!(ok, sent);
+    let stats = server.stats();
+    assert_eq!(stats["error_header_mismatch"], 0, "{stats}");
+    assert!(stats["method_tools_call"].as_u64() >= Some(sent), "{stats}");
+
+    let (sent, ok) = run(&["--no-discovery"]);
+    assert!(sent > 100);
+    assert_eq!(ok, 0, "no declarations known, no Mcp-Param headers");
+    assert!(server.stats()["error_header_mismatch"].as_u64() >= Some(sent));
+    let _ = std::fs::remove_file(&json);
+}

@@ -297,6 +297,38 @@ fn read_lines_file(path: &str) -> Result<Vec<String>, String> {
 }
 
 impl EnginePlan {
+    /// 2026-07-28: mirrors the `x-mcp-header` arguments of every tools/call entry into
+    /// `Mcp-Param-*` headers, by the tools' `inputSchema` as discovery listed them. A tool
+    /// the mix calls whose declarations are invalid stops the run: a conforming client
+    /// excludes it (SEP-2243), so a run that called it would not be what clients do.
+    pub fn mirror_params(&mut self, tools: &[serde_json::Value]) -> Result<(), String> {
+        if self.protocol_version != MODERN_PROTOCOL_VERSION {
+            return Ok(());
+        }
+        for (index, entry) in self.entries.iter().enumerate() {
+            let Some(name) = entry.name.as_ref().filter(|n| n.is_static()) else {
+                continue;
+            };
+            if entry.method != Method::ToolsCall {
+                continue;
+            }
+            let Some(tool) = tools.iter().find(|t| t["name"] == name.source.as_str()) else {
+                continue;
+            };
+            let declared = crate::proto::mcp_headers::declarations(&tool["inputSchema"])
+                .map_err(|e| {
+                    format!(
+                        "tool {:?}: {e}; a conforming client excludes such a tool (SEP-2243), so the run will not call it",
+                        name.source
+                    )
+                })?;
+            for templates in &mut self.templates {
+                templates.load[index].mirror_params(declared.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// The plan against this host's resolver and interfaces.
     pub fn from_options(options: &RunOptions, nofile: u64, cpus: &[usize]) -> Result<Self, String> {
         let local = crate::sys::interfaces::local_addresses();

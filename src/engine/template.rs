@@ -119,6 +119,13 @@ pub struct Template {
     /// Bytes of `body_end` when nothing in it is generated (the common, fastest case).
     body_end_static: Option<usize>,
     has_id: bool,
+    /// tools/call: where the arguments object starts in `body_end`'s bytes (the name before
+    /// it is never generated when this is known).
+    arguments_at: Option<usize>,
+    /// 2026-07-28: the tool's `x-mcp-header` declarations, mirrored into `Mcp-Param-*` per
+    /// request when the arguments are generated (static arguments: written into
+    /// `head_start` once).
+    param_headers: Vec<crate::proto::mcp_headers::ParamHeader>,
 }
 
 /// The sessionless protocol revision (no initialize, per-request headers and `_meta`).
@@ -215,6 +222,8 @@ impl Template {
                 body_end: Vec::new(),
                 body_end_static: Some(0),
                 has_id: false,
+                arguments_at: None,
+                param_headers: Vec::new(),
             };
         }
         let name = entry.and_then(|e| e.name.as_ref());
@@ -244,7 +253,7 @@ impl Template {
             {
                 // The plan refuses generated names under 2026-07-28: the header is fixed.
                 head_start.extend_from_slice(b"Mcp-Name: ");
-                write_header_value(&mut head_start, &name.source);
+                crate::proto::mcp_headers::write_value(&mut head_start, name.source.as_bytes());
                 head_start.extend_from_slice(b"\r\n");
             }
         } else if method != Method::Initialize {
@@ -279,6 +288,7 @@ impl Template {
         let mut params = Pieces::default();
         let no_name = Text::literal("");
         let name = name.unwrap_or(&no_name);
+        let mut arguments_in_params = None;
         match method {
             Method::Initialize => {
                 params.bytes(b"\"protocolVersion\":");
@@ -295,6 +305,9 @@ impl Template {
                 params.bytes(b"\"name\":");
                 params.string(name);
                 params.bytes(b",\"arguments\":");
+                if let [Piece::Literal(before)] = params.0.as_slice() {
+                    arguments_in_params = Some(before.len());
+                }
                 match args {
                     Some(args) => params.json(args),
                     None => params.bytes(b"{}"),
@@ -344,6 +357,12 @@ impl Template {
             | Method::Delete => {}
         }
         let has_params = !params.0.is_empty();
+        let arguments_at = match (arguments_in_params, end.0.as_slice()) {
+            (Some(at), [Piece::Literal(before)]) => {
+                Some(before.len() + b",\"params\":{".len() + at)
+            }
+            _ => None,
+        };
         match (has_params, modern) {
             _ if method == Method::Initialized => {}
             (false, false) => end.bytes(b"}"),
@@ -375,6 +394,31 @@ impl Template {
             body_end: end.0,
             body_end_static,
             has_id,
+            arguments_at,
+            param_headers: Vec::new(),
+        }
+    }
+
+    /// Mirrors the tool's `x-mcp-header` arguments into `Mcp-Param-*` headers (2026-07-28,
+    /// a tools/call template). Static arguments are mirrored here, once; generated ones per
+    /// request from the very bytes drawn for the body.
+    pub fn mirror_params(&mut self, declared: Vec<crate::proto::mcp_headers::ParamHeader>) {
+        let Some(at) = self.arguments_at else { return };
+        if declared.is_empty() {
+            return;
+        }
+        match (&self.body_end_static, self.body_end.first()) {
+            (Some(_), Some(Piece::Literal(bytes))) => {
+                if let Some(arguments) = arguments_slice(bytes, at) {
+                    crate::proto::mcp_headers::write_param_headers(
+                        &mut self.head_start,
+                        &declared,
+                        arguments,
+                    );
+                }
+            }
+            (Some(_), _) => {}
+            (None, _) => self.param_headers = declared,
         }
     }
 
@@ -409,6 +453,13 @@ impl Template {
             }
         };
         out.extend_from_slice(&self.head_start);
+        if !self.param_headers.is_empty()
+            && let Some(arguments) = self
+                .arguments_at
+                .and_then(|at| arguments_slice(generated, at))
+        {
+            crate::proto::mcp_headers::write_param_headers(out, &self.param_headers, arguments);
+        }
         if !session_id.is_empty() {
             out.extend_from_slice(b"mcp-session-id: ");
             out.extend_from_slice(session_id);
@@ -431,38 +482,10 @@ impl Template {
     }
 }
 
-/// A header value as 2026-07-28 carries names: as-is when visible ASCII without leading or
-/// trailing space, else `=?base64?<standard padded Base64 of the UTF-8>?=`.
-fn write_header_value(out: &mut Vec<u8>, value: &str) {
-    let plain = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| (0x21..0x7f).contains(&b) || b == b' ')
-        && !value.starts_with(' ')
-        && !value.ends_with(' ')
-        && (!value.starts_with("=?") || !value.ends_with("?="));
-    if plain {
-        out.extend_from_slice(value.as_bytes());
-        return;
-    }
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    out.extend_from_slice(b"=?base64?");
-    for chunk in value.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> shift) as usize & 63]);
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
-    out.extend_from_slice(b"?=");
+/// The arguments object starting at `at` in a body's bytes.
+fn arguments_slice(body_end: &[u8], at: usize) -> Option<&[u8]> {
+    let end = crate::proto::json::skip_value(body_end, at).ok()?;
+    body_end.get(at..end)
 }
 
 fn decimal_digits(mut value: u64) -> usize {
@@ -535,6 +558,70 @@ mod tests {
 
     fn body_of(request: &str) -> (&str, &str) {
         request.split_once("\r\n\r\n").unwrap()
+    }
+
+    #[test]
+    fn test_param_headers_mirror_the_arguments_sent() {
+        use crate::proto::mcp_headers::{ParamHeader, ParamKind, check_param_headers};
+        let modern = TemplateConfig {
+            protocol_version: MODERN_PROTOCOL_VERSION,
+            ..config()
+        };
+        let declared = vec![
+            ParamHeader::fixed("priority", "Priority", ParamKind::Integer),
+            ParamHeader::fixed("region", "Region", ParamKind::String),
+        ];
+        let (mut rng, mut seq, lines) = (Rng::new(3), 0, Lines::default());
+        for args in [
+            r#"{"region":"us-west1","priority":2}"#,
+            r#"{"region":"{{choice eu|us west|é}}","priority":{{int 1 9}},"text":"{{str 4}}"}"#,
+        ] {
+            let entry = &entries("tools/call=route", &[("route", args)])[0];
+            let mut template = Template::for_entry(entry, &modern);
+            template.mirror_params(declared.clone());
+            let mut seen = std::collections::BTreeSet::new();
+            for id in 0..40 {
+                let mut state = GenState {
+                    rng: &mut rng,
+                    lines: &lines,
+                    seq: &mut seq,
+                    seq_step: 1,
+                };
+                let mut out = Vec::new();
+                template.write(&mut out, b"", id, &mut state, &mut Vec::new());
+                let text = String::from_utf8(out).unwrap();
+                let (head, body) = body_of(&text);
+                let parsed = crate::proto::http_request::parse_request(
+                    text.as_bytes(),
+                    &crate::proto::http_request::RequestLimits::default(),
+                );
+                let crate::proto::http_request::Parse::Complete(request) = parsed.unwrap() else {
+                    panic!("incomplete: {text}");
+                };
+                let arguments = crate::proto::json::object_member(body.as_bytes(), "params")
+                    .unwrap()
+                    .and_then(|p| crate::proto::json::object_member(p, "arguments").unwrap());
+                assert_eq!(request.head.mcp_params.iter().count(), 2, "{head}");
+                check_param_headers(
+                    &declared,
+                    arguments,
+                    &request.head.mcp_params,
+                    &mut Vec::new(),
+                )
+                .unwrap_or_else(|e| panic!("{e}: {text}"));
+                seen.insert(
+                    head.lines()
+                        .find(|l| l.starts_with("Mcp-Param-Region"))
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            assert_eq!(
+                seen.len(),
+                if template.is_generated() { 3 } else { 1 },
+                "{seen:?}"
+            );
+        }
     }
 
     #[test]
@@ -672,22 +759,6 @@ mod tests {
             assert!(meta["io.modelcontextprotocol/clientCapabilities"].is_object());
             assert_eq!(value["id"], 3);
         }
-    }
-
-    #[test]
-    fn test_header_value_base64_when_not_plain_ascii() {
-        let encode = |s: &str| {
-            let mut out = Vec::new();
-            write_header_value(&mut out, s);
-            String::from_utf8(out).unwrap()
-        };
-        assert_eq!(encode("echo"), "echo");
-        assert_eq!(encode("get weather"), "get weather");
-        // RFC 4648 test vectors, wrapped.
-        assert_eq!(encode(" f"), "=?base64?IGY=?=");
-        assert_eq!(encode("héllo"), "=?base64?aMOpbGxv?=");
-        assert_eq!(encode("=?x?="), "=?base64?PT94Pz0=?=");
-        assert_eq!(encode("a\tb"), "=?base64?YQli?=");
     }
 
     #[test]

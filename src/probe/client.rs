@@ -69,6 +69,9 @@ pub struct ProbeClient {
     pub session: Option<String>,
     stream: Option<Box<dyn Stream>>,
     next_id: u64,
+    /// The `x-mcp-header` declarations of the tool the next tools/call calls (2026-07-28:
+    /// mirrored into `Mcp-Param-*`); the walk sets them from the tool's `inputSchema`.
+    pub param_headers: Vec<crate::proto::mcp_headers::ParamHeader>,
 }
 
 impl ProbeClient {
@@ -88,6 +91,7 @@ impl ProbeClient {
             session: None,
             stream: None,
             next_id: 1,
+            param_headers: Vec::new(),
         }
     }
 
@@ -251,6 +255,7 @@ impl ProbeClient {
     ) -> Result<Option<Value>, ProbeError> {
         let body = message.to_string();
         let mut extra: Vec<(&str, String)> = Vec::new();
+        let mut params_extra: Vec<(String, String)> = Vec::new();
         if let Some(session) = &self.session {
             extra.push(("Mcp-Session-Id", session.clone()));
         }
@@ -263,11 +268,32 @@ impl ProbeClient {
                 "resources/read" => message["params"]["uri"].as_str(),
                 _ => None,
             };
-            if let Some(name) = name.filter(|n| n.bytes().all(|b| (b' '..=b'~').contains(&b))) {
-                extra.push(("Mcp-Name", name.to_string()));
+            if let Some(name) = name {
+                let mut value = Vec::new();
+                crate::proto::mcp_headers::write_value(&mut value, name.as_bytes());
+                extra.push(("Mcp-Name", String::from_utf8_lossy(&value).into_owned()));
+            }
+            if method == "tools/call" && !self.param_headers.is_empty() {
+                let arguments = message["params"]["arguments"].to_string();
+                let mut lines = Vec::new();
+                crate::proto::mcp_headers::write_param_headers(
+                    &mut lines,
+                    &self.param_headers,
+                    arguments.as_bytes(),
+                );
+                // Each line is `Name: value\r\n`, values visible ASCII (the sentinel did that).
+                for line in String::from_utf8_lossy(&lines).split("\r\n") {
+                    if let Some((name, value)) = line.split_once(": ") {
+                        params_extra.push((name.to_string(), value.to_string()));
+                    }
+                }
             }
         }
-        let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let extra_ref: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .chain(params_extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .collect();
         let mut bytes = self.head("POST", &extra_ref, body.len()).into_bytes();
         bytes.extend_from_slice(body.as_bytes());
         let mut stream = match self.stream.take() {

@@ -117,8 +117,12 @@ pub fn discover(client: &mut ProbeClient, rows: &mut Vec<Row>) -> Result<Surface
     })
 }
 
-/// The whole walk: open the session, list, call, read, get; every request a row.
-pub fn walk(client: &mut ProbeClient) -> Result<(Surface, Vec<Row>), ProbeError> {
+/// The whole walk: open the session, list, call, read, get; every request a row. A tool
+/// named in `tool_args` is called with those arguments instead of ones made from its schema.
+pub fn walk(
+    client: &mut ProbeClient,
+    tool_args: &[(String, Value)],
+) -> Result<(Surface, Vec<Row>), ProbeError> {
     let mut rows = Vec::new();
     let opened = client.open_session();
     let method = if client.modern() {
@@ -137,8 +141,27 @@ pub fn walk(client: &mut ProbeClient) -> Result<(Surface, Vec<Row>), ProbeError>
         let Some(name) = tool["name"].as_str() else {
             continue;
         };
-        let args = surface::arguments_for(&tool["inputSchema"]);
+        // SEP-2243: a tool with an invalid `x-mcp-header` is excluded, never called.
+        let declared = match crate::proto::mcp_headers::declarations(&tool["inputSchema"]) {
+            Ok(declared) => declared,
+            Err(e) => {
+                rows.push(Row {
+                    method: "tools/call".into(),
+                    name: name.into(),
+                    outcome: format!("not called: {e} (a client must exclude the tool)"),
+                    ok: false,
+                    latency_us: None,
+                });
+                continue;
+            }
+        };
+        let args = match tool_args.iter().find(|(n, _)| n == name) {
+            Some((_, args)) => args.clone(),
+            None => surface::arguments_for(&tool["inputSchema"]),
+        };
+        client.param_headers = declared;
         let answer = client.request("tools/call", json!({ "name": name, "arguments": args }));
+        client.param_headers.clear();
         rows.push(Row::of("tools/call", name, &answer));
     }
     for resource in surface.resources.iter().flatten() {

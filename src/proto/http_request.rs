@@ -119,6 +119,9 @@ pub struct RequestHead<'a> {
     pub mcp_method: Option<&'a [u8]>,
     /// `Mcp-Name` (2026-07-28 spec: tools/call, resources/read, prompts/get).
     pub mcp_name: Option<&'a [u8]>,
+    /// `Mcp-Param-*` fields (2026-07-28: tool arguments marked `x-mcp-header`), suffixes and
+    /// values; repeats kept, for the server to refuse.
+    pub mcp_params: crate::proto::mcp_headers::ParamFields<'a>,
     /// `Last-Event-ID`.
     pub last_event_id: Option<&'a [u8]>,
     /// HTTP/1.1: true unless `Connection: close`; HTTP/1.0: only with `Connection: keep-alive`.
@@ -458,6 +461,7 @@ fn parse_head_lines<'a>(
         protocol_version: None,
         mcp_method: None,
         mcp_name: None,
+        mcp_params: Default::default(),
         last_event_id: None,
         keep_alive: false,
         expect_continue: false,
@@ -497,6 +501,10 @@ fn parse_head_lines<'a>(
         } else if name.eq_ignore_ascii_case(b"accept") {
             // Lists may legitimately repeat; keep the first rather than refuse.
             parsed.accept.get_or_insert(value);
+        } else if name.len() > PARAM_PREFIX.len()
+            && name[..PARAM_PREFIX.len()].eq_ignore_ascii_case(PARAM_PREFIX)
+        {
+            parsed.mcp_params.push(&name[PARAM_PREFIX.len()..], value);
         } else if let Some(slot) = unique_field(&mut parsed, name) {
             // Two values for a field that identifies the host or session would let the server
             // and a proxy in front of it act on different ones.
@@ -531,6 +539,8 @@ fn parse_head_lines<'a>(
     parsed.expect_continue &= http_minor == 1;
     Ok(parsed)
 }
+
+const PARAM_PREFIX: &[u8] = crate::proto::mcp_headers::PARAM_PREFIX.as_bytes();
 
 /// The slot for a header field that may appear at most once.
 fn unique_field<'h, 'a>(
@@ -775,6 +785,7 @@ mod tests {
             protocol_version: None,
             mcp_method: None,
             mcp_name: None,
+            mcp_params: Default::default(),
             last_event_id: None,
             keep_alive: true,
             expect_continue: false,
@@ -1163,6 +1174,23 @@ mod tests {
         assert_eq!(head.host, Some(&b"a:1"[..]));
         assert_eq!(head.content_type, Some(&b"application/json"[..]));
         assert_eq!(head.session_id, Some(&b"s1"[..]));
+    }
+
+    #[test]
+    fn test_mcp_param_fields_kept_with_their_suffix() {
+        let buf = b"POST /mcp HTTP/1.1\r\nMcp-Param-Region:  us-west1 \r\nmcp-param-priority: 4\r\n\
+            Mcp-Param-: x\r\nMcp-Paramx: y\r\nMCP-PARAM-Region: again\r\nContent-Length: 2\r\n\r\n{}";
+        let head = complete(buf).head;
+        let fields: Vec<_> = head.mcp_params.iter().collect();
+        assert_eq!(
+            fields,
+            [
+                (&b"Region"[..], &b"us-west1"[..]),
+                (&b"priority"[..], &b"4"[..]),
+                (&b"Region"[..], &b"again"[..]),
+            ]
+        );
+        assert!(!head.mcp_params.overflowed);
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
-    let plan = EnginePlan::from_options(&run_options, nofile, &cpus).map_err(RunError::Plan)?;
+    let mut plan = EnginePlan::from_options(&run_options, nofile, &cpus).map_err(RunError::Plan)?;
     let labels: Vec<String> = plan.entries.iter().map(|e| e.label()).collect();
     if let Some(unknown) = options.sla.entries.keys().find(|l| !labels.contains(l)) {
         return Err(RunError::Options(format!(
@@ -111,8 +111,10 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             labels.join(", ")
         )));
     }
-    if options.discovery {
-        discover(&plan, options.quiet)?;
+    if options.discovery
+        && let Some(tools) = discover(&plan, options.quiet)?
+    {
+        plan.mirror_params(&tools).map_err(RunError::Options)?;
     }
     crate::sys::signal::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
@@ -277,7 +279,9 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
 /// Discovery at baseline: one session lists the server's surface; a mix that names what the
 /// server lacks stops the run before any session opens. A server that cannot be probed is not
 /// refused here: the baseline then says why it gets no session.
-fn discover(plan: &EnginePlan, quiet: bool) -> Result<(), RunError> {
+/// Lists the server's surface and checks the mix against it; the tools as listed (for their
+/// `x-mcp-header` declarations), `None` when discovery could not run.
+fn discover(plan: &EnginePlan, quiet: bool) -> Result<Option<Vec<serde_json::Value>>, RunError> {
     // A server that stalls the probe delays the start by one timeout at most: discovery
     // stops at its first unanswered request.
     let timeout = plan.request_timeout.min(Duration::from_secs(5));
@@ -301,13 +305,14 @@ fn discover(plan: &EnginePlan, quiet: bool) -> Result<(), RunError> {
             if !quiet {
                 eprintln!("mcpstorm run: the server lists {}", surface.summary());
             }
-            surface.check(&plan.entries).map_err(RunError::Options)
+            surface.check(&plan.entries).map_err(RunError::Options)?;
+            Ok(Some(surface.tools.unwrap_or_default()))
         }
         Err(e) => {
             if !quiet {
                 eprintln!("mcpstorm run: discovery skipped: {e}");
             }
-            Ok(())
+            Ok(None)
         }
     }
 }

@@ -23,7 +23,7 @@ use super::sessions::{LOG_LEVEL_UNSET, Lookup, SESSION_ID_LEN, SessionTable};
 use super::stats::{Counter, ShardStats};
 use crate::proto::http_request::{Method, RequestError, RequestHead};
 use crate::proto::http_response::write_head;
-use crate::proto::{chunked, json, sse};
+use crate::proto::{chunked, json, mcp_headers, sse};
 use std::io::Write as _;
 
 /// Protocol versions `initialize` can negotiate (sessions), newest first; a session stores its
@@ -122,13 +122,20 @@ const JSONRPC_PREFIX: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":";
 /// `serve`'s own tools, then the conformance suite's fixtures (`fixtures.rs`): `echo` stays
 /// first, the tool a client that calls "the first listed tool" with `{}` gets a tool error from.
 const TOOLS_LIST_RESULT: &[u8] = concat!(
-    r#"{"tools":[{"name":"echo","description":"Returns its text argument unchanged.","inputSchema":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}},{"name":"add","description":"Adds two numbers and returns the sum as text.","inputSchema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}},{"name":"sleep","description":"Waits ms milliseconds on a timer (never blocks the server), then answers.","inputSchema":{"type":"object","properties":{"ms":{"type":"integer","minimum":0,"maximum":60000}},"required":["ms"]}},"#,
+    r#"{"tools":[{"name":"echo","description":"Returns its text argument unchanged.","inputSchema":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}},{"name":"add","description":"Adds two numbers and returns the sum as text.","inputSchema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}},{"name":"sleep","description":"Waits ms milliseconds on a timer (never blocks the server), then answers.","inputSchema":{"type":"object","properties":{"ms":{"type":"integer","minimum":0,"maximum":60000}},"required":["ms"]}},{"name":"route","description":"Answers with the region it was called with. Under 2026-07-28 its region and priority also travel as Mcp-Param-Region and Mcp-Param-Priority headers, which must match the arguments.","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"},"priority":{"type":"integer","x-mcp-header":"Priority"}},"required":["region"]}},"#,
     super::fixtures::tools_list_entries!(),
     ",",
     super::mrtr::tools_list_entries!(),
     "]}"
 )
 .as_bytes();
+
+/// The `x-mcp-header` declarations of `route`, as its listing has them, in property order
+/// (a test checks).
+const ROUTE_PARAMS: [mcp_headers::ParamHeader; 2] = [
+    mcp_headers::ParamHeader::fixed("priority", "Priority", mcp_headers::ParamKind::Integer),
+    mcp_headers::ParamHeader::fixed("region", "Region", mcp_headers::ParamKind::String),
+];
 
 impl<'a> Handler<'a> {
     pub fn new(
@@ -599,7 +606,7 @@ impl<'a> Handler<'a> {
                 keep_alive,
             );
         }
-        if !header_value_is_valid(version)
+        if !mcp_headers::value_is_valid(version)
             || body_version.as_deref().map(str::as_bytes) != Some(version)
         {
             return self.error_with_id(
@@ -617,7 +624,7 @@ impl<'a> Handler<'a> {
         }
         if !head
             .mcp_method
-            .is_some_and(|m| header_value_is_valid(m) && m == method.as_bytes())
+            .is_some_and(|m| mcp_headers::value_is_valid(m) && m == method.as_bytes())
         {
             return self.error_with_id(
                 out,
@@ -639,8 +646,8 @@ impl<'a> Handler<'a> {
                 .and_then(|p| member(p, key))
                 .and_then(json::str_unescaped);
             let matches = match (head.mcp_name, body_name) {
-                (Some(header), Some(name)) if header_value_is_valid(header) => {
-                    decode_header_value(header, &mut self.event)
+                (Some(header), Some(name)) if mcp_headers::value_is_valid(header) => {
+                    mcp_headers::decode_value(header, &mut self.event)
                         .is_some_and(|decoded| decoded == name.as_bytes())
                 }
                 _ => false,
@@ -657,6 +664,30 @@ impl<'a> Handler<'a> {
                     } else {
                         "Header mismatch: Mcp-Name is missing, malformed or does not match params.name"
                     },
+                    keep_alive,
+                );
+            }
+        }
+        if method == "tools/call"
+            && params
+                .and_then(|p| member(p, "name"))
+                .and_then(json::str_unescaped)
+                .is_some_and(|n| n == "route")
+        {
+            let arguments = params.and_then(|p| member(p, "arguments"));
+            if let Err(mismatch) = mcp_headers::check_param_headers(
+                &ROUTE_PARAMS,
+                arguments,
+                &head.mcp_params,
+                &mut self.event,
+            ) {
+                return self.error_with_id(
+                    out,
+                    Counter::error_header_mismatch,
+                    400,
+                    id,
+                    HEADER_MISMATCH,
+                    &mismatch.to_string(),
                     keep_alive,
                 );
             }
@@ -847,6 +878,10 @@ impl<'a> Handler<'a> {
                     return Some(ms);
                 }
                 _ => self.tool_error(id, "sleep needs an integer `ms` from 0 to 60000"),
+            },
+            Some("route") => match arg("region").and_then(json::str_raw) {
+                Some(region) => self.text_result(id, |b| b.extend_from_slice(region), false),
+                None => self.tool_error(id, "route needs a string argument `region`"),
             },
             Some(other) if other.starts_with("test_input_required_result_") => {
                 self.mrtr_tool(id, other, params, client_capabilities)
@@ -1430,66 +1465,6 @@ fn member<'a>(object: &'a [u8], key: &str) -> Option<&'a [u8]> {
     json::object_member(object, key).ok().flatten()
 }
 
-/// Visible ASCII, space and tab: what an MCP header value may hold (anything else must have
-/// come Base64-encoded).
-fn header_value_is_valid(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b))
-}
-
-/// An `Mcp-Name` value as the client meant it: `=?base64?…?=` decoded (strict, canonical
-/// Base64 of the UTF-8 bytes; malformed gives `None`), anything else as is.
-fn decode_header_value<'a>(value: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
-    const PREFIX: &[u8] = b"=?base64?";
-    const SUFFIX: &[u8] = b"?=";
-    if value.len() >= PREFIX.len() + SUFFIX.len()
-        && value.starts_with(PREFIX)
-        && value.ends_with(SUFFIX)
-    {
-        let payload = &value[PREFIX.len()..value.len() - SUFFIX.len()];
-        return decode_base64(payload, scratch).then_some(scratch.as_slice());
-    }
-    Some(value)
-}
-
-/// Standard-alphabet, padded Base64 into `out`; false on any non-canonical input (wrong
-/// length, padding not at the end, a stray byte, non-zero unused bits).
-fn decode_base64(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    if !input.len().is_multiple_of(4) {
-        return false;
-    }
-    let quads = input.len() / 4;
-    for (index, quad) in input.chunks_exact(4).enumerate() {
-        let padding = quad.iter().rev().take_while(|&&b| b == b'=').count();
-        if padding > 2 || (padding > 0 && index + 1 != quads) {
-            return false;
-        }
-        let mut bits = 0u32;
-        for &b in &quad[..4 - padding] {
-            let sextet = match b {
-                b'A'..=b'Z' => b - b'A',
-                b'a'..=b'z' => b - b'a' + 26,
-                b'0'..=b'9' => b - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => return false,
-            };
-            bits = (bits << 6) | u32::from(sextet);
-        }
-        match padding {
-            0 => out.extend_from_slice(&[(bits >> 16) as u8, (bits >> 8) as u8, bits as u8]),
-            1 if bits & 0b11 == 0 => {
-                out.extend_from_slice(&[(bits >> 10) as u8, (bits >> 2) as u8])
-            }
-            2 if bits & 0b1111 == 0 => out.push((bits >> 4) as u8),
-            _ => return false,
-        }
-    }
-    true
-}
-
 fn is_rpc_response(body: &[u8]) -> bool {
     json::validate(body).is_ok()
         && matches!(json::object_member(body, "method"), Ok(None))
@@ -1981,6 +1956,68 @@ mod tests {
     }
 
     #[test]
+    fn test_route_declarations_are_the_listed_ones() {
+        let listing: serde_json::Value = serde_json::from_slice(TOOLS_LIST_RESULT).unwrap();
+        let route = listing["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "route")
+            .unwrap();
+        assert_eq!(
+            mcp_headers::declarations(&route["inputSchema"]).unwrap(),
+            ROUTE_PARAMS.to_vec()
+        );
+        // The suite's validation scenario tests the first tool with a declaration.
+        let first = listing["tools"].as_array().unwrap().iter().find(|t| {
+            !mcp_headers::declarations(&t["inputSchema"])
+                .unwrap()
+                .is_empty()
+        });
+        assert_eq!(first.unwrap()["name"], "route");
+    }
+
+    #[test]
+    fn test_route_checks_its_param_headers() {
+        let f = Fixture::new(ResponseMode::Json);
+        let base = format!("{V2026}Mcp-Method: tools/call\r\nMcp-Name: route\r\n");
+        let params = r#""name":"route","arguments":{"region":"Hello","priority":3},"#;
+        let call = |extra: &str| {
+            let (_, out) = f.modern(
+                &format!("{base}{extra}"),
+                &modern_body("1", "tools/call", params, V2026_META),
+            );
+            let (status, _, json) = split(&out);
+            (status, json)
+        };
+        let (status, json) = call("Mcp-Param-Region: Hello\r\nMcp-Param-Priority: 3\r\n");
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["result"]["content"][0]["text"], "Hello");
+        let (status, _) =
+            call("mcp-param-region: =?base64?SGVsbG8=?=\r\nMCP-PARAM-PRIORITY: 3\r\n");
+        assert_eq!(status, 200);
+        for bad in [
+            "Mcp-Param-Priority: 3\r\n",
+            "Mcp-Param-Region: =?base64?SGVsbG8?=\r\nMcp-Param-Priority: 3\r\n",
+            "Mcp-Param-Region: Hello\r\nMcp-Param-Priority: 4\r\n",
+            "Mcp-Param-Region: Hello\r\n",
+        ] {
+            let (status, json) = call(bad);
+            assert_eq!(status, 400, "{bad}");
+            assert_eq!(json["error"]["code"], -32020, "{bad}");
+            assert!(
+                json["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Mcp-Param-"),
+                "{json}"
+            );
+        }
+        // The 2025 eras have no such headers: the arguments alone count.
+        assert_eq!(f.stats[0].get(Counter::error_header_mismatch), 4);
+    }
+
+    #[test]
     fn test_sessionless_without_client_capabilities_is_invalid_params() {
         let f = Fixture::new(ResponseMode::Json);
         let (_, out) = f.modern(
@@ -2153,27 +2190,6 @@ mod tests {
             proptest::prop_assert_eq!(errors_counted(&f), expected_errors, "{}", out);
             proptest::prop_assert_eq!(f.sessions.live(), 0);
             proptest::prop_assert!(!out.contains("Mcp-Session-Id"));
-        }
-    }
-
-    #[test]
-    fn base64_is_strict() {
-        let mut out = Vec::new();
-        for (text, bytes) in [
-            ("", &b""[..]),
-            ("ZQ==", b"e"),
-            ("ZWM=", b"ec"),
-            ("ZWNo", b"ech"),
-            ("ZWNobw==", b"echo"),
-            ("w6k=", "é".as_bytes()),
-        ] {
-            assert!(decode_base64(text.as_bytes(), &mut out), "{text}");
-            assert_eq!(out, bytes, "{text}");
-        }
-        for bad in [
-            "Z", "ZQ=", "ZR==", "ZWN=", "Z===", "ZQ==ZQ==", "ZW-o", "ZW o", "=ZWN",
-        ] {
-            assert!(!decode_base64(bad.as_bytes(), &mut out), "{bad}");
         }
     }
 

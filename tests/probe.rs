@@ -248,3 +248,30 @@ fn a_run_mirrors_generated_x_mcp_header_arguments_into_mcp_param_headers() {
     assert!(server.stats()["error_header_mismatch"].as_u64() >= Some(sent));
     let _ = std::fs::remove_file(&json);
 }
+
+/// `probe https://…` against `serve --tls-cert`: trusting the test's CA it walks the surface;
+/// without that CA the certificate is refused (exit 2, the reason named); `--insecure` walks.
+#[test]
+fn probe_walks_a_tls_server_and_refuses_an_untrusted_certificate() {
+    let dir = std::env::temp_dir().join(format!("mcpstorm-probe-tls-{}", std::process::id()));
+    let pki = mcpstorm::tls::server::throwaway_pki(&dir).expect("throwaway certificate");
+    let server = common::Server::start(&[
+        "--shards",
+        "1",
+        "--tls-cert",
+        pki.cert_file.to_str().unwrap(),
+        "--tls-key",
+        pki.key_file.to_str().unwrap(),
+    ]);
+    let url = format!("https://localhost:{}/mcp", server.addr.port());
+    let ca = pki.ca_file.to_str().unwrap();
+    let (_, walked, out) = walk(&["--cacert", ca, &url]);
+    assert_eq!(outcome(&walked, "initialize", "")["ok"], true, "{out}");
+    assert_eq!(outcome(&walked, "tools/call", "echo")["ok"], true, "{out}");
+    let (code, _, out) = walk(&[&url]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.to_lowercase().contains("certificate"), "{out}");
+    let (_, walked, out) = walk(&["--insecure", &url]);
+    assert_eq!(outcome(&walked, "tools/call", "echo")["ok"], true, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

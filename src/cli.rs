@@ -344,6 +344,30 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Push a `notifications/message` to every held listen stream (GET stream or
+    /// subscriptions/listen) this often, its send time in `_meta["mcpstorm/sentAtUs"]`
+    /// (UNIX µs), so clients can measure fan-out latency.
+    #[arg(long, value_parser = parse_notify_every)]
+    pub notify_every: Option<Duration>,
+    /// With --notify-every: `all` streams, or at most N of them (split over the shards).
+    #[arg(long, value_parser = parse_notify_to, requires = "notify_every", value_name = "all|N")]
+    pub notify_to: Option<u32>,
+}
+
+fn parse_notify_every(text: &str) -> Result<Duration, String> {
+    let every = parse_duration(text)?;
+    if every < Duration::from_millis(1) {
+        return Err("at least 1ms".into());
+    }
+    Ok(every)
+}
+
+/// `all` is no limit (`None` once clap unwraps the Option: a limit of u32::MAX never binds).
+fn parse_notify_to(text: &str) -> Result<u32, String> {
+    if text == "all" {
+        return Ok(u32::MAX);
+    }
+    parse_count_u32(text)
 }
 
 /// Parses `250ms`, `30s`, `15m`, `2h`, `1.5s`; a bare number is seconds.

@@ -469,6 +469,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         concurrency: args.concurrency,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        notify_every: args.notify_every,
+        notify_to: args.notify_to,
     };
     let plan = match ServerPlan::from_options(&options) {
         Ok(plan) => plan,

@@ -1006,3 +1006,123 @@ fn a_tool_that_asks_its_client_gets_the_answer_posted_on_another_connection() {
     assert_eq!(stats["client_requests_sent"], 1, "{stats}");
     assert_eq!(stats["client_answers_routed"], 1, "{stats}");
 }
+
+/// Opens a GET listen stream for `session` on a new connection; returns the reader after
+/// the response head.
+fn open_listen_stream(server: &Server, session: &str) -> common::Client {
+    let mut client = server.connect();
+    let request = client.encode(
+        "GET",
+        "/mcp",
+        &[("Accept", "text/event-stream"), ("Mcp-Session-Id", session)],
+        b"",
+    );
+    client.stream().write_all(&request).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(&mut client.reader, &mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    client
+}
+
+/// The next `notifications/message` event on a listen stream (keep-alive comments and chunk
+/// framing skipped): its `seq` and `_meta["mcpstorm/sentAtUs"]`.
+fn next_notification(client: &mut common::Client) -> (u64, u64) {
+    use std::io::BufRead;
+    loop {
+        let mut line = String::new();
+        let n = client.reader.read_line(&mut line).expect("read the stream");
+        assert!(n > 0, "the server closed the stream");
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            let json: serde_json::Value = serde_json::from_str(data).unwrap();
+            assert_eq!(json["method"], "notifications/message", "{json}");
+            return (
+                json["params"]["data"]["seq"].as_u64().unwrap(),
+                json["params"]["_meta"]["mcpstorm/sentAtUs"]
+                    .as_u64()
+                    .unwrap(),
+            );
+        }
+    }
+}
+
+/// `serve --notify-every`: every held listen stream gets every round's event, in order, with
+/// a send time no later than its arrival; `--notify-to N` reaches N streams a round.
+#[test]
+fn notify_every_reaches_every_held_stream_in_order() {
+    let server = Server::start(&["--shards", "2", "--notify-every", "100ms"]);
+    let mut streams: Vec<common::Client> = (0..40)
+        .map(|_| {
+            let session = server.connect().initialize();
+            open_listen_stream(&server, &session)
+        })
+        .collect();
+    // A read that waits forever would hang the suite: a generous bound, not a timing check.
+    for stream in &mut streams {
+        stream
+            .stream()
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+    }
+    for stream in &mut streams {
+        let (first, _) = next_notification(stream);
+        for expected in first + 1..first + 4 {
+            let (seq, sent_at_us) = next_notification(stream);
+            assert_eq!(seq, expected, "no round skipped or reordered");
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64;
+            assert!(
+                sent_at_us <= now_us,
+                "sent {sent_at_us} after arrival {now_us}"
+            );
+        }
+    }
+    let stats = server.stats();
+    assert_eq!(stats["notifications_dropped"], 0, "{stats}");
+    assert_eq!(stats["notify_rounds_skipped"], 0, "{stats}");
+    assert!(
+        stats["notifications_sent"].as_u64() >= Some(40 * 4),
+        "{stats}"
+    );
+    drop(server);
+
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--notify-every",
+        "50ms",
+        "--notify-to",
+        "5",
+    ]);
+    let mut streams: Vec<common::Client> = (0..20)
+        .map(|_| {
+            let session = server.connect().initialize();
+            open_listen_stream(&server, &session)
+        })
+        .collect();
+    for stream in &mut streams[..1] {
+        stream
+            .stream()
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        // The first stream is reached by every round (a round walks streams in slot order).
+        let (first, _) = next_notification(stream);
+        while next_notification(stream).0 < first + 3 {}
+    }
+    let stats = server.stats();
+    let (rounds, sent) = (
+        stats["notify_rounds"].as_u64().unwrap(),
+        stats["notifications_sent"].as_u64().unwrap(),
+    );
+    assert!(rounds >= 3, "{stats}");
+    // Counted from another thread while rounds go on: at most one round's share ahead.
+    assert!(
+        sent >= 5 * rounds && sent <= 5 * (rounds + 1),
+        "5 streams a round: {stats}"
+    );
+}

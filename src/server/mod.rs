@@ -4,12 +4,13 @@
 //! listener per listen address. Sessions live in one table shared by all shards.
 //!
 //! Module map: `shard.rs` (the io_uring loop), `mcp.rs` (I/O-free MCP answers),
-//! `sessions.rs` (session table), `stats.rs` (counters).
+//! `sessions.rs` (session table), `stats.rs` (counters), `notify.rs` (`--notify-every` fan-out).
 
 pub mod catalog;
 pub mod fixtures;
 pub mod mcp;
 pub mod mrtr;
+pub mod notify;
 pub mod pending;
 pub mod service;
 pub mod sessions;
@@ -47,6 +48,10 @@ pub struct ServerPlan {
     pub epoch: Instant,
     /// `--tls-cert/--tls-key`: every connection speaks TLS.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// `--notify-every` (0 = off): a notification to every held listen stream this often.
+    pub notify_every_ns: u64,
+    /// `--notify-to N` over all shards; `None` = every stream.
+    pub notify_to: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +74,8 @@ pub struct ServeOptions {
     /// Certificate chain and key (PEM) to speak TLS on every listener.
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
+    pub notify_every: Option<Duration>,
+    pub notify_to: Option<u32>,
 }
 
 impl ServerPlan {
@@ -135,6 +142,10 @@ impl ServerPlan {
             session_idle_timeout_s: options.session_idle_timeout_s,
             service_time_ns: options.service_time.as_nanos().min(u64::MAX as u128) as u64,
             service_concurrency: options.concurrency,
+            notify_every_ns: options
+                .notify_every
+                .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64),
+            notify_to: options.notify_to.filter(|&n| n != u32::MAX),
             cpus,
             epoch: Instant::now(),
             tls: match (&options.tls_cert, &options.tls_key) {

@@ -9,6 +9,7 @@
 //! completion can never land on a reused slot; the generation in `user_data` asserts that.
 
 use super::mcp::{Handler, Outcome, write_protocol_error};
+use super::notify::{self, Begin, Fanout, STREAMS_PER_TURN};
 use super::service::{Job, ServiceQueue, Started};
 use super::stats::{Counter, ShardStats};
 use super::{STOP, ServerPlan};
@@ -77,6 +78,9 @@ const AWAIT_POLL_NS: u64 = 2_000_000;
 struct Conn {
     generation: u16,
     flags: u8,
+    /// A listen stream (2025 GET, 2026-07-28 `subscriptions/listen`): `--notify-every`'s
+    /// events go to it. (A request's own event stream is STREAMING but not this.)
+    listens: bool,
     spill: u32,
     out_inflight: u32,
     out_pending: u32,
@@ -89,6 +93,7 @@ impl Conn {
     const FREE: Conn = Conn {
         generation: 0,
         flags: 0,
+        listens: false,
         spill: NONE,
         rx: NONE,
         out_inflight: NONE,
@@ -130,6 +135,8 @@ pub struct Shard<'a> {
     epoch: Instant,
     now_ns: u64,
     stopping: bool,
+    /// `--notify-every`: the rounds of events to listen streams.
+    fanout: Option<Fanout>,
 }
 
 impl<'a> Shard<'a> {
@@ -193,6 +200,13 @@ impl<'a> Shard<'a> {
             epoch: plan.epoch,
             now_ns: 0,
             stopping: false,
+            fanout: (plan.notify_every_ns > 0).then(|| {
+                Fanout::new(
+                    plan.notify_every_ns,
+                    notify::shard_limit(plan.notify_to, plan.shards, id),
+                    0,
+                )
+            }),
         })
     }
 
@@ -222,12 +236,15 @@ impl<'a> Shard<'a> {
             for slot in self.rings.iter_mut().skip(1) {
                 slot.ring.submit()?;
             }
-            let wait = match self.timers.peek() {
+            let mut wait = match self.timers.peek() {
                 Some(Reverse((deadline, ..))) => {
                     Duration::from_nanos(deadline.saturating_sub(self.now_ns)).min(LOOP_TICK)
                 }
                 None => LOOP_TICK,
             };
+            if let Some(fanout) = &self.fanout {
+                wait = wait.min(Duration::from_nanos(fanout.wait_ns(self.now_ns)));
+            }
             self.rings[0].ring.submit_and_wait_timeout(wait)?;
             self.now_ns = self.epoch.elapsed().as_nanos() as u64;
             for r in 0..self.rings.len() {
@@ -257,6 +274,7 @@ impl<'a> Shard<'a> {
                 self.rings[r].ring.bufs.publish();
             }
             self.fire_timers();
+            self.fan_out();
             if self.now_ns >= next_keepalive_ns {
                 self.send_keepalives();
                 next_keepalive_ns = self.now_ns + KEEPALIVE_INTERVAL.as_nanos() as u64;
@@ -777,6 +795,22 @@ impl<'a> Shard<'a> {
     fn on_send(&mut self, r: usize, slot: u32, res: i32, aux: u8) {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.flags &= !SEND_IN_FLIGHT;
+        if aux >= notify::AUX_BASE {
+            let chunk = (aux - notify::AUX_BASE) as usize;
+            let fanout = self.fanout.as_mut().expect("a fan-out sent it");
+            let len = fanout.chunk(chunk).len();
+            fanout.release(chunk);
+            let conn = &mut self.rings[r].conns[slot as usize];
+            if res < len as i32 {
+                // A short or failed send of a shared chunk cannot be resumed: the stream ends.
+                self.stats.incr(Counter::error_send);
+                conn.flags |= WANT_CLOSE;
+            } else {
+                self.stats.add(Counter::bytes_sent, res as u64);
+            }
+            self.flush(r, slot);
+            return;
+        }
         if aux == SEND_STATIC {
             if res < KEEPALIVE_CHUNK.len() as i32 {
                 // A stream whose client stopped reading (or went away): give up on it.
@@ -993,6 +1027,99 @@ impl<'a> Shard<'a> {
         }
     }
 
+    /// One loop turn of `--notify-every`: starts a round when due, then sends its event to at
+    /// most `STREAMS_PER_TURN` more listen streams.
+    fn fan_out(&mut self) {
+        let Some(fanout) = self.fanout.as_mut() else {
+            return;
+        };
+        if self.stopping {
+            return;
+        }
+        let sent_at_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        match fanout.begin_if_due(self.now_ns, sent_at_us) {
+            Begin::Idle | Begin::Started => {}
+            Begin::Skipped => self.stats.incr(Counter::notify_rounds_skipped),
+        }
+        let Some(mut cursor) = fanout.current else {
+            return;
+        };
+        let mut budget = STREAMS_PER_TURN;
+        let mut done = false;
+        while budget > 0 {
+            let Some(ring) = self.rings.get(cursor.ring) else {
+                done = true;
+                break;
+            };
+            if cursor.slot >= ring.conns.len() {
+                cursor.ring += 1;
+                cursor.slot = 0;
+                continue;
+            }
+            let fanout = self.fanout.as_ref().expect("checked above");
+            if !fanout.under_limit(cursor.reached) {
+                done = true;
+                break;
+            }
+            let (r, slot) = (cursor.ring, cursor.slot as u32);
+            cursor.slot += 1;
+            let conn = &self.rings[r].conns[slot as usize];
+            if !conn.listens || conn.flags & (OPEN | WANT_CLOSE) != OPEN {
+                continue;
+            }
+            budget -= 1;
+            cursor.reached += 1;
+            self.send_event(r, slot, cursor.chunk);
+        }
+        let fanout = self.fanout.as_mut().expect("checked above");
+        if done {
+            fanout.current = None;
+            self.stats.incr(Counter::notify_rounds);
+        } else {
+            fanout.current = Some(cursor);
+        }
+    }
+
+    /// The round's event to one listen stream: from the shared chunk when nothing else is
+    /// being sent on it (plaintext), else queued behind its output (or, when that is already
+    /// full, dropped and counted).
+    fn send_event(&mut self, r: usize, slot: u32, chunk: usize) {
+        let tls = !self.rings[r].tls.is_empty();
+        let fanout = self.fanout.as_mut().expect("fan-out running");
+        let conn = &mut self.rings[r].conns[slot as usize];
+        if tls || conn.flags & SEND_IN_FLIGHT != 0 {
+            if conn.out_pending == NONE {
+                conn.out_pending = self.outs.take();
+            }
+            let pending = &mut self.outs.bufs[conn.out_pending as usize];
+            if pending.len() > notify::PENDING_BYTES_MAX {
+                self.stats.incr(Counter::notifications_dropped);
+                return;
+            }
+            pending.extend_from_slice(fanout.chunk(chunk));
+            self.stats.incr(Counter::notifications_sent);
+            self.flush(r, slot);
+            return;
+        }
+        conn.flags |= SEND_IN_FLIGHT;
+        let bytes = fanout.chunk(chunk);
+        let entry = opcode::Send::new(types::Fixed(slot), bytes.as_ptr(), bytes.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(
+                UserData::new(slot, conn.generation, Op::Send)
+                    .with_aux(notify::AUX_BASE + chunk as u8)
+                    .encode(),
+            );
+        fanout.hold(chunk);
+        self.stats.incr(Counter::notifications_sent);
+        // The chunk's bytes stay unchanged (and its Vec unmoved) until this Send completes:
+        // `hold` keeps `begin_if_due` from rewriting the slot until on_send releases it.
+        self.push(r, entry);
+    }
+
     fn begin_stop(&mut self) {
         self.stopping = true;
         for r in 0..self.rings.len() {
@@ -1103,7 +1230,10 @@ fn process(
                             None => stats.incr(Counter::service_queued),
                         }
                     }
-                    Outcome::OpenStream => conn.flags |= STREAMING,
+                    Outcome::OpenStream => {
+                        conn.flags |= STREAMING;
+                        conn.listens = true;
+                    }
                     Outcome::AwaitClient { ticket, close } => {
                         // Its stream is open (flushed as output); it parses nothing more.
                         conn.flags |= STREAMING;

@@ -56,6 +56,13 @@ counters! {
     sessions_expired,
     sse_streams_opened,
     sse_keepalives_sent,
+    /// `--notify-every`: rounds walked, events queued or sent to listen streams, events a
+    /// slow stream did not get (its output already full), rounds skipped because every
+    /// shared event buffer was still held by sends in flight.
+    notify_rounds,
+    notifications_sent,
+    notifications_dropped,
+    notify_rounds_skipped,
     /// TLS handshakes completed (`--tls-cert`), and those that resumed a session ticket.
     tls_handshakes,
     tls_handshakes_resumed,

@@ -19,6 +19,7 @@ pub mod response;
 pub mod schedule;
 pub mod shard;
 mod slab;
+pub mod stream;
 pub mod target;
 pub mod template;
 pub mod timeline;

@@ -185,3 +185,78 @@ fn every_method_against_python_sdk_with_generated_arguments() {
         "{seen} / {stdout}"
     );
 }
+
+/// What a session's GET stream from the official Python SDK server says, read by the
+/// engine's own stream reader (`engine/stream.rs`) from the very bytes the SDK sent: a
+/// resource update sent by a tool (`ctx.session.send_resource_updated`, no related request)
+/// arrives on the GET stream, not on the call's response.
+#[test]
+fn python_sdk_get_stream_carries_its_notifications_to_the_stream_reader() {
+    use mcpstorm::engine::stream::{Opened, StreamItem, open};
+    use std::io::{Read, Write};
+    let server = PyServer::start(&["--json-response"]);
+    let addr: std::net::SocketAddr = server
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .parse()
+        .unwrap();
+    let mut client = common::Client::connect(addr);
+    let session = client.initialize();
+    let mut listener = std::net::TcpStream::connect(addr).unwrap();
+    // A generous bound so a broken peer cannot hang the suite (not a timing check).
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        listener,
+        "GET /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-06-18\r\n\r\n"
+    )
+    .unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (opened, mut reader) = loop {
+        let n = listener.read(&mut chunk).unwrap();
+        assert!(n > 0, "the SDK closed the GET stream");
+        received.extend_from_slice(&chunk[..n]);
+        if let Some(found) = open(&received).unwrap() {
+            break found;
+        }
+    };
+    let Opened::Stream { body_at } = opened else {
+        panic!(
+            "no stream: {opened:?}: {}",
+            String::from_utf8_lossy(&received)
+        );
+    };
+    // The stream is held before the tool runs (the SDK drops a notification with no stream).
+    let mut notifications = Vec::new();
+    let mut data = Vec::new();
+    let mut feed = |bytes: &[u8], notifications: &mut Vec<String>| {
+        reader
+            .feed(bytes, &mut data, &mut |item| {
+                if let StreamItem::Notification { method, .. } = item {
+                    notifications.push(method.to_string());
+                }
+            })
+            .unwrap()
+    };
+    feed(&received[body_at..], &mut notifications);
+    let call = client.rpc(
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"touch","arguments":{"uri":"docs://readme"}}}"#,
+    );
+    assert_eq!(
+        call.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&call.body)
+    );
+    while notifications.is_empty() {
+        let n = listener.read(&mut chunk).unwrap();
+        assert!(n > 0, "the SDK closed the GET stream");
+        let progress = feed(&chunk[..n], &mut notifications);
+        assert!(!progress.ended);
+    }
+    assert_eq!(notifications, ["notifications/resources/updated"]);
+}

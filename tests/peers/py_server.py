@@ -2,7 +2,8 @@
 """Official MCP Python SDK (2.x) server used as a real peer for mcpstorm's client engine.
 
 Tools: echo(text) -> text, add(a, b) -> number (add(2, 3) renders as "5"), sleep(ms) -> "slept <ms>ms",
-search(q, n) -> text (records q), seen() -> JSON of how many distinct search queries and item ids
+search(q, n) -> text (records q), touch(uri) -> a resource update on the session's GET stream,
+seen() -> JSON of how many distinct search queries and item ids
 it has been asked for (a test checks generated arguments on the server side).
 Resources: docs://readme, items://{id} (a template; records id). Prompt: greet(name).
 Completion: greet's name from a fixed list.
@@ -23,6 +24,7 @@ import json
 import sys
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.types import Completion
 
 
@@ -59,6 +61,13 @@ def build_server() -> MCPServer:
     def seen() -> str:
         """How many distinct search queries and item ids this server was asked for."""
         return json.dumps({"queries": len(seen_queries), "items": len(seen_items)})
+
+    @server.tool()
+    async def touch(uri: str, ctx: Context) -> str:
+        """Sends notifications/resources/updated for `uri` on the session's GET stream (not on
+        the call's own response): what a client holding that stream must receive."""
+        await ctx.session.send_resource_updated(uri)
+        return f"touched {uri}"
 
     @server.resource("docs://readme", mime_type="text/markdown")
     def readme() -> str:

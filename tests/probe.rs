@@ -230,19 +230,25 @@ fn a_run_mirrors_generated_x_mcp_header_arguments_into_mcp_param_headers() {
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
         let phase = &report["phases"][2]["requests"];
-        (
+        let counts = (
             phase["sent"].as_u64().unwrap(),
             phase["ok"].as_u64().unwrap(),
-        )
+        );
+        (counts, report["discovery"].clone())
     };
-    let (sent, ok) = run(&[]);
+    let ((sent, ok), discovery) = run(&[]);
+    // Sessionless discovery: server/discover and the four lists, in no phase's figures.
+    assert_eq!(discovery["sessions"], 0, "{discovery}");
+    assert!(discovery["requests"].as_u64() >= Some(5), "{discovery}");
+    assert_eq!(discovery["mirrored_tools"], serde_json::json!(["route"]));
     assert!(sent > 100, "{sent}");
     assert_eq!(ok, sent);
     let stats = server.stats();
     assert_eq!(stats["error_header_mismatch"], 0, "{stats}");
     assert!(stats["method_tools_call"].as_u64() >= Some(sent), "{stats}");
 
-    let (sent, ok) = run(&["--no-discovery"]);
+    let ((sent, ok), discovery) = run(&["--no-discovery"]);
+    assert!(discovery.is_null());
     assert!(sent > 100);
     assert_eq!(ok, 0, "no declarations known, no Mcp-Param headers");
     assert!(server.stats()["error_header_mismatch"].as_u64() >= Some(sent));

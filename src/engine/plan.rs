@@ -301,9 +301,11 @@ impl EnginePlan {
     /// `Mcp-Param-*` headers, by the tools' `inputSchema` as discovery listed them. A tool
     /// the mix calls whose declarations are invalid stops the run: a conforming client
     /// excludes it (SEP-2243), so a run that called it would not be what clients do.
-    pub fn mirror_params(&mut self, tools: &[serde_json::Value]) -> Result<(), String> {
+    /// Returns the tools whose arguments are mirrored.
+    pub fn mirror_params(&mut self, tools: &[serde_json::Value]) -> Result<Vec<String>, String> {
+        let mut mirrored = Vec::new();
         if self.protocol_version != MODERN_PROTOCOL_VERSION {
-            return Ok(());
+            return Ok(mirrored);
         }
         for (index, entry) in self.entries.iter().enumerate() {
             let Some(name) = entry.name.as_ref().filter(|n| n.is_static()) else {
@@ -322,11 +324,14 @@ impl EnginePlan {
                         name.source
                     )
                 })?;
+            if !declared.is_empty() && !mirrored.contains(&name.source) {
+                mirrored.push(name.source.clone());
+            }
             for templates in &mut self.templates {
                 templates.load[index].mirror_params(declared.clone());
             }
         }
-        Ok(())
+        Ok(mirrored)
     }
 
     /// The plan against this host's resolver and interfaces.

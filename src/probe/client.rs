@@ -72,6 +72,8 @@ pub struct ProbeClient {
     /// The `x-mcp-header` declarations of the tool the next tools/call calls (2026-07-28:
     /// mirrored into `Mcp-Param-*`); the walk sets them from the tool's `inputSchema`.
     pub param_headers: Vec<crate::proto::mcp_headers::ParamHeader>,
+    /// HTTP requests sent (POSTs, notifications and the DELETE included): what the server saw.
+    pub requests_sent: u64,
 }
 
 impl ProbeClient {
@@ -92,6 +94,7 @@ impl ProbeClient {
             stream: None,
             next_id: 1,
             param_headers: Vec::new(),
+            requests_sent: 0,
         }
     }
 
@@ -176,6 +179,7 @@ impl ProbeClient {
             && let Ok(mut stream) = self.connect()
         {
             let head = self.head("DELETE", &[("Mcp-Session-Id", &session)], 0);
+            self.requests_sent += 1;
             let _ = stream.write_all(head.as_bytes());
             let mut scratch = [0u8; 1024];
             let _ = stream.read(&mut scratch);
@@ -295,6 +299,7 @@ impl ProbeClient {
             .chain(params_extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
             .collect();
         let mut bytes = self.head("POST", &extra_ref, body.len()).into_bytes();
+        self.requests_sent += 1;
         bytes.extend_from_slice(body.as_bytes());
         let mut stream = match self.stream.take() {
             Some(stream) => stream,

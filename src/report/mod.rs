@@ -512,9 +512,25 @@ pub struct RunReport {
     /// Every engine counter over the whole run: the figures behind the phases'.
     pub counters: BTreeMap<String, u64>,
     pub engine: EngineInfo,
+    /// What discovery at baseline did before the first phase (absent with `--no-discovery`):
+    /// its session and requests reach the server but are in no phase's figures.
+    pub discovery: Option<DiscoveryReport>,
     /// Set when nothing could be measured (no session in the baseline: the target is not
     /// there or not MCP): the reason. The run exits 2; the report shows what was tried.
     pub could_not_run: Option<String>,
+}
+
+/// Discovery at baseline: one session that lists the server's surface before any load.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct DiscoveryReport {
+    /// Sessions it opened (0 on the sessionless 2026-07-28 wire).
+    pub sessions: u64,
+    /// HTTP requests it sent (initialize, lists and their pages, DELETE).
+    pub requests: u64,
+    /// What the server lists, or why discovery was skipped (the run then went on without it).
+    pub outcome: String,
+    /// Tools whose `x-mcp-header` arguments the run mirrors into `Mcp-Param-*` headers.
+    pub mirrored_tools: Vec<String>,
 }
 
 impl RunReport {
@@ -801,6 +817,12 @@ pub fn sample_report() -> RunReport {
             rings: 2,
             conn_slot_bytes: 104,
         },
+        discovery: Some(DiscoveryReport {
+            sessions: 1,
+            requests: 6,
+            outcome: "the server lists 3 tools, 2 resources, 1 resource template, 2 prompts".into(),
+            mirrored_tools: vec![],
+        }),
         could_not_run: None,
     }
 }

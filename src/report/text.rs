@@ -77,6 +77,21 @@ pub fn render(report: &RunReport) -> String {
         "machine: {} CPUs, Linux {}, RLIMIT_NOFILE {}; run took {:.1} s\n",
         report.machine.cpus, report.machine.kernel, report.machine.nofile_hard, report.duration_s
     );
+    if let Some(discovery) = &report.discovery {
+        let mirrored = if discovery.mirrored_tools.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; Mcp-Param-* mirrored for {}",
+                discovery.mirrored_tools.join(", ")
+            )
+        };
+        let _ = writeln!(
+            out,
+            "discovery (before the phases, in none of their figures): {} session, {} requests: {}{mirrored}\n",
+            discovery.sessions, discovery.requests, discovery.outcome
+        );
+    }
     let _ = writeln!(
         out,
         "{:<17} {:>8} {:>9} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>8}",

@@ -111,11 +111,15 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             labels.join(", ")
         )));
     }
-    if options.discovery
-        && let Some(tools) = discover(&plan, options.quiet)?
-    {
-        plan.mirror_params(&tools).map_err(RunError::Options)?;
-    }
+    let discovery = if options.discovery {
+        let (tools, mut discovery) = discover(&plan, options.quiet)?;
+        if let Some(tools) = tools {
+            discovery.mirrored_tools = plan.mirror_params(&tools).map_err(RunError::Options)?;
+        }
+        Some(discovery)
+    } else {
+        None
+    };
     crate::sys::signal::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let (segment_sender, segment_receiver) = std::sync::mpsc::channel();
@@ -272,6 +276,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             rings: plan.shards.iter().map(|s| s.rings).sum(),
             conn_slot_bytes: crate::engine::conn::CONN_BYTES,
         },
+        discovery,
         could_not_run,
     })
 }
@@ -280,8 +285,11 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
 /// server lacks stops the run before any session opens. A server that cannot be probed is not
 /// refused here: the baseline then says why it gets no session.
 /// Lists the server's surface and checks the mix against it; the tools as listed (for their
-/// `x-mcp-header` declarations), `None` when discovery could not run.
-fn discover(plan: &EnginePlan, quiet: bool) -> Result<Option<Vec<serde_json::Value>>, RunError> {
+/// `x-mcp-header` declarations), `None` when discovery could not run; and what it did.
+fn discover(
+    plan: &EnginePlan,
+    quiet: bool,
+) -> Result<(Option<Vec<serde_json::Value>>, report::DiscoveryReport), RunError> {
     // A server that stalls the probe delays the start by one timeout at most: discovery
     // stops at its first unanswered request.
     let timeout = plan.request_timeout.min(Duration::from_secs(5));
@@ -299,20 +307,29 @@ fn discover(plan: &EnginePlan, quiet: bool) -> Result<Option<Vec<serde_json::Val
         ))),
         Err(e) => Err(e),
     };
+    let sessions = u64::from(client.session.is_some());
     client.close();
+    let mut discovery = report::DiscoveryReport {
+        sessions,
+        requests: client.requests_sent,
+        outcome: String::new(),
+        mirrored_tools: Vec::new(),
+    };
     match surface {
         Ok(surface) => {
+            discovery.outcome = format!("the server lists {}", surface.summary());
             if !quiet {
-                eprintln!("mcpstorm run: the server lists {}", surface.summary());
+                eprintln!("mcpstorm run: {}", discovery.outcome);
             }
             surface.check(&plan.entries).map_err(RunError::Options)?;
-            Ok(Some(surface.tools.unwrap_or_default()))
+            Ok((Some(surface.tools.unwrap_or_default()), discovery))
         }
         Err(e) => {
+            discovery.outcome = format!("skipped: {e}");
             if !quiet {
-                eprintln!("mcpstorm run: discovery skipped: {e}");
+                eprintln!("mcpstorm run: discovery {}", discovery.outcome);
             }
-            Ok(None)
+            Ok((None, discovery))
         }
     }
 }

@@ -1135,3 +1135,114 @@ fn notify_every_reaches_every_held_stream_in_order() {
         "5 streams a round: {sent} in {rounds} rounds: {stats}"
     );
 }
+
+/// `--notify-every` over TLS: the event goes through the connection's encrypted output (not
+/// the shared plaintext buffers) and arrives whole, read by the engine's stream reader.
+#[test]
+fn notify_every_reaches_a_tls_listen_stream() {
+    use mcpstorm::engine::stream::{Opened, StreamItem, open};
+    use std::io::{Read, Write};
+    let dir =
+        std::env::temp_dir().join(format!("mcpstorm-serve-notify-tls-{}", std::process::id()));
+    let pki = mcpstorm::tls::server::throwaway_pki(&dir).expect("throwaway certificate");
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--notify-every",
+        "100ms",
+        "--tls-cert",
+        pki.cert_file.to_str().unwrap(),
+        "--tls-key",
+        pki.key_file.to_str().unwrap(),
+    ]);
+    let config = mcpstorm::tls::client_config(
+        &mcpstorm::tls::TlsOptions {
+            cacert: Some(pki.ca_file.clone()),
+            insecure: false,
+            no_resumption: true,
+        },
+        1,
+    )
+    .unwrap();
+    let connect = || {
+        let tcp = std::net::TcpStream::connect(server.addr).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        rustls::StreamOwned::new(tls, tcp)
+    };
+    let read_until =
+        |stream: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+         seen: &mut Vec<u8>,
+         done: &dyn Fn(&[u8]) -> bool| {
+            let mut chunk = [0u8; 4096];
+            while !done(seen) {
+                let n = stream.read(&mut chunk).expect("read over TLS");
+                assert!(n > 0, "closed: {}", String::from_utf8_lossy(seen));
+                seen.extend_from_slice(&chunk[..n]);
+            }
+        };
+    let host = format!("localhost:{}", server.addr.port());
+    let mut post = connect();
+    let body = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    write!(
+        post,
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    read_until(&mut post, &mut answer, &|seen| {
+        String::from_utf8_lossy(seen).contains("\"result\"")
+    });
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let session = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("mcp-session-id: ")
+                .or(l.strip_prefix("Mcp-Session-Id: "))
+        })
+        .expect("a session id")
+        .trim()
+        .to_string();
+    let mut listen = connect();
+    write!(
+        listen,
+        "GET /mcp HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {session}\r\n\r\n"
+    )
+    .unwrap();
+    let mut received = Vec::new();
+    read_until(&mut listen, &mut received, &|seen| {
+        open(seen).ok().flatten().is_some()
+    });
+    let (opened, mut reader) = open(&received).unwrap().unwrap();
+    let Opened::Stream { body_at } = opened else {
+        panic!("{opened:?}");
+    };
+    let mut sent_times_us = Vec::new();
+    let mut data = Vec::new();
+    let mut pending = received[body_at..].to_vec();
+    let mut chunk = [0u8; 4096];
+    while sent_times_us.len() < 3 {
+        reader
+            .feed(&pending, &mut data, &mut |item| {
+                if let StreamItem::Notification { method, sent_at_us } = item {
+                    assert_eq!(method, "notifications/message");
+                    sent_times_us.push(sent_at_us.expect("a send time"));
+                }
+            })
+            .unwrap();
+        if sent_times_us.len() >= 3 {
+            break;
+        }
+        let n = listen.read(&mut chunk).expect("read the stream");
+        assert!(n > 0, "the server closed the stream");
+        pending = chunk[..n].to_vec();
+    }
+    assert!(
+        sent_times_us.windows(2).all(|w| w[0] < w[1]),
+        "one event a round, in order: {sent_times_us:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -443,25 +443,7 @@ fn get_opens_a_held_event_stream() {
     let server = Server::start(&[]);
     let mut client = server.connect();
     let session = client.initialize();
-    let mut stream_client = server.connect();
-    let request = stream_client.encode(
-        "GET",
-        "/mcp",
-        &[
-            ("Accept", "text/event-stream"),
-            ("Mcp-Session-Id", &session),
-        ],
-        b"",
-    );
-    stream_client.stream().write_all(&request).unwrap();
-    // Read just the head: the body stays open.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        std::io::Read::read_exact(&mut stream_client.reader, &mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let (_stream_client, head) = open_listen_stream(&server, &session);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -1007,9 +989,9 @@ fn a_tool_that_asks_its_client_gets_the_answer_posted_on_another_connection() {
     assert_eq!(stats["client_answers_routed"], 1, "{stats}");
 }
 
-/// Opens a GET listen stream for `session` on a new connection; returns the reader after
-/// the response head.
-fn open_listen_stream(server: &Server, session: &str) -> common::Client {
+/// Opens a GET listen stream for `session` on a new connection; returns the client, read up
+/// to the end of the response head, and that head (the body stays open).
+fn open_listen_stream(server: &Server, session: &str) -> (common::Client, String) {
     let mut client = server.connect();
     let request = client.encode(
         "GET",
@@ -1024,8 +1006,7 @@ fn open_listen_stream(server: &Server, session: &str) -> common::Client {
         std::io::Read::read_exact(&mut client.reader, &mut byte).unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 200"));
-    client
+    (client, String::from_utf8(head).unwrap())
 }
 
 /// The next `notifications/message` event on a listen stream (keep-alive comments and chunk
@@ -1064,7 +1045,9 @@ fn notify_every_reaches_every_held_stream_in_order() {
     let mut streams: Vec<common::Client> = (0..40)
         .map(|_| {
             let session = server.connect().initialize();
-            open_listen_stream(&server, &session)
+            let (stream, head) = open_listen_stream(&server, &session);
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            stream
         })
         .collect();
     // A read that waits forever would hang the suite: a generous bound, not a timing check.
@@ -1109,7 +1092,9 @@ fn notify_every_reaches_every_held_stream_in_order() {
     let _streams: Vec<common::Client> = (0..20)
         .map(|_| {
             let session = server.connect().initialize();
-            open_listen_stream(&server, &session)
+            let (stream, head) = open_listen_stream(&server, &session);
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            stream
         })
         .collect();
     // Which 5 a round reaches depends on slot reuse, so the server's counts tell: wait for

@@ -1033,9 +1033,10 @@ impl<'a> Shard<'a> {
         let Some(fanout) = self.fanout.as_mut() else {
             return;
         };
-        if self.stopping {
+        if self.stopping || fanout.wait_ns(self.now_ns) > 0 {
             return;
         }
+        // Read only when a round is due or being walked: no wall-clock read per loop turn.
         let sent_at_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);

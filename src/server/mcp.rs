@@ -641,11 +641,13 @@ impl<'a> Handler<'a> {
             "resources/read" => Some("uri"),
             _ => None,
         };
-        if let Some(key) = name_key {
-            let body_name = params
+        let body_name = name_key.and_then(|key| {
+            params
                 .and_then(|p| member(p, key))
-                .and_then(json::str_unescaped);
-            let matches = match (head.mcp_name, body_name) {
+                .and_then(json::str_unescaped)
+        });
+        if let Some(key) = name_key {
+            let matches = match (head.mcp_name, body_name.as_deref()) {
                 (Some(header), Some(name)) if mcp_headers::value_is_valid(header) => {
                     mcp_headers::decode_value(header, &mut self.event)
                         .is_some_and(|decoded| decoded == name.as_bytes())
@@ -668,12 +670,7 @@ impl<'a> Handler<'a> {
                 );
             }
         }
-        if method == "tools/call"
-            && params
-                .and_then(|p| member(p, "name"))
-                .and_then(json::str_unescaped)
-                .is_some_and(|n| n == "route")
-        {
+        if method == "tools/call" && body_name.as_deref() == Some("route") {
             let arguments = params.and_then(|p| member(p, "arguments"));
             if let Err(mismatch) = mcp_headers::check_param_headers(
                 &ROUTE_PARAMS,

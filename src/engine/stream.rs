@@ -88,9 +88,13 @@ pub struct StreamReader {
     framing: Framing,
     /// The event being read has data in the caller's buffer.
     mid_event: bool,
-    /// The last `id:` seen (for `Last-Event-ID` on reconnect), and one being read.
+    /// The last dispatched event's id (for `Last-Event-ID` on reconnect); the id buffer the
+    /// `id:` lines set, which becomes it at the next dispatch (as the SSE spec has it: an
+    /// event cut off before its blank line does not count); and one being read.
     last_id: [u8; EVENT_ID_BYTES_MAX],
     last_id_len: u8,
+    id_buffer: [u8; EVENT_ID_BYTES_MAX],
+    id_buffer_len: u8,
     candidate_id: [u8; EVENT_ID_BYTES_MAX],
     candidate_len: u8,
     candidate_too_long: bool,
@@ -220,8 +224,8 @@ impl StreamReader {
                 }
                 SseItem::IdEnd { valid } => {
                     if valid && !self.candidate_too_long {
-                        self.last_id = self.candidate_id;
-                        self.last_id_len = self.candidate_len;
+                        self.id_buffer = self.candidate_id;
+                        self.id_buffer_len = self.candidate_len;
                     }
                 }
                 SseItem::Retry { delay_ms } => out(StreamItem::Retry { delay_ms }),
@@ -236,6 +240,8 @@ impl StreamReader {
                     }
                     data.clear();
                     self.mid_event = false;
+                    self.last_id = self.id_buffer;
+                    self.last_id_len = self.id_buffer_len;
                 }
                 SseItem::EventType { .. } | SseItem::Comment => {}
             }
@@ -457,6 +463,9 @@ mod tests {
         // An id too long to keep is not remembered; the one before stays.
         let long_id = format!("id: {}\ndata: {{}}\n\n", "9".repeat(EVENT_ID_BYTES_MAX + 1));
         let (_, seen) = read(&chunked(&[NOTE, &long_id], false), &[]);
+        assert_eq!(seen.last_id, b"7");
+        // An event cut off before its blank line does not move the id a reconnect sends.
+        let (_, seen) = read(&chunked(&[NOTE, "id: 8\ndata: {"], false), &[]);
         assert_eq!(seen.last_id, b"7");
     }
 

@@ -171,7 +171,7 @@ pub fn write_param_headers(out: &mut Vec<u8>, declared: &[ParamHeader], argument
 
 /// The `Mcp-Param-*` fields of one request, as the head parser keeps them: `(suffix, value)`
 /// with the suffix after `Mcp-Param-`, values trimmed of whitespace.
-pub const PARAM_FIELDS_MAX: usize = 8;
+pub const PARAM_FIELDS_MAX: usize = 16;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParamFields<'a> {

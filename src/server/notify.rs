@@ -25,8 +25,9 @@ pub const CHUNK_SLOTS: usize = 32;
 pub const AUX_BASE: u8 = 16;
 /// Streams one loop turn sends a round's event to.
 pub const STREAMS_PER_TURN: usize = 1024;
-/// A stream whose queued output already exceeds this gets no more events until it drains:
-/// the event is dropped and counted (a slow consumer must not grow the server's memory).
+/// A stream whose queued output already exceeds this has stopped reading: the event is
+/// dropped and counted and the stream closed (a slow consumer must not grow the server's
+/// memory, nor hold a shared chunk with a send stuck on a zero window).
 pub const PENDING_BYTES_MAX: usize = 64 * 1024;
 
 /// Where a round is in the shard's connections.

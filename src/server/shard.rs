@@ -242,7 +242,9 @@ impl<'a> Shard<'a> {
                 }
                 None => LOOP_TICK,
             };
-            if let Some(fanout) = &self.fanout {
+            if let Some(fanout) = &self.fanout
+                && !self.stopping
+            {
                 wait = wait.min(Duration::from_nanos(fanout.wait_ns(self.now_ns)));
             }
             self.rings[0].ring.submit_and_wait_timeout(wait)?;
@@ -802,8 +804,13 @@ impl<'a> Shard<'a> {
             fanout.release(chunk);
             let conn = &mut self.rings[r].conns[slot as usize];
             if res < len as i32 {
-                // A short or failed send of a shared chunk cannot be resumed: the stream ends.
-                self.stats.incr(Counter::error_send);
+                // Failed (MSG_WAITALL leaves no partial success): the stream ends.
+                self.stats
+                    .incr(if res == -libc::ECONNRESET || res == -libc::EPIPE {
+                        Counter::peer_resets
+                    } else {
+                        Counter::error_send
+                    });
                 conn.flags |= WANT_CLOSE;
             } else {
                 self.stats.add(Counter::bytes_sent, res as u64);
@@ -1096,7 +1103,10 @@ impl<'a> Shard<'a> {
             }
             let pending = &mut self.outs.bufs[conn.out_pending as usize];
             if pending.len() > notify::PENDING_BYTES_MAX {
+                // A stream this far behind has stopped reading: it is closed (its Shutdown
+                // also fails a chunk Send stuck on a zero window, releasing that chunk).
                 self.stats.incr(Counter::notifications_dropped);
+                self.begin_teardown(r, slot);
                 return;
             }
             pending.extend_from_slice(fanout.chunk(chunk));
@@ -1106,8 +1116,10 @@ impl<'a> Shard<'a> {
         }
         conn.flags |= SEND_IN_FLIGHT;
         let bytes = fanout.chunk(chunk);
+        // MSG_WAITALL: io_uring retries a partial send itself, so a stream merely behind gets
+        // the whole event (the chunk stays held until then) instead of a short count.
         let entry = opcode::Send::new(types::Fixed(slot), bytes.as_ptr(), bytes.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build()
             .user_data(
                 UserData::new(slot, conn.generation, Op::Send)

@@ -1009,6 +1009,18 @@ fn open_listen_stream(server: &Server, session: &str) -> (common::Client, String
     (client, String::from_utf8(head).unwrap())
 }
 
+/// `count` sessions, each holding a listen stream (the POST connection closed).
+fn hold_listen_streams(server: &Server, count: usize) -> Vec<common::Client> {
+    (0..count)
+        .map(|_| {
+            let session = server.connect().initialize();
+            let (stream, head) = open_listen_stream(server, &session);
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            stream
+        })
+        .collect()
+}
+
 /// The next `notifications/message` event on a listen stream (keep-alive comments and chunk
 /// framing skipped): its `seq` and `_meta["mcpstorm/sentAtUs"]`.
 fn next_notification(client: &mut common::Client) -> (u64, u64) {
@@ -1042,14 +1054,7 @@ fn next_notification(client: &mut common::Client) -> (u64, u64) {
 #[test]
 fn notify_every_reaches_every_held_stream_in_order() {
     let server = Server::start(&["--shards", "2", "--notify-every", "100ms"]);
-    let mut streams: Vec<common::Client> = (0..40)
-        .map(|_| {
-            let session = server.connect().initialize();
-            let (stream, head) = open_listen_stream(&server, &session);
-            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-            stream
-        })
-        .collect();
+    let mut streams: Vec<common::Client> = hold_listen_streams(&server, 40);
     // A read that waits forever would hang the suite: a generous bound, not a timing check.
     for stream in &mut streams {
         stream
@@ -1089,14 +1094,7 @@ fn notify_every_reaches_every_held_stream_in_order() {
         "--notify-to",
         "5",
     ]);
-    let _streams: Vec<common::Client> = (0..20)
-        .map(|_| {
-            let session = server.connect().initialize();
-            let (stream, head) = open_listen_stream(&server, &session);
-            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-            stream
-        })
-        .collect();
+    let _streams: Vec<common::Client> = hold_listen_streams(&server, 20);
     // Which 5 a round reaches depends on slot reuse, so the server's counts tell: wait for
     // three rounds after all 20 streams are held (bounded, so a stuck server fails).
     let before = server.stats();

@@ -285,6 +285,17 @@ pub struct RunArgs {
     /// Report this process's RSS growth per session as the server's memory figure.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Share of the sessions that also hold their server-to-client stream on a second
+    /// connection: all, off or N% (GET with Accept: text/event-stream in the 2025 eras,
+    /// subscriptions/listen under 2026-07-28), opened after the session, reopened when the
+    /// server ends it (after its retry:, with Last-Event-ID); notifications are counted by
+    /// method and timed when they carry their send time.
+    #[arg(long, default_value = "off", value_parser = crate::engine::plan::parse_streams)]
+    pub streams: u8,
+    /// With no URL: the embedded server sends a notification with its send time to every
+    /// open stream this often (its --notify-every), so fan-out latency is measured.
+    #[arg(long, value_parser = parse_duration)]
+    pub notify_every: Option<Duration>,
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,

@@ -331,6 +331,8 @@ fn run(args: RunArgs) -> ExitCode {
         ring_slots: args.ring_slots,
         server_pid: args.server_pid,
         recv_multishot: args.recv == "multishot",
+        streams_percent: args.streams,
+        embedded_notify_every: args.notify_every,
     };
     let fault_text = args.fault.unwrap_or_else(|| {
         if options.urls.is_empty() {

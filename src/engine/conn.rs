@@ -82,10 +82,19 @@ pub(crate) enum State {
     Closing,
     Failed,
     Done,
+    /// A stream connection (`--streams`): its open request sent, the response head awaited.
+    Opening,
+    /// A stream connection whose stream is open: events arrive for the life of the run.
+    Streaming,
 }
 
 /// Per-connection state: 112 bytes including the inline session id. Buffers (spill, send) are
 /// per-shard pools, held only while a response is partial or a request unsent.
+///
+/// A stream connection (`--streams`, slots after the ring's sessions) uses the same slot:
+/// `session` is a copy of its owner's session id, `next_idle` the owner's slot, `id` the
+/// server's `retry:` in ms, `method` 1 once it has been opened (a later open is a reopen),
+/// `spill` the head or the event data that straddles reads (see `stream_conn.rs`).
 #[derive(Clone, Copy)]
 pub(crate) struct Conn {
     /// Intended send time of the request in flight (open model), ns since the epoch.
@@ -291,7 +300,13 @@ pub(crate) enum Broken {
 pub(crate) fn broken(state: State, flags: ConnFlags) -> Broken {
     let held = flags.intersects(F::HELD);
     match state {
-        State::Closing | State::Free | State::Failed | State::Done => Broken::Nothing,
+        // Stream connections have their own machine (`stream_conn.rs`).
+        State::Closing
+        | State::Free
+        | State::Failed
+        | State::Done
+        | State::Opening
+        | State::Streaming => Broken::Nothing,
         State::Awaiting => Broken::RequestLost,
         State::Connecting => Broken::CloseChain,
         State::Waiting if !flags.intersects(F::HANDSHAKING) => Broken::Reconnect,
@@ -343,7 +358,7 @@ pub(crate) fn deadline(conn: &Conn, waited_ns: u64, limits: Timeouts) -> Deadlin
         State::TlsHandshaking if waited_ns > limits.connect_ns => {
             Deadline::Expired(Counter::error_tls_handshake_timeout)
         }
-        State::Awaiting | State::Initializing | State::Initialized
+        State::Awaiting | State::Initializing | State::Initialized | State::Opening
             if waited_ns > limits.request_ns =>
         {
             Deadline::Expired(Counter::error_request_timeout)

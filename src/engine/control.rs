@@ -65,6 +65,8 @@ pub struct Shared {
     pub in_flight: Vec<AtomicU64>,
     /// Held sessions not answering since they lost their connection (see `F::DOWN`).
     pub down: Vec<AtomicU64>,
+    /// Streams each shard holds open right now (`--streams`).
+    pub streams_held: Vec<AtomicU64>,
     /// Phased runs: the sequence number of `command` (0 = none yet: single-phase run).
     pub command_seq: AtomicU64,
     pub command: Mutex<Command>,
@@ -100,6 +102,7 @@ impl Shared {
             failed: per_shard(),
             in_flight: per_shard(),
             down: per_shard(),
+            streams_held: per_shard(),
             command_seq: AtomicU64::new(0),
             command: Mutex::new(Command {
                 segment: 0,

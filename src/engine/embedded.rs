@@ -23,16 +23,20 @@ pub struct EmbeddedServer {
     addrs: Vec<String>,
     /// `run --tls`: the certificate and key it speaks TLS with.
     tls: Option<crate::tls::server::ThrowawayPki>,
+    /// Further `serve` options (`run --notify-every`), given again on a restart.
+    extra_args: Vec<String>,
 }
 
 impl EmbeddedServer {
-    /// Starts `mcpstorm serve` sized for `connections` (speaking TLS with `tls`) and waits
-    /// until it listens.
+    /// Starts `mcpstorm serve` sized for `connections` (every socket: sessions and their
+    /// streams), speaking TLS with `tls`, with `extra_args` (e.g. `--notify-every 1s`), and
+    /// waits until it listens.
     pub fn start(
         connections: u32,
         tls: Option<&crate::tls::server::ThrowawayPki>,
+        extra_args: &[String],
     ) -> Result<EmbeddedServer, String> {
-        Self::start_on(connections, None, tls)
+        Self::start_on(connections, None, tls, extra_args)
     }
 
     /// The RSS of this same server started with no connection capacity (16 connections and
@@ -40,7 +44,7 @@ impl EmbeddedServer {
     /// reports the embedded server's memory per session against it (`total`), beside the
     /// growth over the ramp (`marginal`), which misses what was allocated for N at start.
     pub fn idle_rss_bytes(tls: Option<&crate::tls::server::ThrowawayPki>) -> Option<u64> {
-        let server = Self::start_sized(1, None, 16, 16, tls).ok()?;
+        let server = Self::start_sized(1, None, 16, 16, tls, &[]).ok()?;
         // Let the shards finish setting their rings up.
         std::thread::sleep(Duration::from_millis(200));
         super::proc_kib(&format!("/proc/{}/status", server.pid()), "VmRSS:").map(|kib| kib * 1024)
@@ -57,7 +61,12 @@ impl EmbeddedServer {
 
     /// Starts the server again on the same addresses (after `kill`); returns when it listens.
     pub fn start_again(&mut self) -> Result<(), String> {
-        let again = Self::start_on(self.connections, Some(&self.addrs), self.tls.as_ref())?;
+        let again = Self::start_on(
+            self.connections,
+            Some(&self.addrs),
+            self.tls.as_ref(),
+            &self.extra_args,
+        )?;
         let old = std::mem::replace(self, again);
         // The old child is already reaped; forget it instead of signalling its (reusable) pid.
         let _ = std::fs::remove_file(&old.ready_file);
@@ -69,9 +78,17 @@ impl EmbeddedServer {
         connections: u32,
         listen: Option<&[String]>,
         tls: Option<&crate::tls::server::ThrowawayPki>,
+        extra_args: &[String],
     ) -> Result<EmbeddedServer, String> {
         let sized = connections.saturating_add(connections / 5 + 1000);
-        Self::start_sized(connections, listen, sized, sized.max(131_072), tls)
+        Self::start_sized(
+            connections,
+            listen,
+            sized,
+            sized.max(131_072),
+            tls,
+            extra_args,
+        )
     }
 
     fn start_sized(
@@ -80,6 +97,7 @@ impl EmbeddedServer {
         max_connections: u32,
         max_sessions: u32,
         tls: Option<&crate::tls::server::ThrowawayPki>,
+        extra_args: &[String],
     ) -> Result<EmbeddedServer, String> {
         // /proc/self/exe runs this very binary even when its file has been replaced since
         // (a rebuild during a run), so a restarted server is the same code.
@@ -131,6 +149,7 @@ impl EmbeddedServer {
                 "--max-sessions",
                 &max_sessions.to_string(),
             ])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -148,6 +167,7 @@ impl EmbeddedServer {
             connections,
             addrs: Vec::new(),
             tls: tls.cloned(),
+            extra_args: extra_args.to_vec(),
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -140,6 +140,43 @@ counters! {
     spill_uses,
     bytes_sent,
     bytes_received,
+    // Server-to-client streams (`--streams`), apart from the requests' figures.
+    /// Streams the server accepted (200 `text/event-stream`), reopens included.
+    streams_opened,
+    /// Of those, streams opened again after an earlier one of the session ended.
+    streams_reopened,
+    /// The server offers no stream (405, as the spec lets it): not retried.
+    streams_not_offered,
+    /// The server ended an open stream in order (last chunk or EOF): reopened.
+    streams_ended_by_server,
+    /// Events carrying a JSON-RPC notification, by method in `notifications_by_method`.
+    notifications_received,
+    /// Of those, stamped with the server's send time (`_meta["mcpstorm/sentAtUs"]`): their
+    /// fan-out latency is in `notification_latency`.
+    notifications_timed,
+    /// Server-to-client requests (ping, roots/list, sampling, elicitation) on a stream.
+    stream_requests_received,
+    /// `retry:` fields (the delay honoured before the next reopen).
+    stream_retry_hints,
+    // Stream failures by cause (`stream_errors_by_cause`); each is followed by a reopen after
+    // a backoff while the run loads.
+    /// Connect chain failed (refused, timed out, socket, bind).
+    stream_error_connect,
+    stream_error_tls,
+    /// The open request was answered with another status than 200 or 405.
+    stream_error_refused,
+    /// 404 to the open request: the session is gone (the stream waits for the next one).
+    stream_error_session_lost,
+    /// A 200 that is no event stream, or a malformed response head.
+    stream_error_head,
+    /// No response head within `--request-timeout`.
+    stream_error_timeout,
+    /// Broken chunked framing or an event past 64 KiB: the stream is closed.
+    stream_error_framing,
+    /// An event whose data is no JSON-RPC message, or a response nobody asked for on it.
+    stream_error_malformed_event,
+    /// Reset or a receive/send error on the stream's connection.
+    stream_error_reset,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -218,6 +255,14 @@ pub struct ShardMetrics {
     /// JSON-RPC error answers by code (-32601 method not found, -32602 invalid params, …).
     /// Bounded like `errnos`: [`ERRNO_KINDS_MAX`] distinct codes, the rest under code 0.
     pub rpc_error_codes: Vec<(i64, u64)>,
+    /// Server send time → received, of every notification stamped with it (`--streams`).
+    pub notification_latency: Histogram<u64>,
+    /// The same, of the current second (`timeline.rs`); swapped out each second.
+    pub second_notification: Histogram<u64>,
+    /// Notifications received by method; bounded like `errnos` (the rest under "other").
+    pub notifications_by_method: Vec<(Box<str>, u64)>,
+    /// Most streams this shard held open at once.
+    pub streams_held_max: u64,
 }
 
 /// Distinct (operation, errno) pairs kept per shard.
@@ -251,6 +296,36 @@ impl ShardMetrics {
             cq_overflows: 0,
             sq_backlog_max: 0,
             sq_backlog_pushes: 0,
+            notification_latency: new_histogram(),
+            second_notification: super::timeline::new_second_histogram(),
+            notifications_by_method: Vec::new(),
+            streams_held_max: 0,
+        }
+    }
+
+    /// Counts a notification received on a stream under its method.
+    pub fn record_notification(&mut self, method: &str) {
+        self.incr(Counter::notifications_received);
+        if let Some(entry) = self
+            .notifications_by_method
+            .iter_mut()
+            .find(|e| &*e.0 == method)
+        {
+            entry.1 += 1;
+            return;
+        }
+        let key = if self.notifications_by_method.len() >= ERRNO_KINDS_MAX {
+            "other"
+        } else {
+            method
+        };
+        match self
+            .notifications_by_method
+            .iter_mut()
+            .find(|e| &*e.0 == key)
+        {
+            Some(entry) => entry.1 += 1,
+            None => self.notifications_by_method.push((key.into(), 1)),
         }
     }
 
@@ -376,6 +451,18 @@ impl ShardMetrics {
                 None => self.rpc_error_codes.push((code, count)),
             }
         }
+        add(&mut self.notification_latency, &other.notification_latency);
+        for (method, count) in &other.notifications_by_method {
+            match self
+                .notifications_by_method
+                .iter_mut()
+                .find(|e| e.0 == *method)
+            {
+                Some(entry) => entry.1 += count,
+                None => self.notifications_by_method.push((method.clone(), *count)),
+            }
+        }
+        self.streams_held_max += other.streams_held_max;
         self.held_max += other.held_max;
         self.established += other.established;
         self.cq_overflows += other.cq_overflows;
@@ -383,6 +470,15 @@ impl ShardMetrics {
         self.sq_backlog_pushes += other.sq_backlog_pushes;
         self.failed += other.failed;
         self.ramp_ns = self.ramp_ns.max(other.ramp_ns);
+    }
+
+    /// Stream failures by cause (only causes that occurred).
+    pub fn stream_errors_by_cause(&self) -> Vec<(&'static str, u64)> {
+        Counter::ALL
+            .iter()
+            .filter(|c| c.name().starts_with("stream_error_") && self.get(**c) > 0)
+            .map(|c| (&c.name()["stream_error_".len()..], self.get(*c)))
+            .collect()
     }
 
     /// Request failures by cause, for `errors_by_cause` (only causes that occurred).

@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod shard;
 mod slab;
 pub mod stream;
+mod stream_conn;
 pub mod target;
 pub mod template;
 pub mod timeline;

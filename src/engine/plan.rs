@@ -10,7 +10,8 @@ use super::target::{
     resolve_targets,
 };
 use super::template::{
-    ENTRIES_MAX, MODERN_PROTOCOL_VERSION, Method, Request, Template, TemplateConfig,
+    ENTRIES_MAX, MODERN_PROTOCOL_VERSION, Method, Request, StreamOpenTemplate, Template,
+    TemplateConfig,
 };
 use super::workload::{Lines, LoadEntry, Text, attach_args, parse_mix};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -61,6 +62,11 @@ pub struct RunOptions {
     /// A server process whose RSS growth per session to report (the embedded child's pid
     /// when no URL is given).
     pub server_pid: Option<u32>,
+    /// `--streams`: the share of sessions (percent, 0 = off) that also hold their
+    /// server-to-client stream on a second connection.
+    pub streams_percent: u8,
+    /// `run --notify-every D` with no URL: the embedded server's `--notify-every`.
+    pub embedded_notify_every: Option<Duration>,
 }
 
 /// One target address: where to connect and what to put in Host and the request line. A URL
@@ -97,6 +103,8 @@ pub struct TargetTemplates {
     pub delete: Template,
     /// Indexed like `EnginePlan::entries`.
     pub load: Vec<Template>,
+    /// The request that opens a session's server-to-client stream (`--streams`).
+    pub stream_open: StreamOpenTemplate,
 }
 
 impl TargetTemplates {
@@ -118,6 +126,10 @@ pub struct ShardPlan {
     pub cpu: Option<usize>,
     /// Global index of this shard's first connection (spreads targets and source ports).
     pub first_connection: u32,
+    /// Streams of this shard's sessions (`--streams`), and the global index of its first
+    /// (streams take the source ports after every session's).
+    pub streams: u32,
+    pub first_stream: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -135,7 +147,12 @@ pub struct EnginePlan {
     pub source_ips: Vec<IpAddr>,
     pub connections: u32,
     pub shards: Vec<ShardPlan>,
+    /// Direct descriptors of a ring: its sessions' connections and their streams'.
     pub slots_per_ring: u32,
+    /// Sessions of a full ring (`slots_per_ring` less the descriptors their streams take).
+    pub sessions_per_ring: u32,
+    /// `--streams`: percent of the sessions holding a stream (see `stream_rank`).
+    pub stream_percent: u8,
     pub connect_rate_per_s: u64,
     /// Reconnects per second over all shards (0 = unpaced).
     pub reconnect_rate_per_s: u64,
@@ -441,9 +458,15 @@ impl EnginePlan {
                 SESSION_PROTOCOL_VERSIONS.join(", ")
             ));
         }
+        if options.streams_percent > 100 {
+            return Err("--streams: at most 100%".into());
+        }
+        // Every socket the run opens: the sessions' connections and their streams'.
+        let sockets = options.connections as u64
+            + streams_among(options.connections, options.streams_percent) as u64;
         // Ports: with source addresses we assign (address, port) ourselves; without, the
         // kernel picks from the ephemeral range, one port per connection per target.
-        let per_target = (options.connections as u64).div_ceil(targets.len() as u64);
+        let per_target = sockets.div_ceil(targets.len() as u64);
         if source_ips.is_empty() {
             let (low, high) = ephemeral_port_range();
             let ports = (high - low + 1) as u64;
@@ -456,16 +479,15 @@ impl EnginePlan {
         } else {
             let ports = (SOURCE_PORT_LAST - SOURCE_PORT_FIRST + 1) as u64;
             let capacity = ports * source_ips.len() as u64;
-            if options.connections as u64 > capacity {
+            if sockets > capacity {
                 return Err(format!(
-                    "{} connections exceed {} source addresses × {ports} ports; fix: widen --source-ips",
-                    options.connections,
+                    "{sockets} connections exceed {} source addresses × {ports} ports; fix: widen --source-ips",
                     source_ips.len()
                 ));
             }
         }
         if let Some(available) = mem_available_bytes() {
-            check_kernel_memory(options.connections as u64, available)?;
+            check_kernel_memory(sockets, available)?;
         }
         let shard_count = options
             .shards
@@ -477,18 +499,27 @@ impl EnginePlan {
             .unwrap_or(slots_cap)
             .min(slots_cap)
             .max(16);
+        let stream_percent = options.streams_percent;
+        let sessions_per_ring = sessions_per_ring(slots_per_ring, stream_percent);
         let mut shards = Vec::with_capacity(shard_count);
-        let mut first = 0u32;
+        let (mut first, mut first_stream) = (0u32, 0u32);
         for index in 0..shard_count {
             let connections = options.connections / shard_count as u32
                 + u32::from((index as u32) < options.connections % shard_count as u32);
+            let rings = connections.div_ceil(sessions_per_ring).max(1);
+            let last_ring = connections - (rings - 1) * sessions_per_ring;
+            let streams = (rings - 1) * streams_among(sessions_per_ring, stream_percent)
+                + streams_among(last_ring, stream_percent);
             shards.push(ShardPlan {
                 connections,
-                rings: connections.div_ceil(slots_per_ring).max(1) as usize,
+                rings: rings as usize,
                 cpu: cpus.get(index % cpus.len().max(1)).copied(),
                 first_connection: first,
+                streams,
+                first_stream,
             });
             first += connections;
+            first_stream += streams;
         }
         let templates = targets
             .iter()
@@ -507,6 +538,7 @@ impl EnginePlan {
                         .iter()
                         .map(|entry| Template::for_entry(entry, &config))
                         .collect(),
+                    stream_open: StreamOpenTemplate::new(&config),
                 }
             })
             .collect();
@@ -520,6 +552,8 @@ impl EnginePlan {
             connections: options.connections,
             shards,
             slots_per_ring,
+            sessions_per_ring,
+            stream_percent,
             connect_rate_per_s: options.connect_rate_per_s,
             reconnect_rate_per_s: options.reconnect_rate_per_s,
             connect_timeout: options.connect_timeout,
@@ -548,6 +582,12 @@ impl EnginePlan {
         Some(SocketAddr::new(ip, port as u16))
     }
 
+    /// Source (address, port) of the stream of the session whose stream has global index
+    /// `stream`: after every session's, so no two sockets share one.
+    pub fn stream_source_addr(&self, stream: u32) -> Option<SocketAddr> {
+        self.source_addr(self.connections + stream)
+    }
+
     /// Connections planned to each target (connection `i` goes to `targets[i % len]`).
     pub fn connections_per_target(&self) -> Vec<u64> {
         let n = self.targets.len() as u64;
@@ -559,6 +599,45 @@ impl EnginePlan {
 }
 
 /// Every source address must be bindable here and of the targets' family (a socket has one).
+/// `--streams all|N%|off` as a percent of the sessions (0 = off).
+pub fn parse_streams(text: &str) -> Result<u8, String> {
+    match text {
+        "all" => return Ok(100),
+        "off" | "0" | "0%" => return Ok(0),
+        _ => {}
+    }
+    text.strip_suffix('%')
+        .and_then(|n| n.parse::<u8>().ok())
+        .filter(|n| (1..=100).contains(n))
+        .ok_or_else(|| format!("--streams {text:?}: give all, off or a share such as 25%"))
+}
+
+/// Streams among sessions `0..sessions` of a ring, `percent` of them (rounded down).
+pub fn streams_among(sessions: u32, percent: u8) -> u32 {
+    (u64::from(sessions) * u64::from(percent) / 100) as u32
+}
+
+/// Whether session slot `slot` of a ring holds a stream: its rank among the ring's streams.
+/// The slots that do are spread evenly (every fourth at 25 %), so every phase of a ramp
+/// opens its share.
+pub fn stream_rank(slot: u32, percent: u8) -> Option<u32> {
+    let before = streams_among(slot, percent);
+    (streams_among(slot + 1, percent) > before).then_some(before)
+}
+
+/// The most sessions a ring of `slots` direct descriptors holds when `percent` of them hold
+/// a stream too (one more descriptor each).
+pub fn sessions_per_ring(slots: u32, percent: u8) -> u32 {
+    let mut n = (u64::from(slots) * 100 / (100 + u64::from(percent))) as u32;
+    while n + 1 + streams_among(n + 1, percent) <= slots {
+        n += 1;
+    }
+    while n > 1 && n + streams_among(n, percent) > slots {
+        n -= 1;
+    }
+    n.max(1)
+}
+
 fn check_source_ips(
     source_ips: &[IpAddr],
     targets: &[Target],
@@ -651,6 +730,8 @@ mod tests {
             protocol_version: "2025-11-25".into(),
             ring_slots: Some(4),
             server_pid: None,
+            streams_percent: 0,
+            embedded_notify_every: None,
             recv_multishot: true,
         }
     }

@@ -26,6 +26,8 @@ use super::plan::{EnginePlan, ShardPlan};
 use super::response::Scratch;
 use super::schedule::{Mix, Pacer, Rng, backoff_ns};
 use super::slab::Slab;
+use super::stream::StreamReader;
+use super::stream_conn::StreamAction;
 use super::template::Request;
 use super::timeline::SecondSlice;
 use super::workload::GenState;
@@ -40,6 +42,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
+
+mod streams;
 
 /// The figures of the segment before the current one, kept open while requests intended in it
 /// are still in flight, so a phase's figures cover exactly the requests intended in it
@@ -101,6 +105,10 @@ static LINGER_ZERO: libc::linger = libc::linger {
 
 struct RingSlot {
     ring: Ring,
+    /// Session slots of this ring; the slots after them hold their streams (`--streams`).
+    sessions: u32,
+    /// Each stream slot's reader state (index: slot − `sessions`), grown as streams open.
+    readers: Vec<StreamReader>,
     conns: Slab,
     /// `https://` runs: each slot's TLS layer while its connection is open (empty otherwise).
     tls: Vec<Option<Box<TlsConn>>>,
@@ -208,6 +216,20 @@ pub struct Shard<'a> {
     second_end_ns: u64,
     second_ok_base: u64,
     second_failed_base: u64,
+    /// `--streams`: streams due to open or reopen: (due, ring, slot, generation).
+    stream_opens: BinaryHeap<Reverse<(u64, u16, u32, u16)>>,
+    /// Streams open now.
+    streams_held: u64,
+    /// The server answered a stream's open with 405 (it offers none): no more are opened.
+    streams_unavailable: bool,
+    /// The stream machine's action list, reused.
+    stream_actions: Vec<StreamAction>,
+    /// Event data of the read being fed (moved to a spill buffer if an event straddles).
+    stream_data: Vec<u8>,
+    /// Notifications received in the current second.
+    second_notifications: u64,
+    /// UNIX time of `Shared::epoch`, µs: notifications carry their send time in UNIX µs.
+    unix_epoch_us: u64,
 }
 
 /// IORING_OP_BIND of fixed file `slot` to `addr` (kernel 6.11). The sockaddr is kept alive by
@@ -228,8 +250,9 @@ impl<'a> Shard<'a> {
         let mut rings = Vec::with_capacity(slice.rings);
         let mut remaining = slice.connections;
         for index in 0..slice.rings {
-            let slots = remaining.min(plan.slots_per_ring);
-            remaining -= slots;
+            let sessions = remaining.min(plan.sessions_per_ring);
+            remaining -= sessions;
+            let slots = sessions + super::plan::streams_among(sessions, plan.stream_percent);
             let config = RingConfig {
                 sq_entries: 4096,
                 cq_entries: 16384,
@@ -245,6 +268,8 @@ impl<'a> Shard<'a> {
             };
             rings.push(RingSlot {
                 ring: Ring::new(&config, role, features)?,
+                sessions,
+                readers: Vec::new(),
                 conns: Slab::new(slots as usize).map_err(|source| RingError::Setup {
                     what: "connection slab mmap",
                     source,
@@ -348,6 +373,18 @@ impl<'a> Shard<'a> {
             second_end_ns: u64::MAX,
             second_ok_base: 0,
             second_failed_base: 0,
+            stream_opens: BinaryHeap::new(),
+            streams_held: 0,
+            streams_unavailable: false,
+            stream_actions: Vec::with_capacity(8),
+            stream_data: Vec::new(),
+            second_notifications: 0,
+            unix_epoch_us: {
+                let unix_now_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
+                unix_now_us.saturating_sub(shared.epoch.elapsed().as_micros() as u64)
+            },
         })
     }
 
@@ -469,9 +506,15 @@ impl<'a> Shard<'a> {
             &mut self.metrics.second,
             super::timeline::new_second_histogram(),
         );
+        let second_notification = std::mem::replace(
+            &mut self.metrics.second_notification,
+            super::timeline::new_second_histogram(),
+        );
         let mut fresh = ShardMetrics::new();
         fresh.second = second;
+        fresh.second_notification = second_notification;
         fresh.held_max = self.held;
+        fresh.streams_held_max = self.streams_held;
         let ended = std::mem::replace(&mut self.metrics, fresh);
         self.second_ok_carry += ended.get(Counter::requests_ok) - self.second_ok_base;
         self.second_failed_carry += ended.get(Counter::requests_failed) - self.second_failed_base;
@@ -762,6 +805,7 @@ impl<'a> Shard<'a> {
             self.shared.failed[self.id].store(self.failed_for_good, Ordering::Relaxed);
             self.shared.in_flight[self.id].store(self.in_flight, Ordering::Relaxed);
             self.shared.down[self.id].store(self.down, Ordering::Relaxed);
+            self.shared.streams_held[self.id].store(self.streams_held, Ordering::Relaxed);
             self.shared.first_ok_after_mark_ns[self.id]
                 .store(self.first_ok_after_mark_ns, Ordering::Relaxed);
             self.settle_earlier();
@@ -782,7 +826,14 @@ impl<'a> Shard<'a> {
             &mut self.metrics.second,
             super::timeline::new_second_histogram(),
         );
+        let notification_latency = std::mem::replace(
+            &mut self.metrics.second_notification,
+            super::timeline::new_second_histogram(),
+        );
         let slice = SecondSlice {
+            streams_held: self.streams_held,
+            notifications: std::mem::take(&mut self.second_notifications),
+            notification_latency,
             second: self.second_index,
             phase: self.label,
             held: self.held,
@@ -835,6 +886,7 @@ impl<'a> Shard<'a> {
         self.reconnects.clear();
         self.retries.clear();
         self.waiting.clear();
+        self.stream_opens.clear();
         for r in 0..self.rings.len() {
             for slot in 0..self.rings[r].conns.len() as u32 {
                 let state = self.rings[r].conns[slot as usize].state;
@@ -876,6 +928,11 @@ impl<'a> Shard<'a> {
             deadline = deadline.min(due_ns);
         }
         if let Some(&Reverse((due_ns, ..))) = self.waiting.peek() {
+            deadline = deadline.min(due_ns);
+        }
+        if self.handshakes < HANDSHAKES_MAX
+            && let Some(&Reverse((due_ns, ..))) = self.stream_opens.peek()
+        {
             deadline = deadline.min(due_ns);
         }
         Duration::from_nanos(deadline.saturating_sub(self.now_ns))
@@ -935,20 +992,23 @@ impl<'a> Shard<'a> {
                 self.start_connect(r as usize, slot);
             }
         }
+        self.start_streams()?;
         let opening = matches!(self.phase, Phase::Ramp | Phase::Load);
         if !opening {
             return Ok(());
         }
         while self.handshakes < HANDSHAKES_MAX && self.opened < self.hold_target {
             let index = self.opened;
-            let r = (index / self.plan.slots_per_ring) as usize;
+            let r = (index / self.plan.sessions_per_ring) as usize;
             if !self.chain_room(r)? || self.connect_pacer.take_due(self.now_ns).is_none() {
                 break;
             }
             self.opened += 1;
-            let slot = index % self.plan.slots_per_ring;
-            assert_eq!(self.rings[r].conns.len() as u32, slot);
-            self.rings[r].conns.push(Conn::FREE);
+            let slot = index % self.plan.sessions_per_ring;
+            // A stream slot opened earlier may have grown the slab past this session's slot.
+            while self.rings[r].conns.len() as u32 <= slot {
+                self.rings[r].conns.push(Conn::FREE);
+            }
             self.start_connect(r, slot);
         }
         Ok(())
@@ -973,15 +1033,33 @@ impl<'a> Shard<'a> {
     }
 
     fn global_index(&self, r: usize, slot: u32) -> u32 {
-        self.slice.first_connection + r as u32 * self.plan.slots_per_ring + slot
+        self.slice.first_connection + r as u32 * self.plan.sessions_per_ring + slot
+    }
+
+    /// The target and source address of the slot's connection: a stream goes where its
+    /// owner's session is, from a source port of its own.
+    fn connect_addrs(&self, r: usize, slot: u32) -> (usize, Option<SocketAddr>) {
+        if self.is_stream(r, slot) {
+            let owner = self.rings[r].conns[slot as usize].next_idle;
+            let index = self.global_index(r, owner);
+            let stream = self.stream_index(r, slot);
+            (
+                index as usize % self.targets.len(),
+                self.plan.stream_source_addr(stream),
+            )
+        } else {
+            let index = self.global_index(r, slot);
+            (
+                index as usize % self.targets.len(),
+                self.plan.source_addr(index),
+            )
+        }
     }
 
     /// Submits SOCKET → setsockopt(TCP_NODELAY) → [setsockopt(SO_REUSEADDR) → BIND] → CONNECT
     /// as one linked chain on fixed slot `slot`.
     fn start_connect(&mut self, r: usize, slot: u32) {
-        let index = self.global_index(r, slot);
-        let target = index as usize % self.targets.len();
-        let source = self.plan.source_addr(index);
+        let (target, source) = self.connect_addrs(r, slot);
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.generation = conn.generation.wrapping_add(1);
         conn.state = State::Connecting;
@@ -1065,7 +1143,7 @@ impl<'a> Shard<'a> {
     fn start_tls(&mut self, r: usize, slot: u32) {
         let (Some(config), Some(name)) = (
             &self.tls_config,
-            self.tls_names[self.global_index(r, slot) as usize % self.tls_names.len()].clone(),
+            self.tls_names[self.connect_addrs(r, slot).0].clone(),
         ) else {
             unreachable!("every target of an https run has a server name")
         };
@@ -1184,6 +1262,7 @@ impl<'a> Shard<'a> {
             self.metrics.established += 1;
             self.check_ramped();
         }
+        self.queue_stream_of(r, slot);
     }
 
     fn settle_failed(&mut self, r: usize, slot: u32) {
@@ -1511,7 +1590,7 @@ impl<'a> Shard<'a> {
         let conn = &mut self.rings[r].conns[slot as usize];
         conn.flags |= F::IDLE_QUEUED;
         conn.next_idle = NONE;
-        let index = r as u32 * self.plan.slots_per_ring + slot;
+        let index = r as u32 * self.plan.sessions_per_ring + slot;
         if self.idle_tail == NONE {
             self.idle_head = index;
         } else {
@@ -1523,8 +1602,8 @@ impl<'a> Shard<'a> {
 
     fn split_index(&self, index: u32) -> (usize, u32) {
         (
-            (index / self.plan.slots_per_ring) as usize,
-            index % self.plan.slots_per_ring,
+            (index / self.plan.sessions_per_ring) as usize,
+            index % self.plan.sessions_per_ring,
         )
     }
 
@@ -1589,6 +1668,10 @@ impl<'a> Shard<'a> {
 
     /// Runs one event through the connection's machine and carries its actions out.
     fn run_event(&mut self, r: usize, slot: u32, event: Event) {
+        if self.is_stream(r, slot) {
+            self.run_stream_event(r, slot, event);
+            return;
+        }
         let ctx = self.machine_ctx();
         // The list is the shard's, reused: no allocation per event. An action that runs
         // another event (a send that breaks) takes a fresh one.
@@ -1719,6 +1802,18 @@ impl<'a> Shard<'a> {
             self.rearm_recv(r, slot, more);
             return;
         }
+        if self.is_stream(r, slot) {
+            // The bytes leave the ring buffer before it is recycled: a stream's reads are
+            // small (an event or a few) and rare next to the load's.
+            let mut bytes = std::mem::take(&mut self.tls_plain);
+            bytes.clear();
+            bytes.extend_from_slice(self.rings[r].ring.bufs.get(bid, len));
+            self.rings[r].ring.bufs.recycle(bid);
+            self.on_stream_bytes(r, slot, &bytes);
+            self.tls_plain = bytes;
+            self.rearm_recv(r, slot, more);
+            return;
+        }
         let fed = {
             let RingSlot { ring, conns, .. } = &mut self.rings[r];
             let data = ring.bufs.get(bid, len);
@@ -1758,7 +1853,11 @@ impl<'a> Shard<'a> {
         };
         self.send_tls_output(r, slot);
         self.finish_tls_handshake(r, slot);
-        if !self.tls_plain.is_empty() {
+        if !self.tls_plain.is_empty() && self.is_stream(r, slot) {
+            let plain = std::mem::take(&mut self.tls_plain);
+            self.on_stream_bytes(r, slot, &plain);
+            self.tls_plain = plain;
+        } else if !self.tls_plain.is_empty() {
             let plain = std::mem::take(&mut self.tls_plain);
             let fed = feed(
                 &mut self.rings[r].conns[slot as usize],
@@ -1788,7 +1887,12 @@ impl<'a> Shard<'a> {
         } else {
             matches!(
                 state,
-                State::TlsHandshaking | State::Initializing | State::Initialized | State::Awaiting
+                State::TlsHandshaking
+                    | State::Initializing
+                    | State::Initialized
+                    | State::Awaiting
+                    | State::Opening
+                    | State::Streaming
             )
         }
     }

@@ -148,6 +148,17 @@ impl StreamReader {
         self.mid_event
     }
 
+    /// A reopened stream remembers the last event id of the one before it, until it sends
+    /// one of its own.
+    pub fn resume_from(&mut self, earlier: &StreamReader) {
+        if self.last_id_len == 0 {
+            self.last_id = earlier.last_id;
+            self.last_id_len = earlier.last_id_len;
+            self.id_buffer = earlier.last_id;
+            self.id_buffer_len = earlier.last_id_len;
+        }
+    }
+
     /// The last event id the stream sent, for `Last-Event-ID` on a reconnect.
     pub fn last_event_id(&self) -> &[u8] {
         &self.last_id[..self.last_id_len as usize]

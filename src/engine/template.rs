@@ -151,6 +151,75 @@ fn write_user_headers(head: &mut Vec<u8>, config: &TemplateConfig<'_>) {
     }
 }
 
+/// The request that opens a session's server-to-client stream (`--streams`): `GET` with
+/// `Accept: text/event-stream` in the 2025 eras, a `subscriptions/listen` POST under
+/// 2026-07-28. Encoded once per target; only the session id and `Last-Event-ID` (2025 eras:
+/// 2026-07-28 streams do not resume) are written per request.
+#[derive(Debug, Clone)]
+pub struct StreamOpenTemplate {
+    head: Vec<u8>,
+    /// The listen request's body (2026-07-28); empty for GET.
+    body: Vec<u8>,
+}
+
+impl StreamOpenTemplate {
+    pub fn new(config: &TemplateConfig<'_>) -> StreamOpenTemplate {
+        let modern = config.protocol_version == MODERN_PROTOCOL_VERSION;
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(if modern { b"POST " } else { b"GET " });
+        head.extend_from_slice(config.path.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        head.extend_from_slice(config.host.as_bytes());
+        head.extend_from_slice(b"\r\n");
+        write_user_headers(&mut head, config);
+        let mut body = Vec::new();
+        if modern {
+            head.extend_from_slice(
+                b"accept: application/json, text/event-stream\r\ncontent-type: application/json\r\nMCP-Protocol-Version: ",
+            );
+            head.extend_from_slice(config.protocol_version.as_bytes());
+            head.extend_from_slice(b"\r\nMcp-Method: subscriptions/listen\r\n");
+            // Every list-change type: the server sends what it has of them (and the
+            // embedded server's `--notify-every` messages).
+            body.extend_from_slice(
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscriptions/listen\",\"params\":{\"notifications\":{\"toolsListChanged\":true,\"promptsListChanged\":true,\"resourcesListChanged\":true},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":",
+            );
+            write_escaped_str(&mut body, config.protocol_version);
+            body.extend_from_slice(
+                b",\"io.modelcontextprotocol/clientInfo\":{\"name\":\"mcpstorm\",\"version\":\"",
+            );
+            body.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+            body.extend_from_slice(b"\"},\"io.modelcontextprotocol/clientCapabilities\":{}}}}");
+            head.extend_from_slice(b"Content-Length: ");
+            head.extend_from_slice(body.len().to_string().as_bytes());
+            head.extend_from_slice(b"\r\n");
+        } else {
+            head.extend_from_slice(b"accept: text/event-stream\r\nmcp-protocol-version: ");
+            head.extend_from_slice(config.protocol_version.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        StreamOpenTemplate { head, body }
+    }
+
+    /// Appends the request: `session_id` when the session has one, `last_event_id` when a
+    /// stream of the session said one before (2025 eras only).
+    pub fn write(&self, out: &mut Vec<u8>, session_id: &[u8], last_event_id: &[u8]) {
+        out.extend_from_slice(&self.head);
+        if !session_id.is_empty() {
+            out.extend_from_slice(b"mcp-session-id: ");
+            out.extend_from_slice(session_id);
+            out.extend_from_slice(b"\r\n");
+        }
+        if !last_event_id.is_empty() && self.body.is_empty() {
+            out.extend_from_slice(b"last-event-id: ");
+            out.extend_from_slice(last_event_id);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+    }
+}
+
 /// `body_end` under construction: literal bytes merged, generated pieces kept apart.
 #[derive(Default)]
 struct Pieces(Vec<Piece>);
@@ -500,6 +569,39 @@ fn decimal_digits(mut value: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_open_requests_by_era() {
+        let config = |version| TemplateConfig {
+            headers: &[],
+            host: "h:1",
+            path: "/mcp",
+            protocol_version: version,
+        };
+        let mut out = Vec::new();
+        StreamOpenTemplate::new(&config("2025-11-25")).write(&mut out, b"S1", b"7");
+        assert_eq!(
+            out,
+            b"GET /mcp HTTP/1.1\r\nHost: h:1\r\naccept: text/event-stream\r\nmcp-protocol-version: 2025-11-25\r\nmcp-session-id: S1\r\nlast-event-id: 7\r\n\r\n"
+        );
+        out.clear();
+        StreamOpenTemplate::new(&config(MODERN_PROTOCOL_VERSION)).write(&mut out, b"", b"7");
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("POST /mcp HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("Mcp-Method: subscriptions/listen"), "{head}");
+        assert!(
+            !head.contains("last-event-id"),
+            "2026-07-28 does not resume: {head}"
+        );
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["method"], "subscriptions/listen");
+        assert_eq!(body["params"]["notifications"]["toolsListChanged"], true);
+    }
 
     use crate::engine::schedule::Rng;
     use crate::engine::workload::{Lines, attach_args, parse_mix};

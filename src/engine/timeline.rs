@@ -30,6 +30,11 @@ pub struct SecondSlice {
     pub errors: u64,
     /// Corrected latencies of the requests completed in this second.
     pub latency: Histogram<u64>,
+    /// Streams open at the second's end (`--streams`), notifications received in it and the
+    /// fan-out latency of those stamped with their send time.
+    pub streams_held: u64,
+    pub notifications: u64,
+    pub notification_latency: Histogram<u64>,
 }
 
 /// Merges slices into samples once every shard has reported a second.
@@ -57,6 +62,12 @@ impl TimelineMerger {
                 merged.answering += slice.answering;
                 merged.ok += slice.ok;
                 merged.errors += slice.errors;
+                merged.streams_held += slice.streams_held;
+                merged.notifications += slice.notifications;
+                merged
+                    .notification_latency
+                    .add(&slice.notification_latency)
+                    .expect("second histograms share bounds");
                 // Same bounds on both sides: `add` only fails on a range mismatch.
                 merged
                     .latency
@@ -90,13 +101,14 @@ impl TimelineMerger {
         let Some((_, slice)) = self.pending.remove(&second) else {
             return;
         };
-        let quantile = |q: f64| {
-            if slice.latency.is_empty() {
+        let at = |histogram: &Histogram<u64>, q: f64| {
+            if histogram.is_empty() {
                 0
             } else {
-                slice.latency.value_at_quantile(q)
+                histogram.value_at_quantile(q)
             }
         };
+        let quantile = |q: f64| at(&slice.latency, q);
         self.samples.push(SecondSample {
             t_s: second as f64,
             phase: slice.phase.to_string(),
@@ -107,6 +119,9 @@ impl TimelineMerger {
             latency_us_p50: quantile(0.50),
             latency_us_p95: quantile(0.95),
             latency_us_p99: quantile(0.99),
+            streams_held: slice.streams_held,
+            notifications: slice.notifications,
+            notification_latency_us_p99: at(&slice.notification_latency, 0.99),
         });
     }
 }
@@ -135,6 +150,9 @@ mod tests {
             ok,
             errors: 1,
             latency,
+            streams_held: 0,
+            notifications: 0,
+            notification_latency: new_second_histogram(),
         }
     }
 

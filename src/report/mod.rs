@@ -365,6 +365,41 @@ pub struct PhaseReport {
     pub histogram: Option<String>,
     /// A human note (why aborted, what the fault was, …).
     pub note: Option<String>,
+    /// `--streams`: the sessions' server-to-client streams in this phase.
+    #[serde(default)]
+    pub streams: Option<StreamsReport>,
+}
+
+/// `--streams`: each chosen session's server-to-client stream (GET, or
+/// `subscriptions/listen`), held on a connection of its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct StreamsReport {
+    /// Streams the plan opens (the sessions' share); absent per phase.
+    pub planned: Option<u64>,
+    /// Most streams open at once.
+    pub held: u64,
+    /// Streams the server accepted (200 `text/event-stream`), reopens included.
+    pub opened: u64,
+    /// Of those, opened again after an earlier stream of the session ended.
+    pub reopened: u64,
+    /// Failed opens and broken streams, each reopened after a backoff while the run loads.
+    pub failed: u64,
+    pub failed_by_cause: BTreeMap<String, u64>,
+    /// The server offers no stream (405): none is retried.
+    pub not_offered: u64,
+    /// Streams the server ended in order (reopened after its `retry:`).
+    pub ended_by_server: u64,
+    pub notifications_received: u64,
+    pub notifications_by_method: BTreeMap<String, u64>,
+    /// Server send time (`_meta["mcpstorm/sentAtUs"]`, UNIX µs) → received, of the
+    /// notifications stamped with it: the fan-out latency (both clocks must agree: same
+    /// host, or synchronized).
+    pub notification_latency_us: Percentiles,
+    /// Server-to-client requests that came on the streams (ping, roots/list, sampling,
+    /// elicitation): counted, not answered.
+    pub requests_received: u64,
+    /// The fan-out latency histogram: HdrHistogram V2 + deflate, base64.
+    pub notification_histogram: Option<String>,
 }
 
 impl PhaseReport {
@@ -404,6 +439,7 @@ impl PhaseReport {
             rate_probe: None,
             histogram: None,
             note: None,
+            streams: None,
         }
     }
 }
@@ -432,6 +468,14 @@ pub struct SecondSample {
     pub latency_us_p50: u64,
     pub latency_us_p95: u64,
     pub latency_us_p99: u64,
+    /// `--streams`: streams open at the second's end, notifications received in it, and the
+    /// p99 fan-out latency of those stamped with their send time (0: none).
+    #[serde(default)]
+    pub streams_held: u64,
+    #[serde(default)]
+    pub notifications: u64,
+    #[serde(default)]
+    pub notification_latency_us_p99: u64,
 }
 
 /// How the engine was laid out for the run.
@@ -512,6 +556,9 @@ pub struct RunReport {
     /// Every engine counter over the whole run: the figures behind the phases'.
     pub counters: BTreeMap<String, u64>,
     pub engine: EngineInfo,
+    /// `--streams`: the streams over the whole run (absent when off).
+    #[serde(default)]
+    pub streams: Option<StreamsReport>,
     /// What discovery at baseline did before the first phase (absent with `--no-discovery`):
     /// its session and requests reach the server but are in no phase's figures.
     pub discovery: Option<DiscoveryReport>,
@@ -765,6 +812,9 @@ pub fn sample_report() -> RunReport {
             latency_us_p50: 300,
             latency_us_p95: 900,
             latency_us_p99: 2000 + s * 10,
+            streams_held: 1000,
+            notifications: 1000,
+            notification_latency_us_p99: 800 + s,
         })
         .collect();
     let sla = sla::evaluate(&sla::SlaSpec::default(), &phases);
@@ -817,6 +867,30 @@ pub fn sample_report() -> RunReport {
             rings: 2,
             conn_slot_bytes: 104,
         },
+        streams: Some(StreamsReport {
+            planned: Some(1000),
+            held: 1000,
+            opened: 1010,
+            reopened: 10,
+            failed: 10,
+            failed_by_cause: BTreeMap::from([("reset".to_string(), 10)]),
+            not_offered: 0,
+            ended_by_server: 0,
+            notifications_received: 60_000,
+            notifications_by_method: BTreeMap::from([(
+                "notifications/message".to_string(),
+                60_000,
+            )]),
+            notification_latency_us: Percentiles {
+                count: 60_000,
+                p50: 400,
+                p95: 700,
+                p99: 800,
+                max: 1200,
+            },
+            requests_received: 0,
+            notification_histogram: None,
+        }),
         discovery: Some(DiscoveryReport {
             sessions: 1,
             requests: 6,

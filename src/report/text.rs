@@ -77,6 +77,9 @@ pub fn render(report: &RunReport) -> String {
         "machine: {} CPUs, Linux {}, RLIMIT_NOFILE {}; run took {:.1} s\n",
         report.machine.cpus, report.machine.kernel, report.machine.nofile_hard, report.duration_s
     );
+    if let Some(streams) = &report.streams {
+        let _ = writeln!(out, "{} (whole run)\n", streams_line(streams));
+    }
     if let Some(discovery) = &report.discovery {
         let mirrored = if discovery.mirrored_tools.is_empty() {
             String::new()
@@ -282,6 +285,9 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
             measured_us(phase.tls_handshake_us.count, phase.tls_handshake_us.p99)
         ));
     }
+    if let Some(streams) = &phase.streams {
+        lines.push(streams_line(streams));
+    }
     if let Some(memory) = &phase.memory {
         let mut parts = Vec::new();
         let who = |name: &str, grown: Option<f64>, total: Option<f64>, peak: Option<f64>| {
@@ -420,6 +426,74 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
         lines.push(note.clone());
     }
     lines
+}
+
+/// `--streams`: held, opened, failures by cause, notifications by method and fan-out latency.
+pub fn streams_line(s: &super::StreamsReport) -> String {
+    let planned = s
+        .planned
+        .map_or(String::new(), |n| format!(" of {}", format_count(n)));
+    let mut line = format!(
+        "streams: {}{planned} held at most, {} opened ({} reopens), {} failed",
+        format_count(s.held),
+        format_count(s.opened),
+        format_count(s.reopened),
+        format_count(s.failed)
+    );
+    if !s.failed_by_cause.is_empty() {
+        let causes: Vec<String> = s
+            .failed_by_cause
+            .iter()
+            .map(|(cause, n)| format!("{cause} {}", format_count(*n)))
+            .collect();
+        let _ = write!(line, " ({})", causes.join(", "));
+    }
+    if s.not_offered > 0 {
+        let _ = write!(
+            line,
+            "; the server offers none (405 × {})",
+            format_count(s.not_offered)
+        );
+    }
+    if s.ended_by_server > 0 {
+        let _ = write!(
+            line,
+            "; {} ended by the server",
+            format_count(s.ended_by_server)
+        );
+    }
+    let _ = write!(
+        line,
+        "; notifications {}",
+        format_count(s.notifications_received)
+    );
+    if !s.notifications_by_method.is_empty() {
+        let methods: Vec<String> = s
+            .notifications_by_method
+            .iter()
+            .map(|(method, n)| format!("{method} {}", format_count(*n)))
+            .collect();
+        let _ = write!(line, " ({})", methods.join(", "));
+    }
+    let l = &s.notification_latency_us;
+    if l.count > 0 {
+        let _ = write!(
+            line,
+            "; fan-out latency p50 {} / p95 {} / p99 {} / max {}",
+            format_us(l.p50),
+            format_us(l.p95),
+            format_us(l.p99),
+            format_us(l.max)
+        );
+    }
+    if s.requests_received > 0 {
+        let _ = write!(
+            line,
+            "; {} server-to-client requests (not answered)",
+            format_count(s.requests_received)
+        );
+    }
+    line
 }
 
 /// A latency figure, or `—` when nothing was measured (never a made-up 0 µs).

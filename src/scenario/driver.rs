@@ -236,6 +236,11 @@ impl<'a> Driver<'a> {
         Shared::sum(&self.shared.held)
     }
 
+    /// Streams open now (`--streams`).
+    pub fn streams_held(&self) -> u64 {
+        Shared::sum(&self.shared.streams_held)
+    }
+
     pub fn in_flight(&self) -> u64 {
         Shared::sum(&self.shared.in_flight)
     }

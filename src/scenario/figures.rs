@@ -57,14 +57,16 @@ pub fn finish_phases(
 /// segment); across the segments of a phase the most held is the largest of theirs.
 pub fn merge_segments(merged: &HashMap<u32, ShardMetrics>, segments: &[u32]) -> ShardMetrics {
     let mut out = ShardMetrics::new();
-    let mut held_max = 0;
+    let (mut held_max, mut streams_held_max) = (0, 0);
     for segment in segments {
         if let Some(m) = merged.get(segment) {
             out.merge(m);
             held_max = held_max.max(m.held_max);
+            streams_held_max = streams_held_max.max(m.streams_held_max);
         }
     }
     out.held_max = held_max;
+    out.streams_held_max = streams_held_max;
     out
 }
 
@@ -180,6 +182,38 @@ pub fn fill(
     report.histogram = (!m.all.corrected.is_empty())
         .then(|| report::hist::encode(&m.all.corrected).ok())
         .flatten();
+    let streams = streams_of(m, None);
+    report.streams = (streams != report::StreamsReport::default()).then_some(streams);
+}
+
+/// The streams' figures of merged metrics (`planned` for the whole run's).
+pub fn streams_of(m: &ShardMetrics, planned: Option<u64>) -> report::StreamsReport {
+    let failed_by_cause: BTreeMap<String, u64> = m
+        .stream_errors_by_cause()
+        .into_iter()
+        .map(|(cause, n)| (cause.to_string(), n))
+        .collect();
+    report::StreamsReport {
+        planned,
+        held: m.streams_held_max,
+        opened: m.get(Counter::streams_opened),
+        reopened: m.get(Counter::streams_reopened),
+        failed: failed_by_cause.values().sum(),
+        failed_by_cause,
+        not_offered: m.get(Counter::streams_not_offered),
+        ended_by_server: m.get(Counter::streams_ended_by_server),
+        notifications_received: m.get(Counter::notifications_received),
+        notifications_by_method: m
+            .notifications_by_method
+            .iter()
+            .map(|(method, n)| (method.to_string(), *n))
+            .collect(),
+        notification_latency_us: Percentiles::of(&m.notification_latency),
+        requests_received: m.get(Counter::stream_requests_received),
+        notification_histogram: (!m.notification_latency.is_empty())
+            .then(|| report::hist::encode(&m.notification_latency).ok())
+            .flatten(),
+    }
 }
 
 /// An open-model phase where more than `Saturation::DROPPED_PCT_MAX` of the offered requests

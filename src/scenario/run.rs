@@ -58,6 +58,11 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             "--tls gives the embedded server a throwaway certificate; against a URL, write it https:// (with --cacert or --insecure)".into(),
         ));
     }
+    if run_options.embedded_notify_every.is_some() && !run_options.urls.is_empty() {
+        return Err(RunError::Options(
+            "--notify-every is the embedded server's (no URL); a server of your own sends its notifications itself".into(),
+        ));
+    }
     // `run --tls`: a CA and certificate of this run only, deleted with it.
     let throwaway = if run_options.embedded_tls {
         let dir = std::env::temp_dir().join(format!("mcpstorm-tls-{}", std::process::id()));
@@ -74,8 +79,21 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         None
     };
     let mut embedded = if run_options.urls.is_empty() {
-        let server = EmbeddedServer::start(run_options.connections, pki)
-            .map_err(RunError::EmbeddedServer)?;
+        let sockets = run_options
+            .connections
+            .saturating_add(crate::engine::plan::streams_among(
+                run_options.connections,
+                run_options.streams_percent,
+            ));
+        let extra_args: Vec<String> = match run_options.embedded_notify_every {
+            Some(every) => vec![
+                "--notify-every".into(),
+                format!("{}ms", every.as_millis().max(1)),
+            ],
+            None => Vec::new(),
+        };
+        let server =
+            EmbeddedServer::start(sockets, pki, &extra_args).map_err(RunError::EmbeddedServer)?;
         run_options.urls = server.urls.clone();
         run_options.server_pid = Some(server.pid());
         if run_options.mix.is_none() && run_options.tool.is_none() {
@@ -231,6 +249,19 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             .find(|p| p.name == "ramp_up")
             .and_then(|p| p.sessions.established_per_s),
     };
+    let streams_planned: u64 = plan.shards.iter().map(|s| u64::from(s.streams)).sum();
+    let streams = (streams_planned > 0).then(|| {
+        // Most held at once over the run: the largest of the phases'.
+        let held = phases
+            .iter()
+            .filter_map(|p| p.streams.as_ref().map(|s| s.held))
+            .max()
+            .unwrap_or(0);
+        report::StreamsReport {
+            held,
+            ..super::figures::streams_of(&whole_run, Some(streams_planned))
+        }
+    });
     let sla = report::sla::evaluate(&options.sla, &phases);
     let verdict = report::sla::overall(&sla);
     drop(driver);
@@ -276,6 +307,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             rings: plan.shards.iter().map(|s| s.rings).sum(),
             conn_slot_bytes: crate::engine::conn::CONN_BYTES,
         },
+        streams,
         discovery,
         could_not_run,
     })

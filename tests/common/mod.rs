@@ -414,3 +414,39 @@ impl Drop for PyServer {
         let _ = self.child.wait();
     }
 }
+
+/// What `mcpstorm run … --json FILE` left: its report, its output (stdout and stderr) and
+/// its exit code.
+pub struct RunOutput {
+    pub report: serde_json::Value,
+    pub output: String,
+    pub code: Option<i32>,
+}
+
+/// Runs `mcpstorm run <args…> --json FILE` and reads the report (panics, with the output,
+/// when there is none).
+pub fn run_mcpstorm(args: &[&str]) -> RunOutput {
+    let json = std::env::temp_dir().join(format!(
+        "mcpstorm-run-{}-{}.json",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&json);
+    let out = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .arg("run")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("spawn mcpstorm run");
+    let output =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}), exit {}: {output}", out.status));
+    let _ = std::fs::remove_file(&json);
+    RunOutput {
+        report: serde_json::from_str(&text).expect("report is JSON"),
+        output,
+        code: out.status.code(),
+    }
+}

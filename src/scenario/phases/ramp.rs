@@ -64,10 +64,50 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         d.ramp_over = true;
         d.command(feed, d.command_for(Segment::Ramp, "ramp_up"))?;
     }
+    if !aborted {
+        wait_for_streams(d, feed, ramp_start)?;
+    }
     d.end(PhaseStatus::Completed);
     take_memory_at_full_hold(d);
     if d.options.rate_per_s.is_none() {
         probe_rate(d, feed)?;
+    }
+    Ok(())
+}
+
+/// Longest the ramp waits for streams that stopped coming (none opened meanwhile).
+const STREAMS_STALLED: Duration = Duration::from_secs(5);
+
+/// `--streams`: the held sessions' streams open after them; the ramp ends when they are
+/// open too (so the memory at full hold counts both connections of each session), or when
+/// none has opened for `STREAMS_STALLED` (a server that refuses them; the report counts why),
+/// within what is left of `--ramp-timeout`.
+fn wait_for_streams(d: &mut Driver<'_>, feed: &mut TimelineFeed, ramp_start: Instant) -> Step {
+    let planned: u64 = d.plan.shards.iter().map(|s| u64::from(s.streams)).sum();
+    if planned == 0 {
+        return Ok(());
+    }
+    let n = d.connections().max(1);
+    // The streams of the sessions held (all of them unless some failed).
+    let expected = planned * d.held().min(n) / n;
+    let left = d
+        .options
+        .run
+        .ramp_timeout
+        .saturating_sub(ramp_start.elapsed());
+    let mut last = (d.streams_held(), Instant::now());
+    let all = d.wait(feed, left, |d| {
+        let held = d.streams_held();
+        if held > last.0 {
+            last = (held, Instant::now());
+        }
+        held >= expected || last.1.elapsed() > STREAMS_STALLED
+    })?;
+    let held = d.streams_held();
+    if !all || held < expected {
+        d.add_note(format!(
+            "{held} of {expected} streams open when the ramp ended (see streams.failed_by_cause)"
+        ));
     }
     Ok(())
 }
@@ -92,8 +132,11 @@ fn take_memory_at_full_hold(d: &mut Driver<'_>) {
         server_user_bytes_per_conn: grown(d.server_rss_before_bytes, server_rss),
         server_total_bytes_per_conn: grown(d.server_rss_idle_bytes, server_rss),
         server_peak_bytes_per_conn: None,
+        // Two sockets for a session that holds a stream.
         kernel_bytes_per_socket: match (d.slab_before_bytes, slab) {
-            (Some(before), Some(full)) => per_held(full as i64 - before as i64),
+            (Some(before), Some(full)) if held > 0 => {
+                Some((full as i64 - before as i64) as f64 / (held + d.streams_held()) as f64)
+            }
             _ => None,
         },
         client_rss_growth_bytes_per_min: None,

@@ -1,0 +1,218 @@
+//! `run --streams` (issue 11): sessions that also hold their server-to-client stream, against
+//! `serve --notify-every` whose own counters say what it sent — every notification sent to a
+//! held stream is received and timed, none invented; streams broken by a server restart are
+//! reopened; the 2026-07-28 `subscriptions/listen` stream; a share of the sessions.
+
+mod common;
+
+use common::{RunOutput, Server, run_mcpstorm};
+
+const SLA_OFF: &str = "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off";
+
+fn streams(run: &RunOutput) -> &serde_json::Value {
+    let streams = &run.report["streams"];
+    assert!(streams.is_object(), "no streams report: {}", run.output);
+    streams
+}
+
+fn count(value: &serde_json::Value, key: &str) -> u64 {
+    value[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {value}"))
+}
+
+/// Every stream held, every notification the server sent them received and timed: the
+/// engine's count sits between what the server sent and that less one round per stream (the
+/// round in flight when cool_down closes them).
+fn assert_every_notification_received(server: &Server, run: &RunOutput, planned: u64) {
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let streams = streams(run);
+    assert_eq!(count(streams, "planned"), planned, "{streams}");
+    assert_eq!(count(streams, "held"), planned, "{streams}");
+    assert!(count(streams, "opened") >= planned, "{streams}");
+    assert_eq!(count(streams, "failed"), 0, "{streams}");
+    let stats = server.stats();
+    let sent = count(&stats, "notifications_sent");
+    assert_eq!(count(&stats, "notifications_dropped"), 0, "{stats}");
+    let by_method = &streams["notifications_by_method"];
+    let received = count(by_method, "notifications/message");
+    assert!(
+        received <= sent && received + planned >= sent,
+        "received {received} of {sent} sent to {planned} streams: {streams}"
+    );
+    assert!(received >= planned * 3, "a few rounds at least: {streams}");
+    // Each stamped with its send time, each timed once.
+    assert_eq!(
+        count(&streams["notification_latency_us"], "count"),
+        received,
+        "{streams}"
+    );
+    assert_eq!(count(streams, "requests_received"), 0, "{streams}");
+}
+
+#[test]
+fn every_held_get_stream_receives_every_notification() {
+    let server = Server::start(&["--shards", "2", "--notify-every", "200ms"]);
+    let run = run_mcpstorm(&[
+        &server.url(),
+        "--phases",
+        "sustained",
+        "--duration",
+        "2s",
+        "--connections",
+        "200",
+        "--streams",
+        "all",
+        "--no-discovery",
+        "--quiet",
+        "--sla",
+        SLA_OFF,
+    ]);
+    assert_every_notification_received(&server, &run, 200);
+    let streams = streams(&run);
+    assert_eq!(count(streams, "reopened"), 0, "{streams}");
+    // The streams are in the series too: held over time, notifications per second.
+    let series = run.report["series"].as_array().unwrap();
+    assert!(
+        series.iter().any(|s| s["streams_held"] == 200),
+        "{series:?}"
+    );
+    let per_second: u64 = series.iter().map(|s| count(s, "notifications")).sum();
+    assert_eq!(per_second, count(streams, "notifications_received"));
+    assert!(
+        run.output.contains("streams: 200 of 200 held"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn every_held_listen_stream_receives_every_notification_under_2026_07_28() {
+    let server = Server::start(&["--shards", "1", "--notify-every", "200ms"]);
+    let run = run_mcpstorm(&[
+        &server.url(),
+        "--phases",
+        "sustained",
+        "--duration",
+        "2s",
+        "--connections",
+        "100",
+        "--protocol-version",
+        "2026-07-28",
+        "--mix",
+        "tools/list",
+        "--streams",
+        "all",
+        "--no-discovery",
+        "--quiet",
+        "--sla",
+        SLA_OFF,
+    ]);
+    assert_every_notification_received(&server, &run, 100);
+    let streams = streams(&run);
+    // Each listen stream opens with the server's acknowledgement.
+    assert_eq!(
+        count(
+            &streams["notifications_by_method"],
+            "notifications/subscriptions/acknowledged"
+        ),
+        count(streams, "opened"),
+        "{streams}"
+    );
+}
+
+#[test]
+fn a_share_of_the_sessions_holds_streams() {
+    let server = Server::start(&["--shards", "2", "--notify-every", "200ms"]);
+    let run = run_mcpstorm(&[
+        &server.url(),
+        "--phases",
+        "sustained",
+        "--duration",
+        "2s",
+        "--connections",
+        "400",
+        "--streams",
+        "25%",
+        "--no-discovery",
+        "--quiet",
+        "--sla",
+        SLA_OFF,
+    ]);
+    assert_every_notification_received(&server, &run, 100);
+    // The server held 400 session connections and 100 stream connections.
+    let stats = server.stats();
+    assert_eq!(count(&stats, "sse_streams_opened"), 100, "{stats}");
+}
+
+/// The embedded server killed and restarted (failure_recovery): every stream breaks, and is
+/// reopened on its session's next session once the server is back.
+#[test]
+fn streams_broken_by_a_server_restart_are_reopened() {
+    let run = run_mcpstorm(&[
+        "--connections",
+        "200",
+        "--streams",
+        "all",
+        "--notify-every",
+        "200ms",
+        "--baseline",
+        "1s",
+        "--sustain",
+        "2s",
+        "--skip",
+        "performance",
+        "--fault",
+        "restart",
+        "--quiet",
+        "--sla",
+        SLA_OFF,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let streams = streams(&run);
+    assert_eq!(count(streams, "planned"), 200, "{streams}");
+    assert!(count(streams, "reopened") >= 200, "{streams}");
+    let phases = run.report["phases"].as_array().unwrap();
+    let recovery = phases
+        .iter()
+        .find(|p| p["name"] == "failure_recovery")
+        .unwrap();
+    // Held over time: all, a dip when the server dies, all again.
+    let held: Vec<u64> = run.report["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| count(s, "streams_held"))
+        .collect();
+    let dip = held
+        .iter()
+        .position(|&n| n < 200)
+        .unwrap_or_else(|| panic!("no dip: {held:?}"));
+    assert!(held[dip..].contains(&200), "not all reopened: {held:?}");
+    assert!(
+        count(
+            &recovery["streams"]["notifications_by_method"],
+            "notifications/message"
+        ) > 0,
+        "the restarted server's notifications arrive: {recovery}"
+    );
+}
+
+#[test]
+fn bad_streams_options_are_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args(["run", "http://127.0.0.1:1/mcp", "--streams", "150%"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--streams"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args(["run", "http://127.0.0.1:1/mcp", "--notify-every", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--notify-every"),
+        "{out:?}"
+    );
+}

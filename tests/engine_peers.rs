@@ -260,3 +260,50 @@ fn python_sdk_get_stream_carries_its_notifications_to_the_stream_reader() {
     }
     assert_eq!(notifications, ["notifications/resources/updated"]);
 }
+
+/// `run --streams all` against the official SDK: every session holds its GET stream, and
+/// each `touch` call's resource update (sent on the session's GET stream, not on the call's
+/// response) is received there, none invented.
+#[test]
+fn every_session_holds_a_get_stream_of_the_python_sdk_and_receives_its_updates() {
+    let server = PyServer::start(&[]);
+    let run = common::run_mcpstorm(&[
+        &server.url,
+        "--phases",
+        "sustained",
+        "--quiet",
+        "--no-discovery",
+        "--sla",
+        "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off",
+        "--connections",
+        "50",
+        "--shards",
+        "1",
+        "--duration",
+        "2s",
+        "--rate",
+        "100",
+        "--streams",
+        "all",
+        "--mix",
+        "tools/call=touch",
+        "--args",
+        r#"touch={"uri":"docs://readme"}"#,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let streams = &run.report["streams"];
+    assert_eq!(count(streams, "/held"), 50, "{streams}");
+    assert_eq!(count(streams, "/failed"), 0, "{streams}");
+    let ok = count(&run.report, "/phases/2/requests/ok");
+    assert!(ok >= 100, "{}", run.output);
+    let updates = count(
+        streams,
+        "/notifications_by_method/notifications~1resources~1updated",
+    );
+    // Each answered call sent one update before its answer; the last few may still be on
+    // their way when cool_down closes the streams.
+    assert!(
+        updates <= ok && updates + 50 >= ok,
+        "{updates} updates for {ok} calls: {streams}"
+    );
+}

@@ -355,6 +355,50 @@ pub fn render(report: &RunReport) -> String {
         &bands,
         x_max,
     );
+    // `--streams`: streams held and notifications received per second, and the fan-out
+    // latency per second.
+    let streams = report.streams.as_ref().map(|summary| {
+        let held = time_chart(
+            "Streams held, and notifications received per second",
+            &|v| short_number(v),
+            &[
+                Series {
+                    name: "streams held",
+                    points: series
+                        .iter()
+                        .map(|s| (s.t_s, s.streams_held as f64))
+                        .collect(),
+                },
+                Series {
+                    name: "notifications/s",
+                    points: series
+                        .iter()
+                        .map(|s| (s.t_s, s.notifications as f64))
+                        .collect(),
+                },
+            ],
+            &bands,
+            x_max,
+        );
+        let fan_out = time_chart(
+            "Fan-out latency per second (server send time → received), p99",
+            &|v| format_us(v as u64),
+            &[Series {
+                name: "p99",
+                points: series
+                    .iter()
+                    .filter(|s| s.notifications > 0)
+                    .map(|s| (s.t_s, s.notification_latency_us_p99 as f64))
+                    .collect(),
+            }],
+            &bands,
+            x_max,
+        );
+        format!(
+            r#"<h2>Streams</h2><p class="note">{}</p><div class="chart">{held}</div><div class="chart">{fan_out}</div>"#,
+            escape(&super::text::streams_line(summary))
+        )
+    });
     let (verdict_css, verdict_text) = verdict_class(report.verdict);
     let mut html = String::new();
     let _ = write!(
@@ -418,6 +462,9 @@ svg .legend {{ font-size: 12px; fill: #1d2329; }} svg .grid {{ stroke: #edf0f3; 
         r#"<h2>Over time</h2><div class="chart">{sessions}</div><div class="chart">{throughput}</div><div class="chart">{latency}</div><div class="chart">{}</div>"#,
         spectrum_chart(report)
     );
+    if let Some(streams) = &streams {
+        html.push_str(streams);
+    }
     html.push_str("<h2>Phases</h2><table><tr><th>phase</th><th class=\"l\">status</th><th>time</th><th>sessions held</th><th>requests</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>errors</th><th class=\"l\">generator</th></tr>");
     for p in &report.phases {
         let has_latency = p.latency_us.count > 0;

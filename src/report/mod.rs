@@ -952,8 +952,8 @@ mod render_tests {
         );
         assert_eq!(
             html.matches("<svg").count(),
-            4,
-            "sessions, throughput, latency, spectrum"
+            6,
+            "sessions, throughput, latency, spectrum, streams held, fan-out latency"
         );
         assert!(html.contains("&lt;performance&gt; &amp; notes are escaped"));
         assert!(html.contains("capacity: 10000 req/s"));
@@ -970,6 +970,13 @@ mod render_tests {
         assert!(text.contains("fault restart: 1,000 of 1,000 sessions back; recovery 1.20 s; 4 requests in flight lost"));
         // 10 errors of 100,000 = 0.01 % < 0.05 %: every SLA passes in the sample.
         assert!(text.trim_end().ends_with("verdict: PASS"), "{text}");
+        assert!(
+            text.contains("streams: 1,000 of 1,000 held at most, 1,010 opened (10 reopens), 10 failed (reset 10); notifications 60,000 (notifications/message 60,000); fan-out latency p50 400 µs / p95 700 µs / p99 800 µs / max 1.2 ms (whole run)"),
+            "{text}"
+        );
+        let html = html::render(&sample_report());
+        assert!(html.contains("<h2>Streams</h2>"), "{html}");
+        assert!(html.contains("Fan-out latency per second"), "{html}");
     }
 
     #[test]

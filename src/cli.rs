@@ -109,6 +109,10 @@ pub struct DoctorArgs {
     /// Sessions opened per second during the ramp.
     #[arg(long, default_value = "20k", value_parser = parse_count)]
     pub connect_rate: u64,
+    /// Share of the sessions that also hold a stream (as `run --streams`): one more
+    /// connection each.
+    #[arg(long, default_value = "off", value_parser = crate::engine::plan::parse_streams)]
+    pub streams: u8,
     /// Print the diagnosis as JSON (for scripts).
     #[arg(long)]
     pub json: bool,

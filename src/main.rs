@@ -252,8 +252,13 @@ fn doctor(args: DoctorArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let streams = u64::from(mcpstorm::engine::plan::streams_among(
+        args.connections.min(u64::from(u32::MAX)) as u32,
+        args.streams,
+    ));
     let need = Need {
-        connections: args.connections,
+        connections: args.connections + streams,
+        streams,
         targets: targets.len() as u64,
         source_ips,
         connect_rate_per_s: args.connect_rate,
@@ -432,6 +437,7 @@ fn default_embedded_connections(connect_rate_per_s: u64) -> u32 {
     const WANTED: u64 = 100_000;
     let need = Need {
         connections: WANTED,
+        streams: 0,
         targets: WANTED.div_ceil(mcpstorm::engine::embedded::CONNECTIONS_PER_PORT as u64),
         source_ips: 1,
         connect_rate_per_s,

@@ -29,6 +29,25 @@ fn hundred_thousand_against_the_embedded_server_fits_here() {
     assert!(!text.contains("BLOCK "), "{text}");
 }
 
+/// `--streams`: a second connection for each streaming session, in every row's arithmetic.
+#[test]
+fn streams_count_a_second_connection_per_session() {
+    let (_, text) = doctor(&["--connections", "100000", "--streams", "all"]);
+    assert!(
+        text.contains("200000 connections = 100000 sessions + 100000 streams"),
+        "{text}"
+    );
+    assert!(
+        text.contains("10 rings of ≤ 20000") || !text.contains("hard 20000"),
+        "{text}"
+    );
+    let (_, text) = doctor(&["--connections", "1000", "--streams", "25%"]);
+    assert!(
+        text.contains("1250 connections = 1000 sessions + 250 streams"),
+        "{text}"
+    );
+}
+
 #[test]
 fn five_million_blocks_with_named_fixes() {
     let (code, text) = doctor(&["--connections", "5000000"]);

@@ -59,7 +59,10 @@ pub struct IoUringFacts {
 /// What the run asks for.
 #[derive(Debug, Clone, Serialize)]
 pub struct Need {
+    /// Every connection the run opens: its sessions' and their streams'.
     pub connections: u64,
+    /// Of those, streams (`--streams`): a second connection for that many sessions.
+    pub streams: u64,
     /// Distinct target address:port pairs (URLs); 0 = the embedded server, which mcpstorm
     /// spreads over as many listen ports as the count needs and which lives on this host.
     pub targets: u64,
@@ -500,8 +503,17 @@ fn fitting_memory(facts: &Facts, need: &Need) -> u64 {
 impl Diagnosis {
     /// The human table.
     pub fn render_text(&self) -> String {
+        let streams = if self.need.streams > 0 {
+            format!(
+                " = {} sessions + {} streams",
+                self.need.connections - self.need.streams,
+                self.need.streams
+            )
+        } else {
+            String::new()
+        };
         let mut out = format!(
-            "mcpstorm doctor: {} connections ({}), {} source address(es), connect rate {}/s\n\n",
+            "mcpstorm doctor: {} connections{streams} ({}), {} source address(es), connect rate {}/s\n\n",
             self.need.connections,
             if self.need.targets == 0 {
                 "embedded server on this host".to_string()
@@ -585,6 +597,7 @@ mod tests {
     fn need(connections: u64) -> Need {
         Need {
             connections,
+            streams: 0,
             targets: 0,
             source_ips: 1,
             connect_rate_per_s: 20_000,

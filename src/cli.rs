@@ -277,6 +277,12 @@ pub struct RunArgs {
     pub seed: Option<u64>,
     #[arg(long, default_value = "2025-11-25")]
     pub protocol_version: String,
+    /// `streamable-http`, or `sse`: the legacy HTTP+SSE transport of 2024-11-05 (the URL is
+    /// the SSE endpoint, e.g. http://host:8000/sse; each session GETs it, POSTs to the
+    /// endpoint its `endpoint` event names and reads the answers on the stream). Implies
+    /// --protocol-version 2024-11-05 and --streams all.
+    #[arg(long, default_value = "streamable-http", value_parser = ["streamable-http", "sse"])]
+    pub transport: String,
     /// Direct descriptors per ring [default and maximum: RLIMIT_NOFILE].
     #[arg(long, value_parser = parse_count_u32)]
     pub ring_slots: Option<u32>,

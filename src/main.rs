@@ -300,6 +300,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let legacy_sse = args.transport == "sse";
     let options = mcpstorm::engine::plan::RunOptions {
         urls: args.urls,
         connections,
@@ -332,11 +333,16 @@ fn run(args: RunArgs) -> ExitCode {
                 .unwrap_or(0);
             nanos ^ (std::process::id() as u64) << 32
         }),
-        protocol_version: args.protocol_version,
+        protocol_version: if legacy_sse {
+            mcpstorm::engine::plan::LEGACY_SSE_PROTOCOL_VERSION.into()
+        } else {
+            args.protocol_version
+        },
         ring_slots: args.ring_slots,
         server_pid: args.server_pid,
         recv_multishot: args.recv == "multishot",
-        streams_percent: args.streams,
+        streams_percent: if legacy_sse { 100 } else { args.streams },
+        legacy_sse,
         embedded_notify_every: args.notify_every,
     };
     let fault_text = args.fault.unwrap_or_else(|| {

@@ -307,3 +307,61 @@ fn every_session_holds_a_get_stream_of_the_python_sdk_and_receives_its_updates()
         "{updates} updates for {ok} calls: {streams}"
     );
 }
+
+/// The official SDK's legacy HTTP+SSE transport (`run(transport="sse")`, 2024-11-05) loaded
+/// with `--transport sse`: each session's GET /sse names its endpoint, every POST is
+/// answered 202 and its answer comes on the stream — all matched, none lost.
+#[test]
+fn engine_against_python_sdk_legacy_sse_transport() {
+    let server = PyServer::start(&["--sse"]);
+    let run = common::run_mcpstorm(&[
+        &server.url,
+        "--transport",
+        "sse",
+        "--phases",
+        "sustained",
+        "--quiet",
+        "--sla",
+        "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off",
+        "--connections",
+        "50",
+        "--shards",
+        "1",
+        "--duration",
+        "2s",
+        "--rate",
+        "100",
+        "--mix",
+        "tools/call:80,tools/list:10,ping:10",
+        "--tool",
+        "echo",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let report = &run.report;
+    assert_eq!(count(report, "/sessions/established"), 50, "{}", run.output);
+    assert_eq!(count(report, "/sessions/failed"), 0, "{}", run.output);
+    assert_eq!(count(report, "/counters/legacy_endpoints_received"), 50);
+    assert_eq!(count(report, "/counters/legacy_replies_unmatched"), 0);
+    let sent = count(report, "/phases/2/requests/sent");
+    assert!(sent >= 150, "{}", run.output);
+    assert_eq!(
+        count(report, "/phases/2/requests/ok"),
+        sent,
+        "{}",
+        run.output
+    );
+    assert_eq!(
+        report["errors_by_cause"],
+        serde_json::json!({}),
+        "{}",
+        run.output
+    );
+    assert_eq!(count(report, "/streams/held"), 50);
+    assert!(
+        report["discovery"]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("skipped: --transport sse")),
+        "{}",
+        report["discovery"]
+    );
+}

@@ -177,6 +177,17 @@ counters! {
     stream_error_malformed_event,
     /// Reset or a receive/send error on the stream's connection.
     stream_error_reset,
+    /// `--transport sse`: an `endpoint` event that is no request target (not a path, too
+    /// long for a session id).
+    stream_error_endpoint,
+    /// `--transport sse`: `endpoint` events received (one per stream opened).
+    legacy_endpoints_received,
+    /// `--transport sse`: a reply on a stream whose session awaited none (late, after its
+    /// request timed out or failed).
+    legacy_replies_unmatched,
+    /// `--transport sse`: sessions lost because their stream ended (the server forgets a
+    /// session with its stream); each initializes again on a new one.
+    legacy_sessions_lost_with_stream,
 }
 
 pub fn new_histogram() -> Histogram<u64> {

@@ -17,6 +17,9 @@ use super::workload::{Lines, LoadEntry, Text, attach_args, parse_mix};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+/// The protocol revision of the legacy HTTP+SSE transport (`--transport sse`).
+pub const LEGACY_SSE_PROTOCOL_VERSION: &str = "2024-11-05";
+
 /// Protocol revisions with initialize and `Mcp-Session-Id`.
 pub const SESSION_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 
@@ -67,6 +70,8 @@ pub struct RunOptions {
     pub streams_percent: u8,
     /// `run --notify-every D` with no URL: the embedded server's `--notify-every`.
     pub embedded_notify_every: Option<Duration>,
+    /// `--transport sse`: the legacy HTTP+SSE transport (2024-11-05).
+    pub legacy_sse: bool,
 }
 
 /// One target address: where to connect and what to put in Host and the request line. A URL
@@ -153,6 +158,9 @@ pub struct EnginePlan {
     pub sessions_per_ring: u32,
     /// `--streams`: percent of the sessions holding a stream (see `stream_rank`).
     pub stream_percent: u8,
+    /// `--transport sse`: every session's stream is its legacy HTTP+SSE stream; requests go
+    /// to the endpoint it names, answers come on it.
+    pub legacy_sse: bool,
     pub connect_rate_per_s: u64,
     /// Reconnects per second over all shards (0 = unpaced).
     pub reconnect_rate_per_s: u64,
@@ -451,7 +459,18 @@ impl EnginePlan {
             }
         })?;
         check_entries_for_protocol(&entries, modern)?;
-        if !modern && !SESSION_PROTOCOL_VERSIONS.contains(&options.protocol_version.as_str()) {
+        if options.legacy_sse
+            && (options.protocol_version != LEGACY_SSE_PROTOCOL_VERSION
+                || options.streams_percent != 100)
+        {
+            return Err(format!(
+                "--transport sse is the {LEGACY_SSE_PROTOCOL_VERSION} transport: every session holds its stream"
+            ));
+        }
+        if !modern
+            && !options.legacy_sse
+            && !SESSION_PROTOCOL_VERSIONS.contains(&options.protocol_version.as_str())
+        {
             return Err(format!(
                 "--protocol-version {:?} is not one mcpstorm speaks ({}, {MODERN_PROTOCOL_VERSION})",
                 options.protocol_version,
@@ -529,6 +548,7 @@ impl EnginePlan {
                     host: &target.host,
                     path: &target.path,
                     protocol_version: &options.protocol_version,
+                    legacy_sse: options.legacy_sse,
                 };
                 TargetTemplates {
                     initialize: Template::new(Method::Initialize, &config),
@@ -554,6 +574,7 @@ impl EnginePlan {
             slots_per_ring,
             sessions_per_ring,
             stream_percent,
+            legacy_sse: options.legacy_sse,
             connect_rate_per_s: options.connect_rate_per_s,
             reconnect_rate_per_s: options.reconnect_rate_per_s,
             connect_timeout: options.connect_timeout,
@@ -732,6 +753,7 @@ mod tests {
             server_pid: None,
             streams_percent: 0,
             embedded_notify_every: None,
+            legacy_sse: false,
             recv_multishot: true,
         }
     }

@@ -247,7 +247,8 @@ fn summarize(
     })
 }
 
-fn rpc_outcome(scan: Result<json::RpcResponse<'_>, RpcScanError>) -> BodyOutcome {
+/// What a scanned JSON-RPC response says (also for a reply that came on a legacy stream).
+pub(crate) fn rpc_outcome(scan: Result<json::RpcResponse<'_>, RpcScanError>) -> BodyOutcome {
     match scan {
         Ok(response) => {
             let id = response.id.and_then(json::as_u64);

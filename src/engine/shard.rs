@@ -43,6 +43,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
+mod legacy;
 mod streams;
 
 /// The figures of the segment before the current one, kept open while requests intended in it
@@ -230,6 +231,10 @@ pub struct Shard<'a> {
     second_notifications: u64,
     /// UNIX time of `Shared::epoch`, µs: notifications carry their send time in UNIX µs.
     unix_epoch_us: u64,
+    /// `--transport sse`: answers of which one half (202 or reply) is in, by session
+    /// (`r × sessions_per_ring + slot`); and what the read being handled said.
+    legacy_pending: std::collections::HashMap<u32, legacy::Pending>,
+    legacy_events: Vec<legacy::LegacyEvent>,
 }
 
 /// IORING_OP_BIND of fixed file `slot` to `addr` (kernel 6.11). The sockaddr is kept alive by
@@ -379,6 +384,8 @@ impl<'a> Shard<'a> {
             stream_actions: Vec::with_capacity(8),
             stream_data: Vec::new(),
             second_notifications: 0,
+            legacy_pending: std::collections::HashMap::new(),
+            legacy_events: Vec::new(),
             unix_epoch_us: {
                 let unix_now_us = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -1316,6 +1323,9 @@ impl<'a> Shard<'a> {
 
     /// Encodes `method` into a send-arena buffer and submits it.
     fn send_request(&mut self, r: usize, slot: u32, request: Request, intended_ns: u64) {
+        if self.plan.legacy_sse && self.legacy_defers(r, slot, intended_ns) {
+            return;
+        }
         let index = self.global_index(r, slot);
         let target = index as usize % self.plan.targets.len();
         let buf = self.sends.take();
@@ -1514,7 +1524,9 @@ impl<'a> Shard<'a> {
     /// per turn (a burst of N requests would take N send buffers). A session busy or
     /// reconnecting at that moment is closed at the end instead.
     fn issue_deletes(&mut self) {
-        if !self.deleting || self.modern {
+        // Sessionless 2026-07-28 has no session to delete; the legacy transport ends a
+        // session by closing its stream.
+        if !self.deleting || self.modern || self.plan.legacy_sse {
             if self.deleting {
                 self.shared.deletes_done[self.id].store(1, Ordering::Relaxed);
             }
@@ -1827,8 +1839,20 @@ impl<'a> Shard<'a> {
             )
         };
         self.rings[r].ring.bufs.recycle(bid);
-        self.run_event(r, slot, Event::Fed(fed));
+        self.deliver(r, slot, fed);
         self.rearm_recv(r, slot, more);
+    }
+
+    /// What the response reader made of received bytes goes to the machine — under
+    /// `--transport sse` a 202 first joins the reply that comes on the session's stream.
+    fn deliver(&mut self, r: usize, slot: u32, fed: super::conn::Fed) {
+        if self.plan.legacy_sse
+            && let super::conn::Fed::Response(summary) = &fed
+            && self.legacy_post_answered(r, slot, summary)
+        {
+            return;
+        }
+        self.run_event(r, slot, Event::Fed(fed));
     }
 
     /// After a receive completion: arm the next receive if that one was the last (`!more`),
@@ -1868,7 +1892,7 @@ impl<'a> Shard<'a> {
                 &mut self.metrics,
             );
             self.tls_plain = plain;
-            self.run_event(r, slot, Event::Fed(fed));
+            self.deliver(r, slot, fed);
         }
         if received.peer_closed {
             self.metrics.incr(Counter::tls_close_notify_received);
@@ -1924,7 +1948,7 @@ impl<'a> Shard<'a> {
                 &mut self.scratch,
                 &mut self.metrics,
             );
-            self.run_event(r, slot, Event::Fed(fed));
+            self.deliver(r, slot, fed);
         }
         self.run_event(r, slot, Event::RecvEnd { res });
     }
@@ -2080,6 +2104,9 @@ impl<'a> Shard<'a> {
         }
         conn.chain_pending = 0;
         self.open_conns -= 1;
+        if self.plan.legacy_sse && !self.is_stream(r, slot) {
+            self.legacy_forget(r, slot);
+        }
         self.run_event(r, slot, Event::Closed);
     }
 

@@ -11,10 +11,16 @@
 //! `data` buffer the caller lends (and may take back whenever [`StreamReader::mid_event`] is
 //! false).
 
+use super::response::BodyOutcome;
 use crate::proto::chunked::{ChunkedDecoder, ChunkedError};
 use crate::proto::http_response::{BodyFraming, ContentKind, ResponseError, parse_response_head};
 use crate::proto::json::{self, RpcMessage, RpcScanError};
 use crate::proto::sse::{SseItem, SseParser};
+
+/// The event type of the legacy transport's first event.
+const ENDPOINT_EVENT: &[u8] = b"endpoint";
+/// `StreamReader::endpoint_matched` once the event type is known not to be `endpoint`.
+const NOT_ENDPOINT: u8 = u8::MAX;
 
 /// Longest event data kept (a notification is a few hundred bytes); past it the stream is
 /// ended as malformed rather than buffered without bound.
@@ -65,7 +71,12 @@ pub enum StreamItem<'a> {
     },
     /// A server-to-client request (sampling, elicitation, roots/list, ping): to be answered.
     Request { id: &'a [u8], method: &'a str },
-    /// A response on a stream that carries none, or an event whose data is not JSON-RPC.
+    /// A JSON-RPC response: on a legacy HTTP+SSE stream, the answer to a request POSTed to
+    /// the endpoint; on any other stream, one nobody asked for there.
+    Response(BodyOutcome),
+    /// The legacy transport's `endpoint` event: where the session POSTs (its data, a URI).
+    Endpoint(&'a [u8]),
+    /// An event whose data is not JSON-RPC.
     Malformed(Option<RpcScanError>),
     /// An event with an empty `data:` (rmcp's priming event).
     Priming,
@@ -98,6 +109,9 @@ pub struct StreamReader {
     candidate_id: [u8; EVENT_ID_BYTES_MAX],
     candidate_len: u8,
     candidate_too_long: bool,
+    /// Bytes of the current event's type that matched `endpoint` so far ([`NOT_ENDPOINT`]
+    /// once one did not; 0 with no type).
+    endpoint_matched: u8,
     ended: bool,
 }
 
@@ -240,11 +254,26 @@ impl StreamReader {
                     }
                 }
                 SseItem::Retry { delay_ms } => out(StreamItem::Retry { delay_ms }),
+                SseItem::EventType { fragment, first } => {
+                    if first {
+                        self.endpoint_matched = 0;
+                    }
+                    let at = self.endpoint_matched as usize;
+                    self.endpoint_matched = match ENDPOINT_EVENT.get(at..at + fragment.len()) {
+                        _ if self.endpoint_matched == NOT_ENDPOINT => NOT_ENDPOINT,
+                        Some(expected) if expected == fragment => (at + fragment.len()) as u8,
+                        _ => NOT_ENDPOINT,
+                    };
+                }
                 SseItem::Dispatch {
                     has_data,
                     data_empty,
                 } => {
-                    if has_data && data_empty {
+                    let endpoint = self.endpoint_matched as usize == ENDPOINT_EVENT.len();
+                    self.endpoint_matched = 0;
+                    if has_data && endpoint {
+                        out(StreamItem::Endpoint(data));
+                    } else if has_data && data_empty {
                         out(StreamItem::Priming);
                     } else if has_data {
                         out(classify(data));
@@ -254,7 +283,7 @@ impl StreamReader {
                     self.last_id = self.id_buffer;
                     self.last_id_len = self.id_buffer_len;
                 }
-                SseItem::EventType { .. } | SseItem::Comment => {}
+                SseItem::Comment => {}
             }
         });
         self.sse = sse;
@@ -300,7 +329,9 @@ fn classify(data: &[u8]) -> StreamItem<'_> {
                 },
             }
         }
-        Ok(RpcMessage::Response(_)) => StreamItem::Malformed(None),
+        Ok(RpcMessage::Response(response)) => {
+            StreamItem::Response(super::response::rpc_outcome(Ok(response)))
+        }
         Err(e) => StreamItem::Malformed(Some(e)),
     }
 }
@@ -376,6 +407,8 @@ mod tests {
         chunked(
             &[
                 ": keep-alive\n\n",
+                "event: endpoint\ndata: /messages/?session_id=ab\n\n",
+                "event: end\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n\n",
                 "retry: 3000\nid: 0\ndata:\n\n",
                 NOTE,
                 "data: {\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"sampling/createMessage\",\"params\":{}}\r\n\r\n",
@@ -396,12 +429,14 @@ mod tests {
         assert_eq!(
             expected.items,
             vec![
+                format!("{:?}", StreamItem::Endpoint(b"/messages/?session_id=ab")),
+                "Notification { method: \"notifications/x\", sent_at_us: None }".into(),
                 "Retry { delay_ms: 3000 }".to_string(),
                 "Priming".into(),
                 "Notification { method: \"notifications/message\", sent_at_us: Some(1700000000000001) }".into(),
                 "Request { id: [34, 115, 49, 34], method: \"sampling/createMessage\" }".into(),
                 "Notification { method: \"notifications/tools/list_changed\", sent_at_us: None }".into(),
-                "Malformed(None)".into(),
+                "Response(Result { id: Some(1), is_error: false })".into(),
                 format!("{:?}", StreamItem::Malformed(json::scan_rpc_message(b"not json").err())),
             ]
         );

@@ -113,6 +113,9 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct Template {
     head_start: Vec<u8>,
+    /// Legacy HTTP+SSE: the request line's target is the session's endpoint (`write`'s
+    /// session id), and no `mcp-session-id` header is sent.
+    path_from_session: bool,
     body_start: Vec<u8>,
     /// After the id: literal bytes and, for generated arguments, values drawn per request.
     body_end: Vec<Piece>,
@@ -140,6 +143,9 @@ pub struct TemplateConfig<'a> {
     pub host: &'a str,
     pub path: &'a str,
     pub protocol_version: &'a str,
+    /// The legacy HTTP+SSE transport (2024-11-05): requests go to the endpoint the session's
+    /// stream named (its path and query, kept as the session id) instead of `path`.
+    pub legacy_sse: bool,
 }
 
 fn write_user_headers(head: &mut Vec<u8>, config: &TemplateConfig<'_>) {
@@ -293,13 +299,16 @@ impl Template {
                 has_id: false,
                 arguments_at: None,
                 param_headers: Vec::new(),
+                path_from_session: false,
             };
         }
         let name = entry.and_then(|e| e.name.as_ref());
         let args = entry.and_then(|e| e.args.as_ref());
         let mut head_start = Vec::with_capacity(256);
-        head_start.extend_from_slice(b"POST ");
-        head_start.extend_from_slice(config.path.as_bytes());
+        if !config.legacy_sse {
+            head_start.extend_from_slice(b"POST ");
+            head_start.extend_from_slice(config.path.as_bytes());
+        }
         head_start.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         head_start.extend_from_slice(config.host.as_bytes());
         head_start.extend_from_slice(b"\r\n");
@@ -465,6 +474,7 @@ impl Template {
             has_id,
             arguments_at,
             param_headers: Vec::new(),
+            path_from_session: config.legacy_sse,
         }
     }
 
@@ -521,6 +531,10 @@ impl Template {
                 generated.len()
             }
         };
+        if self.path_from_session {
+            out.extend_from_slice(b"POST ");
+            out.extend_from_slice(session_id);
+        }
         out.extend_from_slice(&self.head_start);
         if !self.param_headers.is_empty()
             && let Some(arguments) = self
@@ -529,7 +543,7 @@ impl Template {
         {
             crate::proto::mcp_headers::write_param_headers(out, &self.param_headers, arguments);
         }
-        if !session_id.is_empty() {
+        if !session_id.is_empty() && !self.path_from_session {
             out.extend_from_slice(b"mcp-session-id: ");
             out.extend_from_slice(session_id);
             out.extend_from_slice(b"\r\n");
@@ -571,12 +585,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn legacy_sse_requests_go_to_the_sessions_endpoint() {
+        let config = TemplateConfig {
+            headers: &[],
+            host: "h:1",
+            path: "/sse",
+            protocol_version: "2024-11-05",
+            legacy_sse: true,
+        };
+        let mut out = Vec::new();
+        let (mut rng, mut seq, lines) =
+            (super::super::schedule::Rng::new(1), 0, Default::default());
+        let mut gen_state = GenState {
+            rng: &mut rng,
+            lines: &lines,
+            seq: &mut seq,
+            seq_step: 1,
+        };
+        Template::new(Method::Ping, &config).write(
+            &mut out,
+            b"/messages/?session_id=ab",
+            7,
+            &mut gen_state,
+            &mut Vec::new(),
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("POST /messages/?session_id=ab HTTP/1.1\r\nHost: h:1\r\n"),
+            "{text}"
+        );
+        assert!(
+            !text.to_ascii_lowercase().contains("mcp-session-id"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn stream_open_requests_by_era() {
         let config = |version| TemplateConfig {
             headers: &[],
             host: "h:1",
             path: "/mcp",
             protocol_version: version,
+            legacy_sse: false,
         };
         let mut out = Vec::new();
         StreamOpenTemplate::new(&config("2025-11-25")).write(&mut out, b"S1", b"7");
@@ -612,6 +667,7 @@ mod tests {
             host: "127.0.0.1:8080",
             path: "/mcp",
             protocol_version: "2025-11-25",
+            legacy_sse: false,
         }
     }
 
@@ -667,6 +723,7 @@ mod tests {
         use crate::proto::mcp_headers::{ParamHeader, ParamKind, check_param_headers};
         let modern = TemplateConfig {
             protocol_version: MODERN_PROTOCOL_VERSION,
+            legacy_sse: false,
             ..config()
         };
         let declared = vec![
@@ -831,6 +888,7 @@ mod tests {
     fn test_modern_2026_headers_and_meta() {
         let config = TemplateConfig {
             protocol_version: MODERN_PROTOCOL_VERSION,
+            legacy_sse: false,
             ..config()
         };
         for method in [Method::ToolsCall, Method::ToolsList] {

@@ -322,6 +322,18 @@ fn discover(
     plan: &EnginePlan,
     quiet: bool,
 ) -> Result<(Option<Vec<serde_json::Value>>, report::DiscoveryReport), RunError> {
+    if plan.legacy_sse {
+        // The probe speaks streamable HTTP; the legacy transport's sessions are the run's.
+        return Ok((
+            None,
+            report::DiscoveryReport {
+                sessions: 0,
+                requests: 0,
+                outcome: "skipped: --transport sse (discovery speaks streamable HTTP); the mix is not checked against the server's lists".into(),
+                mirrored_tools: Vec::new(),
+            },
+        ));
+    }
     // A server that stalls the probe delays the start by one timeout at most: discovery
     // stops at its first unanswered request.
     let timeout = plan.request_timeout.min(Duration::from_secs(5));

@@ -401,9 +401,14 @@ impl PyServer {
             }
             assert!(Instant::now() < deadline, "py_server.py did not start");
         }
+        let path = if extra.contains(&"--sse") {
+            "/sse"
+        } else {
+            "/mcp"
+        };
         PyServer {
             child,
-            url: format!("http://127.0.0.1:{port}/mcp"),
+            url: format!("http://127.0.0.1:{port}{path}"),
         }
     }
 }

@@ -9,7 +9,7 @@ Resources: docs://readme, items://{id} (a template; records id). Prompt: greet(n
 Completion: greet's name from a fixed list.
 Endpoint: http://HOST:PORT/mcp (Streamable HTTP).
 
-    py_server.py --port P [--host 127.0.0.1] [--json-response] [--stateless]
+    py_server.py --port P [--host 127.0.0.1] [--json-response] [--stateless] [--sse]
 
 Prints `py_server: listening on http://HOST:PORT/mcp` (flushed) once uvicorn accepts connections.
 Install the SDK with tools/peers/setup-python.sh and run with the venv's python.
@@ -99,6 +99,11 @@ def main() -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--json-response", action="store_true", help="answer POSTs with application/json, not SSE")
     ap.add_argument("--stateless", action="store_true", help="stateless_http=True: no Mcp-Session-Id")
+    ap.add_argument(
+        "--sse",
+        action="store_true",
+        help="the legacy HTTP+SSE transport (2024-11-05): GET /sse, POST /messages/",
+    )
     ap.add_argument("--log-level", default="WARNING", help="uvicorn/SDK log level (default WARNING)")
     args = ap.parse_args()
 
@@ -114,12 +119,18 @@ def main() -> int:
     # Same app MCPServer.run(transport="streamable-http", host=, port=, json_response=,
     # stateless_http=) builds (mcp 2.3.0: run -> run_streamable_http_async -> streamable_http_app),
     # driven here by our own uvicorn.Server so we can print once it is really listening.
-    app = server.streamable_http_app(
-        streamable_http_path="/mcp",
-        json_response=args.json_response,
-        stateless_http=args.stateless,
-        host=host,
-    )
+    if args.sse:
+        # What MCPServer.run(transport="sse") serves (run_sse_async -> sse_app).
+        app = server.sse_app(host=host)
+        path = "/sse"
+    else:
+        app = server.streamable_http_app(
+            streamable_http_path="/mcp",
+            json_response=args.json_response,
+            stateless_http=args.stateless,
+            host=host,
+        )
+        path = "/mcp"
     config = uvicorn.Config(app, host=host, port=args.port, log_level=args.log_level.lower())
     uv = uvicorn.Server(config)
 
@@ -131,8 +142,8 @@ def main() -> int:
                 raise SystemExit("py_server: uvicorn exited before starting")
             await asyncio.sleep(0.02)
         shown = f"[{host}]" if ":" in host else host
-        mode = f"json_response={args.json_response} stateless={args.stateless}"
-        print(f"py_server: listening on http://{shown}:{args.port}/mcp ({mode})", flush=True)
+        mode = "legacy sse" if args.sse else f"json_response={args.json_response} stateless={args.stateless}"
+        print(f"py_server: listening on http://{shown}:{args.port}{path} ({mode})", flush=True)
         await serve
 
     try:

@@ -37,6 +37,9 @@ struct ReadCtx<'a> {
     metrics: &'a mut ShardMetrics,
     now_unix_us: u64,
     second_notifications: &'a mut u64,
+    /// `--transport sse`: the endpoint and the replies go to the session (else a response
+    /// on a stream is one nobody asked for there).
+    legacy: Option<&'a mut Vec<super::legacy::LegacyEvent>>,
 }
 
 impl<'a> Shard<'a> {
@@ -97,7 +100,8 @@ impl<'a> Shard<'a> {
                 continue;
             }
             let owner = &self.rings[r].conns[conn.next_idle as usize];
-            if !owner.flags.intersects(super::F::HELD) {
+            // A legacy session's stream comes first: it names where the session POSTs.
+            if !self.plan.legacy_sse && !owner.flags.intersects(super::F::HELD) {
                 // Parked: the owner's next session opens it.
                 continue;
             }
@@ -135,6 +139,9 @@ impl<'a> Shard<'a> {
         );
         self.execute_stream(r, slot, &mut actions);
         self.stream_actions = actions;
+        if self.plan.legacy_sse && event == Event::Closed {
+            self.legacy_stream_closed(r, slot);
+        }
     }
 
     fn execute_stream(&mut self, r: usize, slot: u32, actions: &mut Vec<StreamAction>) {
@@ -233,6 +240,7 @@ impl<'a> Shard<'a> {
             metrics: &mut self.metrics,
             now_unix_us: self.unix_epoch_us + self.now_ns / 1000,
             second_notifications: &mut self.second_notifications,
+            legacy: self.plan.legacy_sse.then_some(&mut self.legacy_events),
         };
         let read = read(
             &mut conns[slot as usize],
@@ -262,6 +270,9 @@ impl<'a> Shard<'a> {
                 end,
                 &mut actions,
             ),
+        }
+        if self.plan.legacy_sse {
+            self.on_legacy_events(r, slot);
         }
         self.execute_stream(r, slot, &mut actions);
         self.stream_actions = actions;
@@ -354,6 +365,7 @@ fn read_events(
     let metrics = &mut *ctx.metrics;
     let now_unix_us = ctx.now_unix_us;
     let second_notifications = &mut *ctx.second_notifications;
+    let mut legacy = ctx.legacy.as_deref_mut();
     let mut retry_ms = None;
     let fed = reader.feed(bytes, data, &mut |item| match item {
         StreamItem::Notification { method, sent_at_us } => {
@@ -367,6 +379,16 @@ fn read_events(
             }
         }
         StreamItem::Request { .. } => metrics.incr(Counter::stream_requests_received),
+        StreamItem::Response(body) => match legacy.as_mut() {
+            Some(events) => events.push(super::legacy::LegacyEvent::Reply(body)),
+            None => metrics.incr(Counter::stream_error_malformed_event),
+        },
+        StreamItem::Endpoint(uri) => match legacy.as_mut() {
+            Some(events) => events.push(super::legacy::LegacyEvent::Endpoint(
+                super::legacy::endpoint_target(uri),
+            )),
+            None => metrics.incr(Counter::stream_error_malformed_event),
+        },
         StreamItem::Malformed(_) => metrics.incr(Counter::stream_error_malformed_event),
         StreamItem::Priming => metrics.incr(Counter::sse_priming_events),
         StreamItem::Retry { delay_ms } => {

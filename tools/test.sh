@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run all tests"; CI's .ci/run calls exactly this).
-# Installs what the tests need (the pinned MCP Python SDK venv, the pinned conformance suite),
+# Installs what the tests need (the pinned MCP Python SDK venv, the pinned conformance suite,
+# the pinned TypeScript SDK),
 # then: rustfmt check, clippy
 # with warnings as errors, and every test: unit, proptest, integration, real peers.
 set -euo pipefail
@@ -13,6 +14,9 @@ echo "   python: $MCPSTORM_PEER_PYTHON"
 echo "== install the pinned MCP conformance suite and its Node 22 (target/peers/conformance)"
 MCPSTORM_CONFORMANCE_DIR="$(bash tools/peers/setup-conformance.sh | tail -n 1)"
 export MCPSTORM_CONFORMANCE_DIR
+echo "== install the pinned MCP TypeScript SDK (target/peers/ts-sdk)"
+MCPSTORM_TS_PEER_DIR="$(bash tools/peers/setup-ts.sh | tail -n 1)"
+export MCPSTORM_TS_PEER_DIR
 
 echo "== cargo fmt --check"
 cargo fmt --check

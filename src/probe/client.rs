@@ -431,7 +431,19 @@ impl ProbeClient {
 }
 
 fn read_some(stream: &mut Box<dyn Stream>, chunk: &mut [u8]) -> Result<usize, ProbeError> {
-    match stream.read(chunk) {
+    loop {
+        match stream.read(chunk) {
+            // A blocking read returns EINTR when the thread has task work pending (an io_uring
+            // of this thread completing, e.g. the kernel-feature probe's), with no signal at
+            // all: read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return read_result(other),
+        }
+    }
+}
+
+fn read_result(result: std::io::Result<usize>) -> Result<usize, ProbeError> {
+    match result {
         Ok(n) => Ok(n),
         Err(e)
             if matches!(

@@ -455,3 +455,90 @@ pub fn run_mcpstorm(args: &[&str]) -> RunOutput {
         code: out.status.code(),
     }
 }
+
+/// `node_modules` of the pinned TypeScript SDK (tools/peers/setup-ts.sh, run once).
+pub fn ts_peer_modules() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(dir) = std::env::var("MCPSTORM_TS_PEER_DIR") {
+            return PathBuf::from(dir).join("node_modules");
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/peers/setup-ts.sh");
+        let output = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("run setup-ts.sh");
+        assert!(
+            output.status.success(),
+            "setup-ts.sh failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("setup-ts.sh prints its dir")
+                .trim(),
+        )
+        .join("node_modules")
+    })
+    .clone()
+}
+
+/// The official TypeScript SDK server (tests/peers/ts_server.cjs) on a free loopback port.
+pub struct TsServer {
+    pub child: Child,
+    pub url: String,
+}
+
+impl TsServer {
+    pub fn start(extra: &[&str]) -> TsServer {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts_server.cjs");
+        let mut child = Command::new("node")
+            .env("NODE_PATH", ts_peer_modules())
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node ts_server.cjs");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ts_server: listening") {
+                    let _ = sender.send(());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while receiver.recv_timeout(Duration::from_millis(100)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("ts_server.cjs exited before listening: {status}");
+            }
+            assert!(Instant::now() < deadline, "ts_server.cjs did not start");
+        }
+        let path = if extra.contains(&"--sse") {
+            "/sse"
+        } else {
+            "/mcp"
+        };
+        TsServer {
+            child,
+            url: format!("http://127.0.0.1:{port}{path}"),
+        }
+    }
+}
+
+impl Drop for TsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -90,7 +90,7 @@ impl<'a> Shard<'a> {
                 break;
             }
             self.stream_opens.pop();
-            let loading = matches!(self.phase, Phase::Ramp | Phase::Load);
+            let loading = matches!(self.phase, Phase::Ramp | Phase::Load) && !self.deleting;
             let conn = &self.rings[r].conns[slot as usize];
             if !loading
                 || self.streams_unavailable
@@ -121,7 +121,9 @@ impl<'a> Shard<'a> {
     fn stream_ctx(&self) -> StreamCtx {
         StreamCtx {
             now_ns: self.now_ns,
-            loading: matches!(self.phase, Phase::Ramp | Phase::Load),
+            // cool_down's DELETEs end the sessions, and the server their streams: those stay
+            // closed.
+            loading: matches!(self.phase, Phase::Ramp | Phase::Load) && !self.deleting,
             tls: self.tls_config.is_some(),
             multishot_recv: self.plan.recv_multishot,
         }

@@ -373,6 +373,11 @@ pub struct ServeArgs {
     /// With --notify-every: `all` streams, or at most N of them (split over the shards).
     #[arg(long, value_parser = parse_notify_to, requires = "notify_every", value_name = "all|N")]
     pub notify_to: Option<u32>,
+    /// Also answer the legacy HTTP+SSE transport (2024-11-05): `GET /sse` opens a session's
+    /// stream naming its endpoint `/messages?session_id=…`; POSTs there are answered 202 and
+    /// their answers go out on the stream (what `run --transport sse` loads).
+    #[arg(long)]
+    pub legacy_sse: bool,
 }
 
 fn parse_notify_every(text: &str) -> Result<Duration, String> {

@@ -485,6 +485,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         tls_key: args.tls_key,
         notify_every: args.notify_every,
         notify_to: args.notify_to,
+        legacy_sse: args.legacy_sse,
     };
     let plan = match ServerPlan::from_options(&options) {
         Ok(plan) => plan,

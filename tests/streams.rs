@@ -216,3 +216,95 @@ fn bad_streams_options_are_refused() {
         "{out:?}"
     );
 }
+
+/// `run --transport sse` against `serve --legacy-sse` over two shards (a POST's answer often
+/// crosses to the shard holding its stream): every answer routed to its stream and matched,
+/// the server's counts agreeing, and each session gone with its stream at the end.
+#[test]
+fn the_legacy_transport_against_serve_legacy_sse_agrees_with_the_server() {
+    let server = Server::start(&["--shards", "2", "--legacy-sse"]);
+    let url = format!("http://{}/sse", server.addr);
+    let run = run_mcpstorm(&[
+        &url,
+        "--transport",
+        "sse",
+        "--phases",
+        "sustained",
+        "--duration",
+        "2s",
+        "--rate",
+        "1000",
+        "--connections",
+        "300",
+        "--quiet",
+        "--sla",
+        SLA_OFF,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let report = &run.report;
+    assert_eq!(report["sessions"]["established"], 300, "{}", run.output);
+    let ok = count(&report["phases"][2]["requests"], "ok");
+    assert_eq!(ok, count(&report["phases"][2]["requests"], "sent"));
+    assert!(ok >= 1000, "{}", run.output);
+    assert_eq!(
+        report["errors_by_cause"],
+        serde_json::json!({}),
+        "{}",
+        run.output
+    );
+    assert_eq!(count(&report["counters"], "legacy_replies_unmatched"), 0);
+    let stats = server.stats();
+    assert_eq!(count(&stats, "legacy_streams_opened"), 300, "{stats}");
+    // Every initialize and every load request answered on its stream.
+    assert_eq!(count(&stats, "legacy_messages_routed"), 300 + ok, "{stats}");
+    assert_eq!(count(&stats, "legacy_messages_dropped"), 0, "{stats}");
+    assert_eq!(
+        count(&stats, "sessions_live"),
+        0,
+        "sessions end with their streams: {stats}"
+    );
+}
+
+/// The embedded server speaking the legacy transport, killed and restarted: every stream
+/// ends, its session is lost with it, and each session initializes again on a new stream.
+#[test]
+fn legacy_sessions_lost_with_their_streams_come_back_after_a_restart() {
+    let run = run_mcpstorm(&[
+        "--transport",
+        "sse",
+        "--connections",
+        "200",
+        "--baseline",
+        "1s",
+        "--sustain",
+        "2s",
+        "--skip",
+        "performance",
+        "--fault",
+        "restart",
+        "--quiet",
+        "--sla",
+        SLA_OFF,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let report = &run.report;
+    let recovery = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "failure_recovery")
+        .unwrap();
+    assert_eq!(
+        count(&recovery["recovery"], "sessions_restored"),
+        200,
+        "{recovery}"
+    );
+    assert!(recovery["recovery"]["recovery_s"].is_number(), "{recovery}");
+    assert!(count(&report["counters"], "legacy_sessions_lost_with_stream") > 0);
+    assert!(
+        count(&report["streams"], "reopened") >= 200,
+        "{}",
+        report["streams"]
+    );
+    assert!(count(&report["counters"], "legacy_endpoints_received") >= 400);
+}

@@ -21,6 +21,8 @@ pub enum Op {
     Timeout = 10,
     Cancel = 11,
     SetSockOpt = 12,
+    /// A poll of a cross-shard inbox's eventfd (`serve --legacy-sse`).
+    Inbox = 13,
 }
 
 impl Op {
@@ -38,6 +40,7 @@ impl Op {
             10 => Op::Timeout,
             11 => Op::Cancel,
             12 => Op::SetSockOpt,
+            13 => Op::Inbox,
             _ => return None,
         })
     }

@@ -92,9 +92,21 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             ],
             None => Vec::new(),
         };
+        let mut extra_args = extra_args;
+        if run_options.legacy_sse {
+            extra_args.push("--legacy-sse".into());
+        }
         let server =
             EmbeddedServer::start(sockets, pki, &extra_args).map_err(RunError::EmbeddedServer)?;
         run_options.urls = server.urls.clone();
+        if run_options.legacy_sse {
+            // The legacy transport's URL is its stream's.
+            for url in &mut run_options.urls {
+                if let Some(base) = url.strip_suffix("/mcp") {
+                    *url = format!("{base}/sse");
+                }
+            }
+        }
         run_options.server_pid = Some(server.pid());
         if run_options.mix.is_none() && run_options.tool.is_none() {
             run_options.tool = Some("echo".into());

@@ -92,6 +92,9 @@ pub enum Outcome {
     /// more on this connection, and poll [`Handler::finish_awaited`] until the client's answer
     /// (a POST on any connection) ends the call; close after when `close`.
     AwaitClient { ticket: u64, close: bool },
+    /// `--legacy-sse`: a `GET /sse` — the shard opens the session's stream (it knows where
+    /// the connection is: the route of its endpoint).
+    LegacyOpen,
 }
 
 /// Per-shard handler: borrows the shared session table and owns two scratch buffers reused
@@ -116,6 +119,10 @@ pub struct Handler<'a> {
     ask: Option<(u64, &'static str, String)>,
     /// The server's clock at the request being answered, seconds.
     now_s: u32,
+    /// `--legacy-sse`: the routes of the open streams, and this handler's shard.
+    pub legacy: Option<(&'a super::legacy::LegacyHub, usize)>,
+    /// `--legacy-sse`: the streamable-HTTP response to a POST, before it becomes events.
+    legacy_response: Vec<u8>,
 }
 
 const JSONRPC_PREFIX: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":";
@@ -156,6 +163,8 @@ impl<'a> Handler<'a> {
             status: 200,
             ask: None,
             now_s: 0,
+            legacy: None,
+            legacy_response: Vec::new(),
         }
     }
 
@@ -189,6 +198,16 @@ impl<'a> Handler<'a> {
         }
         if head.path == STATS_PATH && head.method == Method::Get {
             return self.stats_response(out, keep_alive);
+        }
+        if let Some((hub, shard)) = self.legacy {
+            if head.path == super::legacy::SSE_PATH && head.method == Method::Get {
+                self.stats.incr(Counter::sse_streams_opened);
+                self.stats.incr(Counter::legacy_streams_opened);
+                return Outcome::LegacyOpen;
+            }
+            if head.path == super::legacy::MESSAGES_PATH && head.method == Method::Post {
+                return self.legacy_post(hub, shard, head, body, now_s, out);
+            }
         }
         if head.path != self.config.path.as_slice() {
             self.stats.incr(Counter::error_not_found_path);
@@ -226,6 +245,60 @@ impl<'a> Handler<'a> {
                 Outcome::Respond { close }
             }
         }
+    }
+
+    /// `--legacy-sse`: a POST to a session's endpoint, answered as the streamable-HTTP POST
+    /// of that session; its JSON-RPC messages go out on the session's stream and the POST
+    /// gets `202 Accepted` (an error status goes to the POST as it is). The `sleep` tool's
+    /// delay and `--service-time` are not honoured here: the answer goes out at once.
+    fn legacy_post(
+        &mut self,
+        hub: &super::legacy::LegacyHub,
+        shard: usize,
+        head: &RequestHead<'_>,
+        body: &[u8],
+        now_s: u32,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let keep_alive = head.keep_alive;
+        let query = head.target.splitn(2, |&b| b == b'?').nth(1).unwrap_or(b"");
+        let route = super::legacy::token_of(query).and_then(|t| Some((t, hub.route(t)?)));
+        let Some((token, (place, session))) = route else {
+            self.stats.incr(Counter::error_unknown_session);
+            write_head(out, 404, Some("text/plain"), Some(15), &[], keep_alive);
+            out.extend_from_slice(b"unknown session");
+            return Outcome::Respond { close: !keep_alive };
+        };
+        let mut inner = head.clone();
+        inner.path = self.config.path.as_slice();
+        inner.session_id = session.as_ref().map(|s| s.as_slice());
+        inner.accept = Some(b"application/json, text/event-stream");
+        let mut response = std::mem::take(&mut self.legacy_response);
+        response.clear();
+        let outcome = self.post(&inner, body, now_s, &mut response);
+        match super::legacy::answer_of(&response) {
+            Some(answer) if matches!(answer.status, 200 | 202) => {
+                if let Some(session) = answer.session {
+                    hub.set_session(token, session);
+                }
+                for message in &answer.messages {
+                    hub.deliver(shard, place, super::legacy::message_chunk(message));
+                    self.stats.incr(Counter::legacy_messages_routed);
+                }
+                write_head(out, 202, Some("text/plain"), Some(8), &[], keep_alive);
+                out.extend_from_slice(b"Accepted");
+            }
+            _ => out.extend_from_slice(&response),
+        }
+        self.legacy_response = response;
+        let close = match outcome {
+            Outcome::Respond { close }
+            | Outcome::Delay { close, .. }
+            | Outcome::Serve { close, .. }
+            | Outcome::AwaitClient { close, .. } => close,
+            Outcome::OpenStream | Outcome::LegacyOpen => !keep_alive,
+        };
+        Outcome::Respond { close }
     }
 
     fn post(

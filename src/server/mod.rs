@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod fixtures;
+pub mod legacy;
 pub mod mcp;
 pub mod mrtr;
 pub mod notify;
@@ -52,6 +53,8 @@ pub struct ServerPlan {
     pub notify_every_ns: u64,
     /// `--notify-to N` over all shards; `None` = every stream.
     pub notify_to: Option<u32>,
+    /// `--legacy-sse`: the legacy HTTP+SSE transport beside streamable HTTP.
+    pub legacy_sse: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +79,7 @@ pub struct ServeOptions {
     pub tls_key: Option<std::path::PathBuf>,
     pub notify_every: Option<Duration>,
     pub notify_to: Option<u32>,
+    pub legacy_sse: bool,
 }
 
 impl ServerPlan {
@@ -146,6 +150,7 @@ impl ServerPlan {
                 .notify_every
                 .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64),
             notify_to: options.notify_to.filter(|&n| n != u32::MAX),
+            legacy_sse: options.legacy_sse,
             cpus,
             epoch: Instant::now(),
             tls: match (&options.tls_cert, &options.tls_key) {
@@ -306,6 +311,15 @@ pub fn run(
     let features: KernelFeatures = probe_kernel().map_err(|e| e.to_string())?;
     let (listeners, bound) = bind_listeners(&plan)?;
     let sessions = SessionTable::new(plan.max_sessions, sessions::os_seed());
+    let legacy = if plan.legacy_sse {
+        Some(
+            legacy::LegacyHub::new(plan.shards, sessions::os_seed())
+                .map_err(|e| format!("--legacy-sse inboxes: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let legacy = legacy.as_ref();
     let all_stats: Vec<ShardStats> = (0..plan.shards).map(|_| ShardStats::new()).collect();
     let plan = &plan;
     let sessions = &sessions;
@@ -323,7 +337,8 @@ pub fn run(
                         let cpu = plan.cpus[id % plan.cpus.len()];
                         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                     }
-                    let handler = Handler::new(&plan.mcp, sessions, &all_stats[id], all_stats);
+                    let mut handler = Handler::new(&plan.mcp, sessions, &all_stats[id], all_stats);
+                    handler.legacy = legacy.map(|hub| (hub, id));
                     let mut shard = match shard::Shard::new(
                         id,
                         plan,

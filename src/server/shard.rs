@@ -137,6 +137,8 @@ pub struct Shard<'a> {
     stopping: bool,
     /// `--notify-every`: the rounds of events to listen streams.
     fanout: Option<Fanout>,
+    /// `--legacy-sse`: deliveries taken from the inbox (reused).
+    legacy_deliveries: Vec<super::legacy::Delivery>,
 }
 
 impl<'a> Shard<'a> {
@@ -207,6 +209,7 @@ impl<'a> Shard<'a> {
                     0,
                 )
             }),
+            legacy_deliveries: Vec::new(),
         })
     }
 
@@ -219,6 +222,7 @@ impl<'a> Shard<'a> {
                 self.arm_ring_poll(r);
             }
         }
+        self.arm_inbox_poll();
         let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(CQE_BATCH);
         let mut next_keepalive_ns = KEEPALIVE_INTERVAL.as_nanos() as u64;
         let mut next_sweep_ns = 0u64;
@@ -276,6 +280,7 @@ impl<'a> Shard<'a> {
                 self.rings[r].ring.bufs.publish();
             }
             self.fire_timers();
+            self.drain_inbox();
             self.fan_out();
             if self.now_ns >= next_keepalive_ns {
                 self.send_keepalives();
@@ -461,6 +466,9 @@ impl<'a> Shard<'a> {
         match ud.op {
             Op::Accept => self.on_accept(r, ud.aux as usize, res, flags),
             Op::PollRing => self.rings[ud.slot as usize].poll_armed = false,
+            // The inbox is drained every turn; a woken wait only has to end.
+            Op::Inbox if !cqueue::more(flags) => self.arm_inbox_poll(),
+            Op::Inbox => {}
             Op::Cancel => {}
             op => {
                 let conn = &self.rings[r].conns[ud.slot as usize];
@@ -919,6 +927,13 @@ impl<'a> Shard<'a> {
         }
         self.rings[r].open -= 1;
         self.stats.incr(Counter::connections_closed);
+        if let Some((hub, shard)) = self.handler.legacy
+            && let Some(session) = hub.close(shard as u16, r as u8, slot)
+            && let Some(session) = session
+        {
+            // The legacy transport's session ends with its stream.
+            self.handler.sessions.remove(&session);
+        }
         if !self.stopping {
             for l in 0..self.rings[r].listeners.len() {
                 if !self.rings[r].accept_armed[l] {
@@ -1133,6 +1148,47 @@ impl<'a> Shard<'a> {
         self.push(r, entry);
     }
 
+    /// `--legacy-sse`: a multishot poll of this shard's inbox eventfd on the leader ring, so
+    /// an event another shard routes here wakes the loop at once.
+    fn arm_inbox_poll(&mut self) {
+        let Some((hub, shard)) = self.handler.legacy else {
+            return;
+        };
+        let entry = opcode::PollAdd::new(types::Fd(hub.wake_fd(shard)), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(UserData::new(0, 0, Op::Inbox).encode());
+        // The eventfd is the hub's, which outlives every shard (server::run owns it).
+        self.push(0, entry);
+    }
+
+    /// `--legacy-sse`: sends the events routed to this shard's streams (from POSTs on any
+    /// shard) on their connections, in order.
+    fn drain_inbox(&mut self) {
+        let Some((hub, shard)) = self.handler.legacy else {
+            return;
+        };
+        let mut deliveries = std::mem::take(&mut self.legacy_deliveries);
+        hub.take(shard, &mut deliveries);
+        for delivery in deliveries.drain(..) {
+            let (r, slot) = (delivery.ring as usize, delivery.slot);
+            let conn = &mut self.rings[r].conns[slot as usize];
+            if conn.generation != delivery.generation
+                || !conn.listens
+                || conn.flags & WANT_CLOSE != 0
+            {
+                self.stats.incr(Counter::legacy_messages_dropped);
+                continue;
+            }
+            if conn.out_pending == NONE {
+                conn.out_pending = self.outs.take();
+            }
+            self.outs.bufs[conn.out_pending as usize].extend_from_slice(&delivery.chunk);
+            self.flush(r, slot);
+        }
+        self.legacy_deliveries = deliveries;
+    }
+
     fn begin_stop(&mut self) {
         self.stopping = true;
         for r in 0..self.rings.len() {
@@ -1244,6 +1300,20 @@ fn process(
                         }
                     }
                     Outcome::OpenStream => {
+                        conn.flags |= STREAMING;
+                        conn.listens = true;
+                    }
+                    Outcome::LegacyOpen => {
+                        if let Some((hub, shard)) = handler.legacy {
+                            let token = hub.open(super::legacy::Place {
+                                shard: shard as u16,
+                                ring: ring_index,
+                                slot,
+                                generation: conn.generation,
+                            });
+                            super::legacy::write_stream_open(out, token);
+                        }
+                        // A stream like a GET one: `--notify-every` reaches it too.
                         conn.flags |= STREAMING;
                         conn.listens = true;
                     }

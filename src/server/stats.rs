@@ -55,6 +55,12 @@ counters! {
     sessions_deleted,
     sessions_expired,
     sse_streams_opened,
+    /// `--legacy-sse`: streams opened (`GET /sse`), and JSON-RPC messages routed from a POST
+    /// to its session's stream (on another shard: through its inbox).
+    legacy_streams_opened,
+    legacy_messages_routed,
+    /// Messages for a stream that had closed meanwhile.
+    legacy_messages_dropped,
     sse_keepalives_sent,
     /// `--notify-every`: rounds walked, events queued or sent to listen streams, events a
     /// slow stream did not get (its output already full), rounds skipped because every

@@ -235,11 +235,23 @@ impl<'a> Shard<'a> {
         }
         let owner = self.rings[r].conns[slot as usize].next_idle;
         let conn = &mut self.rings[r].conns[owner as usize];
-        if conn.session.is_empty() || matches!(conn.state, State::Closing | State::Free) {
+        if conn.session.is_empty() {
             return;
         }
         conn.session = SessionId::EMPTY;
         self.metrics.incr(Counter::legacy_sessions_lost_with_stream);
+        if !matches!(
+            conn.state,
+            State::Ready
+                | State::Awaiting
+                | State::Waiting
+                | State::Initializing
+                | State::Initialized
+        ) {
+            // Not connected (or connecting): its next connection initializes anew, as its
+            // session is empty now.
+            return;
+        }
         // The stream reopens on its own schedule (`stream_conn.rs`); the session's
         // initialize waits for its endpoint.
         self.connection_broke(r, owner, Counter::error_session_lost);

@@ -73,14 +73,21 @@ const GENERATOR_BEHIND_NS: u64 = 1_000_000_000;
 /// Handshakes (connect → initialized) a shard runs at once. Bounds the SQ backlog and the
 /// source-address ring below.
 const HANDSHAKES_MAX: usize = 1024;
+/// Handshakes sessions and streams run at once: a stream starts while fewer than this are
+/// running, so sessions (at most `HANDSHAKES_MAX`) never take every place from the streams.
+/// Under `--transport sse` a session's initialize waits for its stream's endpoint: with
+/// one bound for both, 1024 waiting sessions starved their streams until every initialize
+/// timed out.
+const HANDSHAKES_WITH_STREAMS_MAX: usize = 2 * HANDSHAKES_MAX;
 /// Longest `Retry-After` honoured.
 const RETRY_AFTER_MAX_S: u64 = 60;
 /// Backoff after a 503 without `Retry-After`: `backoff_ns` of this attempt (≈ 0.4–1.2 s).
 const BUSY_BACKOFF_ATTEMPT: u8 = 3;
 /// SQEs in the longest connect chain (SOCKET, two setsockopt, BIND, CONNECT).
 const CHAIN_LEN_MAX: usize = 5;
-/// Source sockaddrs for BIND, reused round-robin; > HANDSHAKES_MAX (see `start_connect`).
-const SOURCE_ADDRS_LEN: usize = 2048;
+/// Source sockaddrs for BIND, reused round-robin; > HANDSHAKES_WITH_STREAMS_MAX (see
+/// `start_connect`).
+const SOURCE_ADDRS_LEN: usize = 4096;
 /// How often the slab is swept for expired deadlines (the timeouts' resolution):
 /// a tenth of the shorter timeout, within these bounds: timeouts fire within 10 % of their
 /// value, and a run of 100K connections with 30 s timeouts sweeps once a second, not ten
@@ -937,7 +944,7 @@ impl<'a> Shard<'a> {
         if let Some(&Reverse((due_ns, ..))) = self.waiting.peek() {
             deadline = deadline.min(due_ns);
         }
-        if self.handshakes < HANDSHAKES_MAX
+        if self.handshakes < HANDSHAKES_WITH_STREAMS_MAX
             && let Some(&Reverse((due_ns, ..))) = self.stream_opens.peek()
         {
             deadline = deadline.min(due_ns);
@@ -1115,7 +1122,7 @@ impl<'a> Shard<'a> {
             // of this array is rewritten only SOURCE_ADDRS_LEN chains later. Chains go
             // straight into an SQ (never the backlog, see `chain_room`) and the kernel takes
             // SQEs in order; an SQ of 4096 entries holds at most 1365 unsubmitted chains and
-            // a loop turn starts at most HANDSHAKES_MAX, both < SOURCE_ADDRS_LEN, so the chain
+            // a loop turn starts at most HANDSHAKES_WITH_STREAMS_MAX, both < SOURCE_ADDRS_LEN, so the chain
             // that used the entry before has been submitted, and its copy taken, by then.
             let at = self.source_addrs_next;
             self.source_addrs_next = (at + 1) % SOURCE_ADDRS_LEN;

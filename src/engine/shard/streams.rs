@@ -64,6 +64,11 @@ impl<'a> Shard<'a> {
             ring.conns.push(Conn::FREE);
         }
         if ring.readers.len() as u32 <= rank {
+            // Sized once for every stream of the ring: growing by doubling would leave up to
+            // half of it unused (and copy it each time).
+            let streams = streams_among(ring.sessions, percent) as usize;
+            ring.readers
+                .reserve_exact(streams.saturating_sub(ring.readers.len()));
             ring.readers
                 .resize_with(rank as usize + 1, StreamReader::default);
         }
@@ -79,7 +84,7 @@ impl<'a> Shard<'a> {
 
     /// Starts the streams due, within the handshake bound (called with the connects).
     pub(super) fn start_streams(&mut self) -> std::io::Result<()> {
-        while self.handshakes < super::HANDSHAKES_MAX
+        while self.handshakes < super::HANDSHAKES_WITH_STREAMS_MAX
             && let Some(&Reverse((due_ns, r, slot, generation))) = self.stream_opens.peek()
         {
             if due_ns > self.now_ns {

@@ -260,7 +260,11 @@ fn the_legacy_transport_against_serve_legacy_sse_agrees_with_the_server() {
     let stats = server.stats();
     assert_eq!(count(&stats, "legacy_streams_opened"), 3000, "{stats}");
     // Every initialize and every load request answered on its stream.
-    assert_eq!(count(&stats, "legacy_messages_routed"), 3000 + ok, "{stats}");
+    assert_eq!(
+        count(&stats, "legacy_messages_routed"),
+        3000 + ok,
+        "{stats}"
+    );
     assert_eq!(count(&stats, "legacy_messages_dropped"), 0, "{stats}");
     assert_eq!(
         count(&stats, "sessions_live"),

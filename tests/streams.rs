@@ -266,6 +266,16 @@ fn the_legacy_transport_against_serve_legacy_sse_agrees_with_the_server() {
         "{stats}"
     );
     assert_eq!(count(&stats, "legacy_messages_dropped"), 0, "{stats}");
+    // The run's closes reach the server after it exits: wait for them (bounded, so a session
+    // that never ends fails the test; not a timing check).
+    let mut stats = stats;
+    for _ in 0..300 {
+        if count(&stats, "sessions_live") == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        stats = server.stats();
+    }
     assert_eq!(
         count(&stats, "sessions_live"),
         0,

@@ -372,45 +372,54 @@ pub struct PyServer {
 
 impl PyServer {
     pub fn start(extra: &[&str]) -> PyServer {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/py_server.py");
-        let mut child = Command::new(peer_python())
-            .arg(script)
-            .args(["--port", &port.to_string()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn py_server.py");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("py_server: listening") {
-                    let _ = sender.send(());
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while receiver.recv_timeout(Duration::from_millis(100)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("py_server.py exited before listening: {status}");
-            }
-            assert!(Instant::now() < deadline, "py_server.py did not start");
-        }
-        let path = if extra.contains(&"--sse") {
-            "/sse"
-        } else {
-            "/mcp"
-        };
-        PyServer {
-            child,
-            url: format!("http://127.0.0.1:{port}{path}"),
-        }
+        let mut command = Command::new(peer_python());
+        command.arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/py_server.py"
+        ));
+        let (child, url) = start_peer(command, "py_server", extra);
+        PyServer { child, url }
     }
+}
+
+/// Starts a peer server script (`command`: its interpreter and script) on a free loopback
+/// port with `extra` options, and waits until it prints `NAME: listening`; its child and URL
+/// (`/sse` when `extra` asks for the legacy transport, else `/mcp`).
+fn start_peer(mut command: Command, name: &str, extra: &[&str]) -> (Child, String) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = command
+        .args(["--port", &port.to_string()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let ready = format!("{name}: listening");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with(&ready) {
+                let _ = sender.send(());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.recv_timeout(Duration::from_millis(100)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited before listening: {status}");
+        }
+        assert!(Instant::now() < deadline, "{name} did not start");
+    }
+    let path = if extra.contains(&"--sse") {
+        "/sse"
+    } else {
+        "/mcp"
+    };
+    (child, format!("http://127.0.0.1:{port}{path}"))
 }
 
 impl Drop for PyServer {
@@ -494,45 +503,13 @@ pub struct TsServer {
 
 impl TsServer {
     pub fn start(extra: &[&str]) -> TsServer {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts_server.cjs");
-        let mut child = Command::new("node")
-            .env("NODE_PATH", ts_peer_modules())
-            .arg(script)
-            .args(["--port", &port.to_string()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node ts_server.cjs");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("ts_server: listening") {
-                    let _ = sender.send(());
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while receiver.recv_timeout(Duration::from_millis(100)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("ts_server.cjs exited before listening: {status}");
-            }
-            assert!(Instant::now() < deadline, "ts_server.cjs did not start");
-        }
-        let path = if extra.contains(&"--sse") {
-            "/sse"
-        } else {
-            "/mcp"
-        };
-        TsServer {
-            child,
-            url: format!("http://127.0.0.1:{port}{path}"),
-        }
+        let mut command = Command::new("node");
+        command.env("NODE_PATH", ts_peer_modules()).arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/ts_server.cjs"
+        ));
+        let (child, url) = start_peer(command, "ts_server", extra);
+        TsServer { child, url }
     }
 }
 

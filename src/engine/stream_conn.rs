@@ -491,6 +491,26 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_session_whose_owner_moved_on_reopens_at_once() {
+        // The owner re-initialized while this stream was still opening with its old session
+        // (the shard marks it RECONNECT): the 404 closes it and the close reopens it.
+        let mut conn = connected();
+        conn.flags |= F::RECONNECT;
+        let mut out = Vec::new();
+        on_head(&mut conn, Ok(Opened::Refused { status: 404 }), &mut out);
+        assert!(out.contains(&StreamAction::Count(Counter::stream_error_session_lost)));
+        conn.state = State::Closing;
+        assert_eq!(
+            run(&mut conn, Event::Closed, &ctx(true)),
+            vec![StreamAction::Reopen {
+                delay_ms: 0,
+                backoff: None
+            }]
+        );
+        assert_eq!(conn.state, State::Free);
+    }
+
+    #[test]
     fn tls_and_armed_receives() {
         let mut conn = Conn {
             state: State::Connecting,

@@ -72,9 +72,27 @@ impl<'a> Shard<'a> {
             ring.readers
                 .resize_with(rank as usize + 1, StreamReader::default);
         }
+        let owner_session = ring.conns[owner as usize].session;
         let conn = &mut ring.conns[slot as usize];
-        if conn.state != State::Free {
-            return;
+        match conn.state {
+            State::Free => {}
+            // A legacy stream is its session: it has its own rules (`legacy.rs`).
+            _ if self.plan.legacy_sse => return,
+            State::Done => return,
+            State::Streaming if conn.session == owner_session => return,
+            State::Streaming => {
+                // Held for a session the owner no longer has: reopen with the new one.
+                conn.flags |= super::F::RECONNECT;
+                self.begin_close(r, slot, false);
+                return;
+            }
+            _ => {
+                // Opening (or closing) with the owner's last session: once that ends, reopen
+                // with this one. A 404 to it would otherwise park it, and nothing would come
+                // to wake it.
+                conn.flags |= super::F::RECONNECT;
+                return;
+            }
         }
         conn.next_idle = owner;
         let generation = conn.generation;

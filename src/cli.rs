@@ -34,6 +34,10 @@ pub enum Command {
     /// call each tool with arguments from its schema, read each resource, get each prompt;
     /// print what answered and how fast (exit 0 all answered, 1 some failed, 2 no session).
     Probe(ProbeArgs),
+    /// Internal: the guard process of a network fault (`run --fault partition:3s`), started
+    /// by `run` with the fault as JSON; it removes the fault's rules when its stdin closes.
+    #[command(hide = true)]
+    FaultGuard { spec: String },
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,9 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe(args),
         Command::Doctor(args) => doctor(args),
         Command::Report(args) => report(args),
+        Command::FaultGuard { spec } => {
+            ExitCode::from(mcpstorm::netfault::guard::main(&spec).clamp(0, 255) as u8)
+        }
     }
 }
 

@@ -40,6 +40,20 @@ pub struct Command {
     /// The ramp ran out of time (`--ramp-timeout`): every connection still without its first
     /// session is given up (`error_ramp_timeout`, failed), and no more are opened.
     pub ramp_over: bool,
+    /// Where the failure_recovery fault stands: while it is not `Off`, a server's orderly
+    /// close counts as a fault's (the session is down) and requests in flight are sorted by
+    /// how they end (`fault_requests_*`); the shard notes the instant it first sees `Healed`.
+    pub fault_stage: FaultStage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultStage {
+    #[default]
+    Off,
+    /// Injected and under way.
+    On,
+    /// Over (rules removed, server back, command done); recovery still measured.
+    Healed,
 }
 
 /// One shard's metrics for one segment, handed over when the segment ends.
@@ -116,6 +130,7 @@ impl Shared {
                 mark: 0,
                 in_flight_max: 0,
                 ramp_over: false,
+                fault_stage: FaultStage::Off,
             }),
             acked: per_shard(),
             deletes_done: per_shard(),

@@ -135,6 +135,17 @@ counters! {
     /// Requests in flight on a connection that broke (reset, closed, timed out, dropped by a
     /// fault): lost, and also counted in `requests_failed` under their cause.
     requests_connection_lost,
+    // The failure_recovery fault (`shard/fault.rs`): requests in flight while it was on (sent
+    // before it healed), by how they ended.
+    fault_requests_answered_during,
+    /// Answered after the fault healed: they stalled through it and came back late.
+    fault_requests_answered_after_heal,
+    fault_requests_timed_out,
+    /// Lost with their connection (reset, closed, dropped by the fault).
+    fault_requests_connection_lost,
+    fault_requests_failed_other,
+    /// Held sessions' connections that broke while the fault was on (each reconnected).
+    fault_connections_broken,
     /// Loop turns where requests waited for the send window (SEND_BUFS_MAX per shard).
     send_window_full,
     spill_uses,

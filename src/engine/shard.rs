@@ -43,6 +43,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
+mod fault;
 mod legacy;
 mod streams;
 
@@ -186,9 +187,12 @@ pub struct Shard<'a> {
     ramp_given_up: bool,
     /// `--reconnect-rate`: when the next reconnect may start.
     reconnect_next_ns: u64,
-    /// From a fault's mark to the end of its segment: every lost connection counts as down,
-    /// an orderly close included (a killed server's sockets may close with a plain FIN).
+    /// While `Command::fault_stage` is not `Off`: every lost connection counts as down, an
+    /// orderly close included (a killed server's sockets may close with a plain FIN), and
+    /// requests in flight are sorted by how they end (`shard/fault.rs`).
     fault_window: bool,
+    /// When this shard first saw the fault `Healed` (0 = not yet).
+    heal_ns: u64,
     /// This shard's share of `Command::in_flight_max` (u64::MAX = unlimited).
     in_flight_max: u64,
     /// See `Command::mark`: its value, when it was applied, and the first success since.
@@ -361,6 +365,7 @@ impl<'a> Shard<'a> {
             ramp_given_up: false,
             reconnect_next_ns: 0,
             fault_window: false,
+            heal_ns: 0,
             in_flight_max: u64::MAX,
             mark: 0,
             mark_ns: 0,
@@ -436,7 +441,6 @@ impl<'a> Shard<'a> {
         self.command_seq = seq;
         let new_segment = command.segment != self.segment;
         if new_segment {
-            self.fault_window = false;
             if self.phase == Phase::Load && self.rate_per_s > 0 {
                 // Owed to the segment that ends, never inherited by the next one.
                 self.drop_due(Counter::dropped_phase_ended);
@@ -455,8 +459,8 @@ impl<'a> Shard<'a> {
             self.mark = command.mark;
             self.mark_ns = self.now_ns;
             self.first_ok_after_mark_ns = 0;
-            self.fault_window = true;
         }
+        self.apply_fault_stage(command.fault_stage);
         self.label = command.label;
         if command.ramp_over && !self.ramp_given_up {
             self.give_up_ramp();
@@ -1515,6 +1519,9 @@ impl<'a> Shard<'a> {
         if conn.flags & (F::HELD | F::DOWN) == F::HELD {
             conn.flags |= F::DOWN;
             self.down += 1;
+            if self.fault_window {
+                self.metrics.incr(Counter::fault_connections_broken);
+            }
         }
     }
 
@@ -1650,6 +1657,7 @@ impl<'a> Shard<'a> {
             return;
         }
         conn_set_state(&mut self.rings[r].conns[slot as usize], State::Ready);
+        self.note_fault_outcome(r, slot, fault::Outcome::failed(cause, lost));
         let bucket = self.end_request(r, slot);
         if bucket == Bucket::Older {
             self.metrics.incr(Counter::answers_after_their_segment);
@@ -1970,6 +1978,14 @@ impl<'a> Shard<'a> {
         outcome: Result<(), Counter>,
         rpc_error_code: Option<i64>,
     ) {
+        self.note_fault_outcome(
+            r,
+            slot,
+            match outcome {
+                Ok(()) => fault::Outcome::Answered,
+                Err(cause) => fault::Outcome::failed(cause, false),
+            },
+        );
         let bucket = self.end_request(r, slot);
         match bucket {
             Bucket::Older => {

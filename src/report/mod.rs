@@ -279,6 +279,64 @@ pub struct Recovery {
     /// Host TCP counters over the phase (deltas of /proc/net/netstat and /proc/net/snmp; the
     /// whole network namespace, not only this run): what limited a slow recovery.
     pub kernel_tcp: BTreeMap<String, u64>,
+    /// The fault's span and what it did to the requests and connections in it.
+    #[serde(default)]
+    pub effects: Option<FaultEffects>,
+}
+
+/// What happened while the fault was on and after it was over.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FaultEffects {
+    /// Fault → its end (a partition healed, a latency or loss removed, the server started
+    /// again, the command done), seconds.
+    pub heal_s: f64,
+    /// The way back counted from the heal (seconds from the heal).
+    pub from_heal: RecoveryCurve,
+    /// Requests in flight while the fault was on (sent before it healed), by how they ended.
+    pub requests_in_fault: FaultRequests,
+    /// Held sessions' connections that broke while the fault was on (each reconnected).
+    pub connections_broken: u64,
+    /// Sessions answering before the fault whose connection survived it: at least this many
+    /// (a session whose connection broke twice is counted twice among the broken).
+    pub connections_survived_min: u64,
+    /// The phase's figures before the fault, while it was on, and after it (drain included).
+    pub before: WindowFigures,
+    pub during: WindowFigures,
+    pub after: WindowFigures,
+    /// A partition, latency or loss: what the guard installed.
+    pub network: Option<NetworkFaultReport>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FaultRequests {
+    pub answered_during: u64,
+    /// Answered after the heal: stalled through the fault and came back late.
+    pub answered_after_heal: u64,
+    pub timed_out: u64,
+    /// Lost with their connection (reset, closed).
+    pub connection_lost: u64,
+    pub failed_other: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WindowFigures {
+    /// Requests answered successfully / failed whose answer or failure fell in the window.
+    pub requests_ok: u64,
+    pub requests_failed: u64,
+    pub latency_us: Percentiles,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct NetworkFaultReport {
+    pub injected: String,
+    /// Every target address:port whose traffic the fault touched (nothing else was).
+    pub addresses: Vec<String>,
+    pub mechanism: String,
+    /// How long the rules were in the kernel, seconds (from installed to removed).
+    pub installed_s: f64,
+    /// Latency faults: packets the delay line held, and the most held at once.
+    pub packets_delayed: Option<u64>,
+    pub packets_held_max: Option<u64>,
 }
 
 /// How the sessions came back after the fault, seconds from the fault.
@@ -762,6 +820,46 @@ pub fn sample_report() -> RunReport {
                     to_99pct_s: Some(1.2),
                 },
                 kernel_tcp: BTreeMap::from([("TcpExt.ListenOverflows".to_string(), 3)]),
+                effects: Some(FaultEffects {
+                    heal_s: 3.0,
+                    from_heal: RecoveryCurve {
+                        first_success_s: Some(0.2),
+                        answering_min: 0,
+                        to_50pct_s: Some(0.2),
+                        to_90pct_s: Some(0.4),
+                        to_99pct_s: Some(1.2),
+                    },
+                    requests_in_fault: FaultRequests {
+                        answered_during: 10,
+                        answered_after_heal: 900,
+                        timed_out: 5,
+                        connection_lost: 0,
+                        failed_other: 1,
+                    },
+                    connections_broken: 5,
+                    connections_survived_min: 995,
+                    before: WindowFigures {
+                        requests_ok: 1000,
+                        requests_failed: 0,
+                        latency_us: Percentiles {
+                            count: 1000,
+                            p50: 900,
+                            p95: 1500,
+                            p99: 2000,
+                            max: 3000,
+                        },
+                    },
+                    during: WindowFigures::default(),
+                    after: WindowFigures::default(),
+                    network: Some(NetworkFaultReport {
+                        injected: "partition".into(),
+                        addresses: vec!["10.0.0.2:8080".into()],
+                        mechanism: "nftables".into(),
+                        installed_s: 3.0,
+                        packets_delayed: None,
+                        packets_held_max: None,
+                    }),
+                }),
             });
         }
         if *name == "performance" {

@@ -638,6 +638,7 @@ mod tests {
             stall_after_ms: 100.0,
             curve: Default::default(),
             kernel_tcp: Default::default(),
+            effects: None,
         });
         p
     }

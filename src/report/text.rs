@@ -222,6 +222,66 @@ pub fn render(report: &RunReport) -> String {
     out
 }
 
+/// What the fault did: what was injected where, how the requests caught in it ended, the
+/// connections it broke, the way back from its end, and the figures before/during/after.
+fn fault_effects_lines(e: &crate::report::FaultEffects) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(n) = &e.network {
+        lines.push(format!(
+            "injected: {} on {} for {:.2} s ({})",
+            n.injected,
+            n.addresses.join(", "),
+            n.installed_s,
+            n.mechanism
+        ));
+        if let (Some(delayed), Some(held)) = (n.packets_delayed, n.packets_held_max) {
+            lines.push(format!(
+                "delay line: {} packets delayed, at most {} held at once",
+                format_count(delayed),
+                format_count(held)
+            ));
+        }
+    }
+    let r = &e.requests_in_fault;
+    lines.push(format!(
+        "requests in flight during the fault: {} answered during it, {} answered late (after its end), {} timed out, {} lost with their connection, {} failed otherwise",
+        format_count(r.answered_during),
+        format_count(r.answered_after_heal),
+        format_count(r.timed_out),
+        format_count(r.connection_lost),
+        format_count(r.failed_other)
+    ));
+    lines.push(format!(
+        "connections: {} broke during the fault and reconnected, at least {} survived it",
+        format_count(e.connections_broken),
+        format_count(e.connections_survived_min)
+    ));
+    let at = |t: Option<f64>| t.map_or("never".to_string(), |s| format!("{s:.2} s"));
+    let c = &e.from_heal;
+    lines.push(format!(
+        "from the fault's end ({:.2} s after it began): first success {}, 50% {}, 90% {}, 99% {}",
+        e.heal_s,
+        at(c.first_success_s),
+        at(c.to_50pct_s),
+        at(c.to_90pct_s),
+        at(c.to_99pct_s)
+    ));
+    for (name, w) in [
+        ("before", &e.before),
+        ("during", &e.during),
+        ("after", &e.after),
+    ] {
+        lines.push(format!(
+            "{name:>6} the fault: {} ok, {} failed, p50 {}, p99 {}",
+            format_count(w.requests_ok),
+            format_count(w.requests_failed),
+            format_us(w.latency_us.p50),
+            format_us(w.latency_us.p99)
+        ));
+    }
+    lines
+}
+
 /// The detail lines of one phase (ramp rate, memory, CPU, recovery, capacity steps, leak
 /// check, errors by cause, notes), shared by the text and HTML reports.
 pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
@@ -362,6 +422,9 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
             at(c.to_99pct_s),
             recovery.stall_after_ms
         ));
+        if let Some(effects) = &recovery.effects {
+            lines.extend(fault_effects_lines(effects));
+        }
         let counters: Vec<String> = recovery
             .kernel_tcp
             .iter()

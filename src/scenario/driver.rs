@@ -38,7 +38,10 @@ pub enum Segment {
     /// The closed-loop probe of what the server carries (ramp_up's `rate_probe`).
     RateProbe,
     Sustained,
+    /// failure_recovery before the fault, while it is under way, and after it is over.
     Recovery,
+    FaultOn,
+    FaultOver,
     /// Performance step k, and the pause (load off) after it.
     Step(u32),
     Pause(u32),
@@ -54,6 +57,8 @@ impl Segment {
             Segment::Ramp => 1,
             Segment::Sustained => 2,
             Segment::Recovery => 3,
+            Segment::FaultOn => 7,
+            Segment::FaultOver => 8,
             Segment::CoolDown => 5,
             Segment::RateProbe => 6,
             Segment::Drain(phase) => 10 + phase,
@@ -172,6 +177,14 @@ pub struct Driver<'a> {
     pub slab_before_bytes: Option<u64>,
     /// Memory per connection taken at full hold (after the ramp), for sustained.
     pub memory: Option<crate::report::MemoryFigures>,
+    /// Where the failure_recovery fault stands (every command carries it).
+    pub fault_stage: crate::engine::control::FaultStage,
+    /// A network fault's guard process (`--fault partition:3s`, …), started with the run so a
+    /// missing tool refuses the run before any connection; dropped with the driver, which
+    /// removes whatever is still installed.
+    pub net_guard: Option<crate::netfault::guard::Guard>,
+    /// The guard's answer at the heal: how long the rules were in, what the delay line did.
+    pub net_heal: Option<crate::netfault::guard::Heal>,
 }
 
 impl<'a> Driver<'a> {
@@ -207,6 +220,9 @@ impl<'a> Driver<'a> {
             server_rss_before_bytes: None,
             slab_before_bytes: None,
             memory: None,
+            fault_stage: crate::engine::control::FaultStage::Off,
+            net_guard: None,
+            net_heal: None,
         }
     }
 
@@ -340,6 +356,7 @@ impl<'a> Driver<'a> {
             mark: self.mark,
             in_flight_max: 0,
             ramp_over: self.ramp_over,
+            fault_stage: self.fault_stage,
         }
     }
 

@@ -45,12 +45,49 @@ pub fn finish_phases(
             phase.cpu_us,
             phase.load_s,
         );
+        if let Some(recovery) = &mut report.recovery
+            && let Some(effects) = &mut recovery.effects
+        {
+            fill_fault_effects(effects, merged, &metrics);
+            effects.connections_survived_min = recovery
+                .sessions_before
+                .saturating_sub(effects.connections_broken);
+        }
         if let Some(segments) = &phase.generator_segments {
             report.generator = generator_check(&merge_segments(merged, segments), false);
         }
         out.push(report);
     }
     out
+}
+
+/// What the shards counted of the fault: requests in flight during it by their end, the
+/// connections it broke, and the figures before, during and after it (its drain included).
+fn fill_fault_effects(
+    effects: &mut report::FaultEffects,
+    merged: &HashMap<u32, ShardMetrics>,
+    phase: &ShardMetrics,
+) {
+    use super::driver::Segment;
+    effects.requests_in_fault = report::FaultRequests {
+        answered_during: phase.get(Counter::fault_requests_answered_during),
+        answered_after_heal: phase.get(Counter::fault_requests_answered_after_heal),
+        timed_out: phase.get(Counter::fault_requests_timed_out),
+        connection_lost: phase.get(Counter::fault_requests_connection_lost),
+        failed_other: phase.get(Counter::fault_requests_failed_other),
+    };
+    effects.connections_broken = phase.get(Counter::fault_connections_broken);
+    let window = |segments: &[u32]| {
+        let m = merge_segments(merged, segments);
+        report::WindowFigures {
+            requests_ok: m.get(Counter::requests_ok),
+            requests_failed: m.get(Counter::requests_failed),
+            latency_us: Percentiles::of(&m.all.corrected),
+        }
+    };
+    effects.before = window(&[Segment::Recovery.id()]);
+    effects.during = window(&[Segment::FaultOn.id()]);
+    effects.after = window(&[Segment::FaultOver.id(), Segment::Drain(3).id()]);
 }
 
 /// The segments' metrics added up. Merging adds the shards' maxima (right within one

@@ -265,6 +265,116 @@ pub enum Fault {
     Drop { fraction: f64 },
     /// Run the user's command (e.g. a service restart) through `sh -c`.
     Exec { command: String },
+    /// A partition, latency or loss on the path to the targets for `duration_s`, installed by
+    /// the guard process (`netfault/`).
+    Network {
+        impairment: crate::netfault::Impairment,
+        duration_s: f64,
+    },
+}
+
+/// A fault's `key:value` options after its first part.
+type FaultOptions<'a> = Vec<(&'a str, &'a str)>;
+
+/// `latency:100ms,jitter:20ms,for:5s` → the value of the first part and the `key:value` rest.
+fn fault_options<'a>(
+    text: &'a str,
+    allowed: &[&str],
+) -> Result<(&'a str, FaultOptions<'a>), String> {
+    let mut parts = text.split(',').map(str::trim);
+    let first = parts.next().unwrap_or("");
+    let mut options = Vec::new();
+    for part in parts {
+        let (key, value) = part
+            .split_once(':')
+            .ok_or_else(|| format!("--fault {text}: {part:?} is no key:value"))?;
+        if !allowed.contains(&key) {
+            return Err(format!(
+                "--fault {text}: unknown {key:?} (allowed: {})",
+                allowed.join(", ")
+            ));
+        }
+        options.push((key, value));
+    }
+    Ok((first, options))
+}
+
+fn fault_duration(text: &str, value: &str) -> Result<f64, String> {
+    let d = crate::cli::parse_duration(value).map_err(|e| format!("--fault {text}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("--fault {text}: the duration must be above zero"));
+    }
+    Ok(d.as_secs_f64())
+}
+
+fn fault_percent(text: &str, value: &str) -> Result<f64, String> {
+    let pct: f64 = value
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("--fault {text}: give a share like 10%"))?
+        .parse()
+        .map_err(|_| format!("--fault {text}: not a percentage"))?;
+    if !(0.0..=100.0).contains(&pct) || pct == 0.0 {
+        return Err(format!(
+            "--fault {text}: the share must be above 0% and at most 100%"
+        ));
+    }
+    Ok(pct)
+}
+
+/// The network faults: `partition:3s`, `latency:100ms[,jitter:20ms][,for:D]`,
+/// `loss:5%[,for:D]` (D defaults to `--down`).
+fn network_fault(text: &str, down_s: f64) -> Option<Result<Fault, String>> {
+    use crate::netfault::Impairment;
+    let parse = |rest: &str, kind: &str| -> Result<Fault, String> {
+        let allowed: &[&str] = match kind {
+            "latency" => &["jitter", "for"],
+            "loss" => &["for"],
+            _ => &[],
+        };
+        let (first, options) = fault_options(rest, allowed)?;
+        let option = |key: &str| options.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let duration_s = match option("for") {
+            Some(d) => fault_duration(text, d)?,
+            None => down_s,
+        };
+        let impairment = match kind {
+            "partition" => {
+                return Ok(Fault::Network {
+                    impairment: Impairment::Partition,
+                    duration_s: fault_duration(text, first)?,
+                });
+            }
+            "latency" => {
+                let delay = crate::cli::parse_duration(first)
+                    .map_err(|e| format!("--fault {text}: {e}"))?;
+                let jitter = option("jitter")
+                    .map(crate::cli::parse_duration)
+                    .transpose()
+                    .map_err(|e| format!("--fault {text}: {e}"))?
+                    .unwrap_or_default();
+                if delay.is_zero() {
+                    return Err(format!("--fault {text}: the delay must be above zero"));
+                }
+                Impairment::Latency {
+                    delay_us: delay.as_micros() as u64,
+                    jitter_us: jitter.as_micros() as u64,
+                }
+            }
+            _ => Impairment::Loss {
+                percent: fault_percent(text, first)?,
+            },
+        };
+        Ok(Fault::Network {
+            impairment,
+            duration_s,
+        })
+    };
+    ["partition", "latency", "loss"].iter().find_map(|kind| {
+        text.strip_prefix(kind)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(|rest| parse(rest, kind))
+    })
 }
 
 impl Fault {
@@ -289,6 +399,9 @@ impl Fault {
                 fraction: pct / 100.0,
             });
         }
+        if let Some(network) = network_fault(text, down_s) {
+            return network;
+        }
         if let Some(command) = text.strip_prefix("exec:") {
             let command = command.trim().trim_matches('\'').trim_matches('"');
             if command.is_empty() {
@@ -301,7 +414,7 @@ impl Fault {
             });
         }
         Err(format!(
-            "--fault {text}: use restart, drop:10% or exec:'CMD'"
+            "--fault {text}: use restart, drop:10%, exec:'CMD', partition:3s, latency:100ms[,jitter:20ms][,for:5s] or loss:5%[,for:5s]"
         ))
     }
 
@@ -312,6 +425,10 @@ impl Fault {
             }
             Fault::Drop { fraction } => format!("drop {:.0}% of connections", fraction * 100.0),
             Fault::Exec { command } => format!("exec {command:?}"),
+            Fault::Network {
+                impairment,
+                duration_s,
+            } => format!("{} for {duration_s} s", impairment.describe()),
         }
     }
 }
@@ -513,7 +630,45 @@ mod tests {
                 command: "systemctl restart x".into()
             }
         );
-        for bad in ["drop:10", "drop:0%", "drop:150%", "exec:", "reboot"] {
+        use crate::netfault::Impairment;
+        assert_eq!(
+            Fault::parse("partition:3s", 1.0).unwrap(),
+            Fault::Network {
+                impairment: Impairment::Partition,
+                duration_s: 3.0
+            }
+        );
+        assert_eq!(
+            Fault::parse("latency:100ms,jitter:20ms,for:5s", 1.0).unwrap(),
+            Fault::Network {
+                impairment: Impairment::Latency {
+                    delay_us: 100_000,
+                    jitter_us: 20_000
+                },
+                duration_s: 5.0
+            }
+        );
+        assert_eq!(
+            Fault::parse("loss:5%", 2.0).unwrap(),
+            Fault::Network {
+                impairment: Impairment::Loss { percent: 5.0 },
+                duration_s: 2.0
+            }
+        );
+        for bad in [
+            "partition:0s",
+            "partition:3s,for:1s",
+            "latency:0ms",
+            "latency:100ms,loss:5%",
+            "loss:5",
+            "loss:0%",
+            "latency:100ms,jitter",
+            "drop:10",
+            "drop:0%",
+            "drop:150%",
+            "exec:",
+            "reboot",
+        ] {
             assert!(Fault::parse(bad, 1.0).is_err(), "{bad}");
         }
     }

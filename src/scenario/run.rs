@@ -129,6 +129,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
                 .into(),
         ));
     }
+    let recovery_runs = !options.skip.iter().any(|s| s == "failure_recovery");
     let nofile = crate::ring::raise_nofile_limit();
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -150,6 +151,26 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
     } else {
         None
     };
+    // A network fault's guard starts before any connection: a missing tool or right refuses
+    // the run here, not in the middle of it.
+    let net_guard = match &options.fault {
+        Fault::Network { impairment, .. } if recovery_runs => {
+            let mut targets: Vec<std::net::SocketAddr> =
+                plan.targets.iter().map(|t| t.addr).collect();
+            targets.sort();
+            targets.dedup();
+            let fault = crate::netfault::NetFault {
+                impairment: *impairment,
+                targets,
+                owner_pid: std::process::id(),
+            };
+            Some(
+                crate::netfault::guard::Guard::start(&fault)
+                    .map_err(|e| RunError::Options(format!("--fault: {e}")))?,
+            )
+        }
+        _ => None,
+    };
     crate::sys::signal::install_stop_handler();
     let shared = Shared::new(plan.shards.len());
     let (segment_sender, segment_receiver) = std::sync::mpsc::channel();
@@ -162,6 +183,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         embedded.as_mut(),
     );
     driver.rss_idle_bytes = rss_idle_bytes;
+    driver.net_guard = net_guard;
     driver.server_rss_idle_bytes = server_rss_idle_bytes;
     let driven = crate::engine::drive(&plan, &features, &shared, Some(segment_sender), |feed| {
         let halt = super::phases::run_all(&mut driver, feed).err();

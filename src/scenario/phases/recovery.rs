@@ -7,7 +7,7 @@
 //! phase (what limited a slow recovery).
 
 use crate::engine::TimelineFeed;
-use crate::engine::control::Command;
+use crate::engine::control::{Command, FaultStage};
 use crate::report::{PhaseStatus, Recovery};
 use crate::scenario::driver::{Driver, SAMPLE_INTERVAL, Segment, Step};
 use crate::scenario::figures;
@@ -32,6 +32,42 @@ enum Ongoing {
     },
     /// The user's command runs.
     Exec(std::process::Child),
+    /// The guard's rules are installed until this instant.
+    Network {
+        heal_at: Instant,
+    },
+}
+
+/// Removes a network fault's rules (the guard answers once they are gone).
+fn heal_network(d: &mut Driver<'_>) {
+    let healed = d.net_guard.as_mut().map(|g| g.heal());
+    match healed {
+        Some(Ok(heal)) => d.net_heal = Some(heal),
+        Some(Err(e)) => d.add_note(format!("the network fault could not be removed: {e}")),
+        None => {}
+    }
+}
+
+/// What the guard installed, for the report (a network fault only).
+fn network_report(d: &Driver<'_>) -> Option<crate::report::NetworkFaultReport> {
+    let Fault::Network { impairment, .. } = &d.options.fault else {
+        return None;
+    };
+    let guard = d.net_guard.as_ref()?;
+    let heal = d.net_heal.unwrap_or_default();
+    Some(crate::report::NetworkFaultReport {
+        injected: impairment.describe(),
+        addresses: guard
+            .fault()
+            .targets
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+        mechanism: impairment.mechanism(guard.fault().owner_pid),
+        installed_s: heal.installed_s,
+        packets_delayed: heal.delay.map(|s| s.packets_delayed),
+        packets_held_max: heal.delay.map(|s| s.held_max),
+    })
 }
 
 pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
@@ -55,22 +91,56 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     let fault_t = Instant::now();
     let fault_ns = d.shard_now_ns();
     d.mark += 1;
-    let mut ongoing = inject(d, feed, load)?;
+    d.fault_stage = FaultStage::On;
+    d.current().segments.push(Segment::FaultOn.id());
+    let mut ongoing = inject(d, feed, load.clone())?;
     let needed = (before as f64 * RECOVERED_FRACTION).ceil() as u64;
     // A stall is seen only after `stall_after` (and the next sweep): watch at least that long.
     let watch_min = d.stall_after * 2 + Duration::from_millis(200);
     let mut samples = vec![(0.0, before)];
-    let recovered = d.wait_every(feed, d.options.recovery_timeout, RECOVERY_SAMPLE, |d| {
+    let limit = d.options.recovery_timeout;
+    // While the fault is under way (a restart's down time, a partition's length, the
+    // command's run): its own segment, so the report has figures during and after it.
+    let over = d.wait_every(feed, limit, RECOVERY_SAMPLE, |d| {
         ongoing = advance(d, std::mem::replace(&mut ongoing, Ongoing::Over));
-        let answering = d.answering();
-        samples.push((fault_t.elapsed().as_secs_f64(), answering));
-        matches!(ongoing, Ongoing::Over) && fault_t.elapsed() >= watch_min && answering >= needed
+        samples.push((fault_t.elapsed().as_secs_f64(), d.answering()));
+        matches!(ongoing, Ongoing::Over)
     })?;
-    if let Ongoing::Exec(mut child) = ongoing {
-        let _ = child.kill();
-        let _ = child.wait();
-        d.add_note("the fault command was still running at --recovery-timeout: killed".into());
+    match ongoing {
+        Ongoing::Exec(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            d.add_note("the fault command was still running at --recovery-timeout: killed".into());
+        }
+        Ongoing::Network { .. } => {
+            heal_network(d);
+            d.add_note("the network fault was still on at --recovery-timeout: removed".into());
+        }
+        Ongoing::Over | Ongoing::Restart { .. } => {}
     }
+    let heal_s = fault_t.elapsed().as_secs_f64();
+    d.fault_stage = FaultStage::Healed;
+    d.current().segments.push(Segment::FaultOver.id());
+    d.command(
+        feed,
+        Command {
+            segment: Segment::FaultOver.id(),
+            mark: d.mark,
+            fault_stage: FaultStage::Healed,
+            ..load.clone()
+        },
+    )?;
+    let recovered = over
+        && d.wait_every(
+            feed,
+            limit.saturating_sub(fault_t.elapsed()),
+            RECOVERY_SAMPLE,
+            |d| {
+                let answering = d.answering();
+                samples.push((fault_t.elapsed().as_secs_f64(), answering));
+                fault_t.elapsed() >= watch_min && answering >= needed
+            },
+        )?;
     let recovery_s =
         logic::recovery_time_s(before, &samples, RECOVERED_FRACTION).filter(|_| recovered);
     let first_success_s = d
@@ -83,6 +153,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         .map(|ns| (ns - fault_ns) as f64 / 1e9);
     d.pass(feed, POST_RECOVERY)?;
     let restored = d.answering();
+    d.fault_stage = FaultStage::Off;
     d.drain(feed, Segment::Drain(3))?;
     if !recovered {
         d.add_note(format!(
@@ -97,6 +168,22 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     );
     let stall_after_ms = d.stall_after.as_secs_f64() * 1e3;
     let fault = d.options.fault.describe();
+    let after_heal: Vec<(f64, u64)> = samples
+        .iter()
+        .filter(|(t, _)| *t >= heal_s)
+        .map(|&(t, answering)| (t - heal_s, answering))
+        .collect();
+    let effects = crate::report::FaultEffects {
+        heal_s,
+        from_heal: logic::recovery_curve(
+            before,
+            &after_heal,
+            first_success_s.map(|f| (f - heal_s).max(0.0)),
+        ),
+        network: network_report(d),
+        // The rest is counted by the shards: filled with the phase's figures.
+        ..Default::default()
+    };
     d.current().report.recovery = Some(Recovery {
         fault,
         recovery_s,
@@ -107,6 +194,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         stall_after_ms,
         curve: logic::recovery_curve(before, &samples, first_success_s),
         kernel_tcp,
+        effects: Some(effects),
     });
     d.end(PhaseStatus::Completed);
     // Stalls are judged while recovery is measured; later phases do without the shards'
@@ -138,6 +226,8 @@ fn inject(
     // request sent after it, and count every connection lost from then on as down.
     let mark = Command {
         mark: d.mark,
+        segment: Segment::FaultOn.id(),
+        fault_stage: FaultStage::On,
         ..load
     };
     let ongoing = match d.options.fault.clone() {
@@ -164,6 +254,19 @@ fn inject(
             )?;
             return Ok(Ongoing::Over);
         }
+        Fault::Network { duration_s, .. } => match d.net_guard.as_mut().map(|g| g.inject()) {
+            Some(Ok(())) => Ongoing::Network {
+                heal_at: Instant::now() + Duration::from_secs_f64(duration_s),
+            },
+            Some(Err(e)) => {
+                d.add_note(format!("the network fault could not be injected: {e}"));
+                Ongoing::Over
+            }
+            None => {
+                d.add_note("no fault guard to inject the network fault".into());
+                Ongoing::Over
+            }
+        },
         Fault::Exec { command } => {
             match std::process::Command::new("sh")
                 .args(["-c", &command])
@@ -196,6 +299,11 @@ fn advance(d: &mut Driver<'_>, ongoing: Ongoing) -> Ongoing {
                 Some(Err(e)) => d.add_note(format!("the server did not come back: {e}")),
                 None => {}
             }
+            Ongoing::Over
+        }
+        Ongoing::Network { heal_at } if Instant::now() < heal_at => Ongoing::Network { heal_at },
+        Ongoing::Network { .. } => {
+            heal_network(d);
             Ongoing::Over
         }
         Ongoing::Exec(mut child) => match child.try_wait() {

@@ -62,10 +62,17 @@ struct Earlier {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bucket {
     Current,
-    Earlier,
-    /// Older than `Earlier`: already handed over; counted in `answers_after_their_segment`.
+    /// `Shard::earlier[i]`.
+    Earlier(usize),
+    /// Older than every `Earlier`: already handed over; counted in
+    /// `answers_after_their_segment`.
     Older,
 }
+
+/// Ended segments kept open for their requests still in flight. failure_recovery changes
+/// segments twice within a phase (fault on, fault over), and a request stalled by a partition
+/// from before the fault must still land in its own segment when it is answered after both.
+const EARLIER_MAX: usize = 4;
 
 /// A due request this much later than intended is dropped (`dropped_generator_behind`)
 /// instead of sent stale.
@@ -180,7 +187,8 @@ pub struct Shard<'a> {
     epoch: u8,
     /// Load requests in flight that were sent in the current segment.
     in_flight_current: u64,
-    earlier: Option<Earlier>,
+    /// Ended segments with requests still in flight, oldest first (at most `EARLIER_MAX`).
+    earlier: Vec<Earlier>,
     /// See `Command::stall_after`, ns (0 = off).
     stall_after_ns: u64,
     /// `Command::ramp_over` was applied.
@@ -360,7 +368,7 @@ impl<'a> Shard<'a> {
             segments: None,
             epoch: 0,
             in_flight_current: 0,
-            earlier: None,
+            earlier: Vec::with_capacity(EARLIER_MAX),
             stall_after_ns: 0,
             ramp_given_up: false,
             reconnect_next_ns: 0,
@@ -539,11 +547,15 @@ impl<'a> Shard<'a> {
         self.second_ok_base = 0;
         self.second_failed_base = 0;
         let segment = std::mem::replace(&mut self.segment, next);
-        // One segment is kept open at a time: an older one goes now, and answers to what it
-        // still has in flight are counted as `answers_after_their_segment`.
-        self.hand_over_earlier();
+        // Up to `EARLIER_MAX` ended segments are kept open: past that the oldest goes now,
+        // and answers to what it still has in flight are counted as
+        // `answers_after_their_segment`.
         if self.in_flight_current > 0 {
-            self.earlier = Some(Earlier {
+            if self.earlier.len() == EARLIER_MAX {
+                let oldest = self.earlier.remove(0);
+                self.hand_over(oldest.segment, oldest.metrics);
+            }
+            self.earlier.push(Earlier {
                 segment,
                 epoch: self.epoch,
                 in_flight: self.in_flight_current,
@@ -572,15 +584,22 @@ impl<'a> Shard<'a> {
     }
 
     fn hand_over_earlier(&mut self) {
-        if let Some(earlier) = self.earlier.take() {
+        for earlier in std::mem::take(&mut self.earlier) {
             self.hand_over(earlier.segment, earlier.metrics);
         }
     }
 
-    /// The earlier segment's last request is in: its figures are complete.
+    /// An earlier segment's last request is in: its figures are complete.
     fn settle_earlier(&mut self) {
-        if self.earlier.as_ref().is_some_and(|e| e.in_flight == 0) {
-            self.hand_over_earlier();
+        if self.earlier.iter().all(|e| e.in_flight > 0) {
+            return;
+        }
+        let (settled, open): (Vec<Earlier>, Vec<Earlier>) = std::mem::take(&mut self.earlier)
+            .into_iter()
+            .partition(|e| e.in_flight == 0);
+        self.earlier = open;
+        for earlier in settled {
+            self.hand_over(earlier.segment, earlier.metrics);
         }
     }
 
@@ -617,18 +636,18 @@ impl<'a> Shard<'a> {
             self.in_flight_current -= 1;
             return Bucket::Current;
         }
-        match &mut self.earlier {
-            Some(earlier) if earlier.epoch == epoch => {
-                earlier.in_flight -= 1;
-                Bucket::Earlier
+        match self.earlier.iter().position(|e| e.epoch == epoch) {
+            Some(i) => {
+                self.earlier[i].in_flight -= 1;
+                Bucket::Earlier(i)
             }
-            _ => Bucket::Older,
+            None => Bucket::Older,
         }
     }
 
     fn bucket(&mut self, bucket: Bucket) -> &mut ShardMetrics {
-        match (bucket, &mut self.earlier) {
-            (Bucket::Earlier, Some(earlier)) => &mut earlier.metrics,
+        match bucket {
+            Bucket::Earlier(i) => &mut self.earlier[i].metrics,
             _ => &mut self.metrics,
         }
     }
@@ -827,8 +846,7 @@ impl<'a> Shard<'a> {
             self.shared.first_ok_after_mark_ns[self.id]
                 .store(self.first_ok_after_mark_ns, Ordering::Relaxed);
             self.settle_earlier();
-            self.shared.earlier_open[self.id]
-                .store(u64::from(self.earlier.is_some()), Ordering::Release);
+            self.shared.earlier_open[self.id].store(self.earlier.len() as u64, Ordering::Release);
             while self.now_ns >= self.second_end_ns {
                 self.close_second();
                 self.second_end_ns += 1_000_000_000;
@@ -1663,7 +1681,7 @@ impl<'a> Shard<'a> {
             self.metrics.incr(Counter::answers_after_their_segment);
             return;
         }
-        if bucket == Bucket::Earlier {
+        if matches!(bucket, Bucket::Earlier(_)) {
             self.second_failed_carry += 1;
         }
         let request = Request::from_u8(self.rings[r].conns[slot as usize].method);
@@ -1992,7 +2010,7 @@ impl<'a> Shard<'a> {
                 self.metrics.incr(Counter::answers_after_their_segment);
                 return;
             }
-            Bucket::Earlier => {
+            Bucket::Earlier(_) => {
                 // The timeline is per second of the run, whatever segment the request was in.
                 self.metrics.second.saturating_record(
                     latency_corrected_us.clamp(1, super::metrics::LATENCY_US_MAX),

@@ -1,8 +1,15 @@
-//! The latency fault's delay line: packets to the targets arrive on an NFQUEUE (the iptables
-//! rules of `rules::queue_rules`), wait here as an id and a release time, and are accepted
-//! when their time comes. Runs on a thread of the guard process while the fault is on; when
-//! it stops, everything held is released at once (the path heals with the fault). Part of
+//! The fault's line on the path to the targets: every packet to them arrives on an NFQUEUE
+//! (the iptables rules of `rules::queue_rules`) and is dropped (a partition: all; a loss: at
+//! random), or waits here as an id and a release time and is accepted when its time comes
+//! (latency). Runs on a thread of the guard process while the fault is on; when it stops,
+//! everything held is released at once (the path heals with the fault). Part of
 //! `netfault/`; the wire format is `nfqueue.rs`'s.
+//!
+//! Why drops go through the queue and not an nftables `drop` on output: a packet dropped by
+//! a local hook is an error the sending TCP sees at once (it neither counts a retransmit nor
+//! runs its loss recovery, and probes on a timer of its own), while a queued packet is, for
+//! TCP, sent — dropping it later is a loss on the wire, recovered as one (RTO, tail loss
+//! probes, retransmits counted by the kernel).
 //!
 //! One verdict per packet, never a batch: ids are assigned at enqueue on whichever CPU sent
 //! the packet, so they can reach the socket slightly out of order, and a batch verdict ("all
@@ -30,6 +37,12 @@ const QUEUE_TRIES: u16 = 64;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DelayStats {
     pub packets_delayed: u64,
+    /// Dropped by the line (every one in a partition, a share in a loss).
+    #[serde(default)]
+    pub packets_dropped: u64,
+    /// Let through at once (a loss's survivors).
+    #[serde(default)]
+    pub packets_passed: u64,
     /// Most packets held at once.
     pub held_max: u64,
     /// Messages that could not be read (a length that lied): skipped.
@@ -41,6 +54,8 @@ pub struct Delayer {
     queue: u16,
     delay_ns: u64,
     jitter_ns: u64,
+    /// Share of the packets dropped, per million (1,000,000: a partition).
+    drop_per_million: u32,
     /// (release time since `epoch`, packet id), soonest first.
     held: BinaryHeap<Reverse<(u64, u32)>>,
     epoch: Instant,
@@ -60,8 +75,14 @@ fn errno_result(rc: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 impl Delayer {
-    /// Opens a netlink socket and binds the first free queue from `first_queue` on.
-    pub fn open(first_queue: u16, delay: Duration, jitter: Duration) -> io::Result<Delayer> {
+    /// Opens a netlink socket and binds the first free queue from `first_queue` on; each
+    /// packet is dropped with `drop_per_million` odds, else delayed `delay` ± `jitter`.
+    pub fn open(
+        first_queue: u16,
+        delay: Duration,
+        jitter: Duration,
+        drop_per_million: u32,
+    ) -> io::Result<Delayer> {
         // SAFETY: a plain socket(2) call; the descriptor it returns is owned by `fd` at once.
         let raw = errno_result(unsafe {
             libc::socket(
@@ -96,6 +117,7 @@ impl Delayer {
             queue: first_queue,
             delay_ns: delay.as_nanos() as u64,
             jitter_ns: jitter.as_nanos() as u64,
+            drop_per_million,
             held: BinaryHeap::new(),
             epoch: Instant::now(),
             rng: seed | 1,
@@ -175,17 +197,36 @@ impl Delayer {
         self.epoch.elapsed().as_nanos() as u64
     }
 
+    /// xorshift64*: cheap, and the draws need no quality beyond uniformity.
+    fn draw(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
     /// This packet's delay: the base, ± a uniform draw within the jitter.
     fn delay_for_next(&mut self) -> u64 {
         if self.jitter_ns == 0 {
             return self.delay_ns;
         }
-        // xorshift64*: cheap, and the draw needs no quality beyond uniformity.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let draw = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % (2 * self.jitter_ns + 1);
+        let draw = self.draw() % (2 * self.jitter_ns + 1);
         (self.delay_ns + draw).saturating_sub(self.jitter_ns)
+    }
+
+    /// Whether this packet is lost.
+    fn drop_next(&mut self) -> bool {
+        match self.drop_per_million {
+            0 => false,
+            1_000_000.. => true,
+            odds => (self.draw() >> 11) % 1_000_000 < odds as u64,
+        }
+    }
+
+    /// A verdict now, for a packet the line does not hold.
+    fn verdict_now(&mut self, id: u32, verdict: u32) -> io::Result<()> {
+        nfqueue::verdict(&mut self.out, self.queue, id, verdict);
+        self.send_out()
     }
 
     /// Delays packets until `stop` is set, then releases everything held. Unbinds at the end.
@@ -253,6 +294,14 @@ impl Delayer {
             let buf = std::mem::take(&mut self.recv_buf);
             for message in nfqueue::parse(&buf[..n as usize]) {
                 match message {
+                    Ok(Incoming::Packet { id }) if self.drop_next() => {
+                        self.verdict_now(id, nfqueue::NF_DROP)?;
+                        self.stats.packets_dropped += 1;
+                    }
+                    Ok(Incoming::Packet { id }) if self.delay_ns == 0 => {
+                        self.verdict_now(id, nfqueue::NF_ACCEPT)?;
+                        self.stats.packets_passed += 1;
+                    }
                     Ok(Incoming::Packet { id }) => {
                         let release = arrived_ns + self.delay_for_next();
                         self.held.push(Reverse((release, id)));
@@ -306,6 +355,7 @@ mod tests {
             queue: 0,
             delay_ns: delay_ms * 1_000_000,
             jitter_ns: jitter_ms * 1_000_000,
+            drop_per_million: 0,
             held: BinaryHeap::new(),
             epoch: Instant::now(),
             rng: 0x9e37_79b9_7f4a_7c15,
@@ -331,5 +381,19 @@ mod tests {
         // Jitter wider than the delay never goes below zero.
         let mut d = delayer_without_socket(5, 20);
         assert!((0..1000).all(|_| d.delay_for_next() <= 25_000_000));
+    }
+
+    #[test]
+    fn drops_follow_their_odds() {
+        let mut d = delayer_without_socket(0, 0);
+        assert!((0..1000).all(|_| !d.drop_next()));
+        d.drop_per_million = 1_000_000;
+        assert!((0..1000).all(|_| d.drop_next()));
+        d.drop_per_million = 50_000;
+        let dropped = (0..100_000).filter(|_| d.drop_next()).count();
+        assert!(
+            (4_000..6_000).contains(&dropped),
+            "{dropped} of 100000 at 5%"
+        );
     }
 }

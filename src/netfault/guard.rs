@@ -249,39 +249,31 @@ pub fn main(spec: &str) -> i32 {
     0
 }
 
-/// Checks the tools the fault needs and binds the delay queue.
+/// Checks the tools the fault needs and binds the line's queue.
 fn prepare(fault: &NetFault) -> Result<Option<Delayer>, String> {
-    match fault.impairment {
-        Impairment::Partition | Impairment::Loss { .. } => {
-            tool_works("nft", &["list", "tables"], "nftables")?;
-            Ok(None)
-        }
-        Impairment::Latency {
-            delay_us,
-            jitter_us,
-        } => {
-            for program in ["iptables", "ip6tables"] {
-                let used = fault
-                    .targets
-                    .iter()
-                    .any(|t| t.is_ipv4() == (program == "iptables"));
-                if used {
-                    tool_works(program, &["-w", "-t", "mangle", "-S"], "iptables")?;
-                }
-            }
-            let delayer = Delayer::open(
-                FIRST_QUEUE,
-                Duration::from_micros(delay_us),
-                Duration::from_micros(jitter_us),
-            )
-            .map_err(|e| {
-                format!(
-                    "cannot bind an NFQUEUE for the delay (needs root and nfnetlink_queue): {e}"
-                )
-            })?;
-            Ok(Some(delayer))
+    if fault.impairment == Impairment::Partition {
+        tool_works("nft", &["list", "tables"], "nftables")?;
+    }
+    for program in ["iptables", "ip6tables"] {
+        let used = fault
+            .targets
+            .iter()
+            .any(|t| t.is_ipv4() == (program == "iptables"));
+        if used {
+            tool_works(program, &["-w", "-t", "mangle", "-S"], "iptables")?;
         }
     }
+    let (delay_us, jitter_us) = fault.impairment.delay_us();
+    let delayer = Delayer::open(
+        FIRST_QUEUE,
+        Duration::from_micros(delay_us),
+        Duration::from_micros(jitter_us),
+        fault.impairment.drop_per_million(),
+    )
+    .map_err(|e| {
+        format!("cannot bind an NFQUEUE for the fault (needs root and nfnetlink_queue): {e}")
+    })?;
+    Ok(Some(delayer))
 }
 
 fn tool_works(program: &str, probe: &[&str], package: &str) -> Result<(), String> {
@@ -334,9 +326,11 @@ fn run_checked(program: &str, args: &[String], stdin_text: Option<&str>) -> Resu
 fn install(fault: &NetFault, delayer: Option<Delayer>) -> Result<Installed, String> {
     if let Some(ruleset) = rules::nft_ruleset(fault) {
         run_checked("nft", &["-f".into(), "-".into()], Some(&ruleset))?;
-        return Ok(Installed { delay: None });
     }
-    let delayer = delayer.ok_or_else(|| "the delay line is already used".to_string())?;
+    let Some(delayer) = delayer else {
+        let _ = remove_nft(fault);
+        return Err("the fault's line is already used".into());
+    };
     let queue = delayer.queue();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = Arc::clone(&stop);
@@ -357,19 +351,25 @@ fn install(fault: &NetFault, delayer: Option<Delayer>) -> Result<Installed, Stri
     Ok(installed)
 }
 
-/// Removes the rules, then (latency) stops the delay line, which releases what it holds.
+fn remove_nft(fault: &NetFault) -> Result<(), String> {
+    match rules::nft_ruleset(fault) {
+        Some(_) => run_checked("nft", &rules::nft_delete(fault.owner_pid), None),
+        None => Ok(()),
+    }
+}
+
+/// Removes the rules, then stops the line, which releases what it holds.
 fn remove(fault: &NetFault, installed: Installed) -> Result<Option<DelayStats>, String> {
+    let mut failed = remove_nft(fault).err();
     let Some((stop, thread)) = installed.delay else {
-        run_checked("nft", &rules::nft_delete(fault.owner_pid), None)?;
-        return Ok(None);
+        return failed.map_or(Ok(None), Err);
     };
-    let mut failed = None;
     for step in rules::queue_removals(fault) {
         // `-D` of a jump never added fails harmlessly; the chain's own `-X` must not.
         if let Err(e) = run_checked(step.program, &step.args, None)
             && step.args.iter().any(|a| a == "-X")
         {
-            failed = Some(e);
+            failed.get_or_insert(e);
         }
     }
     stop.store(true, Ordering::Relaxed);

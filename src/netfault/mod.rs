@@ -58,19 +58,37 @@ impl Impairment {
 
     /// The mechanism, for the report.
     pub fn mechanism(&self, owner_pid: u32) -> String {
+        let queue = format!(
+            "iptables mangle chain {} → NFQUEUE → the guard's line",
+            rules::chain_name(owner_pid)
+        );
         match self {
             Impairment::Partition => format!(
-                "nftables table inet {}: drop on output to and input from each target",
+                "{queue} drops every packet to the targets; nftables table inet {} drops every packet from them",
                 rules::table_name(owner_pid)
             ),
-            Impairment::Loss { .. } => format!(
-                "nftables table inet {}: numgen random drop on output to each target",
-                rules::table_name(owner_pid)
-            ),
-            Impairment::Latency { .. } => format!(
-                "iptables mangle chain {} → NFQUEUE (bypass) → the guard's userspace delay",
-                rules::chain_name(owner_pid)
-            ),
+            Impairment::Loss { .. } => format!("{queue} drops packets to the targets at random"),
+            Impairment::Latency { .. } => format!("{queue} delays packets to the targets"),
+        }
+    }
+
+    /// The line's odds of dropping a packet, per million.
+    pub fn drop_per_million(&self) -> u32 {
+        match *self {
+            Impairment::Partition => 1_000_000,
+            Impairment::Loss { percent } => (percent * 10_000.0).round().clamp(0.0, 1e6) as u32,
+            Impairment::Latency { .. } => 0,
+        }
+    }
+
+    /// The line's delay and jitter.
+    pub fn delay_us(&self) -> (u64, u64) {
+        match *self {
+            Impairment::Latency {
+                delay_us,
+                jitter_us,
+            } => (delay_us, jitter_us),
+            _ => (0, 0),
         }
     }
 }
@@ -94,4 +112,29 @@ pub fn process_alive(pid: u32) -> bool {
     // it touches no memory of ours.
     let rc = unsafe { libc::kill(pid as i32, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_impairment_is_a_line_of_odds_and_delay() {
+        assert_eq!(Impairment::Partition.drop_per_million(), 1_000_000);
+        assert_eq!(Impairment::Loss { percent: 5.0 }.drop_per_million(), 50_000);
+        assert_eq!(Impairment::Loss { percent: 0.01 }.drop_per_million(), 100);
+        let latency = Impairment::Latency {
+            delay_us: 100_000,
+            jitter_us: 20_000,
+        };
+        assert_eq!(latency.drop_per_million(), 0);
+        assert_eq!(latency.delay_us(), (100_000, 20_000));
+        assert_eq!(Impairment::Partition.delay_us(), (0, 0));
+    }
+
+    #[test]
+    fn this_process_is_alive_and_pid_zero_is_not() {
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(0));
+    }
 }

@@ -54,6 +54,8 @@ pub const CFG_F_GSO: u32 = 0x4;
 
 /// `NF_ACCEPT`: let the packet go on.
 pub const NF_ACCEPT: u32 = 1;
+/// `NF_DROP`: free it; to the sender it was sent (lost on the way).
+pub const NF_DROP: u32 = 0;
 
 /// The longest message `verdict` builds.
 pub const VERDICT_LEN: usize = NLMSG_HDRLEN + NFGENMSG_LEN + NLA_HDRLEN + 8;

@@ -7,11 +7,16 @@
 //! TCP port (packets to it on output, from it on input), never a whole interface, so the rest
 //! of the host (ssh, other tests, other runs) is untouched.
 //!
+//! Packets *to* the targets go through NFQUEUE to the guard's line (`delay.rs`), which drops
+//! or delays them after TCP believes them sent — a loss on the wire, not a local error (see
+//! `delay.rs`). Packets *from* the targets are dropped on input by nftables during a
+//! partition (their sender, the server, cannot tell that from a cut cable).
+//!
 //! Why not `tc netem`: the kernels this was built on (and CI's) have no `sch_netem`
 //! (CONFIG_NET_SCH_NETEM unset) and no `nft queue` (CONFIG_NFT_QUEUE unset), but every
-//! distribution kernel has nftables, `numgen` and the xtables NFQUEUE target. Loss is
-//! therefore `numgen random` in nftables, latency a userspace delay behind NFQUEUE with
-//! `--queue-bypass` (if the delayer is gone, packets pass: the fault fails open).
+//! distribution kernel has nftables and the xtables NFQUEUE target, here reached through
+//! iptables with `--queue-bypass`: if the guard's line is gone, packets pass (the fault fails
+//! open, never shut).
 
 use super::{Impairment, NetFault};
 use std::net::{IpAddr, SocketAddr};
@@ -43,54 +48,30 @@ fn family(addr: &SocketAddr) -> &'static str {
     }
 }
 
-/// The nftables ruleset (for `nft -f -`) of a partition or a loss; `None` for latency, which
-/// is iptables' (`queue_rules`).
+/// The nftables ruleset (for `nft -f -`) of a partition's return direction: every packet
+/// from a target dropped on input. `None` for latency and loss, which touch only the way to
+/// the targets (the queue's).
 ///
-/// Priority -300 runs before conntrack (-200) and every usual filter: a partition drops the
-/// packet before anything else of the host sees it, as a cut cable would.
+/// Priority -300 runs before conntrack (-200) and every usual filter: the packet is gone
+/// before anything else of the host sees it, as with a cut cable.
 pub fn nft_ruleset(fault: &NetFault) -> Option<String> {
+    if fault.impairment != Impairment::Partition {
+        return None;
+    }
     let table = table_name(fault.owner_pid);
-    let (out_verdict, inbound) = match fault.impairment {
-        Impairment::Partition => ("drop".to_string(), true),
-        // Loss on the path to the targets (requests, ACKs, SYNs), as netem on an egress
-        // would: basis points, so 0.01 % steps are exact.
-        Impairment::Loss { percent } => {
-            let basis_points = (percent * 100.0).round() as u32;
-            (
-                format!("numgen random mod 10000 < {basis_points} drop"),
-                false,
-            )
-        }
-        Impairment::Latency { .. } => return None,
-    };
     let mut text = format!("table inet {table} {{\n");
     text.push_str(
-        "  chain to_targets {\n    type filter hook output priority -300; policy accept;\n",
+        "  chain from_targets {\n    type filter hook input priority -300; policy accept;\n",
     );
     for target in &fault.targets {
         text.push_str(&format!(
-            "    {} daddr {} tcp dport {} {out_verdict}\n",
+            "    {} saddr {} tcp sport {} drop\n",
             family(target),
             target.ip(),
             target.port()
         ));
     }
-    text.push_str("  }\n");
-    if inbound {
-        text.push_str(
-            "  chain from_targets {\n    type filter hook input priority -300; policy accept;\n",
-        );
-        for target in &fault.targets {
-            text.push_str(&format!(
-                "    {} saddr {} tcp sport {} drop\n",
-                family(target),
-                target.ip(),
-                target.port()
-            ));
-        }
-        text.push_str("  }\n");
-    }
-    text.push_str("}\n");
+    text.push_str("  }\n}\n");
     Some(text)
 }
 
@@ -129,8 +110,8 @@ fn invocation(program: &'static str, args: &[&str]) -> Invocation {
     Invocation { program, args: all }
 }
 
-/// The latency fault's rules: a chain of the run's own in `mangle`, jumped to first from
-/// OUTPUT, sending packets to the targets to `queue` (bypassed when no delayer listens).
+/// The rules of every network fault: a chain of the run's own in `mangle`, jumped to first
+/// from OUTPUT, sending packets to the targets to `queue` (bypassed when no line listens).
 pub fn queue_rules(fault: &NetFault, queue: u16) -> Vec<Invocation> {
     let chain = chain_name(fault.owner_pid);
     let queue = queue.to_string();
@@ -225,29 +206,19 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_drops_both_directions_of_each_target_only() {
+    fn a_partition_drops_what_comes_back_from_each_target_only() {
         let f = fault(Impairment::Partition, &["10.9.0.2:8080", "[::1]:9000"]);
         let text = nft_ruleset(&f).unwrap();
         assert_eq!(
             text,
-            "table inet mcpstorm_fault_4242 {\n  chain to_targets {\n    type filter hook output priority -300; policy accept;\n    ip daddr 10.9.0.2 tcp dport 8080 drop\n    ip6 daddr ::1 tcp dport 9000 drop\n  }\n  chain from_targets {\n    type filter hook input priority -300; policy accept;\n    ip saddr 10.9.0.2 tcp sport 8080 drop\n    ip6 saddr ::1 tcp sport 9000 drop\n  }\n}\n"
+            "table inet mcpstorm_fault_4242 {\n  chain from_targets {\n    type filter hook input priority -300; policy accept;\n    ip saddr 10.9.0.2 tcp sport 8080 drop\n    ip6 saddr ::1 tcp sport 9000 drop\n  }\n}\n"
         );
         assert_eq!(
             nft_delete(4242).join(" "),
             "delete table inet mcpstorm_fault_4242"
         );
-    }
-
-    #[test]
-    fn loss_is_basis_points_on_the_way_to_the_targets() {
-        let f = fault(Impairment::Loss { percent: 5.0 }, &["127.0.0.1:18000"]);
-        let text = nft_ruleset(&f).unwrap();
-        assert!(
-            text.contains("ip daddr 127.0.0.1 tcp dport 18000 numgen random mod 10000 < 500 drop")
-        );
-        assert!(!text.contains("from_targets"), "{text}");
-        let f = fault(Impairment::Loss { percent: 0.25 }, &["127.0.0.1:1"]);
-        assert!(nft_ruleset(&f).unwrap().contains("< 25 drop"));
+        let loss = fault(Impairment::Loss { percent: 5.0 }, &["127.0.0.1:1"]);
+        assert!(nft_ruleset(&loss).is_none(), "a loss is the queue's only");
     }
 
     #[test]

@@ -334,9 +334,14 @@ pub struct NetworkFaultReport {
     pub mechanism: String,
     /// How long the rules were in the kernel, seconds (from installed to removed).
     pub installed_s: f64,
-    /// Latency faults: packets the delay line held, and the most held at once.
+    /// What the guard's line did with the packets to the targets: delayed (latency), the
+    /// most held at once, dropped (partition, loss), let through at once (a loss's rest).
     pub packets_delayed: Option<u64>,
     pub packets_held_max: Option<u64>,
+    #[serde(default)]
+    pub packets_dropped: Option<u64>,
+    #[serde(default)]
+    pub packets_passed: Option<u64>,
 }
 
 /// How the sessions came back after the fault, seconds from the fault.
@@ -856,8 +861,10 @@ pub fn sample_report() -> RunReport {
                         addresses: vec!["10.0.0.2:8080".into()],
                         mechanism: "nftables".into(),
                         installed_s: 3.0,
-                        packets_delayed: None,
-                        packets_held_max: None,
+                        packets_delayed: Some(0),
+                        packets_held_max: Some(0),
+                        packets_dropped: Some(120),
+                        packets_passed: Some(0),
                     }),
                 }),
             });

@@ -236,9 +236,11 @@ fn fault_effects_lines(e: &crate::report::FaultEffects) -> Vec<String> {
         ));
         if let (Some(delayed), Some(held)) = (n.packets_delayed, n.packets_held_max) {
             lines.push(format!(
-                "delay line: {} packets delayed, at most {} held at once",
+                "the line to the targets: {} packets dropped, {} delayed (at most {} held at once), {} let through",
+                format_count(n.packets_dropped.unwrap_or(0)),
                 format_count(delayed),
-                format_count(held)
+                format_count(held),
+                format_count(n.packets_passed.unwrap_or(0))
             ));
         }
     }

@@ -67,6 +67,8 @@ fn network_report(d: &Driver<'_>) -> Option<crate::report::NetworkFaultReport> {
         installed_s: heal.installed_s,
         packets_delayed: heal.delay.map(|s| s.packets_delayed),
         packets_held_max: heal.delay.map(|s| s.held_max),
+        packets_dropped: heal.delay.map(|s| s.packets_dropped),
+        packets_passed: heal.delay.map(|s| s.packets_passed),
     })
 }
 

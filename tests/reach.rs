@@ -226,69 +226,9 @@ fn refusals_before_any_connection() {
     }
 }
 
-/// A network namespace with a veth pair: 10.201.N.1 here, 10.201.N.2 inside. Deleted on drop
-/// (the veth goes with it), also when the test fails.
-struct Netns {
-    name: String,
-    here: String,
-    there: String,
-}
-
-impl Netns {
-    fn create() -> Netns {
-        let n = std::process::id() % 250 + 1;
-        let name = format!("mcpstorm-reach-{}", std::process::id());
-        let (a, b) = (format!("msr{n}a"), format!("msr{n}b"));
-        let netns = Netns {
-            name: name.clone(),
-            here: format!("10.201.{n}.1"),
-            there: format!("10.201.{n}.2"),
-        };
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().expect("run ip");
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let _ = Command::new("ip").args(["link", "del", &a]).output();
-        ip(&["netns", "add", &name]);
-        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-        ip(&["link", "set", &b, "netns", &name]);
-        ip(&["addr", "add", &format!("{}/24", netns.here), "dev", &a]);
-        ip(&["link", "set", &a, "up"]);
-        ip(&[
-            "-n",
-            &name,
-            "addr",
-            "add",
-            &format!("{}/24", netns.there),
-            "dev",
-            &b,
-        ]);
-        ip(&["-n", &name, "link", "set", &b, "up"]);
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        netns
-    }
-
-    fn nsenter(&self) -> String {
-        format!("--net=/run/netns/{}", self.name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 #[test]
 fn a_server_on_another_host_needs_allow_host() {
-    let netns = Netns::create();
+    let netns = common::Netns::create("reach", 201);
     let listen = format!("{}:18777", netns.there);
     let nsenter = netns.nsenter();
     let server = Server::start_with(&["nsenter", &nsenter], &["--listen", &listen], &[]);

@@ -18,6 +18,14 @@ echo "== install the pinned MCP TypeScript SDK (target/peers/ts-sdk)"
 MCPSTORM_TS_PEER_DIR="$(bash tools/peers/setup-ts.sh | tail -n 1)"
 export MCPSTORM_TS_PEER_DIR
 
+echo "== install nftables and iptables (the network faults' tests: tests/faults.rs)"
+for tool in nft:nftables iptables:iptables; do
+    if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tool##*:}" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tool##*:}" >/dev/null; }
+    fi
+done
+
 echo "== cargo fmt --check"
 cargo fmt --check
 

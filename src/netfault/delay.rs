@@ -137,8 +137,12 @@ impl Delayer {
                     })?;
                     return Ok(delayer);
                 }
-                // Taken by another socket (another run's delayer, an IPS): try the next.
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = e,
+                // Taken by another socket (another run's line, an IPS): the kernel answers
+                // EPERM (EBUSY on older kernels); try the next. Past the last try, EPERM may
+                // also mean no CAP_NET_ADMIN: the error says both.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EPERM)) => {
+                    last = e
+                }
                 Err(e) => return Err(e),
             }
         }

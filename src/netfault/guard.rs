@@ -271,7 +271,9 @@ fn prepare(fault: &NetFault) -> Result<Option<Delayer>, String> {
         fault.impairment.drop_per_million(),
     )
     .map_err(|e| {
-        format!("cannot bind an NFQUEUE for the fault (needs root and nfnetlink_queue): {e}")
+        format!(
+            "cannot bind an NFQUEUE for the fault (needs root and nfnetlink_queue; queues {FIRST_QUEUE}… all taken or refused): {e}"
+        )
     })?;
     Ok(Some(delayer))
 }

@@ -519,3 +519,68 @@ impl Drop for TsServer {
         let _ = self.child.wait();
     }
 }
+
+/// A network namespace with a veth pair: 10.SUBNET.N.1 here, 10.SUBNET.N.2 inside (N from
+/// the test process's pid, so runs of different test binaries do not collide). Deleted on
+/// drop (the veth goes with it), also when the test fails.
+pub struct Netns {
+    pub name: String,
+    pub here: String,
+    pub there: String,
+}
+
+impl Netns {
+    /// `tag` names it (and must be unique among the tests of one binary), `subnet` is the
+    /// second octet of its addresses (unique per test: tests run in parallel).
+    pub fn create(tag: &str, subnet: u8) -> Netns {
+        let n = std::process::id() % 250 + 1;
+        let name = format!("mcpstorm-{tag}-{}", std::process::id());
+        // Interface names are at most 15 bytes.
+        let (a, b) = (format!("ms{subnet}x{n}a"), format!("ms{subnet}x{n}b"));
+        let netns = Netns {
+            name: name.clone(),
+            here: format!("10.{subnet}.{n}.1"),
+            there: format!("10.{subnet}.{n}.2"),
+        };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("run ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &a]).output();
+        ip(&["netns", "add", &name]);
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ip(&["link", "set", &b, "netns", &name]);
+        ip(&["addr", "add", &format!("{}/24", netns.here), "dev", &a]);
+        ip(&["link", "set", &a, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{}/24", netns.there),
+            "dev",
+            &b,
+        ]);
+        ip(&["-n", &name, "link", "set", &b, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// The `nsenter` argument that enters it (`ip netns exec` would remount /sys).
+    pub fn nsenter(&self) -> String {
+        format!("--net=/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}

@@ -176,3 +176,47 @@ fn doctor_and_run_agree() {
     let _ = std::fs::remove_file(&json);
     assert_eq!(report["sessions"]["established"], 2000);
 }
+
+/// A network fault's rule whose run is gone (its guard killed with it) is listed with the
+/// command that removes it. In a namespace of the test's own, so no other run's rules show.
+#[test]
+fn a_fault_rule_left_by_a_gone_run_is_named_with_its_fix() {
+    let netns = common::Netns::create("doctor", 206);
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let table = format!("mcpstorm_fault_{pid}");
+    let nsenter = netns.nsenter();
+    let nft = Command::new("nsenter")
+        .args([nsenter.as_str(), "nft", "add", "table", "inet", &table])
+        .output()
+        .expect("nft");
+    assert!(
+        nft.status.success(),
+        "{}",
+        String::from_utf8_lossy(&nft.stderr)
+    );
+    let out = Command::new("nsenter")
+        .args([
+            nsenter.as_str(),
+            env!("CARGO_BIN_EXE_mcpstorm"),
+            "doctor",
+            "--connections",
+            "100",
+        ])
+        .output()
+        .expect("run doctor in the namespace");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("fault rules"))
+        .unwrap_or_else(|| panic!("no fault rules row:\n{text}"));
+    assert!(
+        line.starts_with("WARN") && line.contains(&table),
+        "{line}\n{text}"
+    );
+    assert!(
+        text.contains(&format!("nft delete table inet {table}")),
+        "{text}"
+    );
+}

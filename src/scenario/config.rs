@@ -175,7 +175,8 @@ impl ArgsValue {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSection {
-    /// `restart`, `drop:10%` or `exec:'CMD'` (`--fault`).
+    /// `restart`, `drop:10%`, `exec:'CMD'`, `partition:3s`, `latency:100ms[,jitter:20ms][,for:5s]`
+    /// or `loss:5%[,for:5s]` (`--fault`).
     pub kind: Option<String>,
     pub down: Option<DurationText>,
     pub recovery_timeout: Option<DurationText>,

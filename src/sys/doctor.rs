@@ -44,6 +44,17 @@ pub struct Facts {
     pub cpus_online: usize,
     pub cpus_allowed: usize,
     pub is_root: bool,
+    /// Rules of `run --fault partition|latency|loss` still installed (`netfault::leftovers`).
+    pub fault_rules: Vec<FaultRule>,
+}
+
+/// One installed rule of a network fault, and whether the run that owns it still runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRule {
+    pub what: String,
+    pub owner_pid: Option<u32>,
+    pub owner_alive: bool,
+    pub fix: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -476,6 +487,8 @@ pub fn diagnose(facts: &Facts, need: &Need) -> Diagnosis {
         fix: String::new(),
     });
 
+    checks.push(fault_rules_check(&facts.fault_rules));
+
     let verdict = checks
         .iter()
         .map(|c| c.verdict)
@@ -486,6 +499,46 @@ pub fn diagnose(facts: &Facts, need: &Need) -> Diagnosis {
         checks,
         connections_max_fitting: fitting,
         verdict,
+    }
+}
+
+/// Network-fault rules left installed by a run that is gone (its guard was killed too): they
+/// still drop or delay traffic to those targets. A live owner's are a fault under way.
+fn fault_rules_check(rules: &[FaultRule]) -> Check {
+    let (left, under_way): (Vec<&FaultRule>, Vec<&FaultRule>) =
+        rules.iter().partition(|r| !r.owner_alive);
+    let mut value = match left.len() {
+        0 => "none left".to_string(),
+        _ => left
+            .iter()
+            .map(|r| r.what.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    if !under_way.is_empty() {
+        value.push_str(&format!(
+            " ({} of a run under way)",
+            under_way
+                .iter()
+                .map(|r| r.what.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Check {
+        name: "fault rules",
+        value,
+        needs: "no rule of a finished run's --fault partition/latency/loss".into(),
+        verdict: if left.is_empty() {
+            Verdict::Ok
+        } else {
+            Verdict::Warn
+        },
+        fix: left
+            .iter()
+            .map(|r| r.fix.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }
 
@@ -591,7 +644,40 @@ mod tests {
             cpus_online: 2,
             cpus_allowed: 2,
             is_root: true,
+            fault_rules: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_fault_rule_of_a_gone_run_warns_with_its_fix_and_a_live_ones_does_not() {
+        let mut f = facts();
+        assert_eq!(
+            check(&diagnose(&f, &need(1000)), "fault rules").verdict,
+            Verdict::Ok
+        );
+        f.fault_rules = vec![
+            FaultRule {
+                what: "nftables table inet mcpstorm_fault_77".into(),
+                owner_pid: Some(77),
+                owner_alive: false,
+                fix: "nft delete table inet mcpstorm_fault_77".into(),
+            },
+            FaultRule {
+                what: "iptables mangle chain MCPSTORM-FAULT-88".into(),
+                owner_pid: Some(88),
+                owner_alive: true,
+                fix: "iptables -t mangle -X MCPSTORM-FAULT-88".into(),
+            },
+        ];
+        let d = diagnose(&f, &need(1000));
+        let c = check(&d, "fault rules");
+        assert_eq!(c.verdict, Verdict::Warn);
+        assert_eq!(c.fix, "nft delete table inet mcpstorm_fault_77");
+        assert!(
+            c.value.contains("MCPSTORM-FAULT-88") && c.value.contains("under way"),
+            "{}",
+            c.value
+        );
     }
 
     fn need(connections: u64) -> Need {

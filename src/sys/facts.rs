@@ -108,6 +108,15 @@ pub fn read_facts() -> Facts {
         cpus_online,
         cpus_allowed: core_affinity::get_core_ids().map_or(cpus_online, |ids| ids.len()),
         is_root,
+        fault_rules: crate::netfault::leftovers::find()
+            .into_iter()
+            .map(|l| crate::sys::doctor::FaultRule {
+                owner_alive: l.owner_alive(),
+                what: l.what,
+                owner_pid: l.owner_pid,
+                fix: l.fix,
+            })
+            .collect(),
     }
 }
 

@@ -294,7 +294,12 @@ fn tool_works(program: &str, probe: &[&str], package: &str) -> Result<(), String
     }
 }
 
-fn run_checked(program: &str, args: &[String], stdin_text: Option<&str>) -> Result<(), String> {
+/// Runs `program args` (with `stdin_text` on its stdin); `Err` carries its stderr.
+pub(super) fn run_checked(
+    program: &str,
+    args: &[String],
+    stdin_text: Option<&str>,
+) -> Result<(), String> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(if stdin_text.is_some() {

@@ -4,6 +4,7 @@
 //! itself (SIGKILL of the whole process group): `doctor` lists them with their fix, and the
 //! next guard sweeps those whose owner is gone. Part of `netfault/`.
 
+use super::guard::run_checked;
 use super::rules;
 use std::process::Command;
 
@@ -31,32 +32,16 @@ impl Leftover {
 
     pub fn remove(&self) -> Result<(), String> {
         match self.removal {
-            Removal::NftTable(pid) => run("nft", &rules::nft_delete(pid)),
+            Removal::NftTable(pid) => run_checked("nft", &rules::nft_delete(pid), None),
             Removal::Chain(program, pid) => {
                 let mut last = Ok(());
                 for step in rules::queue_removal(program, pid) {
                     // The jump may be gone already; the chain's own removal is what counts.
-                    last = run(step.program, &step.args);
+                    last = run_checked(step.program, &step.args, None);
                 }
                 last
             }
         }
-    }
-}
-
-fn run(program: &str, args: &[String]) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
     }
 }
 

@@ -30,7 +30,6 @@ const NFNL_SUBSYS_QUEUE: u16 = 3;
 const NFQNL_MSG_PACKET: u16 = 0;
 const NFQNL_MSG_VERDICT: u16 = 1;
 const NFQNL_MSG_CONFIG: u16 = 2;
-const NFQNL_MSG_VERDICT_BATCH: u16 = 3;
 
 const NFQA_PACKET_HDR: u16 = 1;
 const NFQA_VERDICT_HDR: u16 = 2;
@@ -136,22 +135,6 @@ pub fn verdict(out: &mut Vec<u8>, queue: u16, id: u32, verdict: u32) {
     message(
         out,
         NFQNL_MSG_VERDICT,
-        NLM_F_REQUEST,
-        0,
-        queue,
-        &[(NFQA_VERDICT_HDR, &hdr)],
-    );
-}
-
-/// `verdict` for every packet of `queue` up to and including `id` (the queue hands packets
-/// out in id order, so a FIFO delay releases its due head in one message).
-pub fn verdict_batch(out: &mut Vec<u8>, queue: u16, id: u32, verdict: u32) {
-    let mut hdr = [0u8; 8];
-    hdr[..4].copy_from_slice(&verdict.to_be_bytes());
-    hdr[4..].copy_from_slice(&id.to_be_bytes());
-    message(
-        out,
-        NFQNL_MSG_VERDICT_BATCH,
         NLM_F_REQUEST,
         0,
         queue,
@@ -292,8 +275,6 @@ mod tests {
         want.extend_from_slice(&NFQA_VERDICT_HDR.to_ne_bytes());
         want.extend_from_slice(&[0, 0, 0, 1, 1, 2, 3, 4]);
         assert_eq!(out, want);
-        verdict_batch(&mut out, 0x4d01, 9, NF_ACCEPT);
-        assert_eq!(u16::from_ne_bytes([out[4], out[5]]), 0x0303);
     }
 
     #[test]

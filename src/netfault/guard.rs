@@ -168,12 +168,11 @@ impl Drop for Guard {
 
 // ---- the guard's side -------------------------------------------------------------------
 
-/// What is installed while the fault is on.
+/// What is installed while the fault is on: the line's thread and its stop flag (the rules
+/// are named by the fault itself).
 struct Installed {
-    delay: Option<(
-        Arc<AtomicBool>,
-        std::thread::JoinHandle<std::io::Result<DelayStats>>,
-    )>,
+    stop: Arc<AtomicBool>,
+    line: std::thread::JoinHandle<std::io::Result<DelayStats>>,
 }
 
 /// `mcpstorm fault-guard SPEC`: the guard process. Returns its exit code.
@@ -198,8 +197,9 @@ pub fn main(spec: &str) -> i32 {
             Err(e) => eprintln!("mcpstorm: cannot remove a leftover fault rule: {e}"),
         }
     }
+    // Taken by the first `on`.
     let mut delayer = match prepare(&fault) {
-        Ok(d) => d,
+        Ok(d) => Some(d),
         Err(e) => {
             println!("error: {e}");
             return 2;
@@ -250,7 +250,7 @@ pub fn main(spec: &str) -> i32 {
 }
 
 /// Checks the tools the fault needs and binds the line's queue.
-fn prepare(fault: &NetFault) -> Result<Option<Delayer>, String> {
+fn prepare(fault: &NetFault) -> Result<Delayer, String> {
     if fault.impairment == Impairment::Partition {
         tool_works("nft", &["list", "tables"], "nftables")?;
     }
@@ -275,7 +275,7 @@ fn prepare(fault: &NetFault) -> Result<Option<Delayer>, String> {
             "cannot bind an NFQUEUE for the fault (needs root and nfnetlink_queue; queues {FIRST_QUEUE}… all taken or refused): {e}"
         )
     })?;
-    Ok(Some(delayer))
+    Ok(delayer)
 }
 
 fn tool_works(program: &str, probe: &[&str], package: &str) -> Result<(), String> {
@@ -331,31 +331,33 @@ pub(super) fn run_checked(
 }
 
 fn install(fault: &NetFault, delayer: Option<Delayer>) -> Result<Installed, String> {
-    if let Some(ruleset) = rules::nft_ruleset(fault) {
-        run_checked("nft", &["-f".into(), "-".into()], Some(&ruleset))?;
-    }
-    let Some(delayer) = delayer else {
-        let _ = remove_nft(fault);
-        return Err("the fault's line is already used".into());
-    };
+    // The line is bound once per guard; a second `on` after an `off` has none.
+    let delayer = delayer.ok_or_else(|| "the fault's line is already used".to_string())?;
     let queue = delayer.queue();
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = Arc::clone(&stop);
-    // The delay line runs before the rules send it anything.
-    let thread = std::thread::Builder::new()
-        .name("fault-delay".into())
+    // The line runs before any rule sends it a packet.
+    let line = std::thread::Builder::new()
+        .name("fault-line".into())
         .spawn(move || delayer.run(&thread_stop))
         .map_err(|e| e.to_string())?;
-    let installed = Installed {
-        delay: Some((stop, thread)),
-    };
-    for rule in rules::queue_rules(fault, queue) {
-        if let Err(e) = run_checked(rule.program, &rule.args, None) {
-            let _ = remove(fault, installed);
-            return Err(e);
-        }
+    let installed = Installed { stop, line };
+    if let Err(e) = install_rules(fault, queue) {
+        let _ = remove(fault, installed);
+        return Err(e);
     }
     Ok(installed)
+}
+
+/// A partition's nftables table, then the queue rules; stops at the first that fails.
+fn install_rules(fault: &NetFault, queue: u16) -> Result<(), String> {
+    if let Some(ruleset) = rules::nft_ruleset(fault) {
+        run_checked("nft", &["-f".into(), "-".into()], Some(&ruleset))?;
+    }
+    for rule in rules::queue_rules(fault, queue) {
+        run_checked(rule.program, &rule.args, None)?;
+    }
+    Ok(())
 }
 
 fn remove_nft(fault: &NetFault) -> Result<(), String> {
@@ -368,9 +370,6 @@ fn remove_nft(fault: &NetFault) -> Result<(), String> {
 /// Removes the rules, then stops the line, which releases what it holds.
 fn remove(fault: &NetFault, installed: Installed) -> Result<Option<DelayStats>, String> {
     let mut failed = remove_nft(fault).err();
-    let Some((stop, thread)) = installed.delay else {
-        return failed.map_or(Ok(None), Err);
-    };
     for step in rules::queue_removals(fault) {
         // `-D` of a jump never added fails harmlessly; the chain's own `-X` must not.
         if let Err(e) = run_checked(step.program, &step.args, None)
@@ -379,8 +378,8 @@ fn remove(fault: &NetFault, installed: Installed) -> Result<Option<DelayStats>, 
             failed.get_or_insert(e);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let stats = match thread.join() {
+    installed.stop.store(true, Ordering::Relaxed);
+    let stats = match installed.line.join() {
         Ok(Ok(stats)) => Some(stats),
         Ok(Err(e)) => {
             failed.get_or_insert(format!("the delay line failed: {e}"));

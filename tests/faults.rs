@@ -35,10 +35,10 @@ impl Target {
     }
 }
 
-fn run_args<'a>(target: &'a Target, fault: &'a str, json: &'a str) -> Vec<String> {
+/// The phased run's options against `target` with `fault` (`run` and `--json` not included).
+fn run_args(target: &Target, fault: &str) -> Vec<String> {
     [
-        "run",
-        &target.url(),
+        target.url().as_str(),
         "--allow-host",
         &target.netns.there,
         "--connections",
@@ -56,41 +56,19 @@ fn run_args<'a>(target: &'a Target, fault: &'a str, json: &'a str) -> Vec<String
         "--quiet",
         "--sla",
         SLA_OFF,
-        "--json",
-        json,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect()
 }
 
-/// A phased run with `fault`; the report and the run's pid (the names of its rules).
-fn faulted_run(target: &Target, name: &str, fault: &str) -> (Value, u32, String) {
-    let json = std::env::temp_dir().join(format!(
-        "mcpstorm-faults-{}-{name}.json",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&json);
-    let child = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
-        .args(run_args(target, fault, json.to_str().unwrap()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mcpstorm run");
-    let pid = child.id();
-    let out = common::wait_bounded(child, Duration::from_secs(300));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_ne!(out.status.code(), Some(2), "the run could not run:\n{text}");
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no report ({e}):\n{text}")),
-    )
-    .expect("report is JSON");
-    let _ = std::fs::remove_file(&json);
-    (report, pid, text)
+/// A phased run with `fault`; the report, the run's pid (the names of its rules), its text.
+fn faulted_run(target: &Target, fault: &str) -> (Value, u32, String) {
+    let args = run_args(target, fault);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = common::run_mcpstorm(&args);
+    assert_ne!(run.code, Some(2), "the run could not run:\n{}", run.output);
+    (run.report, run.pid, run.output)
 }
 
 fn recovery(report: &Value) -> &Value {
@@ -126,7 +104,7 @@ fn rules_of(pid: u32) -> (bool, bool) {
 #[test]
 fn a_partition_stalls_requests_without_a_reset_and_they_answer_after_it_heals() {
     let target = Target::start("part", 202);
-    let (report, pid, text) = faulted_run(&target, "partition", "partition:3s");
+    let (report, pid, text) = faulted_run(&target, "partition:3s");
     let r = recovery(&report);
     let effects = &r["effects"];
     let network = &effects["network"];
@@ -177,11 +155,10 @@ fn a_partition_stalls_requests_without_a_reset_and_they_answer_after_it_heals() 
 #[test]
 fn a_sigkilled_run_leaves_no_fault_rules_behind() {
     let target = Target::start("kill", 203);
-    let json =
-        std::env::temp_dir().join(format!("mcpstorm-faults-{}-kill.json", std::process::id()));
-    let mut args = run_args(&target, "partition:60s", json.to_str().unwrap());
+    let mut args = run_args(&target, "partition:60s");
     args.extend(["--recovery-timeout".into(), "90s".into()]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .arg("run")
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -216,13 +193,12 @@ fn a_sigkilled_run_leaves_no_fault_rules_behind() {
     // And the path works again.
     let mut client = target.server.connect();
     assert!(!client.initialize().is_empty());
-    let _ = std::fs::remove_file(&json);
 }
 
 #[test]
 fn a_latency_of_100ms_shows_in_the_fault_window_only() {
     let target = Target::start("lat", 204);
-    let (report, pid, text) = faulted_run(&target, "latency", "latency:100ms,for:3s");
+    let (report, pid, text) = faulted_run(&target, "latency:100ms,for:3s");
     let effects = &recovery(&report)["effects"];
     let p50 = |window: &str| {
         effects[window]["latency_us"]["p50"]
@@ -251,7 +227,7 @@ fn a_latency_of_100ms_shows_in_the_fault_window_only() {
 #[test]
 fn a_loss_is_recovered_as_a_wire_loss_with_retransmits() {
     let target = Target::start("loss", 205);
-    let (report, pid, text) = faulted_run(&target, "loss", "loss:10%,for:3s");
+    let (report, pid, text) = faulted_run(&target, "loss:10%,for:3s");
     let r = recovery(&report);
     let network = &r["effects"]["network"];
     assert!(n(&network["packets_dropped"]) > 0, "{network}\n{text}");

@@ -435,6 +435,8 @@ pub struct RunOutput {
     pub report: serde_json::Value,
     pub output: String,
     pub code: Option<i32>,
+    /// The run's pid (the names of what it installs carry it).
+    pub pid: u32,
 }
 
 /// Runs `mcpstorm run <args…> --json FILE` and reads the report (panics, with the output,
@@ -451,8 +453,12 @@ pub fn run_mcpstorm(args: &[&str]) -> RunOutput {
         .args(args)
         .arg("--json")
         .arg(&json)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("spawn mcpstorm run");
+    let pid = out.id();
+    let out = out.wait_with_output().expect("wait for mcpstorm run");
     let output =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let text = std::fs::read_to_string(&json)
@@ -462,6 +468,7 @@ pub fn run_mcpstorm(args: &[&str]) -> RunOutput {
         report: serde_json::from_str(&text).expect("report is JSON"),
         output,
         code: out.status.code(),
+        pid,
     }
 }
 

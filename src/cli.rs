@@ -289,6 +289,17 @@ pub struct RunArgs {
     /// --protocol-version 2024-11-05 and --streams all.
     #[arg(long, default_value = "streamable-http", value_parser = ["streamable-http", "sse"])]
     pub transport: String,
+    /// With no URL: start N embedded servers as replicas of one service (sessions spread over
+    /// them; a session whose replica dies moves to another, see --failover and
+    /// --fault kill-replica:K).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub replicas: Option<u16>,
+    /// The URLs are replicas of one service: a session whose replica refuses (or times out)
+    /// its connect moves to another and initializes a new session there — `round-robin`, or
+    /// `least-loaded` (the replica with the fewest sessions) [default with --replicas:
+    /// round-robin; without either, each URL is loaded on its own].
+    #[arg(long, value_parser = ["round-robin", "least-loaded"])]
+    pub failover: Option<String>,
     /// Direct descriptors per ring [default and maximum: RLIMIT_NOFILE].
     #[arg(long, value_parser = parse_count_u32)]
     pub ring_slots: Option<u32>,

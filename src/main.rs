@@ -304,6 +304,23 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let legacy_sse = args.transport == "sse";
+    if args.replicas.is_some() && !args.urls.is_empty() {
+        eprintln!(
+            "mcpstorm run: --replicas starts embedded servers (no URL); to load replicas of your own, give their URLs and --failover round-robin|least-loaded"
+        );
+        return ExitCode::from(2);
+    }
+    let failover = match (&args.failover, args.replicas) {
+        (Some(policy), _) => match mcpstorm::engine::replicas::FailoverPolicy::parse(policy) {
+            Ok(policy) => Some(policy),
+            Err(e) => {
+                eprintln!("mcpstorm run: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(n)) if n > 1 => Some(mcpstorm::engine::replicas::FailoverPolicy::RoundRobin),
+        (None, _) => None,
+    };
     let options = mcpstorm::engine::plan::RunOptions {
         urls: args.urls,
         connections,
@@ -347,6 +364,9 @@ fn run(args: RunArgs) -> ExitCode {
         streams_percent: if legacy_sse { 100 } else { args.streams },
         legacy_sse,
         embedded_notify_every: args.notify_every,
+        failover,
+        replica_of_url: Vec::new(),
+        embedded_replicas: args.replicas.unwrap_or(1),
     };
     let fault_text = args.fault.unwrap_or_else(|| {
         if options.urls.is_empty() {

@@ -101,11 +101,22 @@ pub struct Shared {
     /// with Release after the segment is handed over, so a reader that sees 0 with Acquire
     /// finds the figures in the segment channel.
     pub earlier_open: Vec<AtomicU64>,
+    /// Replicas (`--failover`): per shard × replica (`shard * replicas + replica`), sessions
+    /// held there now, load requests answered there and sessions that moved away from it
+    /// (run totals); empty without replicas.
+    pub replica_held: Vec<AtomicU64>,
+    pub replica_answered: Vec<AtomicU64>,
+    pub replica_moved_away: Vec<AtomicU64>,
+    /// Per shard: sessions moved to another replica since the fault mark that answered there.
+    pub moved_answering: Vec<AtomicU64>,
+    pub replicas: usize,
 }
 
 impl Shared {
-    pub fn new(shards: usize) -> Shared {
+    /// `replicas`: 0 without `--failover`.
+    pub fn new(shards: usize, replicas: usize) -> Shared {
         let per_shard = || (0..shards).map(|_| AtomicU64::new(0)).collect();
+        let per_replica = || (0..shards * replicas).map(|_| AtomicU64::new(0)).collect();
         Shared {
             epoch: Instant::now(),
             shards_ready: AtomicUsize::new(0),
@@ -138,7 +149,21 @@ impl Shared {
             oldest_in_flight_sent_ns: per_shard(),
             first_ok_after_mark_ns: per_shard(),
             earlier_open: per_shard(),
+            replica_held: per_replica(),
+            replica_answered: per_replica(),
+            replica_moved_away: per_replica(),
+            moved_answering: per_shard(),
+            replicas,
         }
+    }
+
+    /// Per replica, summed over the shards: one of the `replica_*` counters.
+    pub fn per_replica(&self, values: &[AtomicU64]) -> Vec<u64> {
+        let mut sums = vec![0u64; self.replicas];
+        for (i, v) in values.iter().enumerate() {
+            sums[i % self.replicas.max(1)] += v.load(Ordering::Relaxed);
+        }
+        sums
     }
 
     /// Publishes a command for every shard; returns its sequence number.

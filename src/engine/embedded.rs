@@ -25,6 +25,8 @@ pub struct EmbeddedServer {
     tls: Option<crate::tls::server::ThrowawayPki>,
     /// Further `serve` options (`run --notify-every`), given again on a restart.
     extra_args: Vec<String>,
+    /// Killed and reaped, not started again: its pid may belong to another process now.
+    reaped: bool,
 }
 
 impl EmbeddedServer {
@@ -53,10 +55,18 @@ impl EmbeddedServer {
     /// The node-failure fault, first half: SIGKILL the server (no chance to close anything)
     /// and reap it. `start_again` is the second half.
     pub fn kill(&mut self) {
-        // SAFETY: kill(2) on our own child's pid, which we have not yet waited for (so it
-        // cannot have been reused).
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-        let _ = self.child.wait();
+        if !self.reaped {
+            // SAFETY: kill(2) on our own child's pid, which we have not yet waited for (`reaped`
+            // is set once we have), so it cannot have been reused.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+
+    /// Not killed (or started again since).
+    pub fn alive(&self) -> bool {
+        !self.reaped
     }
 
     /// Starts the server again on the same addresses (after `kill`); returns when it listens.
@@ -168,6 +178,7 @@ impl EmbeddedServer {
             addrs: Vec::new(),
             tls: tls.cloned(),
             extra_args: extra_args.to_vec(),
+            reaped: false,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -206,6 +217,10 @@ impl EmbeddedServer {
 impl Drop for EmbeddedServer {
     /// SIGINT (the server closes its connections and exits), then SIGKILL after 5 s.
     fn drop(&mut self) {
+        if self.reaped {
+            let _ = std::fs::remove_file(&self.ready_file);
+            return;
+        }
         // SAFETY: kill(2) on our own child's pid, which we have not yet waited for (so it
         // cannot have been reused).
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };

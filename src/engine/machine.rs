@@ -61,6 +61,9 @@ pub(crate) struct Ctx {
     pub(crate) connect_retries: u8,
     /// A fault is being injected: an orderly close now still counts its session as down.
     pub(crate) fault_window: bool,
+    /// The targets are replicas of one service (`--failover`, `--replicas`): a connection
+    /// whose connect fails asks the shard for another replica before retrying its own.
+    pub(crate) failover: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,9 @@ pub(crate) enum Event {
     Broke(Counter),
     /// The close completed (the shard has taken the connection's buffers back).
     Closed,
+    /// The answer to `Action::SeekReplica`: `found` = the slot now points at a target of
+    /// another replica (its old session means nothing there).
+    ReplicaSought { found: bool },
 }
 
 /// What the shard carries out, in order.
@@ -162,6 +168,9 @@ pub(crate) enum Action {
     RetryConnect {
         attempt: u8,
     },
+    /// The connect failed and the targets are replicas: point the slot at a live target of
+    /// another replica if there is one, and answer with `Event::ReplicaSought`.
+    SeekReplica,
 }
 
 /// Runs one event; appends the actions to `out`.
@@ -181,6 +190,7 @@ pub(crate) fn on_event(conn: &mut Conn, event: Event, ctx: &Ctx, out: &mut Vec<A
         }
         Event::Broke(cause) => broke(conn, cause, ctx, out),
         Event::Closed => on_closed(conn, ctx, out),
+        Event::ReplicaSought { found } => replica_sought(conn, found, ctx, out),
     }
 }
 
@@ -257,14 +267,10 @@ fn on_chain(conn: &mut Conn, op: Op, res: i32, ctx: &Ctx, out: &mut Vec<Action>)
             out.push(Action::Count(Counter::error_connect_timeout));
         }
         out.push(Action::EndHandshake);
-        if retry_connect(conn, ctx.connect_retries, ctx.phase.loading()) {
-            conn.connect_failures = conn.connect_failures.saturating_add(1);
-            conn.flags |= F::BACKOFF;
-            out.push(Action::Count(Counter::connect_retries));
-            out.push(Action::Close { reconnect: true });
+        if ctx.failover && ctx.phase.loading() {
+            out.push(Action::SeekReplica);
         } else {
-            out.push(Action::Close { reconnect: false });
-            out.push(Action::SettleFailed);
+            retry_or_give_up(conn, ctx, out);
         }
         return;
     }
@@ -280,6 +286,35 @@ fn on_chain(conn: &mut Conn, op: Op, res: i32, ctx: &Ctx, out: &mut Vec<Action>)
     } else {
         transport_ready(conn, ctx, out);
     }
+}
+
+/// A failed connect retries its own target after a backoff, or gives up (its retries spent).
+fn retry_or_give_up(conn: &mut Conn, ctx: &Ctx, out: &mut Vec<Action>) {
+    if retry_connect(conn, ctx.connect_retries, ctx.phase.loading()) {
+        conn.connect_failures = conn.connect_failures.saturating_add(1);
+        conn.flags |= F::BACKOFF;
+        out.push(Action::Count(Counter::connect_retries));
+        out.push(Action::Close { reconnect: true });
+    } else {
+        out.push(Action::Close { reconnect: false });
+        out.push(Action::SettleFailed);
+    }
+}
+
+/// After a failed connect with replicas: another replica takes the session at once — a new
+/// session there (its `Mcp-Session-Id` is the old replica's, unknown elsewhere), so the
+/// connection initializes again; with none left, the connect is retried as without replicas.
+fn replica_sought(conn: &mut Conn, found: bool, ctx: &Ctx, out: &mut Vec<Action>) {
+    if !found {
+        retry_or_give_up(conn, ctx, out);
+        return;
+    }
+    if conn.flags.intersects(F::HELD) {
+        out.push(Action::Count(Counter::sessions_failed_over));
+    }
+    conn.session = SessionId::EMPTY;
+    conn.connect_failures = 0;
+    out.push(Action::Close { reconnect: true });
 }
 
 fn transport_ready(conn: &mut Conn, ctx: &Ctx, out: &mut Vec<Action>) {
@@ -550,6 +585,7 @@ mod tests {
             multishot_recv: true,
             connect_retries: 2,
             fault_window: false,
+            failover: false,
         }
     }
 
@@ -1003,6 +1039,75 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_connect_moves_a_held_session_to_another_replica() {
+        let replicas = Ctx {
+            failover: true,
+            ..ctx(Phase::Load)
+        };
+        let refused = Event::Chain {
+            op: Op::Connect,
+            res: -libc::ECONNREFUSED,
+        };
+        let mut c = Conn {
+            state: State::Connecting,
+            flags: F::HELD | F::DOWN,
+            session: SessionId::from_bytes(b"abc").expect("fits"),
+            ..Conn::FREE
+        };
+        // The shard is asked first; nothing is retried or closed yet.
+        assert_eq!(
+            run(&mut c, refused, &replicas)[2..],
+            [Action::EndHandshake, Action::SeekReplica]
+        );
+        // Found: the old replica's session goes, the connection reconnects at once (no
+        // backoff) and initializes there.
+        let mut moved = c;
+        assert_eq!(
+            run(&mut moved, Event::ReplicaSought { found: true }, &replicas),
+            [
+                Action::Count(Counter::sessions_failed_over),
+                Action::Close { reconnect: true }
+            ]
+        );
+        assert!(moved.session.is_empty());
+        assert!(!moved.flags.intersects(F::BACKOFF));
+        // None left: the session is kept and its own target retried after a backoff.
+        let mut stays = c;
+        assert_eq!(
+            run(&mut stays, Event::ReplicaSought { found: false }, &replicas),
+            [
+                Action::Count(Counter::connect_retries),
+                Action::Close { reconnect: true }
+            ]
+        );
+        assert_eq!(stays.session.as_bytes(), b"abc");
+        assert!(stays.flags.intersects(F::BACKOFF));
+        // A connection that never held a session moves without counting a failover.
+        let mut fresh = Conn {
+            state: State::Connecting,
+            ..Conn::FREE
+        };
+        assert_eq!(
+            run(&mut fresh, Event::ReplicaSought { found: true }, &replicas),
+            [Action::Close { reconnect: true }]
+        );
+        // Without replicas the connect is retried as before.
+        let mut single = Conn {
+            state: State::Connecting,
+            flags: F::HELD,
+            ..Conn::FREE
+        };
+        assert_eq!(
+            run(&mut single, refused, &ctx(Phase::Load))[2..],
+            [
+                Action::EndHandshake,
+                Action::Count(Counter::connect_retries),
+                Action::Close { reconnect: true }
+            ]
+        );
+    }
+
+    #[test]
     fn a_delete_answer_ends_the_session() {
         let mut c = Conn {
             method: Request::Delete.to_u8(),
@@ -1041,6 +1146,7 @@ mod tests {
         assert_eq!(closed(orderly, 0, &load).1, [Action::Reconnect]);
         let faulting = Ctx {
             fault_window: true,
+            failover: false,
             ..load
         };
         assert_eq!(

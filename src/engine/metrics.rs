@@ -146,6 +146,9 @@ counters! {
     fault_requests_failed_other,
     /// Held sessions' connections that broke while the fault was on (each reconnected).
     fault_connections_broken,
+    /// Replicas (`--failover`, `--replicas`): held sessions whose replica refused or timed out
+    /// their connect and that moved to another replica (a new session there).
+    sessions_failed_over,
     /// Loop turns where requests waited for the send window (SEND_BUFS_MAX per shard).
     send_window_full,
     spill_uses,

@@ -15,6 +15,7 @@ pub mod headers;
 mod machine;
 pub mod metrics;
 pub mod plan;
+pub mod replicas;
 pub mod response;
 pub mod schedule;
 pub mod shard;

@@ -72,6 +72,14 @@ pub struct RunOptions {
     pub embedded_notify_every: Option<Duration>,
     /// `--transport sse`: the legacy HTTP+SSE transport (2024-11-05).
     pub legacy_sse: bool,
+    /// `--failover` (or `--replicas N`): the URLs are replicas of one service; a session whose
+    /// replica refuses its connect moves to another. None: each URL is loaded on its own.
+    pub failover: Option<super::replicas::FailoverPolicy>,
+    /// The replica of each URL (index into `urls`); empty = each URL is a replica of its own.
+    /// An embedded replica listens on several ports: its URLs share one replica.
+    pub replica_of_url: Vec<u16>,
+    /// `run --replicas N` with no URL: embedded servers to start (1 without replicas).
+    pub embedded_replicas: u16,
 }
 
 /// One target address: where to connect and what to put in Host and the request line. A URL
@@ -85,6 +93,9 @@ pub struct Target {
     pub path: String,
     /// Index into `EnginePlan::endpoints`.
     pub endpoint: usize,
+    /// The replica the target belongs to (`EnginePlan::replicas`; the endpoint's index when
+    /// the URLs are no replicas).
+    pub replica: u16,
     /// `https://`: the name for SNI and the certificate check (the URL's host).
     pub tls_name: Option<rustls::pki_types::ServerName<'static>>,
 }
@@ -175,6 +186,10 @@ pub struct EnginePlan {
     pub seed: u64,
     pub protocol_version: String,
     pub recv_multishot: bool,
+    /// `--failover`: how a session whose replica failed picks another (None: no replicas).
+    pub failover: Option<super::replicas::FailoverPolicy>,
+    /// With `failover`: each replica's URLs, as given (index = `Target::replica`).
+    pub replicas: Vec<Vec<String>>,
     pub buf_count: u16,
     pub buf_bytes: u32,
 }
@@ -213,6 +228,7 @@ pub fn resolve_urls(
             host: endpoint.authority.clone(),
             path: endpoint.path_and_query.clone(),
             endpoint: r.endpoint,
+            replica: u16::try_from(r.endpoint).unwrap_or(u16::MAX),
             tls_name: match endpoint.scheme {
                 Scheme::Https => Some(crate::tls::server_name(&endpoint.host)?),
                 Scheme::Http => None,
@@ -220,6 +236,49 @@ pub fn resolve_urls(
         });
     }
     Ok((endpoints, targets))
+}
+
+/// With `--failover`: every target's replica (from `replica_of_url`) and each replica's URLs;
+/// none without it. One replica is no failover, and a connection's home must fit its u16.
+fn plan_replicas(options: &RunOptions, targets: &mut [Target]) -> Result<Vec<Vec<String>>, String> {
+    let Some(_) = options.failover else {
+        return Ok(Vec::new());
+    };
+    let replica_of = |url: usize| -> u16 {
+        options
+            .replica_of_url
+            .get(url)
+            .copied()
+            .unwrap_or(u16::try_from(url).unwrap_or(u16::MAX))
+    };
+    let count = (0..options.urls.len())
+        .map(|u| replica_of(u) as usize + 1)
+        .max()
+        .unwrap_or(0);
+    if count < 2 {
+        return Err(
+            "--failover needs at least two replicas: give two or more URLs (or --replicas N with no URL)"
+                .into(),
+        );
+    }
+    if targets.len() > super::replicas::TARGETS_MAX {
+        return Err(format!(
+            "{} target addresses: failover handles at most {}",
+            targets.len(),
+            super::replicas::TARGETS_MAX
+        ));
+    }
+    for target in targets.iter_mut() {
+        target.replica = replica_of(target.endpoint);
+    }
+    let mut replicas = vec![Vec::new(); count];
+    for (url, text) in options.urls.iter().enumerate() {
+        replicas[replica_of(url) as usize].push(text.clone());
+    }
+    if let Some(empty) = replicas.iter().position(Vec::is_empty) {
+        return Err(format!("replica {} has no URL", empty + 1));
+    }
+    Ok(replicas)
 }
 
 /// Parses `127.0.0.2-127.0.0.9`, `10.0.0.5,10.0.0.6` or `fd00::2-fd00::9` (syntax only; the
@@ -383,8 +442,9 @@ impl EnginePlan {
                     .into(),
             );
         }
-        let (endpoints, targets) =
+        let (endpoints, mut targets) =
             resolve_urls(&options.urls, &options.resolve, &options.allow_hosts, net)?;
+        let replicas = plan_replicas(options, &mut targets)?;
         let https = endpoints
             .iter()
             .filter(|e| e.scheme == Scheme::Https)
@@ -586,6 +646,8 @@ impl EnginePlan {
             seed: options.seed,
             protocol_version: options.protocol_version.clone(),
             recv_multishot: options.recv_multishot,
+            failover: options.failover,
+            replicas,
             buf_count: 512,
             buf_bytes: 4096,
         })
@@ -755,6 +817,9 @@ mod tests {
             embedded_notify_every: None,
             legacy_sse: false,
             recv_multishot: true,
+            failover: None,
+            replica_of_url: Vec::new(),
+            embedded_replicas: 1,
         }
     }
 
@@ -846,6 +911,34 @@ mod tests {
         );
         o.source_ips = Some("::1".into());
         assert!(plan_of(&o).unwrap_err().contains("family"));
+    }
+
+    #[test]
+    fn replicas_group_targets_and_need_two() {
+        let mut o = options();
+        o.urls = vec![
+            "http://127.0.0.1:9000/mcp".into(),
+            "http://127.0.0.1:9001/mcp".into(),
+            "http://localhost:9002/mcp".into(),
+        ];
+        // Without --failover each URL is its own, and no replica list is planned.
+        assert!(plan_of(&o).unwrap().replicas.is_empty());
+        o.failover = Some(super::super::replicas::FailoverPolicy::RoundRobin);
+        let plan = plan_of(&o).unwrap();
+        assert_eq!(plan.replicas.len(), 3);
+        // localhost is two addresses, both of the third replica.
+        let replicas: Vec<u16> = plan.targets.iter().map(|t| t.replica).collect();
+        assert_eq!(replicas, [0, 1, 2, 2]);
+        // An embedded replica's ports: the first two URLs are one replica.
+        o.replica_of_url = vec![0, 0, 1];
+        let plan = plan_of(&o).unwrap();
+        assert_eq!(plan.replicas[0].len(), 2);
+        let replicas: Vec<u16> = plan.targets.iter().map(|t| t.replica).collect();
+        assert_eq!(replicas, [0, 0, 1, 1]);
+        o.replica_of_url = vec![0, 0, 0];
+        assert!(plan_of(&o).unwrap_err().contains("at least two replicas"));
+        o.replica_of_url = vec![0, 2, 2];
+        assert!(plan_of(&o).unwrap_err().contains("replica 2 has no URL"));
     }
 
     #[test]

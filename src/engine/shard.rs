@@ -43,6 +43,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
+mod failover;
 mod fault;
 mod legacy;
 mod streams;
@@ -254,6 +255,8 @@ pub struct Shard<'a> {
     /// (`r × sessions_per_ring + slot`); and what the read being handled said.
     legacy_pending: std::collections::HashMap<u32, legacy::Pending>,
     legacy_events: Vec<legacy::LegacyEvent>,
+    /// `--failover`: each session's replica and the choice of the next (`shard/failover.rs`).
+    replicas: Option<super::replicas::Replicas>,
 }
 
 /// IORING_OP_BIND of fixed file `slot` to `addr` (kernel 6.11). The sockaddr is kept alive by
@@ -323,7 +326,10 @@ impl<'a> Shard<'a> {
             None => None,
         };
         let tls_names = plan.targets.iter().map(|t| t.tls_name.clone()).collect();
+        let sessions_per_ring: Vec<u32> = rings.iter().map(|ring| ring.sessions).collect();
+        let replicas = failover::new_replicas(plan, slice, &sessions_per_ring);
         Ok(Shard {
+            replicas,
             id,
             plan,
             slice,
@@ -845,6 +851,7 @@ impl<'a> Shard<'a> {
             self.shared.streams_held[self.id].store(self.streams_held, Ordering::Relaxed);
             self.shared.first_ok_after_mark_ns[self.id]
                 .store(self.first_ok_after_mark_ns, Ordering::Relaxed);
+            self.publish_replicas();
             self.settle_earlier();
             self.shared.earlier_open[self.id].store(self.earlier.len() as u64, Ordering::Release);
             while self.now_ns >= self.second_end_ns {
@@ -1077,18 +1084,14 @@ impl<'a> Shard<'a> {
     fn connect_addrs(&self, r: usize, slot: u32) -> (usize, Option<SocketAddr>) {
         if self.is_stream(r, slot) {
             let owner = self.rings[r].conns[slot as usize].next_idle;
-            let index = self.global_index(r, owner);
             let stream = self.stream_index(r, slot);
             (
-                index as usize % self.targets.len(),
+                self.session_target(r, owner),
                 self.plan.stream_source_addr(stream),
             )
         } else {
             let index = self.global_index(r, slot);
-            (
-                index as usize % self.targets.len(),
-                self.plan.source_addr(index),
-            )
+            (self.session_target(r, slot), self.plan.source_addr(index))
         }
     }
 
@@ -1291,7 +1294,9 @@ impl<'a> Shard<'a> {
             c.flags |= F::HELD;
             self.held += 1;
             self.metrics.held_max = self.metrics.held_max.max(self.held);
+            self.replica_held_changed(r, slot, true);
         }
+        let c = &mut self.rings[r].conns[slot as usize];
         if !c.flags.intersects(F::SETTLED) {
             c.flags |= F::SETTLED;
             self.settled += 1;
@@ -1306,7 +1311,9 @@ impl<'a> Shard<'a> {
         if conn.flags.intersects(F::HELD) {
             conn.flags &= !F::HELD;
             self.held -= 1;
+            self.replica_held_changed(r, slot, false);
         }
+        let conn = &mut self.rings[r].conns[slot as usize];
         if !conn.flags.intersects(F::SETTLED) {
             conn.flags |= F::SETTLED;
             self.settled += 1;
@@ -1355,8 +1362,7 @@ impl<'a> Shard<'a> {
         if self.plan.legacy_sse && self.legacy_defers(r, slot, intended_ns) {
             return;
         }
-        let index = self.global_index(r, slot);
-        let target = index as usize % self.plan.targets.len();
+        let target = self.session_target(r, slot);
         let buf = self.sends.take();
         let conn = &mut self.rings[r].conns[slot as usize];
         assert!(!conn.flags.intersects(F::SEND_IN_FLIGHT) && conn.send_buf == NONE);
@@ -1608,6 +1614,7 @@ impl<'a> Shard<'a> {
         if conn.flags.intersects(F::HELD) {
             conn.flags &= !F::HELD;
             self.held -= 1;
+            self.replica_held_changed(r, slot, false);
         }
     }
 
@@ -1708,6 +1715,7 @@ impl<'a> Shard<'a> {
             multishot_recv: self.plan.recv_multishot,
             connect_retries: self.plan.connect_retries,
             fault_window: self.fault_window,
+            failover: self.replicas.is_some(),
         }
     }
 
@@ -1769,6 +1777,7 @@ impl<'a> Shard<'a> {
             Action::MarkDown => self.mark_down(r, slot),
             Action::Answered { sent_ns } => {
                 self.answered(r, slot);
+                self.replica_answered(r, slot);
                 if self.mark != 0 && self.first_ok_after_mark_ns == 0 && sent_ns >= self.mark_ns {
                     self.first_ok_after_mark_ns = self.now_ns;
                 }
@@ -1809,6 +1818,7 @@ impl<'a> Shard<'a> {
             Action::BackOff { retry_after_s } => self.back_off(r, slot, retry_after_s),
             Action::BecomeReady => self.become_ready(r, slot),
             Action::Close { reconnect } => self.begin_close(r, slot, reconnect),
+            Action::SeekReplica => self.seek_replica(r, slot),
         }
     }
 

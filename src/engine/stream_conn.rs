@@ -79,6 +79,8 @@ pub(crate) fn on_event(
         Event::SendFailed { .. } => fail(conn, Counter::stream_error_reset, out),
         Event::Broke(cause) => fail(conn, stream_cause(cause), out),
         Event::Closed => on_closed(conn, ctx, out),
+        // A stream follows its owner's replica; it never seeks one of its own.
+        Event::ReplicaSought { .. } => {}
     }
 }
 

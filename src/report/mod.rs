@@ -282,13 +282,58 @@ pub struct Recovery {
     /// The fault's span and what it did to the requests and connections in it.
     #[serde(default)]
     pub effects: Option<FaultEffects>,
+    /// Replicas (`--failover`, `--replicas N`): where the failed replica's sessions went, how
+    /// fast, and each replica's load before and after.
+    #[serde(default)]
+    pub failover: Option<FailoverReport>,
+}
+
+/// Replica failover over failure_recovery: sessions of a replica that failed move to the
+/// others (a new session each) and answer there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FailoverReport {
+    /// `round-robin` or `least-loaded`.
+    pub policy: String,
+    /// Replicas (numbered from 1) whose sessions moved away during the phase: the killed one,
+    /// or those refusing or timing out connects.
+    pub failed_replicas: Vec<usize>,
+    /// Sessions held on those replicas when the fault struck.
+    pub sessions_on_failed: u64,
+    /// Held sessions that moved to another replica during the phase.
+    pub sessions_failed_over: u64,
+    /// Of those, sessions that answered a request on their new replica.
+    pub sessions_answering_elsewhere: u64,
+    /// Fault → 99 % of `sessions_on_failed` answering on another replica, seconds; `None` =
+    /// not reached within --recovery-timeout.
+    pub failover_s: Option<f64>,
+    /// The failed-over sessions answering elsewhere, counted up from the fault (50/90/99 %
+    /// of `sessions_on_failed`).
+    pub curve: RecoveryCurve,
+    pub replicas: Vec<ReplicaLoad>,
+}
+
+/// One replica's share of the service before the fault and after the failover.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ReplicaLoad {
+    /// Numbered from 1, in the order the URLs were given (or the embedded replicas started).
+    pub replica: usize,
+    pub urls: Vec<String>,
+    /// Sessions held there when the fault struck, and at the end of the phase.
+    pub sessions_at_fault: u64,
+    pub sessions_after: u64,
+    /// Load requests it answered per second over the second before the fault, and over the
+    /// last second of the phase (after recovery).
+    pub answered_per_s_before: f64,
+    pub answered_per_s_after: f64,
+    /// Sessions that moved away from it during the phase.
+    pub sessions_moved_away: u64,
 }
 
 /// What happened while the fault was on and after it was over.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct FaultEffects {
     /// Fault → its end (a partition healed, a latency or loss removed, the server started
-    /// again, the command done), seconds.
+    /// again, the command done, a killed replica's sessions answering elsewhere), seconds.
     pub heal_s: f64,
     /// The way back counted from the heal (seconds from the heal).
     pub from_heal: RecoveryCurve,
@@ -866,6 +911,32 @@ pub fn sample_report() -> RunReport {
                         packets_dropped: Some(120),
                         packets_passed: Some(0),
                     }),
+                }),
+                failover: Some(FailoverReport {
+                    policy: "round-robin".into(),
+                    failed_replicas: vec![2],
+                    sessions_on_failed: 333,
+                    sessions_failed_over: 333,
+                    sessions_answering_elsewhere: 333,
+                    failover_s: Some(0.42),
+                    curve: RecoveryCurve {
+                        first_success_s: None,
+                        answering_min: 0,
+                        to_50pct_s: Some(0.1),
+                        to_90pct_s: Some(0.3),
+                        to_99pct_s: Some(0.42),
+                    },
+                    replicas: (1..=3)
+                        .map(|k| ReplicaLoad {
+                            replica: k,
+                            urls: vec![format!("http://127.0.0.1:900{k}/mcp")],
+                            sessions_at_fault: 333,
+                            sessions_after: if k == 2 { 0 } else { 500 },
+                            answered_per_s_before: 3333.0,
+                            answered_per_s_after: if k == 2 { 0.0 } else { 5000.0 },
+                            sessions_moved_away: if k == 2 { 333 } else { 0 },
+                        })
+                        .collect(),
                 }),
             });
         }

@@ -639,6 +639,7 @@ mod tests {
             curve: Default::default(),
             kernel_tcp: Default::default(),
             effects: None,
+            failover: None,
         });
         p
     }

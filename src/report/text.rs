@@ -261,7 +261,7 @@ fn fault_effects_lines(e: &crate::report::FaultEffects) -> Vec<String> {
     let at = |t: Option<f64>| t.map_or("never".to_string(), |s| format!("{s:.2} s"));
     let c = &e.from_heal;
     lines.push(format!(
-        "from the fault's end ({:.2} s after it began): first success {}, 50% {}, 90% {}, 99% {}",
+        "from the fault's end (healed, back, or failed over: {:.2} s after it began): first success {}, 50% {}, 90% {}, 99% {}",
         e.heal_s,
         at(c.first_success_s),
         at(c.to_50pct_s),
@@ -279,6 +279,44 @@ fn fault_effects_lines(e: &crate::report::FaultEffects) -> Vec<String> {
             format_count(w.requests_failed),
             format_us(w.latency_us.p50),
             format_us(w.latency_us.p99)
+        ));
+    }
+    lines
+}
+
+/// Replica failover: where the failed replica's sessions went and each replica's load.
+fn failover_lines(f: &crate::report::FailoverReport) -> Vec<String> {
+    let at = |t: Option<f64>| t.map_or("never".to_string(), |s| format!("{s:.2} s"));
+    let failed: Vec<String> = f.failed_replicas.iter().map(|k| k.to_string()).collect();
+    let mut lines = vec![format!(
+        "failover ({}): replica {} held {} sessions at the fault; {} moved to another replica, {} answering there; 99% answering elsewhere after {} (50% {}, 90% {})",
+        f.policy,
+        if failed.is_empty() {
+            "none".to_string()
+        } else {
+            failed.join(", ")
+        },
+        format_count(f.sessions_on_failed),
+        format_count(f.sessions_failed_over),
+        format_count(f.sessions_answering_elsewhere),
+        at(f.failover_s),
+        at(f.curve.to_50pct_s),
+        at(f.curve.to_90pct_s),
+    )];
+    for r in &f.replicas {
+        let urls = match r.urls.as_slice() {
+            [one] => one.clone(),
+            [first, rest @ ..] => format!("{first} (+{} ports)", rest.len()),
+            [] => String::new(),
+        };
+        lines.push(format!(
+            "replica {} {urls}: sessions {} at the fault → {} after, {} moved away; answered {:.0} req/s before → {:.0} after",
+            r.replica,
+            format_count(r.sessions_at_fault),
+            format_count(r.sessions_after),
+            format_count(r.sessions_moved_away),
+            r.answered_per_s_before,
+            r.answered_per_s_after
         ));
     }
     lines
@@ -426,6 +464,9 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
         ));
         if let Some(effects) = &recovery.effects {
             lines.extend(fault_effects_lines(effects));
+        }
+        if let Some(failover) = &recovery.failover {
+            lines.extend(failover_lines(failover));
         }
         let counters: Vec<String> = recovery
             .kernel_tcp

@@ -151,7 +151,8 @@ pub struct Driver<'a> {
     pub merged: HashMap<u32, ShardMetrics>,
     pub phases: Vec<PhaseRun>,
     pub server_pid: Option<u32>,
-    pub embedded: Option<&'a mut EmbeddedServer>,
+    /// The embedded server (`--replicas N`: each replica); empty against URLs.
+    pub embedded: &'a mut [EmbeddedServer],
     progress: Progress,
     pub interrupted: bool,
     pub leak_baseline_bytes: Option<u64>,
@@ -194,7 +195,7 @@ impl<'a> Driver<'a> {
         shared: &'a Shared,
         segments: Receiver<SegmentMetrics>,
         server_pid: Option<u32>,
-        embedded: Option<&'a mut EmbeddedServer>,
+        embedded: &'a mut [EmbeddedServer],
     ) -> Driver<'a> {
         Driver {
             options,
@@ -272,10 +273,39 @@ impl<'a> Driver<'a> {
         self.server_status_bytes("VmRSS:")
     }
 
-    /// A byte field (`VmRSS:`, `VmHWM:`) of the server's /proc status.
+    /// A byte field (`VmRSS:`, `VmHWM:`) of the server's /proc status; of embedded replicas,
+    /// their sum over those alive.
     pub fn server_status_bytes(&self, key: &str) -> Option<u64> {
-        let pid = self.server_pid?;
-        crate::engine::proc_kib(&format!("/proc/{pid}/status"), key).map(|kib| kib * 1024)
+        let pids = self.server_pids();
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter()
+            .map(|pid| {
+                crate::engine::proc_kib(&format!("/proc/{pid}/status"), key).map(|kib| kib * 1024)
+            })
+            .sum()
+    }
+
+    /// CPU time of the server processes (each replica's), µs.
+    pub fn server_cpu_us(&self) -> Option<u64> {
+        let pids = self.server_pids();
+        if pids.is_empty() {
+            return None;
+        }
+        pids.into_iter().map(crate::engine::process_cpu_us).sum()
+    }
+
+    /// The server processes measured: the embedded replicas alive, or `--server-pid`.
+    pub fn server_pids(&self) -> Vec<u32> {
+        if self.embedded.is_empty() {
+            return self.server_pid.into_iter().collect();
+        }
+        self.embedded
+            .iter()
+            .filter(|s| s.alive())
+            .map(|s| s.pid())
+            .collect()
     }
 
     pub fn skipped(&self, name: &str) -> bool {

@@ -271,6 +271,9 @@ pub enum Fault {
         impairment: crate::netfault::Impairment,
         duration_s: f64,
     },
+    /// SIGKILL embedded replica `replica` (1-based, as the report numbers them) for the rest
+    /// of the run: its sessions fail over to the others (`run --replicas N`).
+    KillReplica { replica: usize },
 }
 
 /// A fault's `key:value` options after its first part.
@@ -402,6 +405,17 @@ impl Fault {
         if let Some(network) = network_fault(text, down_s) {
             return network;
         }
+        if let Some(number) = text.strip_prefix("kill-replica:") {
+            let replica: usize = number.trim().parse().map_err(|_| {
+                format!("--fault {text}: give the replica's number, e.g. kill-replica:1")
+            })?;
+            if replica == 0 {
+                return Err(format!(
+                    "--fault {text}: replicas are numbered from 1, as the report lists them"
+                ));
+            }
+            return Ok(Fault::KillReplica { replica });
+        }
         if let Some(command) = text.strip_prefix("exec:") {
             let command = command.trim().trim_matches('\'').trim_matches('"');
             if command.is_empty() {
@@ -414,7 +428,7 @@ impl Fault {
             });
         }
         Err(format!(
-            "--fault {text}: use restart, drop:10%, exec:'CMD', partition:3s, latency:100ms[,jitter:20ms][,for:5s] or loss:5%[,for:5s]"
+            "--fault {text}: use restart, drop:10%, exec:'CMD', kill-replica:1, partition:3s, latency:100ms[,jitter:20ms][,for:5s] or loss:5%[,for:5s]"
         ))
     }
 
@@ -429,6 +443,9 @@ impl Fault {
                 impairment,
                 duration_s,
             } => format!("{} for {duration_s} s", impairment.describe()),
+            Fault::KillReplica { replica } => {
+                format!("kill replica {replica} (SIGKILL, not restarted)")
+            }
         }
     }
 }
@@ -630,6 +647,12 @@ mod tests {
                 command: "systemctl restart x".into()
             }
         );
+        assert_eq!(
+            Fault::parse("kill-replica:2", 1.0).unwrap(),
+            Fault::KillReplica { replica: 2 }
+        );
+        assert!(Fault::parse("kill-replica:0", 1.0).is_err());
+        assert!(Fault::parse("kill-replica:x", 1.0).is_err());
         use crate::netfault::Impairment;
         assert_eq!(
             Fault::parse("partition:3s", 1.0).unwrap(),

@@ -9,7 +9,7 @@ use super::logic::Fault;
 use crate::engine::control::Shared;
 use crate::engine::embedded::EmbeddedServer;
 use crate::engine::metrics::{Counter, ShardMetrics};
-use crate::engine::plan::EnginePlan;
+use crate::engine::plan::{EnginePlan, RunOptions};
 use crate::report::{self, Leak, MachineInfo, PhaseStatus, RunReport};
 use std::time::Duration;
 
@@ -41,6 +41,69 @@ impl std::fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
+
+fn recovery_runs_of(options: &PhasedOptions) -> bool {
+    !options.skip.iter().any(|s| s == "failure_recovery")
+}
+
+/// Starts the embedded server (`--replicas N`: N of them, replicas of one service) and points
+/// the run at it: its URLs, which replica each belongs to, its pid, the default tool.
+fn start_embedded(
+    run_options: &mut RunOptions,
+    pki: Option<&crate::tls::server::ThrowawayPki>,
+) -> Result<Vec<EmbeddedServer>, RunError> {
+    let sockets = run_options
+        .connections
+        .saturating_add(crate::engine::plan::streams_among(
+            run_options.connections,
+            run_options.streams_percent,
+        ));
+    let mut extra_args: Vec<String> = match run_options.embedded_notify_every {
+        Some(every) => vec![
+            "--notify-every".into(),
+            format!("{}ms", every.as_millis().max(1)),
+        ],
+        None => Vec::new(),
+    };
+    if run_options.legacy_sse {
+        extra_args.push("--legacy-sse".into());
+    }
+    let replicas = u32::from(run_options.embedded_replicas.max(1));
+    // Each replica is sized for what it holds once one of them has failed over to the rest.
+    let per_replica = if replicas > 1 {
+        sockets.div_ceil(replicas - 1)
+    } else {
+        sockets
+    };
+    let mut servers = Vec::with_capacity(replicas as usize);
+    run_options.urls.clear();
+    run_options.replica_of_url.clear();
+    for replica in 0..replicas {
+        let server = EmbeddedServer::start(per_replica, pki, &extra_args)
+            .map_err(|e| RunError::EmbeddedServer(format!("replica {}: {e}", replica + 1)))?;
+        for url in &server.urls {
+            run_options.urls.push(url.clone());
+            run_options.replica_of_url.push(replica as u16);
+        }
+        servers.push(server);
+    }
+    if replicas < 2 {
+        run_options.replica_of_url.clear();
+    }
+    if run_options.legacy_sse {
+        // The legacy transport's URL is its stream's.
+        for url in &mut run_options.urls {
+            if let Some(base) = url.strip_suffix("/mcp") {
+                *url = format!("{base}/sse");
+            }
+        }
+    }
+    run_options.server_pid = servers.first().map(EmbeddedServer::pid);
+    if run_options.mix.is_none() && run_options.tool.is_none() {
+        run_options.tool = Some("echo".into());
+    }
+    Ok(servers)
+}
 
 /// Runs the phases. `Err` = the run could not start (exit 2); a report otherwise, also for a
 /// run that found nothing to measure (`could_not_run`, exit 2), aborted, was interrupted or
@@ -74,54 +137,36 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
     };
     let pki = throwaway.as_ref().map(|t| &t.pki);
     let server_rss_idle_bytes = if run_options.urls.is_empty() {
-        EmbeddedServer::idle_rss_bytes(pki)
+        // Each replica starts the same way: the idle cost is theirs together.
+        EmbeddedServer::idle_rss_bytes(pki).map(|b| b * u64::from(run_options.embedded_replicas))
     } else {
         None
     };
     let mut embedded = if run_options.urls.is_empty() {
-        let sockets = run_options
-            .connections
-            .saturating_add(crate::engine::plan::streams_among(
-                run_options.connections,
-                run_options.streams_percent,
-            ));
-        let extra_args: Vec<String> = match run_options.embedded_notify_every {
-            Some(every) => vec![
-                "--notify-every".into(),
-                format!("{}ms", every.as_millis().max(1)),
-            ],
-            None => Vec::new(),
-        };
-        let mut extra_args = extra_args;
-        if run_options.legacy_sse {
-            extra_args.push("--legacy-sse".into());
-        }
-        let server =
-            EmbeddedServer::start(sockets, pki, &extra_args).map_err(RunError::EmbeddedServer)?;
-        run_options.urls = server.urls.clone();
-        if run_options.legacy_sse {
-            // The legacy transport's URL is its stream's.
-            for url in &mut run_options.urls {
-                if let Some(base) = url.strip_suffix("/mcp") {
-                    *url = format!("{base}/sse");
-                }
-            }
-        }
-        run_options.server_pid = Some(server.pid());
-        if run_options.mix.is_none() && run_options.tool.is_none() {
-            run_options.tool = Some("echo".into());
-        }
-        Some(server)
+        start_embedded(&mut run_options, pki)?
     } else {
-        None
+        Vec::new()
     };
     if !features.bind_op && run_options.source_ips.is_some() {
         return Err(RunError::Options(
             "--source-ips needs IORING_OP_BIND (Linux 6.11 or newer)".into(),
         ));
     }
+    if let Fault::KillReplica { replica } = options.fault
+        && recovery_runs_of(options)
+        && replica > embedded.len().max(1)
+    {
+        return Err(RunError::Options(if embedded.len() < 2 {
+            "--fault kill-replica:K kills one of the embedded replicas: start them with --replicas N (no URL); against replicas of your own use --failover with --fault exec:'CMD'".into()
+        } else {
+            format!(
+                "--fault kill-replica:{replica}: there are {} replicas (numbered from 1)",
+                embedded.len()
+            )
+        }));
+    }
     if matches!(options.fault, Fault::Restart { .. })
-        && embedded.is_none()
+        && embedded.is_empty()
         && !options.skip.iter().any(|s| s == "failure_recovery")
     {
         return Err(RunError::Options(
@@ -129,7 +174,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
                 .into(),
         ));
     }
-    let recovery_runs = !options.skip.iter().any(|s| s == "failure_recovery");
+    let recovery_runs = recovery_runs_of(options);
     let nofile = crate::ring::raise_nofile_limit();
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -172,7 +217,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         _ => None,
     };
     crate::sys::signal::install_stop_handler();
-    let shared = Shared::new(plan.shards.len());
+    let shared = Shared::new(plan.shards.len(), plan.replicas.len());
     let (segment_sender, segment_receiver) = std::sync::mpsc::channel();
     let mut driver = Driver::new(
         options,
@@ -180,7 +225,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         &shared,
         segment_receiver,
         run_options.server_pid,
-        embedded.as_mut(),
+        &mut embedded,
     );
     driver.rss_idle_bytes = rss_idle_bytes;
     driver.net_guard = net_guard;

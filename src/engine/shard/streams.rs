@@ -207,7 +207,7 @@ impl<'a> Shard<'a> {
     /// the session said one), or `subscriptions/listen`.
     fn send_stream_open(&mut self, r: usize, slot: u32) {
         let owner = self.rings[r].conns[slot as usize].next_idle;
-        let target = self.global_index(r, owner) as usize % self.plan.targets.len();
+        let target = self.session_target(r, owner);
         let rank = (slot - self.rings[r].sessions) as usize;
         let buf = self.sends.take();
         let RingSlot {

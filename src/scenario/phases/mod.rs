@@ -4,6 +4,7 @@
 
 mod baseline;
 mod cool_down;
+mod failover;
 mod performance;
 mod ramp;
 mod recovery;

@@ -36,6 +36,8 @@ enum Ongoing {
     Network {
         heal_at: Instant,
     },
+    /// A replica was killed: the fault lasts until its sessions answer on the others.
+    Failover,
 }
 
 /// Removes a network fault's rules (the guard answers once they are gone).
@@ -88,8 +90,16 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         ..d.command_for(Segment::Recovery, "failure_recovery")
     };
     d.command(feed, load.clone())?;
+    let mut failover = super::failover::FailoverWatch::start(d);
     d.pass(feed, PRE_FAULT)?;
     let before = d.answering();
+    if let Some(watch) = &mut failover {
+        let killed = match d.options.fault {
+            Fault::KillReplica { replica } => Some(replica - 1),
+            _ => None,
+        };
+        watch.at_fault(d, killed);
+    }
     let fault_t = Instant::now();
     let fault_ns = d.shard_now_ns();
     d.mark += 1;
@@ -105,7 +115,12 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     // command's run): its own segment, so the report has figures during and after it.
     let over = d.wait_every(feed, limit, RECOVERY_SAMPLE, |d| {
         ongoing = advance(d, std::mem::replace(&mut ongoing, Ongoing::Over));
-        samples.push((fault_t.elapsed().as_secs_f64(), d.answering()));
+        let t_s = fault_t.elapsed().as_secs_f64();
+        samples.push((t_s, d.answering()));
+        let failed_over = failover.as_mut().is_none_or(|w| w.sample(d, t_s));
+        if matches!(ongoing, Ongoing::Failover) && failed_over {
+            ongoing = Ongoing::Over;
+        }
         matches!(ongoing, Ongoing::Over)
     })?;
     match ongoing {
@@ -118,6 +133,10 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
             heal_network(d);
             d.add_note("the network fault was still on at --recovery-timeout: removed".into());
         }
+        Ongoing::Failover => d.add_note(
+            "the killed replica's sessions were not all answering elsewhere at --recovery-timeout"
+                .into(),
+        ),
         Ongoing::Over | Ongoing::Restart { .. } => {}
     }
     let heal_s = fault_t.elapsed().as_secs_f64();
@@ -139,8 +158,11 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
             RECOVERY_SAMPLE,
             |d| {
                 let answering = d.answering();
-                samples.push((fault_t.elapsed().as_secs_f64(), answering));
-                fault_t.elapsed() >= watch_min && answering >= needed
+                let t_s = fault_t.elapsed().as_secs_f64();
+                samples.push((t_s, answering));
+                // With replicas, also until the failed one's sessions answer elsewhere.
+                let failed_over = failover.as_mut().is_none_or(|w| w.sample(d, t_s));
+                fault_t.elapsed() >= watch_min && answering >= needed && failed_over
             },
         )?;
     let recovery_s =
@@ -153,8 +175,12 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         .filter(|&ns| ns > fault_ns)
         .min()
         .map(|ns| (ns - fault_ns) as f64 / 1e9);
+    if let Some(watch) = &mut failover {
+        watch.at_recovered(d);
+    }
     d.pass(feed, POST_RECOVERY)?;
     let restored = d.answering();
+    let failover = failover.and_then(|watch| watch.report(d));
     d.fault_stage = FaultStage::Off;
     d.drain(feed, Segment::Drain(3))?;
     if !recovered {
@@ -197,6 +223,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         curve: logic::recovery_curve(before, &samples, first_success_s),
         kernel_tcp,
         effects: Some(effects),
+        failover,
     });
     d.end(PhaseStatus::Completed);
     // Stalls are judged while recovery is measured; later phases do without the shards'
@@ -233,15 +260,27 @@ fn inject(
         ..load
     };
     let ongoing = match d.options.fault.clone() {
-        Fault::Restart { down_s } => match d.embedded.as_mut() {
-            Some(server) => {
-                server.kill();
+        Fault::Restart { down_s } => {
+            if d.embedded.is_empty() {
+                d.add_note("no embedded server to restart".into());
+                Ongoing::Over
+            } else {
+                // Every replica: the whole service restarts.
+                for server in d.embedded.iter_mut() {
+                    server.kill();
+                }
                 Ongoing::Restart {
                     at: Instant::now() + Duration::from_secs_f64(down_s),
                 }
             }
+        }
+        Fault::KillReplica { replica } => match d.embedded.get_mut(replica - 1) {
+            Some(server) => {
+                server.kill();
+                Ongoing::Failover
+            }
             None => {
-                d.add_note("no embedded server to restart".into());
+                d.add_note(format!("no embedded replica {replica} to kill"));
                 Ongoing::Over
             }
         },
@@ -290,16 +329,34 @@ fn inject(
 fn advance(d: &mut Driver<'_>, ongoing: Ongoing) -> Ongoing {
     match ongoing {
         Ongoing::Over => Ongoing::Over,
+        // Over once the failed-over sessions answer (the sampler decides).
+        Ongoing::Failover => Ongoing::Failover,
         Ongoing::Restart { at } if Instant::now() < at => Ongoing::Restart { at },
         Ongoing::Restart { .. } => {
-            let started = d.embedded.as_mut().map(|server| server.start_again());
-            match started {
-                Some(Ok(())) => {
-                    d.server_pid = d.embedded.as_ref().map(|s| s.pid());
-                    d.leak_baseline_bytes = d.server_rss_bytes();
-                }
-                Some(Err(e)) => d.add_note(format!("the server did not come back: {e}")),
-                None => {}
+            let replicas = d.embedded.len();
+            let failed: Vec<String> = d
+                .embedded
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, server)| {
+                    let which = if replicas > 1 {
+                        format!(" (replica {})", i + 1)
+                    } else {
+                        String::new()
+                    };
+                    server
+                        .start_again()
+                        .err()
+                        .map(|e| format!("the server did not come back{which}: {e}"))
+                })
+                .collect();
+            let back = failed.is_empty();
+            for note in failed {
+                d.add_note(note);
+            }
+            if back {
+                d.server_pid = d.embedded.first().map(|s| s.pid());
+                d.leak_baseline_bytes = d.server_rss_bytes();
             }
             Ongoing::Over
         }

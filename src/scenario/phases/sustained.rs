@@ -19,7 +19,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     d.current().report.offered_rps = (rate > 0).then_some(rate as f64);
     d.current().report.offered_from = Some(offered_from(d));
     let cpu_start = crate::engine::self_cpu_us();
-    let server_cpu_start = d.server_pid.and_then(crate::engine::process_cpu_us);
+    let server_cpu_start = d.server_cpu_us();
     d.command(
         feed,
         crate::engine::control::Command {
@@ -44,10 +44,7 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         false
     })?;
     let cpu_us = crate::engine::self_cpu_us().saturating_sub(cpu_start);
-    let server_cpu_us = match (
-        server_cpu_start,
-        d.server_pid.and_then(crate::engine::process_cpu_us),
-    ) {
+    let server_cpu_us = match (server_cpu_start, d.server_cpu_us()) {
         (Some(start), Some(end)) => Some(end.saturating_sub(start)),
         _ => None,
     };

@@ -27,6 +27,7 @@ pub const EXAMPLE: &str = include_str!("example.toml");
 #[schemars(title = "mcpstorm scenario file (mcpstorm run --config FILE.toml)")]
 pub struct ScenarioFile {
     pub target: Option<TargetSection>,
+    pub service: Option<ServiceSection>,
     pub sessions: Option<SessionsSection>,
     pub phases: Option<PhasesSection>,
     pub load: Option<LoadSection>,
@@ -58,6 +59,18 @@ pub struct TargetSection {
     pub tls_no_resumption: Option<bool>,
     /// The server's process id, for its memory figure (`--server-pid`).
     pub server_pid: Option<u32>,
+}
+
+/// Replicas of one service: a session whose replica fails moves to another (`--failover`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// The replicas' URLs (instead of `target.urls`; the command line's URLs replace them).
+    pub replicas: Option<Vec<String>>,
+    /// With no URL: embedded servers to start as replicas (`--replicas N`).
+    pub embedded_replicas: Option<u16>,
+    /// `round-robin` or `least-loaded` [default: round-robin].
+    pub failover: Option<String>,
 }
 
 /// The sessions held and how they are opened.
@@ -273,6 +286,31 @@ impl ScenarioFile {
             args.switch("--insecure", t.insecure);
             args.switch("--tls-no-resumption", t.tls_no_resumption);
             args.value("--server-pid", &t.server_pid);
+        }
+        if let Some(service) = &self.service {
+            if service.replicas.is_some() && self.target.as_ref().is_some_and(|t| t.urls.is_some())
+            {
+                return Err(
+                    "service.replicas and target.urls both name URLs: give the replicas in one of them"
+                        .into(),
+                );
+            }
+            if service.replicas.is_some() && service.embedded_replicas.is_some() {
+                return Err(
+                    "service: replicas (URLs of your own) or embedded_replicas (no URL), not both"
+                        .into(),
+                );
+            }
+            if with_urls {
+                args.positional
+                    .extend(service.replicas.iter().flatten().cloned());
+            }
+            args.value("--replicas", &service.embedded_replicas);
+            let failover = service
+                .failover
+                .clone()
+                .or_else(|| service.replicas.as_ref().map(|_| "round-robin".to_string()));
+            args.value("--failover", &failover);
         }
         if let Some(s) = &self.sessions {
             args.value("--connections", &s.connections);
@@ -494,6 +532,23 @@ mod tests {
         assert!(args.iter().any(|a| a.starts_with("--sla=")), "{args:?}");
         // The example runs against the embedded server: no URL.
         assert!(!args.iter().any(|a| a == "--"), "{args:?}");
+    }
+
+    #[test]
+    fn a_service_block_names_replicas() {
+        let args = |text: &str| parse(text).and_then(|f| f.to_args(true));
+        let a = args(
+            "[service]\nreplicas = [\"http://127.0.0.1:9/mcp\", \"http://127.0.0.1:10/mcp\"]\n",
+        )
+        .unwrap();
+        assert!(a.iter().any(|x| x == "--failover=round-robin"), "{a:?}");
+        assert!(a.iter().any(|x| x == "http://127.0.0.1:10/mcp"), "{a:?}");
+        let a = args("[service]\nembedded_replicas = 3\nfailover = \"least-loaded\"\n").unwrap();
+        assert!(a.iter().any(|x| x == "--replicas=3"), "{a:?}");
+        assert!(a.iter().any(|x| x == "--failover=least-loaded"), "{a:?}");
+        let e = args("[target]\nurls = [\"http://127.0.0.1:9/mcp\"]\n[service]\nreplicas = [\"http://127.0.0.1:10/mcp\"]\n")
+            .unwrap_err();
+        assert!(e.contains("one of them"), "{e}");
     }
 
     #[test]

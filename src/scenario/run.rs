@@ -154,7 +154,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
     }
     if let Fault::KillReplica { replica } = options.fault
         && recovery_runs_of(options)
-        && replica > embedded.len().max(1)
+        && (embedded.len() < 2 || replica > embedded.len())
     {
         return Err(RunError::Options(if embedded.len() < 2 {
             "--fault kill-replica:K kills one of the embedded replicas: start them with --replicas N (no URL); against replicas of your own use --failover with --fault exec:'CMD'".into()

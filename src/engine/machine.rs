@@ -169,8 +169,12 @@ pub(crate) enum Action {
         attempt: u8,
     },
     /// The connect failed and the targets are replicas: point the slot at a live target of
-    /// another replica if there is one, and answer with `Event::ReplicaSought`.
-    SeekReplica,
+    /// another replica if there is one, and answer with `Event::ReplicaSought`. `unreachable`:
+    /// the failure says the target is gone (refused, timed out, no route), so other sessions
+    /// pass it over for a while; a reset or a local error does not.
+    SeekReplica {
+        unreachable: bool,
+    },
 }
 
 /// Runs one event; appends the actions to `out`.
@@ -268,7 +272,16 @@ fn on_chain(conn: &mut Conn, op: Op, res: i32, ctx: &Ctx, out: &mut Vec<Action>)
         }
         out.push(Action::EndHandshake);
         if ctx.failover && ctx.phase.loading() {
-            out.push(Action::SeekReplica);
+            let timed_out = res == -libc::ECANCELED && conn.flags.intersects(F::CONNECT_TIMED_OUT);
+            let unreachable = timed_out
+                || [
+                    libc::ECONNREFUSED,
+                    libc::ETIMEDOUT,
+                    libc::EHOSTUNREACH,
+                    libc::ENETUNREACH,
+                ]
+                .contains(&-res);
+            out.push(Action::SeekReplica { unreachable });
         } else {
             retry_or_give_up(conn, ctx, out);
         }
@@ -1057,7 +1070,10 @@ mod tests {
         // The shard is asked first; nothing is retried or closed yet.
         assert_eq!(
             run(&mut c, refused, &replicas)[2..],
-            [Action::EndHandshake, Action::SeekReplica]
+            [
+                Action::EndHandshake,
+                Action::SeekReplica { unreachable: true }
+            ]
         );
         // Found: the old replica's session goes, the connection reconnects at once (no
         // backoff) and initializes there.

@@ -156,13 +156,22 @@ impl Replicas {
         }
     }
 
-    /// The slot's connect failed at `now_ns`: its target is passed over for a while, and the
-    /// slot moves to a live target of another replica if there is one (`true`). `held`: the
-    /// slot holds a session (counted where it is, and towards the failover time once it
-    /// answers there).
-    pub fn seek(&mut self, r: usize, slot: u32, now_ns: u64, held: bool) -> bool {
+    /// The slot's connect failed at `now_ns`: it moves to a live target of another replica if
+    /// there is one (`true`). `unreachable`: the failure says its target is gone, so moving
+    /// sessions pass it over for a while. `held`: the slot holds a session (counted where it
+    /// is, and towards the failover time once it answers there).
+    pub fn seek(
+        &mut self,
+        r: usize,
+        slot: u32,
+        now_ns: u64,
+        held: bool,
+        unreachable: bool,
+    ) -> bool {
         let from = self.target(r, slot);
-        self.down_until_ns[from] = now_ns + TARGET_DOWN_NS;
+        if unreachable {
+            self.down_until_ns[from] = now_ns + TARGET_DOWN_NS;
+        }
         let from_replica = self.replica_of[from];
         let live = |t: usize| self.replica_of[t] != from_replica && self.down_until_ns[t] <= now_ns;
         let targets = self.replica_of.len();
@@ -225,7 +234,7 @@ mod tests {
         }
         assert_eq!(r.held[0], 4);
         for &s in &on_replica_0 {
-            assert!(r.seek(0, s, 1000, true));
+            assert!(r.seek(0, s, 1000, true, true));
             assert_ne!(r.replica(0, s), 0);
         }
         assert_eq!(r.held, [0, 2, 2]);
@@ -247,8 +256,8 @@ mod tests {
         // Replica 2 loses two sessions first (its connects failed): replicas 0 and 1, tied
         // at four, take one each.
         let on_2: Vec<u32> = (0..12).filter(|&s| r.replica(0, s) == 2).collect();
-        assert!(r.seek(0, on_2[0], 0, false));
-        assert!(r.seek(0, on_2[1], 0, false));
+        assert!(r.seek(0, on_2[0], 0, false, true));
+        assert!(r.seek(0, on_2[1], 0, false, true));
         assert_eq!(r.homed_per_replica, [5, 5, 2]);
         // Later (the down marks expired) replica 1 fails: its sessions go to whichever of 0
         // and 2 has fewer, 2 first.
@@ -256,7 +265,7 @@ mod tests {
         let on_1: Vec<u32> = (0..12).filter(|&s| r.replica(0, s) == 1).collect();
         let mut went = Vec::new();
         for &s in &on_1 {
-            assert!(r.seek(0, s, t, false));
+            assert!(r.seek(0, s, t, false, true));
             went.push(r.replica(0, s));
         }
         assert_eq!(r.homed_per_replica[1], 0);
@@ -267,13 +276,21 @@ mod tests {
     #[test]
     fn with_every_other_replica_down_the_session_stays() {
         let mut r = Replicas::new(FailoverPolicy::RoundRobin, vec![0, 1], &[2], 0, 2);
-        assert!(r.seek(0, 0, 100, true)); // target 0 fails: to 1
+        assert!(r.seek(0, 0, 100, true, true)); // target 0 fails: to 1
         assert_eq!(r.target(0, 0), 1);
         // Target 1 fails within the second: 0 is still passed over, nothing is live.
-        assert!(!r.seek(0, 1, 200, true));
+        assert!(!r.seek(0, 1, 200, true, true));
         assert_eq!(r.target(0, 1), 1);
+        // A reset is no sign the replica is gone: target 1 stays live for the others.
+        let mut r = Replicas::new(FailoverPolicy::RoundRobin, vec![0, 1], &[2], 0, 2);
+        assert!(r.seek(0, 1, 100, true, false)); // slot 1: target 1 reset, to 0
+        assert!(r.seek(0, 0, 200, true, true)); // slot 0: target 0 refused, to 1
+        assert_eq!(r.target(0, 0), 1);
+        let mut r = Replicas::new(FailoverPolicy::RoundRobin, vec![0, 1], &[2], 0, 2);
+        assert!(r.seek(0, 0, 100, true, true));
+        assert!(!r.seek(0, 1, 200, true, true));
         // Once the mark on 0 expires it takes sessions again.
-        assert!(r.seek(0, 1, 100 + TARGET_DOWN_NS, true));
+        assert!(r.seek(0, 1, 100 + TARGET_DOWN_NS, true, true));
         assert_eq!(r.target(0, 1), 0);
     }
 }

@@ -1818,7 +1818,7 @@ impl<'a> Shard<'a> {
             Action::BackOff { retry_after_s } => self.back_off(r, slot, retry_after_s),
             Action::BecomeReady => self.become_ready(r, slot),
             Action::Close { reconnect } => self.begin_close(r, slot, reconnect),
-            Action::SeekReplica => self.seek_replica(r, slot),
+            Action::SeekReplica { unreachable } => self.seek_replica(r, slot, unreachable),
         }
     }
 

@@ -37,14 +37,14 @@ impl Shard<'_> {
     }
 
     /// `Action::SeekReplica`: the slot's connect failed; move it to another replica if one is
-    /// live, and let the machine go on from there.
-    pub(super) fn seek_replica(&mut self, r: usize, slot: u32) {
+    /// live, and let the machine go on from there (`unreachable`: see `Action::SeekReplica`).
+    pub(super) fn seek_replica(&mut self, r: usize, slot: u32, unreachable: bool) {
         let held = self.rings[r].conns[slot as usize].flags.intersects(F::HELD);
         let now_ns = self.now_ns;
         let found = self
             .replicas
             .as_mut()
-            .is_some_and(|replicas| replicas.seek(r, slot, now_ns, held));
+            .is_some_and(|replicas| replicas.seek(r, slot, now_ns, held, unreachable));
         self.run_event(r, slot, Event::ReplicaSought { found });
     }
 

@@ -413,7 +413,10 @@ fn truth_python_sdk_server_with_defaults_gets_a_capacity_and_no_invalid() {
     let _serial = serial();
     // SSE replies, the SDK's default (the case: it saturates near 180 req/s here).
     let (_server, run) = run_judged("python-defaults", || {
-        let server = PyServer::start(&[]);
+        // The server on CPU 1, the generator's one shard on CPU 0 (shard i runs on CPU i): a
+        // Python process scheduled onto the shard's CPU delays its sends by milliseconds,
+        // which the self-check rightly calls the generator's lateness.
+        let server = PyServer::start_on_cpu(1, &[]);
         let run = run(
             "python-defaults",
             &[

@@ -372,7 +372,18 @@ pub struct PyServer {
 
 impl PyServer {
     pub fn start(extra: &[&str]) -> PyServer {
-        let mut command = Command::new(peer_python());
+        Self::start_command(Command::new(peer_python()), extra)
+    }
+
+    /// Pinned to CPU `cpu` (`taskset`), so it never shares a CPU with a generator shard pinned
+    /// to another: the run then judges the server, not the two fighting over one CPU.
+    pub fn start_on_cpu(cpu: usize, extra: &[&str]) -> PyServer {
+        let mut command = Command::new("taskset");
+        command.args(["-c", &cpu.to_string()]).arg(peer_python());
+        Self::start_command(command, extra)
+    }
+
+    fn start_command(mut command: Command, extra: &[&str]) -> PyServer {
         command.arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/peers/py_server.py"

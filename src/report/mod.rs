@@ -286,6 +286,12 @@ pub struct Recovery {
     /// fast, and each replica's load before and after.
     #[serde(default)]
     pub failover: Option<FailoverReport>,
+    /// `--streams`: streams held when the fault struck, and fault → all of them held again,
+    /// seconds (`None`: not within --recovery-timeout, or no stream).
+    #[serde(default)]
+    pub streams_before: u64,
+    #[serde(default)]
+    pub streams_back_s: Option<f64>,
 }
 
 /// Replica failover over failure_recovery: sessions of a replica that failed move to the
@@ -938,6 +944,8 @@ pub fn sample_report() -> RunReport {
                         })
                         .collect(),
                 }),
+                streams_before: 1000,
+                streams_back_s: Some(1.4),
             });
         }
         if *name == "performance" {

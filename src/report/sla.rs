@@ -640,6 +640,8 @@ mod tests {
             kernel_tcp: Default::default(),
             effects: None,
             failover: None,
+            streams_before: 0,
+            streams_back_s: None,
         });
         p
     }

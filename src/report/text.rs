@@ -468,6 +468,16 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
         if let Some(failover) = &recovery.failover {
             lines.extend(failover_lines(failover));
         }
+        if recovery.streams_before > 0 {
+            lines.push(format!(
+                "streams: {} held at the fault, all held again {}",
+                format_count(recovery.streams_before),
+                match recovery.streams_back_s {
+                    Some(s) => format!("after {s:.2} s"),
+                    None => "never (within --recovery-timeout)".to_string(),
+                }
+            ));
+        }
         let counters: Vec<String> = recovery
             .kernel_tcp
             .iter()

@@ -93,6 +93,9 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     let mut failover = super::failover::FailoverWatch::start(d);
     d.pass(feed, PRE_FAULT)?;
     let before = d.answering();
+    // `--streams`: the streams held before the fault must be held again too.
+    let streams_before = d.streams_held();
+    let mut streams_back_s = (streams_before == 0).then_some(0.0);
     if let Some(watch) = &mut failover {
         let killed = match d.options.fault {
             Fault::KillReplica { replica } => Some(replica - 1),
@@ -162,7 +165,13 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
                 samples.push((t_s, answering));
                 // With replicas, also until the failed one's sessions answer elsewhere.
                 let failed_over = failover.as_mut().is_none_or(|w| w.sample(d, t_s));
-                fault_t.elapsed() >= watch_min && answering >= needed && failed_over
+                if streams_back_s.is_none() && d.streams_held() >= streams_before {
+                    streams_back_s = Some(t_s);
+                }
+                fault_t.elapsed() >= watch_min
+                    && answering >= needed
+                    && failed_over
+                    && streams_back_s.is_some()
             },
         )?;
     let recovery_s =
@@ -183,6 +192,12 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     let failover = failover.and_then(|watch| watch.report(d));
     d.fault_stage = FaultStage::Off;
     d.drain(feed, Segment::Drain(3))?;
+    if recovered && streams_back_s.is_none() {
+        d.add_note(format!(
+            "{} of {streams_before} streams held again after --recovery-timeout",
+            d.streams_held()
+        ));
+    }
     if !recovered {
         d.add_note(format!(
             "{restored} of {before} sessions answering after --recovery-timeout {:?}",
@@ -224,6 +239,8 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         kernel_tcp,
         effects: Some(effects),
         failover,
+        streams_before,
+        streams_back_s: streams_back_s.filter(|_| streams_before > 0),
     });
     d.end(PhaseStatus::Completed);
     // Stalls are judged while recovery is measured; later phases do without the shards'

@@ -152,6 +152,10 @@ pub struct GeneratorCheck {
     pub valid: bool,
     /// Why the phase is INVALID, when it is.
     pub invalid_reason: Option<String>,
+    /// CPU time the host's hypervisor gave to other guests over the phase (/proc/stat
+    /// `steal`), percent of all CPU time: a generator late for want of CPU it never got.
+    #[serde(default)]
+    pub host_steal_pct: Option<f64>,
 }
 
 impl GeneratorCheck {
@@ -162,6 +166,20 @@ impl GeneratorCheck {
     /// 1–2 % of its requests 1–2 ms late from scheduling alone.
     pub const LATE_SENDS_PCT_MAX: f64 = 2.5;
     pub const LOOP_LAG_US_P99_MAX: u64 = 10_000;
+    /// Steal from which an INVALID phase names the host as the likely cause.
+    pub const HOST_STEAL_PCT_NOTED: f64 = 5.0;
+
+    /// Records the host's steal over the phase; an INVALID phase with much of it says so.
+    pub fn note_host_steal(&mut self, host_steal_pct: Option<f64>) {
+        self.host_steal_pct = host_steal_pct;
+        if let (Some(pct), Some(reason)) = (host_steal_pct, &mut self.invalid_reason)
+            && pct >= Self::HOST_STEAL_PCT_NOTED
+        {
+            reason.push_str(&format!(
+                "; the host's hypervisor took {pct:.1}% of the CPU time (steal): the generator was short of CPU, not slowed by the server"
+            ));
+        }
+    }
 
     pub fn judge(
         late_sends: u64,
@@ -228,6 +246,7 @@ impl GeneratorCheck {
             sq_backlog_max,
             valid: reasons.is_empty(),
             invalid_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+            host_steal_pct: None,
         }
     }
 }

@@ -185,7 +185,7 @@ pub fn render(report: &RunReport) -> String {
         let g = &phase.generator;
         let _ = writeln!(
             out,
-            "  {:<17} late sends (> {}) {} ({:.2}%), loop lag p99 {}, CQ overflows {}, SQ backlog max {}: {}",
+            "  {:<17} late sends (> {}) {} ({:.2}%), loop lag p99 {}, CQ overflows {}, SQ backlog max {}{}: {}",
             phase.name,
             format_us(g.late_threshold_us.max(GeneratorCheck::LATE_US_MIN)),
             format_count(g.late_sends),
@@ -193,6 +193,10 @@ pub fn render(report: &RunReport) -> String {
             format_us(g.loop_lag_us_p99),
             g.cq_overflows,
             g.sq_backlog_max,
+            match g.host_steal_pct {
+                Some(pct) if pct >= 0.5 => format!(", host CPU steal {pct:.1}%"),
+                _ => String::new(),
+            },
             match (
                 g.valid,
                 phase.recovery.is_some() && g.late_sends_pct > GeneratorCheck::LATE_SENDS_PCT_MAX

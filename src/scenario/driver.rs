@@ -122,6 +122,10 @@ pub struct PhaseRun {
     pub load_s: Option<f64>,
     /// Segments the generator check covers, when not all of them (performance).
     pub generator_segments: Option<Vec<u32>>,
+    /// The host's CPU time when the phase began, and the share stolen by the hypervisor over
+    /// the phase (see `GeneratorCheck::host_steal_pct`).
+    pub cpu_at_start: Option<crate::sys::cpustat::CpuTimes>,
+    pub host_steal_pct: Option<f64>,
 }
 
 impl PhaseRun {
@@ -135,6 +139,8 @@ impl PhaseRun {
             oldest_in_flight_sent_ns: 0,
             cpu_us: None,
             load_started: None,
+            cpu_at_start: crate::sys::cpustat::read(),
+            host_steal_pct: None,
             load_s: None,
             generator_segments: None,
         }
@@ -498,6 +504,10 @@ impl<'a> Driver<'a> {
         phase.report.duration_s = now_s - phase.report.start_s;
         phase.in_flight_at_end = in_flight;
         phase.oldest_in_flight_sent_ns = if in_flight > 0 { oldest } else { 0 };
+        phase.host_steal_pct = phase
+            .cpu_at_start
+            .zip(crate::sys::cpustat::read())
+            .and_then(|(start, now)| crate::sys::cpustat::steal_pct(start, now));
     }
 
     pub fn push_skipped(&mut self, name: &str) {

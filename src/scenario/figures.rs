@@ -56,6 +56,7 @@ pub fn finish_phases(
         if let Some(segments) = &phase.generator_segments {
             report.generator = generator_check(&merge_segments(merged, segments), false);
         }
+        report.generator.note_host_steal(phase.host_steal_pct);
         out.push(report);
     }
     out

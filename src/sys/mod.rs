@@ -2,6 +2,7 @@
 //! `mcpstorm doctor`, which turns them into verdicts and fixes. The engine's pre-flight check
 //! calls the same `doctor::diagnose`, so `doctor` and `run` never disagree about a limit.
 
+pub mod cpustat;
 pub mod doctor;
 pub mod errno;
 pub mod facts;

@@ -158,7 +158,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub sustain: Duration,
     /// The failure_recovery fault: restart (SIGKILL the embedded server and start it again),
-    /// drop:10% (close that share of the connections), exec:'CMD', or on the path to the
+    /// drop:10% (close that share of the connections), exec:'CMD', kill-replica:K (SIGKILL
+    /// embedded replica K of --replicas N for the rest of the run), or on the path to the
     /// targets (root; nftables and iptables): partition:3s, latency:100ms[,jitter:20ms][,for:5s],
     /// loss:5%[,for:5s] (for: defaults to --down) [default: restart against the embedded
     /// server, drop:10% against a URL].

@@ -136,6 +136,24 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         None
     };
     let pki = throwaway.as_ref().map(|t| &t.pki);
+    // Checked on the options, before any server starts.
+    let embedded_replicas = if run_options.urls.is_empty() {
+        usize::from(run_options.embedded_replicas.max(1))
+    } else {
+        0
+    };
+    if let Fault::KillReplica { replica } = options.fault
+        && recovery_runs_of(options)
+        && (embedded_replicas < 2 || replica > embedded_replicas)
+    {
+        return Err(RunError::Options(if embedded_replicas < 2 {
+            "--fault kill-replica:K kills one of the embedded replicas: start them with --replicas N (no URL); against replicas of your own use --failover with --fault exec:'CMD'".into()
+        } else {
+            format!(
+                "--fault kill-replica:{replica}: there are {embedded_replicas} replicas (numbered from 1)"
+            )
+        }));
+    }
     let server_rss_idle_bytes = if run_options.urls.is_empty() {
         // Each replica starts the same way: the idle cost is theirs together.
         EmbeddedServer::idle_rss_bytes(pki).map(|b| b * u64::from(run_options.embedded_replicas))
@@ -151,19 +169,6 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         return Err(RunError::Options(
             "--source-ips needs IORING_OP_BIND (Linux 6.11 or newer)".into(),
         ));
-    }
-    if let Fault::KillReplica { replica } = options.fault
-        && recovery_runs_of(options)
-        && (embedded.len() < 2 || replica > embedded.len())
-    {
-        return Err(RunError::Options(if embedded.len() < 2 {
-            "--fault kill-replica:K kills one of the embedded replicas: start them with --replicas N (no URL); against replicas of your own use --failover with --fault exec:'CMD'".into()
-        } else {
-            format!(
-                "--fault kill-replica:{replica}: there are {} replicas (numbered from 1)",
-                embedded.len()
-            )
-        }));
     }
     if matches!(options.fault, Fault::Restart { .. })
         && embedded.is_empty()

@@ -324,6 +324,15 @@ pub struct RunArgs {
     /// open stream this often (its --notify-every), so fan-out latency is measured.
     #[arg(long, value_parser = parse_duration)]
     pub notify_every: Option<Duration>,
+    /// Answer server-to-client requests of METHOD with this JSON result (repeatable), e.g.
+    /// sampling/createMessage='{"role":"assistant","content":{"type":"text","text":"ok"},"model":"m"}'.
+    /// Every request the server sends — on a session's stream or on a POST's response stream —
+    /// is answered on a connection of its own (never the session's, which may await the call
+    /// that asked): ping with {}, roots/list no roots, sampling a fixed text, elicitation
+    /// declined, others -32601, unless given here. The initialize then declares the
+    /// capability of each method given (roots, sampling, elicitation).
+    #[arg(long, value_name = "METHOD=JSON")]
+    pub client_reply: Vec<String>,
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,

@@ -304,6 +304,13 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let legacy_sse = args.transport == "sse";
+    let mut client_replies = mcpstorm::engine::client_reply::ClientReplies::default();
+    for text in &args.client_reply {
+        if let Err(e) = client_replies.add(text) {
+            eprintln!("mcpstorm run: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if args.replicas.is_some() && !args.urls.is_empty() {
         eprintln!(
             "mcpstorm run: --replicas starts embedded servers (no URL); to load replicas of your own, give their URLs and --failover round-robin|least-loaded"
@@ -367,6 +374,7 @@ fn run(args: RunArgs) -> ExitCode {
         failover,
         replica_of_url: Vec::new(),
         embedded_replicas: args.replicas.unwrap_or(1),
+        client_replies,
     };
     let fault_text = args.fault.unwrap_or_else(|| {
         if options.urls.is_empty() {

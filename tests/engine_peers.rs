@@ -308,6 +308,91 @@ fn every_session_holds_a_get_stream_of_the_python_sdk_and_receives_its_updates()
     );
 }
 
+/// Server-to-client requests against the official SDK, both kinds: `ping` and `roots/list`
+/// sent on the session's GET stream (no related request) and `sampling/createMessage` on
+/// the call's own response stream, which the SDK holds open until the client has answered.
+/// Each tool answers only once its question was answered (the configured roots checked by
+/// the server), so every call ok means every answer reached it — on the reply connection,
+/// since the session's own is awaiting the call.
+#[test]
+fn python_sdk_requests_on_streams_and_on_calls_are_answered() {
+    let server = PyServer::start(&[]);
+    let run = common::run_mcpstorm(&[
+        &server.url,
+        "--phases",
+        "sustained",
+        "--quiet",
+        "--no-discovery",
+        "--sla",
+        "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off",
+        "--connections",
+        "30",
+        "--shards",
+        "1",
+        "--duration",
+        "2s",
+        "--rate",
+        "60",
+        "--streams",
+        "all",
+        "--mix",
+        "tools/call=ping_client:1,tools/call=ask_roots:1,tools/call=ask_model:1",
+        "--args",
+        r#"ask_roots={"expect":"file:///mcpstorm-test"}"#,
+        "--args",
+        r#"ask_model={"prompt":"hi"}"#,
+        "--client-reply",
+        r#"roots/list={"roots":[{"uri":"file:///mcpstorm-test","name":"test"}]}"#,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let phase = &run.report["phases"][2];
+    assert_eq!(phase["name"], "sustained");
+    let sent = count(phase, "/requests/sent");
+    assert!(sent >= 60, "{}", run.output);
+    assert_eq!(count(phase, "/requests/ok"), sent, "{}", run.output);
+    let calls = |tool: &str| {
+        count(
+            phase,
+            &format!("/latency_us_by_method/tools~1call {tool}/count"),
+        )
+    };
+    let asked = &run.report["server_requests"];
+    assert!(asked.is_object(), "{}", run.output);
+    assert_eq!(
+        count(asked, "/received"),
+        sent,
+        "one question per call: {asked}"
+    );
+    assert_eq!(count(asked, "/on_responses"), calls("ask_model"), "{asked}");
+    assert_eq!(
+        count(asked, "/on_streams"),
+        calls("ping_client") + calls("ask_roots"),
+        "{asked}"
+    );
+    assert_eq!(
+        count(asked, "/by_method/ping"),
+        calls("ping_client"),
+        "{asked}"
+    );
+    assert_eq!(
+        count(asked, "/by_method/roots~1list"),
+        calls("ask_roots"),
+        "{asked}"
+    );
+    assert_eq!(
+        count(asked, "/by_method/sampling~1createMessage"),
+        calls("ask_model"),
+        "{asked}"
+    );
+    assert_eq!(count(asked, "/replies_accepted"), sent, "{asked}");
+    assert_eq!(count(asked, "/replies_lost"), 0, "{asked}");
+    assert_eq!(count(asked, "/reply_latency_us/count"), sent, "{asked}");
+    assert_eq!(
+        count(&run.report["streams"], "/requests_received"),
+        count(asked, "/on_streams")
+    );
+}
+
 /// The official SDK's legacy HTTP+SSE transport (`run(transport="sse")`, 2024-11-05) loaded
 /// with `--transport sse`: each session's GET /sse names its endpoint, every POST is
 /// answered 202 and its answer comes on the stream — all matched, none lost.

@@ -332,3 +332,47 @@ fn legacy_sessions_lost_with_their_streams_come_back_after_a_restart() {
     );
     assert!(count(&report["counters"], "legacy_endpoints_received") >= 400);
 }
+
+/// A tool that asks the client (`test_sampling`: sampling/createMessage on the call's own
+/// response stream, the answer awaited before the call is) loaded at a rate: every call
+/// completes because every question is answered on the ring's reply connection, and the
+/// server's own counters agree — what it asked, what it routed back to a waiting call.
+#[test]
+fn calls_that_ask_the_client_complete_at_load() {
+    let server = Server::start(&["--shards", "2"]);
+    let run = run_mcpstorm(&[
+        &server.url(),
+        "--phases",
+        "sustained",
+        "--duration",
+        "2s",
+        "--connections",
+        "100",
+        "--rate",
+        "200",
+        "--mix",
+        "tools/call=test_sampling",
+        "--args",
+        r#"test_sampling={"prompt":"hi"}"#,
+        "--no-discovery",
+        "--quiet",
+        "--sla",
+        SLA_OFF,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let requests = &run.report["phases"][2]["requests"];
+    let sent = count(requests, "sent");
+    assert!(sent >= 200, "{}", run.output);
+    assert_eq!(count(requests, "ok"), sent, "{}", run.output);
+    let asked = &run.report["server_requests"];
+    assert_eq!(count(asked, "received"), sent, "{asked}");
+    assert_eq!(count(asked, "on_responses"), sent, "{asked}");
+    assert_eq!(count(asked, "on_streams"), 0, "{asked}");
+    assert_eq!(count(asked, "replies_accepted"), sent, "{asked}");
+    assert_eq!(count(asked, "replies_lost"), 0, "{asked}");
+    let stats = server.stats();
+    // The server's side: discovery is off, so every question it asked was one of the run's.
+    assert_eq!(count(&stats, "client_requests_sent"), sent, "{stats}");
+    assert_eq!(count(&stats, "client_answers_routed"), sent, "{stats}");
+    assert_eq!(count(&stats, "client_answers_timed_out"), 0, "{stats}");
+}

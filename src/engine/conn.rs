@@ -86,6 +86,9 @@ pub(crate) enum State {
     Opening,
     /// A stream connection whose stream is open: events arrive for the life of the run.
     Streaming,
+    /// The reply connection (`reply_conn.rs`): an answer to a server-to-client request sent,
+    /// the server's answer to it awaited.
+    Replying,
 }
 
 /// Per-connection state: 112 bytes including the inline session id. Buffers (spill, send) are
@@ -169,9 +172,10 @@ pub(crate) fn feed(
     scratch: &mut Scratch,
     metrics: &mut ShardMetrics,
 ) -> Fed {
+    scratch.clear_asked();
     if !matches!(
         conn.state,
-        State::Initializing | State::Initialized | State::Awaiting
+        State::Initializing | State::Initialized | State::Awaiting | State::Replying
     ) {
         return Fed::Unexpected;
     }
@@ -306,7 +310,8 @@ pub(crate) fn broken(state: State, flags: ConnFlags) -> Broken {
         | State::Failed
         | State::Done
         | State::Opening
-        | State::Streaming => Broken::Nothing,
+        | State::Streaming
+        | State::Replying => Broken::Nothing,
         State::Awaiting => Broken::RequestLost,
         State::Connecting => Broken::CloseChain,
         State::Waiting if !flags.intersects(F::HANDSHAKING) => Broken::Reconnect,
@@ -358,7 +363,11 @@ pub(crate) fn deadline(conn: &Conn, waited_ns: u64, limits: Timeouts) -> Deadlin
         State::TlsHandshaking if waited_ns > limits.connect_ns => {
             Deadline::Expired(Counter::error_tls_handshake_timeout)
         }
-        State::Awaiting | State::Initializing | State::Initialized | State::Opening
+        State::Awaiting
+        | State::Initializing
+        | State::Initialized
+        | State::Opening
+        | State::Replying
             if waited_ns > limits.request_ns =>
         {
             Deadline::Expired(Counter::error_request_timeout)

@@ -202,6 +202,26 @@ counters! {
     /// `--transport sse`: sessions lost because their stream ended (the server forgets a
     /// session with its stream); each initializes again on a new one.
     legacy_sessions_lost_with_stream,
+    // Server-to-client requests and the client's answers (`reply_conn.rs`).
+    /// Requests the server sent on a POST's response stream (those on `--streams` streams are
+    /// `stream_requests_received`); every one of both is answered.
+    server_requests_on_responses,
+    /// Answers POSTed (retries included).
+    client_replies_sent,
+    /// Answers the server took (2xx).
+    client_replies_accepted,
+    /// Answers the server answered with another status.
+    client_replies_refused,
+    /// Answers never taken: lost twice with their connection, queued past the ring's bound,
+    /// given up after connects kept failing, or still waiting when the run ended.
+    client_replies_lost,
+    // Reply-connection failures by cause (`client_reply_errors_by_cause`).
+    client_reply_error_connect,
+    client_reply_error_tls,
+    client_reply_error_timeout,
+    client_reply_error_reset,
+    /// A malformed answer to an answer (or bytes when none was in flight).
+    client_reply_error_response,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -288,6 +308,37 @@ pub struct ShardMetrics {
     pub notifications_by_method: Vec<(Box<str>, u64)>,
     /// Most streams this shard held open at once.
     pub streams_held_max: u64,
+    /// Server-to-client request received → the server took the client's answer (2xx), µs.
+    pub client_reply_latency: Histogram<u64>,
+    /// Server-to-client requests by method (both kinds); bounded like `errnos`.
+    pub server_requests_by_method: Vec<(Box<str>, u64)>,
+}
+
+/// Adds one to `name`'s count; past [`ERRNO_KINDS_MAX`] names, under "other".
+fn count_by_name(counts: &mut Vec<(Box<str>, u64)>, name: &str) {
+    if let Some(entry) = counts.iter_mut().find(|e| &*e.0 == name) {
+        entry.1 += 1;
+        return;
+    }
+    let key = if counts.len() >= ERRNO_KINDS_MAX {
+        "other"
+    } else {
+        name
+    };
+    match counts.iter_mut().find(|e| &*e.0 == key) {
+        Some(entry) => entry.1 += 1,
+        None => counts.push((key.into(), 1)),
+    }
+}
+
+/// Adds `theirs` counts by name into `mine`.
+fn merge_by_name(mine: &mut Vec<(Box<str>, u64)>, theirs: &[(Box<str>, u64)]) {
+    for (name, count) in theirs {
+        match mine.iter_mut().find(|e| e.0 == *name) {
+            Some(entry) => entry.1 += count,
+            None => mine.push((name.clone(), *count)),
+        }
+    }
 }
 
 /// Distinct (operation, errno) pairs kept per shard.
@@ -325,33 +376,20 @@ impl ShardMetrics {
             second_notification: super::timeline::new_second_histogram(),
             notifications_by_method: Vec::new(),
             streams_held_max: 0,
+            client_reply_latency: new_histogram(),
+            server_requests_by_method: Vec::new(),
         }
     }
 
     /// Counts a notification received on a stream under its method.
     pub fn record_notification(&mut self, method: &str) {
         self.incr(Counter::notifications_received);
-        if let Some(entry) = self
-            .notifications_by_method
-            .iter_mut()
-            .find(|e| &*e.0 == method)
-        {
-            entry.1 += 1;
-            return;
-        }
-        let key = if self.notifications_by_method.len() >= ERRNO_KINDS_MAX {
-            "other"
-        } else {
-            method
-        };
-        match self
-            .notifications_by_method
-            .iter_mut()
-            .find(|e| &*e.0 == key)
-        {
-            Some(entry) => entry.1 += 1,
-            None => self.notifications_by_method.push((key.into(), 1)),
-        }
+        count_by_name(&mut self.notifications_by_method, method);
+    }
+
+    /// Counts a server-to-client request under its method.
+    pub fn record_server_request(&mut self, method: &str) {
+        count_by_name(&mut self.server_requests_by_method, method);
     }
 
     #[inline]
@@ -477,16 +515,15 @@ impl ShardMetrics {
             }
         }
         add(&mut self.notification_latency, &other.notification_latency);
-        for (method, count) in &other.notifications_by_method {
-            match self
-                .notifications_by_method
-                .iter_mut()
-                .find(|e| e.0 == *method)
-            {
-                Some(entry) => entry.1 += count,
-                None => self.notifications_by_method.push((method.clone(), *count)),
-            }
-        }
+        merge_by_name(
+            &mut self.notifications_by_method,
+            &other.notifications_by_method,
+        );
+        add(&mut self.client_reply_latency, &other.client_reply_latency);
+        merge_by_name(
+            &mut self.server_requests_by_method,
+            &other.server_requests_by_method,
+        );
         self.streams_held_max += other.streams_held_max;
         self.held_max += other.held_max;
         self.established += other.established;
@@ -503,6 +540,15 @@ impl ShardMetrics {
             .iter()
             .filter(|c| c.name().starts_with("stream_error_") && self.get(**c) > 0)
             .map(|c| (&c.name()["stream_error_".len()..], self.get(*c)))
+            .collect()
+    }
+
+    /// Reply-connection failures by cause (only causes that occurred).
+    pub fn client_reply_errors_by_cause(&self) -> Vec<(&'static str, u64)> {
+        Counter::ALL
+            .iter()
+            .filter(|c| c.name().starts_with("client_reply_error_") && self.get(**c) > 0)
+            .map(|c| (&c.name()["client_reply_error_".len()..], self.get(*c)))
             .collect()
     }
 

@@ -8,6 +8,7 @@
 //! (histograms, counters), `timeline.rs` (per-second samples), `shard.rs` (the io_uring loop),
 //! `embedded.rs` (the embedded server child).
 
+pub mod client_reply;
 pub mod conn;
 pub mod control;
 pub mod embedded;
@@ -16,6 +17,7 @@ mod machine;
 pub mod metrics;
 pub mod plan;
 pub mod replicas;
+mod reply_conn;
 pub mod response;
 pub mod schedule;
 pub mod shard;

@@ -10,8 +10,8 @@ use super::target::{
     resolve_targets,
 };
 use super::template::{
-    ENTRIES_MAX, MODERN_PROTOCOL_VERSION, Method, Request, StreamOpenTemplate, Template,
-    TemplateConfig,
+    ENTRIES_MAX, MODERN_PROTOCOL_VERSION, Method, ReplyTemplate, Request, StreamOpenTemplate,
+    Template, TemplateConfig,
 };
 use super::workload::{Lines, LoadEntry, Text, attach_args, parse_mix};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -80,6 +80,8 @@ pub struct RunOptions {
     pub replica_of_url: Vec<u16>,
     /// `run --replicas N` with no URL: embedded servers to start (1 without replicas).
     pub embedded_replicas: u16,
+    /// `--client-reply METHOD=JSON`: the answers to server-to-client requests.
+    pub client_replies: super::client_reply::ClientReplies,
 }
 
 /// One target address: where to connect and what to put in Host and the request line. A URL
@@ -121,6 +123,8 @@ pub struct TargetTemplates {
     pub load: Vec<Template>,
     /// The request that opens a session's server-to-client stream (`--streams`).
     pub stream_open: StreamOpenTemplate,
+    /// The POST of an answer to a server-to-client request.
+    pub reply: ReplyTemplate,
 }
 
 impl TargetTemplates {
@@ -192,7 +196,14 @@ pub struct EnginePlan {
     pub replicas: Vec<Vec<String>>,
     pub buf_count: u16,
     pub buf_bytes: u32,
+    /// What the client answers to server-to-client requests (`--client-reply`).
+    pub client_replies: super::client_reply::ClientReplies,
 }
+
+/// Direct descriptors of each ring kept for its reply connection (`reply_conn.rs`): the
+/// answers to server-to-client requests go out on a connection of their own, never on the
+/// session's, which may be awaiting the very call that asked.
+pub const REPLY_SLOTS_PER_RING: u32 = 1;
 
 /// Smallest source port the plan assigns when binding (above the usual ephemeral range start
 /// of the well-known services, below nothing the kernel cares about on loopback).
@@ -579,7 +590,8 @@ impl EnginePlan {
             .min(slots_cap)
             .max(16);
         let stream_percent = options.streams_percent;
-        let sessions_per_ring = sessions_per_ring(slots_per_ring, stream_percent);
+        let sessions_per_ring =
+            sessions_per_ring(slots_per_ring - REPLY_SLOTS_PER_RING, stream_percent);
         let mut shards = Vec::with_capacity(shard_count);
         let (mut first, mut first_stream) = (0u32, 0u32);
         for index in 0..shard_count {
@@ -600,6 +612,7 @@ impl EnginePlan {
             first += connections;
             first_stream += streams;
         }
+        let client_capabilities = options.client_replies.capabilities_json();
         let templates = targets
             .iter()
             .map(|target| {
@@ -609,6 +622,7 @@ impl EnginePlan {
                     path: &target.path,
                     protocol_version: &options.protocol_version,
                     legacy_sse: options.legacy_sse,
+                    client_capabilities: &client_capabilities,
                 };
                 TargetTemplates {
                     initialize: Template::new(Method::Initialize, &config),
@@ -619,6 +633,7 @@ impl EnginePlan {
                         .map(|entry| Template::for_entry(entry, &config))
                         .collect(),
                     stream_open: StreamOpenTemplate::new(&config),
+                    reply: ReplyTemplate::new(&config),
                 }
             })
             .collect();
@@ -650,6 +665,7 @@ impl EnginePlan {
             replicas,
             buf_count: 512,
             buf_bytes: 4096,
+            client_replies: options.client_replies.clone(),
         })
     }
 
@@ -820,6 +836,7 @@ mod tests {
             failover: None,
             replica_of_url: Vec::new(),
             embedded_replicas: 1,
+            client_replies: Default::default(),
         }
     }
 

@@ -144,17 +144,49 @@ impl ReadError {
 pub struct Scratch {
     body: Vec<u8>,
     event: Vec<u8>,
+    /// The server-to-client requests the last read found on an event-stream response, in
+    /// order, from its start (a response is read again from its start on each read).
+    asked: Vec<AskedRequest>,
 }
+
+impl Scratch {
+    /// The requests the server sent on the response read last (see [`AskedRequest`]).
+    pub fn asked(&self) -> &[AskedRequest] {
+        &self.asked
+    }
+
+    /// Forgets the last read's requests (a read that never reached the reader found none).
+    pub fn clear_asked(&mut self) {
+        self.asked.clear();
+    }
+}
+
+/// A server-to-client request (sampling, elicitation, roots/list, ping) on a POST's
+/// response stream: the server may hold its answer to the POST until the client has
+/// answered this, so it is reported while the response is still incomplete. Owned: found
+/// rarely, and only on event streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AskedRequest {
+    /// The raw id token (quotes included for a string id).
+    pub id: Vec<u8>,
+    pub method: String,
+}
+
+/// Most requests kept from one response; a server asking more at once is not answered past
+/// them (each is counted as it is answered).
+pub const ASKED_PER_RESPONSE_MAX: usize = 64;
 
 /// Reads one response from the start of `buf`. `at_eof`: the peer has closed, so nothing more
 /// will arrive (a body delimited by the close is complete; anything partial is truncated).
 pub fn read_response(buf: &[u8], at_eof: bool, scratch: &mut Scratch) -> Result<Read, ReadError> {
+    scratch.asked.clear();
     let head = match parse_response_head(buf).map_err(ReadError::Head)? {
         Some(head) => head,
         None if at_eof => return Err(ReadError::Truncated),
         None => return Ok(Read::Incomplete),
     };
     let rest = &buf[head.head_len..];
+    let stream = head.content_type == ContentKind::EventStream;
     let (body, body_len, chunked) = match head.framing() {
         BodyFraming::None => (&rest[..0], 0, false),
         BodyFraming::Length(length) => {
@@ -163,6 +195,9 @@ pub fn read_response(buf: &[u8], at_eof: bool, scratch: &mut Scratch) -> Result<
                 return Err(ReadError::TooLarge);
             }
             if rest.len() < length {
+                if stream {
+                    find_asked(rest, &mut scratch.event, &mut scratch.asked);
+                }
                 return if at_eof {
                     Err(ReadError::Truncated)
                 } else {
@@ -182,6 +217,9 @@ pub fn read_response(buf: &[u8], at_eof: bool, scratch: &mut Scratch) -> Result<
                 if head.head_len + progress.consumed >= RESPONSE_BYTES_MAX {
                     return Err(ReadError::TooLarge);
                 }
+                if stream {
+                    find_asked(&scratch.body, &mut scratch.event, &mut scratch.asked);
+                }
                 return if at_eof {
                     Err(ReadError::Truncated)
                 } else {
@@ -195,6 +233,9 @@ pub fn read_response(buf: &[u8], at_eof: bool, scratch: &mut Scratch) -> Result<
                 return Err(ReadError::TooLarge);
             }
             if !at_eof {
+                if stream {
+                    find_asked(rest, &mut scratch.event, &mut scratch.asked);
+                }
                 return Ok(Read::Incomplete);
             }
             (rest, rest.len(), false)
@@ -220,8 +261,14 @@ fn summarize(
     let Scratch {
         body: dechunked,
         event,
+        asked,
     } = scratch;
     let body: &[u8] = if chunked { dechunked } else { body };
+    if head.content_type == ContentKind::EventStream {
+        // A request answered by the server without waiting for the client (or one this
+        // read brought together with the response) is answered all the same.
+        find_asked(body, event, asked);
+    }
     let mut priming_events = 0;
     let outcome = if body.is_empty() {
         BodyOutcome::Empty
@@ -262,6 +309,37 @@ pub(crate) fn rpc_outcome(scan: Result<json::RpcResponse<'_>, RpcScanError>) -> 
         }
         Err(_) => BodyOutcome::NotRpc,
     }
+}
+
+/// Appends the server-to-client requests among the complete events of `body` (an event
+/// stream, maybe cut off) to `asked`, up to [`ASKED_PER_RESPONSE_MAX`].
+fn find_asked(body: &[u8], event: &mut Vec<u8>, asked: &mut Vec<AskedRequest>) {
+    // Most streams carry no request: one pass for the key spares the SSE parse.
+    if !body.windows(8).any(|w| w == b"\"method\"") {
+        return;
+    }
+    let mut parser = SseParser::new();
+    event.clear();
+    parser.feed(body, &mut |item| match item {
+        SseItem::DataFragment(fragment) if event.len() + fragment.len() <= RESPONSE_BYTES_MAX => {
+            event.extend_from_slice(fragment);
+        }
+        SseItem::Dispatch { has_data, .. } => {
+            if has_data
+                && asked.len() < ASKED_PER_RESPONSE_MAX
+                && let Ok(RpcMessage::Request(request)) = json::scan_rpc_message(event)
+                && let Some(id) = request.id
+            {
+                asked.push(AskedRequest {
+                    id: id.to_vec(),
+                    method: request.method.into_owned(),
+                });
+            }
+            event.clear();
+        }
+        _ => {}
+    });
+    event.clear();
 }
 
 /// Longest event type remembered; only `message` (or none) matters.
@@ -358,6 +436,81 @@ mod tests {
         let (summary, consumed) = complete(bytes);
         assert_eq!(consumed, bytes.len());
         summary
+    }
+
+    /// A tools/call answered on an event stream that first asks the client (sampling, then a
+    /// ping), chunked or delimited by the close: each request is reported from the read
+    /// that completes its event on, at every cut, and the result still summarizes.
+    #[test]
+    fn requests_on_a_response_stream_are_reported_before_it_ends() {
+        let events = [
+            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"sampling/createMessage\",\"params\":{}}\n\n",
+            ": keep-alive\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}\n\n",
+            "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n",
+            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[]}}\n\n",
+        ];
+        let body: String = events.concat();
+        let ends: Vec<usize> = events
+            .iter()
+            .scan(0, |at, e| {
+                *at += e.len();
+                Some(*at)
+            })
+            .collect();
+        let mut chunked = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let chunked_head = chunked.len();
+        for event in events {
+            chunked.extend_from_slice(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes());
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let mut until_close =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+                .to_vec();
+        let close_head = until_close.len();
+        until_close.extend_from_slice(body.as_bytes());
+        let sampling = AskedRequest {
+            id: b"\"s1\"".to_vec(),
+            method: "sampling/createMessage".into(),
+        };
+        let ping = AskedRequest {
+            id: b"4".to_vec(),
+            method: "ping".into(),
+        };
+        let mut scratch = Scratch::default();
+        for cut in 0..until_close.len() {
+            let read = read_response(&until_close[..cut], false, &mut scratch);
+            assert_eq!(read, Ok(Read::Incomplete), "cut {cut}");
+            let body_bytes = cut.saturating_sub(close_head);
+            let expected: Vec<AskedRequest> = [&sampling, &ping]
+                .into_iter()
+                .zip(&ends)
+                .filter(|(_, end)| body_bytes >= **end)
+                .map(|(asked, _)| asked.clone())
+                .collect();
+            assert_eq!(scratch.asked(), &expected[..], "cut {cut}");
+        }
+        for cut in 0..chunked.len() {
+            let read = read_response(&chunked[..cut], false, &mut scratch);
+            assert_eq!(read, Ok(Read::Incomplete), "cut {cut}");
+            if cut < chunked_head {
+                assert!(scratch.asked().is_empty(), "cut {cut}");
+            }
+        }
+        let (summary, _) = match read_response(&chunked, false, &mut scratch) {
+            Ok(Read::Complete { summary, consumed }) => (summary, consumed),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(scratch.asked(), &[sampling.clone(), ping.clone()][..]);
+        assert_eq!(
+            summary.body,
+            BodyOutcome::Result {
+                id: Some(9),
+                is_error: false
+            }
+        );
+        // A JSON answer asks nothing, and the next read forgets the last one's requests.
+        read_response(INIT_JSON, false, &mut scratch).unwrap();
+        assert!(scratch.asked().is_empty());
     }
 
     const INIT_JSON: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: 7f3c1a0e2b9d4c5f8a6e1d2c3b4a5f60\r\nContent-Length: 61\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"x\"}}\n\n\n\n";

@@ -46,6 +46,7 @@ use std::time::Duration;
 mod failover;
 mod fault;
 mod legacy;
+mod replies;
 mod streams;
 
 /// The figures of the segment before the current one, kept open while requests intended in it
@@ -129,6 +130,14 @@ struct RingSlot {
     conns: Slab,
     /// `https://` runs: each slot's TLS layer while its connection is open (empty otherwise).
     tls: Vec<Option<Box<TlsConn>>>,
+    /// The reply connection's slot (after the sessions and their streams).
+    reply_slot: u32,
+    /// Answers to server-to-client requests waiting for the reply connection, oldest first.
+    replies: VecDeque<replies::QueuedReply>,
+    /// The target the reply connection is connected to (its answers must be for it).
+    reply_target: u16,
+    /// After a failed reply connection: not reopened before this.
+    reply_due_ns: u64,
 }
 
 pub struct Shard<'a> {
@@ -257,6 +266,13 @@ pub struct Shard<'a> {
     legacy_events: Vec<legacy::LegacyEvent>,
     /// `--failover`: each session's replica and the choice of the next (`shard/failover.rs`).
     replicas: Option<super::replicas::Replicas>,
+    /// The reply machine's action list, reused.
+    reply_actions: Vec<super::reply_conn::ReplyAction>,
+    /// Server-to-client requests already answered of a response still being read, by
+    /// connection (`r × sessions_per_ring + slot`; see `shard/replies.rs`).
+    asked_seen: std::collections::HashMap<u32, u16>,
+    /// Requests a stream read found (answered once the read is done).
+    stream_asked: Vec<super::response::AskedRequest>,
 }
 
 /// IORING_OP_BIND of fixed file `slot` to `addr` (kernel 6.11). The sockaddr is kept alive by
@@ -279,7 +295,8 @@ impl<'a> Shard<'a> {
         for index in 0..slice.rings {
             let sessions = remaining.min(plan.sessions_per_ring);
             remaining -= sessions;
-            let slots = sessions + super::plan::streams_among(sessions, plan.stream_percent);
+            let reply_slot = sessions + super::plan::streams_among(sessions, plan.stream_percent);
+            let slots = reply_slot + super::plan::REPLY_SLOTS_PER_RING;
             let config = RingConfig {
                 sq_entries: 4096,
                 cq_entries: 16384,
@@ -306,6 +323,10 @@ impl<'a> Shard<'a> {
                 } else {
                     Vec::new()
                 },
+                reply_slot,
+                replies: VecDeque::new(),
+                reply_target: 0,
+                reply_due_ns: 0,
             });
         }
         let targets: Box<[KernelSockAddr]> = plan
@@ -329,6 +350,9 @@ impl<'a> Shard<'a> {
         let sessions_per_ring: Vec<u32> = rings.iter().map(|ring| ring.sessions).collect();
         let replicas = failover::new_replicas(plan, slice, &sessions_per_ring);
         Ok(Shard {
+            reply_actions: Vec::new(),
+            asked_seen: std::collections::HashMap::new(),
+            stream_asked: Vec::new(),
             replicas,
             id,
             plan,
@@ -808,6 +832,7 @@ impl<'a> Shard<'a> {
                 return Ok(());
             }
             self.start_connects()?;
+            self.start_replies()?;
             self.resume_waiting();
             self.issue_requests();
             self.issue_deletes();
@@ -931,6 +956,8 @@ impl<'a> Shard<'a> {
         self.waiting.clear();
         self.stream_opens.clear();
         for r in 0..self.rings.len() {
+            // Answers not taken by the end of the drain never will be.
+            self.give_up_replies(r);
             for slot in 0..self.rings[r].conns.len() as u32 {
                 let state = self.rings[r].conns[slot as usize].state;
                 if matches!(state, State::Free | State::Failed | State::Done) {
@@ -1082,7 +1109,11 @@ impl<'a> Shard<'a> {
     /// The target and source address of the slot's connection: a stream goes where its
     /// owner's session is, from a source port of its own.
     fn connect_addrs(&self, r: usize, slot: u32) -> (usize, Option<SocketAddr>) {
-        if self.is_stream(r, slot) {
+        if self.is_reply(r, slot) {
+            // One connection per ring, from a port the kernel picks: it is not in the plan's
+            // port arithmetic, which counts the sessions' and streams' sockets.
+            (usize::from(self.rings[r].reply_target), None)
+        } else if self.is_stream(r, slot) {
             let owner = self.rings[r].conns[slot as usize].next_idle;
             let stream = self.stream_index(r, slot);
             (
@@ -1721,6 +1752,10 @@ impl<'a> Shard<'a> {
 
     /// Runs one event through the connection's machine and carries its actions out.
     fn run_event(&mut self, r: usize, slot: u32, event: Event) {
+        if self.is_reply(r, slot) {
+            self.run_reply_event(r, slot, event);
+            return;
+        }
         if self.is_stream(r, slot) {
             self.run_stream_event(r, slot, event);
             return;
@@ -1889,6 +1924,13 @@ impl<'a> Shard<'a> {
     /// What the response reader made of received bytes goes to the machine — under
     /// `--transport sse` a 202 first joins the reply that comes on the session's stream.
     fn deliver(&mut self, r: usize, slot: u32, fed: super::conn::Fed) {
+        if self.is_reply(r, slot) {
+            self.on_reply_fed(r, slot, fed);
+            return;
+        }
+        if !self.scratch.asked().is_empty() || !self.asked_seen.is_empty() {
+            self.answer_asked(r, slot, &fed);
+        }
         if self.plan.legacy_sse
             && let super::conn::Fed::Response(summary) = &fed
             && self.legacy_post_answered(r, slot, summary)
@@ -1960,6 +2002,7 @@ impl<'a> Shard<'a> {
                     | State::Awaiting
                     | State::Opening
                     | State::Streaming
+                    | State::Replying
             )
         }
     }
@@ -2155,7 +2198,11 @@ impl<'a> Shard<'a> {
         }
         conn.chain_pending = 0;
         self.open_conns -= 1;
-        if self.plan.legacy_sse && !self.is_stream(r, slot) {
+        let session_slot = !self.is_stream(r, slot) && !self.is_reply(r, slot);
+        if session_slot {
+            self.forget_asked(r, slot);
+        }
+        if self.plan.legacy_sse && session_slot {
             self.legacy_forget(r, slot);
         }
         self.run_event(r, slot, Event::Closed);

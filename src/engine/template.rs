@@ -146,6 +146,8 @@ pub struct TemplateConfig<'a> {
     /// The legacy HTTP+SSE transport (2024-11-05): requests go to the endpoint the session's
     /// stream named (its path and query, kept as the session id) instead of `path`.
     pub legacy_sse: bool,
+    /// The initialize's `capabilities` object (JSON): what `--client-reply` answers.
+    pub client_capabilities: &'a str,
 }
 
 fn write_user_headers(head: &mut Vec<u8>, config: &TemplateConfig<'_>) {
@@ -223,6 +225,54 @@ impl StreamOpenTemplate {
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
+    }
+}
+
+/// The POST that carries a client's answer to a server-to-client request (`reply_conn.rs`):
+/// a JSON-RPC response, answered 202 by the server. Encoded once per target; the session
+/// (its id, or under `--transport sse` its endpoint) and the body are written per reply.
+#[derive(Debug, Clone)]
+pub struct ReplyTemplate {
+    /// From ` HTTP/1.1` (the request target is written first) to the user headers' end.
+    head: Vec<u8>,
+    path: Vec<u8>,
+    legacy_sse: bool,
+}
+
+impl ReplyTemplate {
+    pub fn new(config: &TemplateConfig<'_>) -> ReplyTemplate {
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        head.extend_from_slice(config.host.as_bytes());
+        head.extend_from_slice(b"\r\n");
+        write_user_headers(&mut head, config);
+        head.extend_from_slice(
+            b"accept: application/json, text/event-stream\r\ncontent-type: application/json\r\nmcp-protocol-version: ",
+        );
+        head.extend_from_slice(config.protocol_version.as_bytes());
+        head.extend_from_slice(b"\r\n");
+        ReplyTemplate {
+            head,
+            path: config.path.as_bytes().to_vec(),
+            legacy_sse: config.legacy_sse,
+        }
+    }
+
+    /// Appends the POST of `body` for `session` (its `Mcp-Session-Id`, or the legacy
+    /// endpoint it POSTs to).
+    pub fn write(&self, out: &mut Vec<u8>, session: &[u8], body: &[u8]) {
+        out.extend_from_slice(b"POST ");
+        out.extend_from_slice(if self.legacy_sse { session } else { &self.path });
+        out.extend_from_slice(&self.head);
+        if !self.legacy_sse && !session.is_empty() {
+            out.extend_from_slice(b"mcp-session-id: ");
+            out.extend_from_slice(session);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Content-Length: ");
+        write_u64_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(body);
     }
 }
 
@@ -373,9 +423,9 @@ impl Template {
                 let mut version = Vec::new();
                 write_escaped_str(&mut version, config.protocol_version);
                 params.bytes(&version);
-                params.bytes(
-                    b",\"capabilities\":{},\"clientInfo\":{\"name\":\"mcpstorm\",\"version\":\"",
-                );
+                params.bytes(b",\"capabilities\":");
+                params.bytes(config.client_capabilities.as_bytes());
+                params.bytes(b",\"clientInfo\":{\"name\":\"mcpstorm\",\"version\":\"");
                 params.bytes(env!("CARGO_PKG_VERSION").as_bytes());
                 params.bytes(b"\"}");
             }
@@ -592,6 +642,7 @@ mod tests {
             path: "/sse",
             protocol_version: "2024-11-05",
             legacy_sse: true,
+            client_capabilities: "{}",
         };
         let mut out = Vec::new();
         let (mut rng, mut seq, lines) =
@@ -625,6 +676,37 @@ mod tests {
     }
 
     #[test]
+    fn client_replies_are_posts_of_their_body_to_the_session() {
+        let modern = ReplyTemplate::new(&config());
+        let mut out = Vec::new();
+        modern.write(&mut out, b"abc", br#"{"jsonrpc":"2.0","id":7,"result":{}}"#);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nmcp-session-id: abc\r\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "Content-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}"
+            ),
+            "{text}"
+        );
+        let legacy = ReplyTemplate::new(&TemplateConfig {
+            legacy_sse: true,
+            ..config()
+        });
+        let mut out = Vec::new();
+        legacy.write(&mut out, b"/messages?session_id=9", b"{}");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("POST /messages?session_id=9 HTTP/1.1\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("mcp-session-id"), "{text}");
+    }
+
+    #[test]
     fn stream_open_requests_by_era() {
         let config = |version| TemplateConfig {
             headers: &[],
@@ -632,6 +714,7 @@ mod tests {
             path: "/mcp",
             protocol_version: version,
             legacy_sse: false,
+            client_capabilities: "{}",
         };
         let mut out = Vec::new();
         StreamOpenTemplate::new(&config("2025-11-25")).write(&mut out, b"S1", b"7");
@@ -668,6 +751,7 @@ mod tests {
             path: "/mcp",
             protocol_version: "2025-11-25",
             legacy_sse: false,
+            client_capabilities: "{}",
         }
     }
 

@@ -465,6 +465,13 @@ svg .legend {{ font-size: 12px; fill: #1d2329; }} svg .grid {{ stroke: #edf0f3; 
     if let Some(streams) = &streams {
         html.push_str(streams);
     }
+    if let Some(asked) = &report.server_requests {
+        let _ = write!(
+            html,
+            r#"<h2>Server-to-client requests</h2><p class="note">{}</p>"#,
+            escape(&super::text::server_requests_line(asked))
+        );
+    }
     html.push_str("<h2>Phases</h2><table><tr><th>phase</th><th class=\"l\">status</th><th>time</th><th>sessions held</th><th>requests</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>errors</th><th class=\"l\">generator</th></tr>");
     for p in &report.phases {
         let has_latency = p.latency_us.count > 0;

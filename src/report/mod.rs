@@ -501,6 +501,38 @@ pub struct PhaseReport {
     /// `--streams`: the sessions' server-to-client streams in this phase.
     #[serde(default)]
     pub streams: Option<StreamsReport>,
+    /// Server-to-client requests in this phase and the client's answers (absent when the
+    /// server sent none).
+    #[serde(default)]
+    pub server_requests: Option<ServerRequestsReport>,
+}
+
+/// Server-to-client requests (`ping`, `roots/list`, `sampling/createMessage`,
+/// `elicitation/create`, …) — on a session's stream or on a POST's response stream — and the
+/// client's answers (`--client-reply`), each POSTed on its ring's reply connection.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct ServerRequestsReport {
+    /// Requests received (`on_streams + on_responses`).
+    pub received: u64,
+    /// Of those, on a `--streams` stream.
+    pub on_streams: u64,
+    /// Of those, on the event stream of a POST's response (the call waits for the answer).
+    pub on_responses: u64,
+    pub by_method: BTreeMap<String, u64>,
+    /// Answers POSTed, second tries included.
+    pub replies_sent: u64,
+    /// Answers the server took (2xx).
+    pub replies_accepted: u64,
+    /// Answers the server answered with another status.
+    pub replies_refused: u64,
+    /// Answers never taken (lost twice with their connection, past the queue's bound, or
+    /// still waiting at the end of the run).
+    pub replies_lost: u64,
+    /// Reply-connection failures by cause (connect, tls, timeout, reset, response).
+    pub reply_errors_by_cause: BTreeMap<String, u64>,
+    /// Request received → the server took the answer (2xx): the client's share of the
+    /// round trip the server waits on.
+    pub reply_latency_us: Percentiles,
 }
 
 /// `--streams`: each chosen session's server-to-client stream (GET, or
@@ -529,7 +561,7 @@ pub struct StreamsReport {
     /// host, or synchronized).
     pub notification_latency_us: Percentiles,
     /// Server-to-client requests that came on the streams (ping, roots/list, sampling,
-    /// elicitation): counted, not answered.
+    /// elicitation); their answers are in `server_requests`.
     pub requests_received: u64,
     /// The fan-out latency histogram: HdrHistogram V2 + deflate, base64.
     pub notification_histogram: Option<String>,
@@ -573,6 +605,7 @@ impl PhaseReport {
             histogram: None,
             note: None,
             streams: None,
+            server_requests: None,
         }
     }
 }
@@ -692,6 +725,9 @@ pub struct RunReport {
     /// `--streams`: the streams over the whole run (absent when off).
     #[serde(default)]
     pub streams: Option<StreamsReport>,
+    /// Server-to-client requests over the whole run (absent when the server sent none).
+    #[serde(default)]
+    pub server_requests: Option<ServerRequestsReport>,
     /// What discovery at baseline did before the first phase (absent with `--no-discovery`):
     /// its session and requests reach the server but are in no phase's figures.
     pub discovery: Option<DiscoveryReport>,
@@ -1070,6 +1106,29 @@ pub fn sample_report() -> RunReport {
             rings: 2,
             conn_slot_bytes: 104,
         },
+        server_requests: Some(ServerRequestsReport {
+            received: 12,
+            on_streams: 2,
+            on_responses: 10,
+            by_method: [
+                ("sampling/createMessage".to_string(), 10),
+                ("ping".to_string(), 2),
+            ]
+            .into_iter()
+            .collect(),
+            replies_sent: 13,
+            replies_accepted: 11,
+            replies_refused: 0,
+            replies_lost: 1,
+            reply_errors_by_cause: [("reset".to_string(), 2)].into_iter().collect(),
+            reply_latency_us: Percentiles {
+                count: 11,
+                p50: 90,
+                p95: 300,
+                p99: 400,
+                max: 410,
+            },
+        }),
         streams: Some(StreamsReport {
             planned: Some(1000),
             held: 1000,
@@ -1177,8 +1236,16 @@ mod render_tests {
             text.contains("streams: 1,000 of 1,000 held at most, 1,010 opened (10 reopens), 10 failed (reset 10); notifications 60,000 (notifications/message 60,000); fan-out latency p50 400 µs / p95 700 µs / p99 800 µs / max 1.2 ms (whole run)"),
             "{text}"
         );
+        assert!(
+            text.contains("server-to-client requests: 12 received (10 on response streams, 2 on streams: sampling/createMessage 10, ping 2); answers: 11 taken, 0 refused, 1 lost of 13 sent (connection failures: reset 2); request → answer taken p50 90 µs / p99 400 µs / max 410 µs (whole run)"),
+            "{text}"
+        );
         let html = html::render(&sample_report());
         assert!(html.contains("<h2>Streams</h2>"), "{html}");
+        assert!(
+            html.contains("<h2>Server-to-client requests</h2>"),
+            "{html}"
+        );
         assert!(html.contains("Fan-out latency per second"), "{html}");
     }
 

@@ -80,6 +80,9 @@ pub fn render(report: &RunReport) -> String {
     if let Some(streams) = &report.streams {
         let _ = writeln!(out, "{} (whole run)\n", streams_line(streams));
     }
+    if let Some(asked) = &report.server_requests {
+        let _ = writeln!(out, "{} (whole run)\n", server_requests_line(asked));
+    }
     if let Some(discovery) = &report.discovery {
         let mirrored = if discovery.mirrored_tools.is_empty() {
             String::new()
@@ -392,6 +395,9 @@ pub fn phase_details(phase: &PhaseReport) -> Vec<String> {
     if let Some(streams) = &phase.streams {
         lines.push(streams_line(streams));
     }
+    if let Some(asked) = &phase.server_requests {
+        lines.push(server_requests_line(asked));
+    }
     if let Some(memory) = &phase.memory {
         let mut parts = Vec::new();
         let who = |name: &str, grown: Option<f64>, total: Option<f64>, peak: Option<f64>| {
@@ -609,8 +615,54 @@ pub fn streams_line(s: &super::StreamsReport) -> String {
     if s.requests_received > 0 {
         let _ = write!(
             line,
-            "; {} server-to-client requests (not answered)",
+            "; {} server-to-client requests",
             format_count(s.requests_received)
+        );
+    }
+    line
+}
+
+/// `server requests: N received (…) by method; answers: taken, refused, lost; latency`.
+pub fn server_requests_line(s: &super::ServerRequestsReport) -> String {
+    let mut line = format!(
+        "server-to-client requests: {} received ({} on response streams, {} on streams",
+        format_count(s.received),
+        format_count(s.on_responses),
+        format_count(s.on_streams)
+    );
+    if !s.by_method.is_empty() {
+        let mut methods: Vec<(&String, &u64)> = s.by_method.iter().collect();
+        methods.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let methods: Vec<String> = methods
+            .iter()
+            .map(|(m, n)| format!("{m} {}", format_count(**n)))
+            .collect();
+        let _ = write!(line, ": {}", methods.join(", "));
+    }
+    let _ = write!(
+        line,
+        "); answers: {} taken, {} refused, {} lost of {} sent",
+        format_count(s.replies_accepted),
+        format_count(s.replies_refused),
+        format_count(s.replies_lost),
+        format_count(s.replies_sent)
+    );
+    if !s.reply_errors_by_cause.is_empty() {
+        let causes: Vec<String> = s
+            .reply_errors_by_cause
+            .iter()
+            .map(|(c, n)| format!("{c} {}", format_count(*n)))
+            .collect();
+        let _ = write!(line, " (connection failures: {})", causes.join(", "));
+    }
+    let l = &s.reply_latency_us;
+    if l.count > 0 {
+        let _ = write!(
+            line,
+            "; request → answer taken p50 {} / p99 {} / max {}",
+            format_us(l.p50),
+            format_us(l.p99),
+            format_us(l.max)
         );
     }
     line

@@ -222,6 +222,37 @@ pub fn fill(
         .flatten();
     let streams = streams_of(m, None);
     report.streams = (streams != report::StreamsReport::default()).then_some(streams);
+    report.server_requests = server_requests_of(m);
+}
+
+/// The server-to-client requests and answers of merged metrics (None when there were none).
+pub fn server_requests_of(m: &ShardMetrics) -> Option<report::ServerRequestsReport> {
+    let on_streams = m.get(Counter::stream_requests_received);
+    let on_responses = m.get(Counter::server_requests_on_responses);
+    let lost = m.get(Counter::client_replies_lost);
+    if on_streams + on_responses + lost == 0 {
+        return None;
+    }
+    Some(report::ServerRequestsReport {
+        received: on_streams + on_responses,
+        on_streams,
+        on_responses,
+        by_method: m
+            .server_requests_by_method
+            .iter()
+            .map(|(method, n)| (method.to_string(), *n))
+            .collect(),
+        replies_sent: m.get(Counter::client_replies_sent),
+        replies_accepted: m.get(Counter::client_replies_accepted),
+        replies_refused: m.get(Counter::client_replies_refused),
+        replies_lost: lost,
+        reply_errors_by_cause: m
+            .client_reply_errors_by_cause()
+            .into_iter()
+            .map(|(cause, n)| (cause.to_string(), n))
+            .collect(),
+        reply_latency_us: Percentiles::of(&m.client_reply_latency),
+    })
 }
 
 /// The streams' figures of merged metrics (`planned` for the whole run's).

@@ -392,6 +392,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
             conn_slot_bytes: crate::engine::conn::CONN_BYTES,
         },
         streams,
+        server_requests: super::figures::server_requests_of(&whole_run),
         discovery,
         could_not_run,
     })

@@ -3,6 +3,10 @@
 
 Tools: echo(text) -> text, add(a, b) -> number (add(2, 3) renders as "5"), sleep(ms) -> "slept <ms>ms",
 search(q, n) -> text (records q), touch(uri) -> a resource update on the session's GET stream,
+ping_client() -> "pong" once the client answered a ping sent on its GET stream,
+ask_roots(expect) -> the client's first root, from roots/list on its GET stream (a tool error
+unless it is `expect`), ask_model(prompt) -> the client's sampling/createMessage answer, asked on
+the call's own response stream (the call waits for it),
 seen() -> JSON of how many distinct search queries and item ids
 it has been asked for (a test checks generated arguments on the server side).
 Resources: docs://readme, items://{id} (a template; records id). Prompt: greet(name).
@@ -25,7 +29,7 @@ import sys
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.types import Completion
+from mcp.types import Completion, SamplingMessage, TextContent
 
 
 def build_server() -> MCPServer:
@@ -68,6 +72,35 @@ def build_server() -> MCPServer:
         the call's own response): what a client holding that stream must receive."""
         await ctx.session.send_resource_updated(uri)
         return f"touched {uri}"
+
+    @server.tool()
+    async def ping_client(ctx: Context) -> str:
+        """Pings the client on its GET stream (no related request: the standalone channel) and
+        answers once the client's reply came back on another POST."""
+        await asyncio.wait_for(ctx.session.send_ping(), timeout=20)
+        return "pong"
+
+    @server.tool()
+    async def ask_roots(expect: str, ctx: Context) -> str:
+        """Asks the client for its roots on the GET stream; fails unless the first is `expect`."""
+        result = await asyncio.wait_for(ctx.session.list_roots(), timeout=20)
+        first = str(result.roots[0].uri) if result.roots else ""
+        if first != expect:
+            raise ValueError(f"first root {first!r}, expected {expect!r}")
+        return first
+
+    @server.tool()
+    async def ask_model(prompt: str, ctx: Context) -> str:
+        """Asks the client's model on this call's own response stream, then answers with its text."""
+        result = await asyncio.wait_for(
+            ctx.session.create_message(
+                messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+                max_tokens=16,
+                related_request_id=ctx.request_id,
+            ),
+            timeout=20,
+        )
+        return getattr(result.content, "text", "")
 
     @server.resource("docs://readme", mime_type="text/markdown")
     def readme() -> str:

@@ -40,12 +40,14 @@ struct ReadCtx<'a> {
     /// `--transport sse`: the endpoint and the replies go to the session (else a response
     /// on a stream is one nobody asked for there).
     legacy: Option<&'a mut Vec<super::legacy::LegacyEvent>>,
+    /// Server-to-client requests on the stream, answered once the read is done.
+    asked: &'a mut Vec<crate::engine::response::AskedRequest>,
 }
 
 impl<'a> Shard<'a> {
     /// Whether the slot is a stream connection (after the ring's sessions).
     pub(super) fn is_stream(&self, r: usize, slot: u32) -> bool {
-        slot >= self.rings[r].sessions
+        slot >= self.rings[r].sessions && slot < self.rings[r].reply_slot
     }
 
     /// The owner's session is established (or, sessionless, ready): open its stream if it
@@ -266,6 +268,7 @@ impl<'a> Shard<'a> {
             now_unix_us: self.unix_epoch_us + self.now_ns / 1000,
             second_notifications: &mut self.second_notifications,
             legacy: self.plan.legacy_sse.then_some(&mut self.legacy_events),
+            asked: &mut self.stream_asked,
         };
         let read = read(
             &mut conns[slot as usize],
@@ -298,6 +301,14 @@ impl<'a> Shard<'a> {
         }
         if self.plan.legacy_sse {
             self.on_legacy_events(r, slot);
+        }
+        if !self.stream_asked.is_empty() {
+            let asked = std::mem::take(&mut self.stream_asked);
+            for request in &asked {
+                self.answer_server_request(r, slot, &request.id, &request.method);
+            }
+            self.stream_asked = asked;
+            self.stream_asked.clear();
         }
         self.execute_stream(r, slot, &mut actions);
         self.stream_actions = actions;
@@ -391,6 +402,7 @@ fn read_events(
     let now_unix_us = ctx.now_unix_us;
     let second_notifications = &mut *ctx.second_notifications;
     let mut legacy = ctx.legacy.as_deref_mut();
+    let asked = &mut *ctx.asked;
     let mut retry_ms = None;
     let fed = reader.feed(bytes, data, &mut |item| match item {
         StreamItem::Notification { method, sent_at_us } => {
@@ -403,7 +415,17 @@ fn read_events(
                 metrics.second_notification.saturating_record(latency_us);
             }
         }
-        StreamItem::Request { .. } => metrics.incr(Counter::stream_requests_received),
+        StreamItem::Request { id, method } => {
+            metrics.incr(Counter::stream_requests_received);
+            if asked.len() < crate::engine::response::ASKED_PER_RESPONSE_MAX {
+                asked.push(crate::engine::response::AskedRequest {
+                    id: id.to_vec(),
+                    method: method.to_string(),
+                });
+            } else {
+                metrics.incr(Counter::client_replies_lost);
+            }
+        }
         StreamItem::Response(body) => match legacy.as_mut() {
             Some(events) => events.push(super::legacy::LegacyEvent::Reply(body)),
             None => metrics.incr(Counter::stream_error_malformed_event),

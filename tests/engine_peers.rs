@@ -316,7 +316,7 @@ fn every_session_holds_a_get_stream_of_the_python_sdk_and_receives_its_updates()
 /// since the session's own is awaiting the call.
 #[test]
 fn python_sdk_requests_on_streams_and_on_calls_are_answered() {
-    let server = PyServer::start(&[]);
+    let server = PyServer::start(&["--asks-client"]);
     let run = common::run_mcpstorm(&[
         &server.url,
         "--phases",

@@ -376,3 +376,40 @@ fn calls_that_ask_the_client_complete_at_load() {
     assert_eq!(count(&stats, "client_answers_routed"), sent, "{stats}");
     assert_eq!(count(&stats, "client_answers_timed_out"), 0, "{stats}");
 }
+
+/// The same over TLS and with single-shot receives (`--recv armed`), against the embedded
+/// server: the reply connection has its own TLS handshake and arms its own receives.
+#[test]
+fn calls_that_ask_the_client_complete_over_tls_and_armed_receives() {
+    for extra in ["--tls", "--recv=armed"] {
+        let run = run_mcpstorm(&[
+            extra,
+            "--phases",
+            "sustained",
+            "--duration",
+            "1s",
+            "--connections",
+            "40",
+            "--shards",
+            "1",
+            "--rate",
+            "100",
+            "--mix",
+            "tools/call=test_sampling",
+            "--args",
+            r#"test_sampling={"prompt":"hi"}"#,
+            "--no-discovery",
+            "--quiet",
+            "--sla",
+            SLA_OFF,
+        ]);
+        assert_eq!(run.code, Some(0), "{extra}: {}", run.output);
+        let requests = &run.report["phases"][2]["requests"];
+        let sent = count(requests, "sent");
+        assert!(sent >= 50, "{extra}: {}", run.output);
+        assert_eq!(count(requests, "ok"), sent, "{extra}: {}", run.output);
+        let asked = &run.report["server_requests"];
+        assert_eq!(count(asked, "on_responses"), sent, "{extra}: {asked}");
+        assert_eq!(count(asked, "replies_accepted"), sent, "{extra}: {asked}");
+    }
+}

@@ -7,7 +7,9 @@
 //! Both eras: 2025 versions `initialize` and keep `Mcp-Session-Id`; 2026-07-28 sends the
 //! `_meta` envelope and the `Mcp-Method`/`Mcp-Name` headers on every request. A request the
 //! server sends on a response stream (sampling, elicitation) is refused with a JSON-RPC error
-//! POSTed back at once, so a tool that asks its client does not hang the probe.
+//! POSTed back at once, so a tool that asks its client does not hang the probe. A response
+//! stream the server ends before the answer, after an `id:`, is resumed by GET with
+//! `Last-Event-ID` once its `retry:` has passed (SEP-1699).
 
 use crate::engine::headers::RequestHeader;
 use crate::engine::plan::Target;
@@ -312,19 +314,54 @@ impl ProbeClient {
                 .write_all(&bytes)
                 .map_err(|e| ProbeError::Io(format!("send: {e}")))?;
         }
-        let (answer, reusable) = self.read_answer(&mut stream, want)?;
+        let (answer, reusable, mut resume) = self.read_answer(&mut stream, want)?;
         if reusable {
             self.stream = Some(stream);
+        }
+        let mut resumes = 0;
+        // SEP-1699: a response stream the server ended before the answer, after an event id,
+        // is resumed by GET with Last-Event-ID once its `retry:` has passed.
+        while answer.is_none()
+            && want.is_some()
+            && let Some(point) = resume.take()
+        {
+            resumes += 1;
+            if resumes > RESUMES_MAX {
+                return Err(ProbeError::Protocol(format!(
+                    "the response stream ended {RESUMES_MAX} times without the answer"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(
+                point.retry_ms.min(RESUME_RETRY_MAX_MS),
+            ));
+            let mut stream = self.connect()?;
+            let mut extra: Vec<(&str, &str)> = vec![("Last-Event-ID", &point.last_event_id)];
+            let session = self.session.clone();
+            if let Some(session) = &session {
+                extra.push(("Mcp-Session-Id", session));
+            }
+            let head = self.head("GET", &extra, 0);
+            self.requests_sent += 1;
+            stream
+                .write_all(head.as_bytes())
+                .map_err(|e| ProbeError::Io(format!("send: {e}")))?;
+            let (resumed, _, next) = self.read_answer(&mut stream, want)?;
+            // The GET stream stays open after the answer: its connection is not reused.
+            if resumed.is_some() {
+                return Ok(resumed);
+            }
+            resume = next;
         }
         Ok(answer)
     }
 
-    /// Reads one response; `true` beside the answer when the connection may carry another.
+    /// Reads one response; `true` beside the answer when the connection may carry another,
+    /// and where to resume an event stream that ended without the answer.
     fn read_answer(
         &mut self,
         stream: &mut Box<dyn Stream>,
         want: Option<u64>,
-    ) -> Result<(Option<Value>, bool), ProbeError> {
+    ) -> Result<(Option<Value>, bool, Option<ResumePoint>), ProbeError> {
         let mut buf = Vec::with_capacity(4096);
         let mut chunk = [0u8; 16 * 1024];
         // The whole answer within the timeout: a server trickling bytes cannot hold the probe.
@@ -364,6 +401,9 @@ impl ProbeClient {
         let mut event = Vec::new();
         let mut found: Option<Value> = None;
         let mut whole = Vec::new();
+        let mut event_id = Vec::new();
+        let mut last_event_id: Option<String> = None;
+        let mut retry_ms = RESUME_RETRY_DEFAULT_MS;
         loop {
             let mut plain = Vec::new();
             let done = body.feed(&buf, &mut plain)?;
@@ -373,6 +413,16 @@ impl ProbeClient {
                 sse.feed(&plain, &mut |item| match item {
                     SseItem::DataFragment(data) => event.extend_from_slice(data),
                     SseItem::Dispatch { .. } => events.push(std::mem::take(&mut event)),
+                    SseItem::Id { fragment, first } => {
+                        if first {
+                            event_id.clear();
+                        }
+                        event_id.extend_from_slice(fragment);
+                    }
+                    SseItem::IdEnd { valid: true } => {
+                        last_event_id = Some(String::from_utf8_lossy(&event_id).into_owned());
+                    }
+                    SseItem::Retry { delay_ms } => retry_ms = delay_ms,
                     _ => {}
                 });
                 for data in events {
@@ -387,7 +437,7 @@ impl ProbeClient {
                 }
                 if found.is_some() {
                     // The stream may stay open after the answer: this connection is done.
-                    return Ok((found, done && keep_alive));
+                    return Ok((found, done && keep_alive, None));
                 }
             } else {
                 whole.extend_from_slice(&plain);
@@ -401,6 +451,10 @@ impl ProbeClient {
                 if body.until_close() {
                     break;
                 }
+                if kind == ContentKind::EventStream && last_event_id.is_some() {
+                    // Cut off mid-stream after an event id: resumable as an ended one is.
+                    break;
+                }
                 return Err(ProbeError::Io("the server closed mid-response".into()));
             }
             buf.extend_from_slice(&chunk[..n]);
@@ -408,12 +462,19 @@ impl ProbeClient {
         if kind == ContentKind::Json && !whole.is_empty() {
             let message: Value = serde_json::from_slice(&whole)
                 .map_err(|e| ProbeError::Protocol(format!("body is not JSON: {e}")))?;
-            return Ok((Some(message), keep_alive));
+            return Ok((Some(message), keep_alive, None));
         }
         if want.is_some() && !(200..300).contains(&status) {
             return Err(ProbeError::Http(status));
         }
-        Ok((None, keep_alive && !body.until_close()))
+        let resume = (kind == ContentKind::EventStream)
+            .then_some(last_event_id)
+            .flatten()
+            .map(|last_event_id| ResumePoint {
+                last_event_id,
+                retry_ms,
+            });
+        Ok((None, keep_alive && !body.until_close(), resume))
     }
 
     /// A request the server sent on a response stream: refused at once (the probe lends no
@@ -429,6 +490,22 @@ impl ProbeClient {
         self.stream = saved;
     }
 }
+
+/// Where an event stream that ended without the answer resumes (SEP-1699).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ResumePoint {
+    /// The last `id:` the stream carried: sent back as `Last-Event-ID`.
+    last_event_id: String,
+    /// The stream's last `retry:`, or [`RESUME_RETRY_DEFAULT_MS`].
+    retry_ms: u64,
+}
+
+/// Resumes of one answer's stream before the probe gives up on it.
+const RESUMES_MAX: u32 = 3;
+/// Wait before a resume when the stream named none (the spec leaves it to the client).
+const RESUME_RETRY_DEFAULT_MS: u64 = 1000;
+/// Longest `retry:` honoured (a server cannot park the probe for longer).
+const RESUME_RETRY_MAX_MS: u64 = 10_000;
 
 fn read_some(stream: &mut Box<dyn Stream>, chunk: &mut [u8]) -> Result<usize, ProbeError> {
     loop {

@@ -144,6 +144,12 @@ pub struct LoadSection {
     pub tool_args: Option<ArgsValue>,
     /// The weighted mix; each entry has its own latency figures.
     pub mix: Option<Vec<MixEntry>>,
+    /// Share of the sessions that also hold their server-to-client stream: `all`, `off` or
+    /// `N%` (`--streams`).
+    pub streams: Option<String>,
+    /// The client's answers to server-to-client requests, by method: the result object
+    /// (`--client-reply METHOD=JSON`; the initialize then declares the method's capability).
+    pub client_replies: Option<std::collections::BTreeMap<String, ArgsValue>>,
 }
 
 /// One entry of the mix.
@@ -368,6 +374,13 @@ impl ScenarioFile {
             if let Some(mix) = &l.mix {
                 args.mix(mix)?;
             }
+            args.value("--streams", &l.streams);
+            for (method, result) in l.client_replies.iter().flatten() {
+                args.pair(
+                    "--client-reply",
+                    &format!("{method}={}", result.json_text()),
+                );
+            }
         }
         if let Some(f) = &self.fault {
             args.value("--fault", &f.kind);
@@ -532,6 +545,25 @@ mod tests {
         assert!(args.iter().any(|a| a.starts_with("--sla=")), "{args:?}");
         // The example runs against the embedded server: no URL.
         assert!(!args.iter().any(|a| a == "--"), "{args:?}");
+    }
+
+    #[test]
+    fn streams_and_client_replies_stand_for_their_flags() {
+        let file = parse(
+            "[load]\nstreams = \"25%\"\n[load.client_replies]\n\"roots/list\" = { roots = [{ uri = \"file:///w\" }] }\nping = '{}'\n",
+        )
+        .unwrap();
+        let args = file.to_args(true).unwrap();
+        assert!(args.iter().any(|a| a == "--streams=25%"), "{args:?}");
+        assert!(
+            args.iter()
+                .any(|a| a == r#"--client-reply=roots/list={"roots":[{"uri":"file:///w"}]}"#),
+            "{args:?}"
+        );
+        assert!(
+            args.iter().any(|a| a == "--client-reply=ping={}"),
+            "{args:?}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 Tools: echo(text) -> text, add(a, b) -> number (add(2, 3) renders as "5"), sleep(ms) -> "slept <ms>ms",
 search(q, n) -> text (records q), touch(uri) -> a resource update on the session's GET stream,
-ping_client() -> "pong" once the client answered a ping sent on its GET stream,
+with --asks-client also: ping_client() -> "pong" once the client answered a ping sent on its GET stream,
 ask_roots(expect) -> the client's first root, from roots/list on its GET stream (a tool error
 unless it is `expect`), ask_model(prompt) -> the client's sampling/createMessage answer, asked on
 the call's own response stream (the call waits for it),
@@ -13,7 +13,7 @@ Resources: docs://readme, items://{id} (a template; records id). Prompt: greet(n
 Completion: greet's name from a fixed list.
 Endpoint: http://HOST:PORT/mcp (Streamable HTTP).
 
-    py_server.py --port P [--host 127.0.0.1] [--json-response] [--stateless] [--sse]
+    py_server.py --port P [--host 127.0.0.1] [--json-response] [--stateless] [--sse] [--asks-client]
 
 Prints `py_server: listening on http://HOST:PORT/mcp` (flushed) once uvicorn accepts connections.
 Install the SDK with tools/peers/setup-python.sh and run with the venv's python.
@@ -32,7 +32,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import Completion, SamplingMessage, TextContent
 
 
-def build_server() -> MCPServer:
+def build_server(asks_client: bool = False) -> MCPServer:
     server = MCPServer("mcpstorm-py-peer")
 
     @server.tool()
@@ -73,6 +73,37 @@ def build_server() -> MCPServer:
         await ctx.session.send_resource_updated(uri)
         return f"touched {uri}"
 
+    if asks_client:
+        add_asking_tools(server)
+
+    @server.resource("docs://readme", mime_type="text/markdown")
+    def readme() -> str:
+        """About this peer."""
+        return "# py peer"
+
+    @server.resource("items://{id}", mime_type="application/json")
+    def item(id: str) -> str:
+        """An item by id: records the id."""
+        seen_items.add(id)
+        return json.dumps({"id": id})
+
+    @server.prompt()
+    def greet(name: str) -> str:
+        """Greets someone."""
+        return f"Hello, {name}!"
+
+    @server.completion()
+    async def complete(ref, argument, context):
+        names = ["Ada", "Alan", "Barbara", "Grace"]
+        return Completion(values=[n for n in names if n.lower().startswith(argument.value.lower())])
+
+    return server
+
+
+def add_asking_tools(server: MCPServer) -> None:
+    """The tools that ask their client (`--asks-client`): a client that answers no
+    server-to-client request, or holds no GET stream, waits on them until their timeout."""
+
     @server.tool()
     async def ping_client(ctx: Context) -> str:
         """Pings the client on its GET stream (no related request: the standalone channel) and
@@ -102,29 +133,6 @@ def build_server() -> MCPServer:
         )
         return getattr(result.content, "text", "")
 
-    @server.resource("docs://readme", mime_type="text/markdown")
-    def readme() -> str:
-        """About this peer."""
-        return "# py peer"
-
-    @server.resource("items://{id}", mime_type="application/json")
-    def item(id: str) -> str:
-        """An item by id: records the id."""
-        seen_items.add(id)
-        return json.dumps({"id": id})
-
-    @server.prompt()
-    def greet(name: str) -> str:
-        """Greets someone."""
-        return f"Hello, {name}!"
-
-    @server.completion()
-    async def complete(ref, argument, context):
-        names = ["Ada", "Alan", "Barbara", "Grace"]
-        return Completion(values=[n for n in names if n.lower().startswith(argument.value.lower())])
-
-    return server
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,6 +145,11 @@ def main() -> int:
         action="store_true",
         help="the legacy HTTP+SSE transport (2024-11-05): GET /sse, POST /messages/",
     )
+    ap.add_argument(
+        "--asks-client",
+        action="store_true",
+        help="also list ping_client, ask_roots and ask_model (tools that ask their client)",
+    )
     ap.add_argument("--log-level", default="WARNING", help="uvicorn/SDK log level (default WARNING)")
     args = ap.parse_args()
 
@@ -148,7 +161,7 @@ def main() -> int:
 
     import uvicorn
 
-    server = build_server()
+    server = build_server(asks_client=args.asks_client)
     # Same app MCPServer.run(transport="streamable-http", host=, port=, json_response=,
     # stateless_http=) builds (mcp 2.3.0: run -> run_streamable_http_async -> streamable_http_app),
     # driven here by our own uvicorn.Server so we can print once it is really listening.

@@ -27,6 +27,11 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Render a saved run report (`--json FILE`) again: text on stdout, optionally HTML.
     Report(ReportArgs),
+    /// Add the segments of one run (`run --segment I/N --json FILE` on each host) into one
+    /// report: counters summed, latencies from the segments' histograms added (exact), a row
+    /// per segment, the SLA judged on the merged figures; exit code as `run`. Merged
+    /// reports merge again (merge of merges = merge of all).
+    Merge(MergeArgs),
     /// Write a commented scenario file for `run --config` that runs as is against the
     /// embedded server.
     Init(InitArgs),
@@ -98,12 +103,32 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Segment reports (`run --segment I/N --json FILE`) or reports merged before.
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Write the merged HTML report here.
+    #[arg(long)]
+    pub html: Option<std::path::PathBuf>,
+    /// SLA bounds over the defaults, as `run --sla` (give the segments' own).
+    #[arg(long)]
+    pub sla: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Target MCP endpoint(s) the run would use; none = the embedded server on this host.
     pub urls: Vec<String>,
     /// Connections the run would hold.
     #[arg(long, default_value = "100k", value_parser = parse_count)]
     pub connections: u64,
+    /// The run is split into this many segments (`run --segment I/N`, one per load host):
+    /// say what each host needs for its share (the largest), the server on a host of its own.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub segments: u32,
     /// Source addresses the run would bind, e.g. 127.0.0.2-127.0.0.9.
     #[arg(long)]
     pub source_ips: Option<String>,
@@ -324,6 +349,25 @@ pub struct RunArgs {
     /// open stream this often (its --notify-every), so fan-out latency is measured.
     #[arg(long, value_parser = parse_duration)]
     pub notify_every: Option<Duration>,
+    /// Carry segment I of N of the run (0-based): a deterministic share of the connections,
+    /// of every rate and of the source ports, so N processes with the same options (on N
+    /// hosts) offer together what one run would; `mcpstorm merge` adds their reports.
+    #[arg(long, value_name = "I/N", conflicts_with = "segment_from_env")]
+    pub segment: Option<String>,
+    /// Read the segment index from this environment variable (JOB_COMPLETION_INDEX of a
+    /// Kubernetes Indexed Job, SLURM_ARRAY_TASK_ID of a Slurm array); needs --segments.
+    #[arg(long, value_name = "VAR", requires = "segments")]
+    pub segment_from_env: Option<String>,
+    /// How many segments the run has (with --segment-from-env).
+    #[arg(long, value_name = "N")]
+    pub segments: Option<u32>,
+    /// The first index --segment-from-env's variable takes (a Slurm array 1-3: 1).
+    #[arg(long, value_name = "B", default_value_t = 0)]
+    pub segment_base: u32,
+    /// Begin the phases at this UNIX time (seconds, fractions allowed): the common start of
+    /// a run's segments. A segment started after it says how late it was.
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub start_at: Option<f64>,
     /// Answer server-to-client requests of METHOD with this JSON result (repeatable), e.g.
     /// sampling/createMessage='{"role":"assistant","content":{"type":"text","text":"ok"},"model":"m"}'.
     /// Every request the server sends — on a session's stream or on a POST's response stream —

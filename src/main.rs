@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => probe(args),
         Command::Doctor(args) => doctor(args),
         Command::Report(args) => report(args),
+        Command::Merge(args) => merge(args),
         Command::FaultGuard { spec } => {
             ExitCode::from(mcpstorm::netfault::guard::main(&spec).clamp(0, 255) as u8)
         }
@@ -216,6 +217,41 @@ fn report(args: ReportArgs) -> ExitCode {
     ExitCode::from(report.exit_code())
 }
 
+/// `mcpstorm merge`: one report from a run's segments (exit as `run`; 2 when they cannot be
+/// merged).
+fn merge(args: mcpstorm::cli::MergeArgs) -> ExitCode {
+    let mut sla = mcpstorm::report::sla::SlaSpec::default();
+    if let Err(e) = args.sla.iter().try_for_each(|text| sla.apply(text)) {
+        eprintln!("mcpstorm merge: {e}");
+        return ExitCode::from(2);
+    }
+    let mut reports = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        match mcpstorm::report::load(file) {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                eprintln!("mcpstorm merge: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let merged = match mcpstorm::report::merge::merge(&reports, &sla) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("mcpstorm {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", mcpstorm::report::text::render(&merged));
+    if let Err(e) =
+        mcpstorm::report::write_files(&merged, args.json.as_deref(), args.html.as_deref())
+    {
+        eprintln!("mcpstorm merge: {e}");
+        return ExitCode::from(2);
+    }
+    ExitCode::from(merged.exit_code())
+}
+
 /// `mcpstorm doctor`: exit 0 when nothing blocks the connection count, 1 when something does,
 /// 2 when the options are wrong.
 fn doctor(args: DoctorArgs) -> ExitCode {
@@ -238,9 +274,26 @@ fn doctor(args: DoctorArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    let target_on_this_host = targets
-        .iter()
-        .all(|t| t.ip().is_loopback() || is_local(t.ip()));
+    if args.segments == 0 || args.segments > mcpstorm::engine::segment::SEGMENTS_MAX {
+        eprintln!(
+            "mcpstorm doctor: --segments 1 to {}",
+            mcpstorm::engine::segment::SEGMENTS_MAX
+        );
+        return ExitCode::from(2);
+    }
+    let segmented = args.segments > 1;
+    // Each host's need: the largest share (segment 0 takes the remainder first).
+    let segment = mcpstorm::engine::segment::ExecutionSegment {
+        index: 0,
+        count: args.segments,
+    };
+    let connections = segment.share(args.connections);
+    let connect_rate = segment.share(args.connect_rate);
+    // Split over load hosts, the server is on none of them (`run` needs its URL then).
+    let target_on_this_host = !segmented
+        && targets
+            .iter()
+            .all(|t| t.ip().is_loopback() || is_local(t.ip()));
     targets.sort();
     targets.dedup();
     let source_ips = match args
@@ -256,15 +309,15 @@ fn doctor(args: DoctorArgs) -> ExitCode {
         }
     };
     let streams = u64::from(mcpstorm::engine::plan::streams_among(
-        args.connections.min(u64::from(u32::MAX)) as u32,
+        connections.min(u64::from(u32::MAX)) as u32,
         args.streams,
     ));
     let need = Need {
-        connections: args.connections + streams,
+        connections: connections + streams,
         streams,
         targets: targets.len() as u64,
         source_ips,
-        connect_rate_per_s: args.connect_rate,
+        connect_rate_per_s: connect_rate,
         // No URL = the embedded server here; a loopback or own address: its sockets live here.
         target_on_this_host,
     };
@@ -278,6 +331,12 @@ fn doctor(args: DoctorArgs) -> ExitCode {
             }
         }
     } else {
+        if segmented {
+            println!(
+                "per load host: segment 0 of {} (the largest share) holds {connections} of {} connections, opening {connect_rate} of {} sessions/s; the server on a host of its own",
+                args.segments, args.connections, args.connect_rate
+            );
+        }
         print!("{}", diagnosis.render_text());
     }
     if diagnosis.verdict == Verdict::Block {
@@ -304,6 +363,13 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let legacy_sse = args.transport == "sse";
+    let segment = match execution_segment(&args) {
+        Ok(segment) => segment,
+        Err(e) => {
+            eprintln!("mcpstorm run: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut client_replies = mcpstorm::engine::client_reply::ClientReplies::default();
     for text in &args.client_reply {
         if let Err(e) = client_replies.add(text) {
@@ -375,6 +441,7 @@ fn run(args: RunArgs) -> ExitCode {
         replica_of_url: Vec::new(),
         embedded_replicas: args.replicas.unwrap_or(1),
         client_replies,
+        segment,
     };
     let fault_text = args.fault.unwrap_or_else(|| {
         if options.urls.is_empty() {
@@ -445,6 +512,7 @@ fn run(args: RunArgs) -> ExitCode {
         steps_max: args.steps_max,
         quiet: args.quiet,
         discovery: !args.no_discovery,
+        start_at_unix_ms: args.start_at.map(|t| (t.max(0.0) * 1000.0) as u64),
     };
     let report = match mcpstorm::scenario::run::run(&phased_options) {
         Ok(report) => report,
@@ -464,6 +532,24 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("mcpstorm run: {reason}");
     }
     ExitCode::from(report.exit_code())
+}
+
+/// `--segment I/N`, or `--segment-from-env VAR --segments N`; the whole run otherwise.
+fn execution_segment(
+    args: &RunArgs,
+) -> Result<mcpstorm::engine::segment::ExecutionSegment, String> {
+    use mcpstorm::engine::segment::ExecutionSegment;
+    match (&args.segment, &args.segment_from_env, args.segments) {
+        (Some(text), _, _) => ExecutionSegment::parse(text),
+        (None, Some(var), Some(count)) => ExecutionSegment::from_env_value(
+            var,
+            std::env::var(var).ok().as_deref(),
+            count,
+            args.segment_base,
+        ),
+        (None, None, Some(_)) => Err("--segments N goes with --segment-from-env VAR".into()),
+        _ => Ok(ExecutionSegment::WHOLE),
+    }
 }
 
 /// The default session count against the embedded server: 100K when `doctor` finds nothing

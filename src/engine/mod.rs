@@ -20,6 +20,7 @@ pub mod replicas;
 mod reply_conn;
 pub mod response;
 pub mod schedule;
+pub mod segment;
 pub mod shard;
 mod slab;
 pub mod stream;

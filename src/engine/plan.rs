@@ -82,6 +82,8 @@ pub struct RunOptions {
     pub embedded_replicas: u16,
     /// `--client-reply METHOD=JSON`: the answers to server-to-client requests.
     pub client_replies: super::client_reply::ClientReplies,
+    /// `--segment I/N`: this process's share of the run (`connections` is the whole run's).
+    pub segment: super::segment::ExecutionSegment,
 }
 
 /// One target address: where to connect and what to put in Host and the request line. A URL
@@ -198,6 +200,11 @@ pub struct EnginePlan {
     pub buf_bytes: u32,
     /// What the client answers to server-to-client requests (`--client-reply`).
     pub client_replies: super::client_reply::ClientReplies,
+    /// `--segment I/N`: `connections` is this segment's share of `run_connections`; its
+    /// connection `k` is the whole run's `first_run_connection + k` (its source port too).
+    pub segment: super::segment::ExecutionSegment,
+    pub run_connections: u32,
+    pub first_run_connection: u32,
 }
 
 /// Direct descriptors of each ring kept for its reply connection (`reply_conn.rs`): the
@@ -480,6 +487,17 @@ impl EnginePlan {
         if options.connections == 0 {
             return Err("--connections must be at least 1".into());
         }
+        let segment = options.segment;
+        // This process's share; every count below is of its own connections.
+        let connections = segment.share(u64::from(options.connections)) as u32;
+        if connections == 0 {
+            return Err(format!(
+                "segment {} of --connections {} has no connection: use fewer segments",
+                segment.label(),
+                options.connections
+            ));
+        }
+        let first_run_connection = segment.first(u64::from(options.connections)) as u32;
         let source_ips = match &options.source_ips {
             Some(text) => parse_source_ips(text)?,
             None => Vec::new(),
@@ -552,8 +570,8 @@ impl EnginePlan {
             return Err("--streams: at most 100%".into());
         }
         // Every socket the run opens: the sessions' connections and their streams'.
-        let sockets = options.connections as u64
-            + streams_among(options.connections, options.streams_percent) as u64;
+        let sockets =
+            connections as u64 + streams_among(connections, options.streams_percent) as u64;
         // Ports: with source addresses we assign (address, port) ourselves; without, the
         // kernel picks from the ephemeral range, one port per connection per target.
         let per_target = sockets.div_ceil(targets.len() as u64);
@@ -569,6 +587,15 @@ impl EnginePlan {
         } else {
             let ports = (SOURCE_PORT_LAST - SOURCE_PORT_FIRST + 1) as u64;
             let capacity = ports * source_ips.len() as u64;
+            // Ports are numbered over the whole run (segments on one host share none): the
+            // whole run's sockets must fit, the streams' block after every session's.
+            let run_sockets = u64::from(options.connections)
+                + if segment.is_whole() || options.streams_percent == 0 {
+                    u64::from(streams_among(options.connections, options.streams_percent))
+                } else {
+                    u64::from(options.connections)
+                };
+            let sockets = sockets.max(run_sockets);
             if sockets > capacity {
                 return Err(format!(
                     "{sockets} connections exceed {} source addresses × {ports} ports; fix: widen --source-ips",
@@ -582,7 +609,7 @@ impl EnginePlan {
         let shard_count = options
             .shards
             .unwrap_or(cpus.len().max(1))
-            .clamp(1, options.connections as usize);
+            .clamp(1, connections as usize);
         let slots_cap = nofile.min(u32::MAX as u64) as u32;
         let slots_per_ring = options
             .ring_slots
@@ -595,8 +622,8 @@ impl EnginePlan {
         let mut shards = Vec::with_capacity(shard_count);
         let (mut first, mut first_stream) = (0u32, 0u32);
         for index in 0..shard_count {
-            let connections = options.connections / shard_count as u32
-                + u32::from((index as u32) < options.connections % shard_count as u32);
+            let connections = connections / shard_count as u32
+                + u32::from((index as u32) < connections % shard_count as u32);
             let rings = connections.div_ceil(sessions_per_ring).max(1);
             let last_ring = connections - (rings - 1) * sessions_per_ring;
             let streams = (rings - 1) * streams_among(sessions_per_ring, stream_percent)
@@ -644,7 +671,7 @@ impl EnginePlan {
             tls,
             templates,
             source_ips,
-            connections: options.connections,
+            connections,
             shards,
             slots_per_ring,
             sessions_per_ring,
@@ -666,6 +693,9 @@ impl EnginePlan {
             buf_count: 512,
             buf_bytes: 4096,
             client_replies: options.client_replies.clone(),
+            segment,
+            run_connections: options.connections,
+            first_run_connection,
         })
     }
 
@@ -675,6 +705,8 @@ impl EnginePlan {
             return None;
         }
         let ips = self.source_ips.len() as u32;
+        // Numbered as in the whole run, so segments on one host never share a port.
+        let index = self.first_run_connection.wrapping_add(index);
         let ip = self.source_ips[(index % ips) as usize];
         let ports = u32::from(SOURCE_PORT_LAST - SOURCE_PORT_FIRST + 1);
         let port = SOURCE_PORT_FIRST as u32 + (index / ips) % ports;
@@ -684,7 +716,9 @@ impl EnginePlan {
     /// Source (address, port) of the stream of the session whose stream has global index
     /// `stream`: after every session's, so no two sockets share one.
     pub fn stream_source_addr(&self, stream: u32) -> Option<SocketAddr> {
-        self.source_addr(self.connections + stream)
+        // After every session of the whole run; a segment's streams (at most one per
+        // session) in the block of its own connections.
+        self.source_addr(self.run_connections + stream)
     }
 
     /// Connections planned to each target (connection `i` goes to `targets[i % len]`).
@@ -837,6 +871,7 @@ mod tests {
             replica_of_url: Vec::new(),
             embedded_replicas: 1,
             client_replies: Default::default(),
+            segment: Default::default(),
         }
     }
 
@@ -1065,5 +1100,46 @@ mod tests {
         let set: std::collections::HashSet<_> =
             (0..1000).map(|i| plan.source_addr(i).unwrap()).collect();
         assert_eq!(set.len(), 1000);
+    }
+
+    /// Three segments of one run: their connections tile the run's, each with the source
+    /// address one run would have given it (so segments on one host share no port), and
+    /// their streams' addresses after every session's.
+    #[test]
+    fn segments_share_the_connections_and_ports_of_one_run() {
+        let mut o = options();
+        o.source_ips = Some("127.0.0.2-127.0.0.3".into());
+        o.connections = 1001;
+        o.streams_percent = 100;
+        let whole = plan_of(&o).unwrap();
+        let mut sessions = std::collections::HashSet::new();
+        let mut total = 0;
+        for index in 0..3 {
+            o.segment = crate::engine::segment::ExecutionSegment::new(index, 3).unwrap();
+            let plan = plan_of(&o).unwrap();
+            assert_eq!(plan.run_connections, 1001);
+            let shards: u32 = plan.shards.iter().map(|s| s.connections).sum();
+            assert_eq!(shards, plan.connections);
+            for k in 0..plan.connections {
+                let run_index = plan.first_run_connection + k;
+                assert_eq!(plan.source_addr(k), whole.source_addr(run_index));
+                assert!(sessions.insert(plan.source_addr(k).unwrap()));
+                assert!(
+                    sessions.insert(plan.stream_source_addr(k).unwrap()),
+                    "stream {k}"
+                );
+            }
+            total += plan.connections;
+        }
+        assert_eq!(total, 1001);
+        assert_eq!(
+            sessions.len(),
+            2002,
+            "every socket of the run its own address"
+        );
+        o.connections = 2;
+        o.segment = crate::engine::segment::ExecutionSegment::new(2, 3).unwrap();
+        let refused = plan_of(&o).unwrap_err();
+        assert!(refused.contains("has no connection"), "{refused}");
     }
 }

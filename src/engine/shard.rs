@@ -386,10 +386,16 @@ impl<'a> Shard<'a> {
             request_pacer: Pacer::new(0, 0, u64::MAX),
             mix: Mix::new(&plan.entries.iter().map(|e| e.weight).collect::<Vec<_>>()),
             // Each shard its own stream, all from the run's seed (`--seed`).
+            // Segments of one run (`--segment I/N`) draw apart too.
             rng: Rng::new(
-                plan.seed ^ 0x6d63_7073_746f_726d ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                plan.seed
+                    ^ 0x6d63_7073_746f_726d
+                    ^ (id as u64 | u64::from(plan.segment.index) << 32)
+                        .wrapping_mul(0x9e37_79b9_7f4a_7c15),
             ),
-            seq: id as u64,
+            // `{{seq}}` values ≡ the segment's index mod the segment count: no two segments
+            // of a run draw the same one, whatever their shard counts.
+            seq: u64::from(plan.segment.index) + u64::from(plan.segment.count) * id as u64,
             generated: Vec::new(),
             phase: Phase::Ramp,
             command_seq: 0,
@@ -1411,7 +1417,7 @@ impl<'a> Shard<'a> {
             rng: &mut self.rng,
             lines: &self.plan.lines,
             seq: &mut self.seq,
-            seq_step: self.plan.shards.len() as u64,
+            seq_step: self.plan.shards.len() as u64 * u64::from(self.plan.segment.count),
         };
         match tls.get_mut(slot as usize).and_then(Option::as_mut) {
             None => template.write(

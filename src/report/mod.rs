@@ -5,6 +5,7 @@
 
 pub mod hist;
 pub mod html;
+pub mod merge;
 pub mod sla;
 pub mod text;
 
@@ -505,6 +506,12 @@ pub struct PhaseReport {
     /// server sent none).
     #[serde(default)]
     pub server_requests: Option<ServerRequestsReport>,
+    /// Every other latency histogram of the phase (HdrHistogram V2 + deflate, base64), by
+    /// figure: `latency_uncorrected`, `connect`, `initialize`, `tls_handshake`,
+    /// `notification`, `client_reply`, `method:LABEL` — so `mcpstorm merge` adds segments
+    /// exactly instead of averaging percentiles.
+    #[serde(default)]
+    pub histograms: BTreeMap<String, String>,
 }
 
 /// Server-to-client requests (`ping`, `roots/list`, `sampling/createMessage`,
@@ -606,6 +613,7 @@ impl PhaseReport {
             note: None,
             streams: None,
             server_requests: None,
+            histograms: BTreeMap::new(),
         }
     }
 }
@@ -642,6 +650,53 @@ pub struct SecondSample {
     pub notifications: u64,
     #[serde(default)]
     pub notification_latency_us_p99: u64,
+}
+
+/// One segment of a run split over several processes (`--segment I/N`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct SegmentInfo {
+    /// 0-based.
+    pub index: u32,
+    pub count: u32,
+    /// The whole run's `--connections` (this segment holds its share: `connections`).
+    pub run_connections: u64,
+    /// `--start-at`, UNIX ms.
+    pub start_at_unix_ms: Option<u64>,
+    /// When this segment's phases began, UNIX ms (its host's clock).
+    pub started_unix_ms: u64,
+    /// How late after `--start-at` it began (it was started after the common start:
+    /// rescheduled, restarted by its engine, or slow to come up), ms.
+    pub late_ms: Option<u64>,
+    pub host: String,
+}
+
+/// A segment in a merged report: who it was and what it did, beside the merged figures.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct SegmentRow {
+    #[serde(flatten)]
+    pub segment: SegmentInfo,
+    /// Its start after the earliest segment's, ms (host clocks as they are: not corrected).
+    pub start_offset_ms: u64,
+    pub sessions_established: u64,
+    pub sessions_failed: u64,
+    pub verdict: sla::Verdict,
+    pub partial: bool,
+    pub phases: Vec<SegmentPhaseRow>,
+}
+
+/// One phase of one segment, in a merged report.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct SegmentPhaseRow {
+    pub name: String,
+    pub status: PhaseStatus,
+    pub start_s: f64,
+    pub duration_s: f64,
+    pub throughput_rps: Option<f64>,
+    pub latency_us_p99: u64,
+    pub late_sends_pct: f64,
+    pub generator_valid: bool,
+    /// The segment's own note on the phase (why aborted, what the fault did, …).
+    pub note: Option<String>,
 }
 
 /// How the engine was laid out for the run.
@@ -728,6 +783,13 @@ pub struct RunReport {
     /// Server-to-client requests over the whole run (absent when the server sent none).
     #[serde(default)]
     pub server_requests: Option<ServerRequestsReport>,
+    /// `--segment I/N` (or `--start-at`): this report is one segment of a run split over
+    /// several processes, for `mcpstorm merge`.
+    #[serde(default)]
+    pub segment: Option<SegmentInfo>,
+    /// A merged report (`mcpstorm merge`): the segments it adds up, one row each, by index.
+    #[serde(default)]
+    pub merged_from: Option<Vec<SegmentRow>>,
     /// What discovery at baseline did before the first phase (absent with `--no-discovery`):
     /// its session and requests reach the server but are in no phase's figures.
     pub discovery: Option<DiscoveryReport>,
@@ -764,9 +826,12 @@ impl RunReport {
     /// Exit code of the run: 0 every SLA passed, 1 one failed or a phase was INVALID (or the
     /// run was interrupted), 2 nothing could be measured.
     pub fn exit_code(&self) -> u8 {
+        // A segment's SLA is judged on the merged run (`mcpstorm merge`), not on its share:
+        // an engine that restarts failed segments must not rerun one for the run's verdict.
+        let judged = self.segment.as_ref().is_none_or(|s| s.count <= 1);
         if self.could_not_run.is_some() {
             2
-        } else if self.partial || self.verdict != sla::Verdict::Pass {
+        } else if self.partial || (judged && self.verdict != sla::Verdict::Pass) {
             1
         } else {
             0
@@ -1106,6 +1171,8 @@ pub fn sample_report() -> RunReport {
             rings: 2,
             conn_slot_bytes: 104,
         },
+        segment: None,
+        merged_from: None,
         server_requests: Some(ServerRequestsReport {
             received: 12,
             on_streams: 2,

@@ -77,6 +77,12 @@ pub fn render(report: &RunReport) -> String {
         "machine: {} CPUs, Linux {}, RLIMIT_NOFILE {}; run took {:.1} s\n",
         report.machine.cpus, report.machine.kernel, report.machine.nofile_hard, report.duration_s
     );
+    if let Some(segment) = &report.segment {
+        let _ = writeln!(out, "{}\n", segment_line(segment, report.connections));
+    }
+    if let Some(rows) = &report.merged_from {
+        out.push_str(&segments_table(rows));
+    }
     if let Some(streams) = &report.streams {
         let _ = writeln!(out, "{} (whole run)\n", streams_line(streams));
     }
@@ -620,6 +626,74 @@ pub fn streams_line(s: &super::StreamsReport) -> String {
         );
     }
     line
+}
+
+/// `segment I/N: C of R connections on HOST; started …`.
+fn segment_line(s: &super::SegmentInfo, connections: u64) -> String {
+    let mut line = format!(
+        "segment {}/{}: {} of the run's {} connections, on {}",
+        s.index,
+        s.count,
+        format_count(connections),
+        format_count(s.run_connections),
+        s.host
+    );
+    match (s.start_at_unix_ms, s.late_ms) {
+        (Some(_), Some(0)) => line.push_str("; began at --start-at"),
+        (Some(_), Some(late)) => {
+            let _ = write!(
+                line,
+                "; began {:.1} s after --start-at (late)",
+                late as f64 / 1000.0
+            );
+        }
+        _ => {}
+    }
+    line.push_str(" (SLA judged on the merged run: mcpstorm merge)");
+    line
+}
+
+/// The merged report's segments: one row each, then each one's phases.
+fn segments_table(rows: &[super::SegmentRow]) -> String {
+    let mut out = format!("merged from {} segments\n", rows.len());
+    out.push_str(
+        "  segment  host                   sessions   failed  start ms  sustained/s     late %  verdict\n",
+    );
+    for row in rows {
+        let sustained = row.phases.iter().find(|p| p.name == "sustained");
+        let late = row
+            .phases
+            .iter()
+            .map(|p| p.late_sends_pct)
+            .fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<20} {:>10} {:>8} {:>9} {:>12} {:>10.2}  {:?}{}",
+            format!("{}/{}", row.segment.index, row.segment.count),
+            row.segment.host,
+            format_count(row.sessions_established),
+            format_count(row.sessions_failed),
+            row.start_offset_ms,
+            sustained
+                .and_then(|p| p.throughput_rps)
+                .map_or("—".to_string(), |t| format!("{t:.0}")),
+            late,
+            row.verdict,
+            if row.partial { " (partial)" } else { "" }
+        );
+    }
+    let count = rows.first().map_or(0, |r| r.segment.count);
+    let missing: Vec<u32> = (0..count)
+        .filter(|i| !rows.iter().any(|r| r.segment.index == *i))
+        .collect();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "  MISSING segments {missing:?} of {count}: their share is not in the figures"
+        );
+    }
+    out.push('\n');
+    out
 }
 
 /// `server requests: N received (…) by method; answers: taken, refused, lost; latency`.

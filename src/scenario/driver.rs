@@ -103,6 +103,8 @@ pub struct PhasedOptions {
     /// List the server's tools, resources and prompts before the ramp and refuse a mix that
     /// names what it lacks (`--no-discovery` turns it off).
     pub discovery: bool,
+    /// `--start-at`: the phases begin at this UNIX time (ms), the segments' common start.
+    pub start_at_unix_ms: Option<u64>,
 }
 
 /// A phase as it runs: its skeleton (status, times, extra figures) and the segments whose

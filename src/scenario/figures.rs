@@ -220,9 +220,33 @@ pub fn fill(
     report.histogram = (!m.all.corrected.is_empty())
         .then(|| report::hist::encode(&m.all.corrected).ok())
         .flatten();
+    report.histograms = histograms_of(m, entry_labels);
     let streams = streams_of(m, None);
     report.streams = (streams != report::StreamsReport::default()).then_some(streams);
     report.server_requests = server_requests_of(m);
+}
+
+/// Every non-empty latency histogram of a phase but the corrected one (`histogram`), encoded
+/// for an exact merge of segments (see `PhaseReport::histograms`).
+fn histograms_of(m: &ShardMetrics, entry_labels: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut put = |key: String, h: &hdrhistogram::Histogram<u64>| {
+        if !h.is_empty()
+            && let Ok(encoded) = report::hist::encode(h)
+        {
+            out.insert(key, encoded);
+        }
+    };
+    put("latency_uncorrected".into(), &m.all.uncorrected);
+    put("connect".into(), &m.connect);
+    put("initialize".into(), &m.initialize);
+    put("tls_handshake".into(), &m.tls_handshake);
+    put("notification".into(), &m.notification_latency);
+    put("client_reply".into(), &m.client_reply_latency);
+    for (pair, label) in m.methods.iter().zip(entry_labels) {
+        put(format!("method:{label}"), &pair.corrected);
+    }
+    out
 }
 
 /// The server-to-client requests and answers of merged metrics (None when there were none).

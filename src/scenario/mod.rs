@@ -4,7 +4,8 @@
 //! commands; `figures.rs` turns a phase's merged metrics into its report; `logic.rs` holds
 //! the I/O-free decisions (phase sizes, abort and step rules, capacity search, recovery
 //! curve, stall bound, memory slope, fault parsing); `progress.rs` the live line on stderr;
-//! `config.rs` the scenario file of `run --config`.
+//! `config.rs` the scenario file of `run --config`; `segmented.rs` a run as one segment of
+//! many (`--segment I/N`, `--start-at`).
 
 pub mod config;
 pub mod driver;
@@ -13,3 +14,4 @@ pub mod logic;
 mod phases;
 mod progress;
 pub mod run;
+pub mod segmented;

@@ -109,6 +109,9 @@ fn start_embedded(
 /// run that found nothing to measure (`could_not_run`, exit 2), aborted, was interrupted or
 /// lost a shard (then `partial` or a verdict says so).
 pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
+    // A segment's options carry its share of every rate (`--segment I/N`).
+    let scaled = super::segmented::scaled(options)?;
+    let options = &scaled;
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -222,6 +225,13 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         _ => None,
     };
     crate::sys::signal::install_stop_handler();
+    // The segments' common start: everything above (the server, the plan, discovery) is
+    // ready by then, so the phases begin together.
+    let late_ms = match options.start_at_unix_ms {
+        Some(at) => Some(super::segmented::wait_for_start(at)?),
+        None => None,
+    };
+    let phases_started_unix_ms = super::segmented::unix_now_ms();
     let shared = Shared::new(plan.shards.len(), plan.replicas.len());
     let (segment_sender, segment_receiver) = std::sync::mpsc::channel();
     let mut driver = Driver::new(
@@ -393,6 +403,13 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         },
         streams,
         server_requests: super::figures::server_requests_of(&whole_run),
+        segment: super::segmented::info(
+            options,
+            options.start_at_unix_ms,
+            late_ms,
+            phases_started_unix_ms,
+        ),
+        merged_from: None,
         discovery,
         could_not_run,
     })

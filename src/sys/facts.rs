@@ -25,6 +25,15 @@ fn read_fields(path: &str) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// This host's name (/proc/sys/kernel/hostname), or `unknown`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// `MemAvailable` from /proc/meminfo, in bytes.
 pub fn mem_available_bytes() -> u64 {
     meminfo_kib("MemAvailable").unwrap_or(0) * 1024

@@ -32,6 +32,10 @@ pub enum Command {
     /// per segment, the SLA judged on the merged figures; exit code as `run`. Merged
     /// reports merge again (merge of merges = merge of all).
     Merge(MergeArgs),
+    /// Print the Kubernetes manifests that run `mcpstorm run ARGS…` as N segments (an
+    /// Indexed Job, one pod per node) and merge their reports (a second Job): apply them
+    /// with `kubectl apply -f -`.
+    Kubernetes(KubernetesArgs),
     /// Write a commented scenario file for `run --config` that runs as is against the
     /// embedded server.
     Init(InitArgs),
@@ -103,10 +107,47 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// Segments: pods of the Indexed Job, each on a node of its own.
+    #[arg(long, value_name = "N")]
+    pub segments: u32,
+    /// The image with /mcpstorm (see the repository's Dockerfile).
+    #[arg(long)]
+    pub image: String,
+    /// Name of the Jobs (and of the reports' claim).
+    #[arg(long, default_value = "mcpstorm")]
+    pub name: String,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// An existing ReadWriteMany claim for the reports (default: the manifests create one).
+    #[arg(long, value_name = "CLAIM")]
+    pub results_claim: Option<String>,
+    /// The segments' common start, this long after the manifests are printed.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub start_in: Duration,
+    /// How long the merge waits for every segment's report.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub merge_wait: Duration,
+    /// The `mcpstorm run` arguments of the whole run (URL and options), after `--`.
+    #[arg(last = true, required = true, allow_hyphen_values = true)]
+    pub run_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct MergeArgs {
     /// Segment reports (`run --segment I/N --json FILE`) or reports merged before.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "dir")]
     pub files: Vec<std::path::PathBuf>,
+    /// Merge every report (`*.json`) in this directory instead (the segments' shared volume).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+    /// With --dir: the run's segment count; wait (--wait) until each has its report.
+    #[arg(long, value_name = "N", requires = "dir")]
+    pub segments: Option<u32>,
+    /// With --dir --segments: how long to wait for the reports; what is missing then is
+    /// named and makes the merged report partial.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub wait: Duration,
     /// Write the merged JSON report here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod kubernetes;
 pub mod netfault;
 pub mod probe;
 pub mod proto;

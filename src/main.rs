@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor(args),
         Command::Report(args) => report(args),
         Command::Merge(args) => merge(args),
+        Command::Kubernetes(args) => kubernetes(args),
         Command::FaultGuard { spec } => {
             ExitCode::from(mcpstorm::netfault::guard::main(&spec).clamp(0, 255) as u8)
         }
@@ -225,16 +226,28 @@ fn merge(args: mcpstorm::cli::MergeArgs) -> ExitCode {
         eprintln!("mcpstorm merge: {e}");
         return ExitCode::from(2);
     }
-    let mut reports = Vec::with_capacity(args.files.len());
-    for file in &args.files {
-        match mcpstorm::report::load(file) {
-            Ok(report) => reports.push(report),
+    let reports = match &args.dir {
+        Some(dir) => match reports_in(dir, args.segments, args.wait) {
+            Ok(reports) => reports,
             Err(e) => {
                 eprintln!("mcpstorm merge: {e}");
                 return ExitCode::from(2);
             }
+        },
+        None => {
+            let mut reports = Vec::with_capacity(args.files.len());
+            for file in &args.files {
+                match mcpstorm::report::load(file) {
+                    Ok(report) => reports.push(report),
+                    Err(e) => {
+                        eprintln!("mcpstorm merge: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            reports
         }
-    }
+    };
     let merged = match mcpstorm::report::merge::merge(&reports, &sla) {
         Ok(merged) => merged,
         Err(e) => {
@@ -250,6 +263,128 @@ fn merge(args: mcpstorm::cli::MergeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     ExitCode::from(merged.exit_code())
+}
+
+/// The segment reports in `dir` (`*.json` that are segments; a merged report there is not
+/// one of them), waiting up to `wait` until `segments` distinct segments are present.
+fn reports_in(
+    dir: &std::path::Path,
+    segments: Option<u32>,
+    wait: std::time::Duration,
+) -> Result<Vec<mcpstorm::report::RunReport>, String> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let mut reports = Vec::new();
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let mut paths: Vec<std::path::PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            // A report being written is not there yet (written whole, then renamed).
+            if let Ok(report) = mcpstorm::report::load(&path)
+                && report.segment.is_some()
+            {
+                reports.push(report);
+            }
+        }
+        if let (Some(n), Some(other)) = (
+            segments,
+            reports
+                .iter()
+                .filter_map(|r| r.segment.as_ref())
+                .find(|s| Some(s.count) != segments),
+        ) {
+            return Err(format!(
+                "{}: reports of a run of {} segments, not {n}",
+                dir.display(),
+                other.count
+            ));
+        }
+        let mut present: Vec<u32> = reports
+            .iter()
+            .filter_map(|r| r.segment.as_ref().map(|s| s.index))
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        let complete = segments.is_none_or(|n| present.len() as u32 >= n);
+        if complete || std::time::Instant::now() >= deadline {
+            if reports.is_empty() {
+                return Err(format!("no segment report in {}", dir.display()));
+            }
+            return Ok(reports);
+        }
+        if mcpstorm::sys::signal::stop_requested() {
+            return Err("interrupted while waiting for the segments' reports".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// `mcpstorm kubernetes`: the manifests of a segmented run, on stdout.
+fn kubernetes(args: mcpstorm::cli::KubernetesArgs) -> ExitCode {
+    use clap::Parser;
+    let fail = |e: String| {
+        eprintln!("mcpstorm kubernetes: {e}");
+        ExitCode::from(2)
+    };
+    if let Err(e) = mcpstorm::kubernetes::check_name(&args.name) {
+        return fail(e);
+    }
+    if args.segments == 0 || args.segments > mcpstorm::engine::segment::SEGMENTS_MAX {
+        return fail(format!(
+            "--segments 1 to {}",
+            mcpstorm::engine::segment::SEGMENTS_MAX
+        ));
+    }
+    for taken in [
+        "--segment",
+        "--segment-from-env",
+        "--segments",
+        "--start-at",
+        "--json",
+        "--html",
+    ] {
+        if args
+            .run_args
+            .iter()
+            .any(|a| a == taken || a.starts_with(&format!("{taken}=")))
+        {
+            return fail(format!("{taken} is set by the manifests for each segment"));
+        }
+    }
+    // The run's options are checked as `run` would read them, here, not in the pods.
+    let mut argv = vec!["mcpstorm".to_string(), "run".to_string()];
+    argv.extend(args.run_args.iter().cloned());
+    let run = match mcpstorm::cli::Cli::try_parse_from(&argv) {
+        Ok(mcpstorm::cli::Cli {
+            command: Command::Run(run),
+        }) => run,
+        Ok(_) => return fail("the arguments after -- are run's".into()),
+        Err(e) => return fail(format!("the run arguments: {e}")),
+    };
+    if run.urls.is_empty() {
+        return fail("the segments of a run load one server: give its URL".into());
+    }
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let options = mcpstorm::kubernetes::KubernetesOptions {
+        name: args.name,
+        namespace: args.namespace,
+        image: args.image,
+        segments: args.segments,
+        run_args: args.run_args,
+        connections: run.connections.map_or(1000, u64::from),
+        shards: run.shards.unwrap_or(2) as u32,
+        start_at_unix_s: now_s + args.start_in.as_secs(),
+        results_claim: args.results_claim,
+        merge_wait_s: args.merge_wait.as_secs(),
+    };
+    print!("{}", mcpstorm::kubernetes::manifests(&options));
+    ExitCode::SUCCESS
 }
 
 /// `mcpstorm doctor`: exit 0 when nothing blocks the connection count, 1 when something does,

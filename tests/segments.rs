@@ -166,6 +166,47 @@ fn two_segments_of_one_run_merge_into_its_sums() {
         sent,
         "{stats}"
     );
+    // `merge --dir` (the segments' shared volume, as the Kubernetes merge Job runs it): the
+    // same report; asked for a third segment that never comes, it names it missing.
+    let from_dir = dir.join("from-dir.out");
+    let run = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args(["merge", "--dir"])
+        .arg(&dir)
+        .args(["--segments", "2", "--sla", SLA_OFF, "--json"])
+        .arg(&from_dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let from_dir: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&from_dir).unwrap()).unwrap();
+    assert_eq!(from_dir["phases"], merged["phases"]);
+    let three = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args(["merge", "--dir"])
+        .arg(&dir)
+        .args(["--segments", "3", "--sla", SLA_OFF])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&three.stderr);
+    assert_eq!(three.status.code(), Some(2), "{err}");
+    assert!(err.contains("of 2 segments, not 3"), "{err}");
+    // One segment's report never came: waited for, then named missing (exit 1, partial).
+    let lonely = dir.join("lonely");
+    std::fs::create_dir_all(&lonely).unwrap();
+    std::fs::copy(&files[0], lonely.join("segment-0.json")).unwrap();
+    let one = Command::new(env!("CARGO_BIN_EXE_mcpstorm"))
+        .args(["merge", "--dir"])
+        .arg(&lonely)
+        .args(["--segments", "2", "--wait", "1s", "--sla", SLA_OFF])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert_eq!(one.status.code(), Some(1), "{text}");
+    assert!(text.contains("MISSING segments [1] of 2"), "{text}");
     // Merging the merged report with nothing new refuses nothing and changes nothing.
     let again = dir.join("again.json");
     let (code, output) = merge(&[merged_path.as_path()], &again);

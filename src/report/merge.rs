@@ -256,7 +256,9 @@ fn status_rank(status: PhaseStatus) -> u8 {
 
 /// Per-segment texts (`segment N: …` parts joined by `; `) of the inputs, in segment order:
 /// a segment's own text gets its prefix, a merged input's is already made of parts.
-fn by_segment<'a>(texts: impl Iterator<Item = (Option<u32>, Option<&'a String>)>) -> Option<String> {
+fn by_segment<'a>(
+    texts: impl Iterator<Item = (Option<u32>, Option<&'a String>)>,
+) -> Option<String> {
     let mut parts: Vec<(u32, String)> = Vec::new();
     for (owner, text) in texts {
         let Some(text) = text else { continue };

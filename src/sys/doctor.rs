@@ -568,8 +568,10 @@ impl Diagnosis {
         let mut out = format!(
             "mcpstorm doctor: {} connections{streams} ({}), {} source address(es), connect rate {}/s\n\n",
             self.need.connections,
-            if self.need.targets == 0 {
+            if self.need.targets == 0 && self.need.target_on_this_host {
                 "embedded server on this host".to_string()
+            } else if self.need.targets == 0 {
+                "the server on another host".to_string()
             } else {
                 format!("{} target(s)", self.need.targets)
             },

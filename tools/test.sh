@@ -26,6 +26,12 @@ for tool in nft:nftables iptables:iptables; do
     fi
 done
 
+echo "== install Slurm and munge (the multi-node engine of tests/engines.rs)"
+if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; }
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --check
 
@@ -34,7 +40,7 @@ if ! command -v shellcheck >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck >/dev/null 2>&1 \
         || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck >/dev/null; }
 fi
-shellcheck kernel-tuning/*.sh tools/*.sh tools/peers/*.sh .ci/run
+shellcheck kernel-tuning/*.sh tools/*.sh tools/peers/*.sh tests/engines/*.sh .ci/run
 
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings

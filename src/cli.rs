@@ -32,6 +32,9 @@ pub enum Command {
     /// per segment, the SLA judged on the merged figures; exit code as `run`. Merged
     /// reports merge again (merge of merges = merge of all).
     Merge(MergeArgs),
+    /// Answer the clock probes of a run's segments (`run --clock-ref`) until interrupted: a
+    /// reference clock on a host of its own.
+    Clock(ClockArgs),
     /// Print the Kubernetes manifests that run `mcpstorm run ARGS…` as N segments (an
     /// Indexed Job, one pod per node) and merge their reports (a second Job): apply them
     /// with `kubectl apply -f -`.
@@ -104,6 +107,13 @@ pub struct ReportArgs {
     /// Write the HTML report here.
     #[arg(long)]
     pub html: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClockArgs {
+    /// UDP address to answer on, e.g. 0.0.0.0:7907.
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -409,6 +419,14 @@ pub struct RunArgs {
     /// a run's segments. A segment started after it says how late it was.
     #[arg(long, value_name = "UNIX_TIME")]
     pub start_at: Option<f64>,
+    /// Answer the segments' clock probes on this UDP port while the run lasts (segment 0's
+    /// job: the others measure their clock offset against it with --clock-ref).
+    #[arg(long, value_name = "PORT")]
+    pub clock_serve: Option<u16>,
+    /// Measure this host's clock offset against the reference at HOST:PORT (UDP) before the
+    /// phases; the report and the merge carry it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub clock_ref: Option<String>,
     /// Answer server-to-client requests of METHOD with this JSON result (repeatable), e.g.
     /// sampling/createMessage='{"role":"assistant","content":{"type":"text","text":"ok"},"model":"m"}'.
     /// Every request the server sends — on a session's stream or on a POST's response stream —

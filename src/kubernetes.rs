@@ -12,11 +12,16 @@
 //! - a merge `Job` that waits for the N reports (`merge --dir --segments --wait`), merges
 //!   them and leaves the merged JSON and HTML beside them (its exit code is the run's).
 //!
-//! Segments do not talk to each other (each runs the same schedule from the same options):
-//! no Service is needed. io_uring needs a seccomp profile that allows it: container
+//! Segments do not coordinate (each runs the same schedule from the same options), but they
+//! measure their clocks against segment 0's: a headless `Service` names segment 0's pod
+//! (`NAME-clock`, UDP [`CLOCK_PORT`]), every pod answers clock probes (`--clock-serve`) and
+//! probes it (`--clock-ref`). io_uring needs a seccomp profile that allows it: container
 //! runtimes' default profiles block `io_uring_setup`, so the pods run `Unconfined`.
 
 use serde_json::{Value, json};
+
+/// UDP port of the segments' clock probes (`run --clock-serve` / `--clock-ref`).
+pub const CLOCK_PORT: u16 = 7907;
 
 /// Kernel bytes per idle TCP socket here (the `doctor` figure), and the user bytes per
 /// connection budgeted on top, with room for buffers under load.
@@ -86,6 +91,7 @@ pub fn manifests(o: &KubernetesOptions) -> String {
             o,
         ));
     }
+    docs.push(with_namespace(clock_service(o), o));
     docs.push(with_namespace(segments_job(o, &claim), o));
     docs.push(with_namespace(merge_job(o, &claim), o));
     let mut out = String::new();
@@ -115,6 +121,23 @@ pub fn segment_memory_mib(connections: u64, segments: u32) -> u64 {
     (share * (KERNEL_BYTES_PER_SOCKET + USER_BYTES_PER_CONN)).div_ceil(1 << 20) + BASE_MEMORY_MIB
 }
 
+/// Segment 0's pod by name: the reference the others measure their clocks against.
+fn clock_service(o: &KubernetesOptions) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": format!("{}-clock", o.name), "labels": labels(&o.name) },
+        "spec": {
+            "clusterIP": "None",
+            "selector": {
+                "mcpstorm/run": o.name,
+                "batch.kubernetes.io/job-completion-index": "0"
+            },
+            "ports": [{ "name": "clock", "protocol": "UDP", "port": CLOCK_PORT }]
+        }
+    })
+}
+
 fn segments_job(o: &KubernetesOptions, claim: &str) -> Value {
     let mut args: Vec<String> = vec!["run".into()];
     args.extend(o.run_args.iter().cloned());
@@ -125,6 +148,10 @@ fn segments_job(o: &KubernetesOptions, claim: &str) -> Value {
         o.segments.to_string(),
         "--start-at".into(),
         o.start_at_unix_s.to_string(),
+        "--clock-serve".into(),
+        CLOCK_PORT.to_string(),
+        "--clock-ref".into(),
+        format!("{}-clock:{CLOCK_PORT}", o.name),
         "--json".into(),
         "/results/segment-$(JOB_COMPLETION_INDEX).json".into(),
         "--html".into(),
@@ -268,9 +295,15 @@ mod tests {
             docs.iter()
                 .map(|d| d["kind"].as_str().unwrap())
                 .collect::<Vec<_>>(),
-            ["PersistentVolumeClaim", "Job", "Job"]
+            ["PersistentVolumeClaim", "Service", "Job", "Job"]
         );
-        let job = &docs[1];
+        let clock = &docs[1];
+        assert_eq!(clock["spec"]["clusterIP"], "None");
+        assert_eq!(
+            clock["spec"]["selector"]["batch.kubernetes.io/job-completion-index"],
+            "0"
+        );
+        let job = &docs[2];
         assert_eq!(job["metadata"]["namespace"], "load");
         assert_eq!(job["spec"]["completionMode"], "Indexed");
         assert_eq!(job["spec"]["completions"], 3);
@@ -286,6 +319,7 @@ mod tests {
         assert!(joined.starts_with("run https://mcp.example.com/mcp --connections 300k"));
         assert!(joined.contains("--segment-from-env JOB_COMPLETION_INDEX --segments 3"));
         assert!(joined.contains("--start-at 1796000000"));
+        assert!(joined.contains("--clock-serve 7907 --clock-ref storm-clock:7907"));
         assert!(joined.contains("--json /results/segment-$(JOB_COMPLETION_INDEX).json"));
         assert_eq!(
             pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
@@ -296,21 +330,21 @@ mod tests {
             pod["securityContext"]["sysctls"][0]["name"],
             "net.ipv4.ip_local_port_range"
         );
-        // 100K connections per pod: ~557 MiB of sockets and state, plus the base.
+        // 100K connections per pod: 100,000 × 5,824 B ≈ 556 MiB of sockets and state, plus the base.
         assert_eq!(
             pod["containers"][0]["resources"]["limits"]["memory"],
             format!("{}Mi", segment_memory_mib(300_000, 3))
         );
-        assert_eq!(segment_memory_mib(300_000, 3), 559 + BASE_MEMORY_MIB);
-        let merge = &docs[2];
+        assert_eq!(segment_memory_mib(300_000, 3), 556 + BASE_MEMORY_MIB);
+        let merge = &docs[3];
         let merge_args = merge["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
         assert!(merge_args.contains("\"--segments\",\"3\""), "{merge_args}");
         // An existing claim: no claim is created, both jobs mount it.
         let mut own = options();
         own.results_claim = Some("shared-rwx".into());
         let docs = super::tests::docs(&manifests(&own));
-        assert_eq!(docs.len(), 2);
-        assert!(docs[1].to_string().contains("shared-rwx"));
+        assert_eq!(docs.len(), 3);
+        assert!(docs[2].to_string().contains("shared-rwx"));
     }
 
     #[test]

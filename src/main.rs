@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report(args),
         Command::Merge(args) => merge(args),
         Command::Kubernetes(args) => kubernetes(args),
+        Command::Clock(args) => clock(args),
         Command::FaultGuard { spec } => {
             ExitCode::from(mcpstorm::netfault::guard::main(&spec).clamp(0, 255) as u8)
         }
@@ -323,6 +324,24 @@ fn reports_in(
     }
 }
 
+/// `mcpstorm clock`: a reference clock for the segments, until SIGINT/SIGTERM.
+fn clock(args: mcpstorm::cli::ClockArgs) -> ExitCode {
+    let socket = match mcpstorm::scenario::clock::bind(args.listen) {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("mcpstorm clock: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    mcpstorm::sys::signal::install_stop_handler();
+    mcpstorm::scenario::clock::serve(socket);
+    eprintln!("mcpstorm clock: answering on {}", args.listen);
+    while !mcpstorm::sys::signal::stop_requested() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ExitCode::SUCCESS
+}
+
 /// `mcpstorm kubernetes`: the manifests of a segmented run, on stdout.
 fn kubernetes(args: mcpstorm::cli::KubernetesArgs) -> ExitCode {
     use clap::Parser;
@@ -344,6 +363,8 @@ fn kubernetes(args: mcpstorm::cli::KubernetesArgs) -> ExitCode {
         "--segment-from-env",
         "--segments",
         "--start-at",
+        "--clock-serve",
+        "--clock-ref",
         "--json",
         "--html",
     ] {
@@ -648,6 +669,8 @@ fn run(args: RunArgs) -> ExitCode {
         quiet: args.quiet,
         discovery: !args.no_discovery,
         start_at_unix_ms: args.start_at.map(|t| (t.max(0.0) * 1000.0) as u64),
+        clock_serve: args.clock_serve,
+        clock_ref: args.clock_ref,
     };
     let report = match mcpstorm::scenario::run::run(&phased_options) {
         Ok(report) => report,

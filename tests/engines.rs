@@ -52,6 +52,18 @@ fn three_segments_under_slurm_merge_into_the_run() {
     for (index, segment) in segments.iter().enumerate() {
         assert_eq!(count(segment, "/segment/index"), index as u64);
         assert_eq!(count(segment, "/sessions/established"), 200, "{segment}");
+        // Measured against the controller host's reference clock; one machine, one clock:
+        // the offset lies within half the round trip it was measured over.
+        let offset = segment["segment"]["clock_offset_ms"]
+            .as_f64()
+            .expect("clock offset");
+        let rtt = segment["segment"]["clock_rtt_ms"]
+            .as_f64()
+            .expect("clock round trip");
+        assert!(
+            offset.abs() <= rtt / 2.0 + 0.001,
+            "offset {offset} ms over {rtt} ms"
+        );
     }
     // The merged report is the sum of the segments.
     assert_eq!(count(&merged, "/sessions/established"), 600);
@@ -90,14 +102,16 @@ fn three_segments_under_slurm_merge_into_the_run() {
     for row in merged["merged_from"].as_array().unwrap() {
         let phase = &row["phases"][2];
         eprintln!(
-            "segment {} on {}: {} sessions, {:.0} req/s, p99 {} µs, start +{} ms, late {} ms",
+            "segment {} on {}: {} sessions, {:.0} req/s, p99 {} µs, start +{} ms, late {} ms, clock {} ms (rtt {} ms)",
             row["index"],
             row["host"],
             row["sessions_established"],
             phase["throughput_rps"].as_f64().unwrap_or(0.0),
             phase["latency_us_p99"],
             row["start_offset_ms"],
-            row["late_ms"]
+            row["late_ms"],
+            row["clock_offset_ms"],
+            row["clock_rtt_ms"]
         );
     }
     eprintln!(

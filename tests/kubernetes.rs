@@ -64,7 +64,7 @@ fn the_manifests_of_a_segmented_run_pass_the_schemas() {
     assert_eq!(code, Some(0), "{err}");
     let (ok, report) = validate(&manifest);
     assert!(ok, "{report}\n{manifest}");
-    assert_eq!(report.matches("passed").count(), 3, "{report}");
+    assert_eq!(report.matches("passed").count(), 4, "{report}");
     assert!(manifest.contains("\"completionMode\": \"Indexed\""));
     assert!(manifest.contains("JOB_COMPLETION_INDEX"));
     // The validator refuses what Kubernetes would: a misspelt field.

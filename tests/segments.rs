@@ -50,13 +50,26 @@ fn two_segments_of_one_run_merge_into_its_sums() {
         .as_secs_f64()
         + 3.0;
     let start_at = format!("{start_at:.3}");
+    // Segment 0 answers the clock probes; both measure against it (segment 1 may ask before
+    // segment 0 listens: it asks again until the start).
+    let clock_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let segment = |index: u32| {
         let url = url.clone();
         let start_at = start_at.clone();
         std::thread::spawn(move || {
             let segment = format!("{index}/2");
-            run_mcpstorm(&[
-                &url,
+            let clock_ref = format!("127.0.0.1:{clock_port}");
+            let clock_serve = clock_port.to_string();
+            let mut clock = vec!["--clock-ref", clock_ref.as_str()];
+            if index == 0 {
+                clock.extend(["--clock-serve", clock_serve.as_str()]);
+            }
+            let mut args = vec![
+                url.as_str(),
                 "--segment",
                 &segment,
                 "--start-at",
@@ -77,7 +90,9 @@ fn two_segments_of_one_run_merge_into_its_sums() {
                 "--quiet",
                 "--sla",
                 "p95=1us",
-            ])
+            ];
+            args.extend(clock);
+            run_mcpstorm(&args)
         })
     };
     let (first, second) = (segment(0), segment(1));
@@ -92,6 +107,14 @@ fn two_segments_of_one_run_merge_into_its_sums() {
         assert_eq!(count(segment, "/index"), index as u64);
         assert_eq!(count(segment, "/count"), 2);
         assert_eq!(count(segment, "/run_connections"), 301);
+        let offset = segment["clock_offset_ms"]
+            .as_f64()
+            .expect("clock offset measured");
+        let rtt = segment["clock_rtt_ms"].as_f64().unwrap();
+        assert!(
+            offset.abs() <= rtt / 2.0 + 0.001,
+            "one host, one clock: {offset} over {rtt}"
+        );
         assert_eq!(count(&run.report, "/connections"), [151, 150][index]);
         assert_eq!(
             count(&run.report, "/phases/1/sessions/established"),

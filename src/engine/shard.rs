@@ -221,6 +221,8 @@ pub struct Shard<'a> {
     hold_target: u32,
     /// Offered rate of this shard (0 = closed loop).
     rate_per_s: u64,
+    /// An open-model rate whose share for this shard is 0 (fewer req/s than shards).
+    no_rate_share: bool,
     /// Held sessions not answering since they lost their connection.
     down: u64,
     /// cool_down: DELETE the held sessions; the next (ring, slot) to consider.
@@ -351,6 +353,7 @@ impl<'a> Shard<'a> {
         let replicas = failover::new_replicas(plan, slice, &sessions_per_ring);
         Ok(Shard {
             reply_actions: Vec::new(),
+            no_rate_share: false,
             asked_seen: std::collections::HashMap::new(),
             stream_asked: Vec::new(),
             replicas,
@@ -461,6 +464,8 @@ impl<'a> Shard<'a> {
         self.segment
     }
 
+    /// This shard's share of a connect or reconnect rate (0 = unpaced stays 0; at least 1
+    /// per shard otherwise, so no shard is left unpaced by rounding).
     fn rate_share(&self, rate: u64) -> u64 {
         if rate == 0 {
             0
@@ -520,7 +525,14 @@ impl<'a> Shard<'a> {
                 (share - self.opened) as u64,
             );
         }
-        let rate = self.rate_share(command.rate_per_s);
+        // The request rate is split exactly (5 req/s over 2 shards: 3 + 2); a shard whose
+        // share is 0 offers nothing (0 alone would read as the closed loop).
+        let rate = super::segment::split(
+            command.rate_per_s,
+            self.id as u32,
+            self.plan.shards.len() as u32,
+        );
+        self.no_rate_share = command.rate_per_s > 0 && rate == 0;
         if new_segment || rate != self.rate_per_s || (command.load && self.phase == Phase::Ramp) {
             self.rate_per_s = rate;
             self.request_pacer = Pacer::new(self.now_ns, rate, u64::MAX);
@@ -1513,7 +1525,7 @@ impl<'a> Shard<'a> {
     }
 
     fn issue_requests(&mut self) {
-        if self.phase != Phase::Load {
+        if self.phase != Phase::Load || self.no_rate_share {
             return;
         }
         let open_model = self.rate_per_s > 0;

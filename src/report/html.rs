@@ -19,6 +19,49 @@ const LINE_COLORS: [&str; 6] = [
     "#1f6fd1", "#e08a00", "#2e9d4f", "#c7352b", "#7a4fd1", "#555555",
 ];
 
+/// A merged report's segments: who ran each share and how it went.
+fn segments_table(rows: &[super::SegmentRow]) -> String {
+    let mut out = String::from(
+        "<h2>Segments</h2><table><tr><th>segment</th><th class=\"l\">host</th><th>sessions</th><th>failed</th><th>start offset</th><th>late</th><th>sustained req/s</th><th>sustained p99</th><th class=\"l\">generator</th><th class=\"l\">verdict</th></tr>",
+    );
+    for row in rows {
+        let sustained = row.phases.iter().find(|p| p.name == "sustained");
+        let valid = row.phases.iter().all(|p| p.generator_valid);
+        let _ = write!(
+            out,
+            "<tr><td>{}/{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{:?}{}</td></tr>",
+            row.segment.index,
+            row.segment.count,
+            escape(&row.segment.host),
+            row.sessions_established,
+            row.sessions_failed,
+            row.start_offset_ms,
+            row.segment
+                .late_ms
+                .map_or("—".to_string(), |ms| format!("{ms} ms")),
+            sustained
+                .and_then(|p| p.throughput_rps)
+                .map_or("—".to_string(), |t| format!("{t:.0}")),
+            sustained.map_or("—".to_string(), |p| format_us(p.latency_us_p99)),
+            if valid { "ok" } else { "INVALID in a phase" },
+            row.verdict,
+            if row.partial { " (partial)" } else { "" }
+        );
+    }
+    let count = rows.first().map_or(0, |r| r.segment.count);
+    let missing: Vec<u32> = (0..count)
+        .filter(|i| !rows.iter().any(|r| r.segment.index == *i))
+        .collect();
+    out.push_str("</table>");
+    if !missing.is_empty() {
+        let _ = write!(
+            out,
+            "<p class=\"note\">MISSING segments {missing:?} of {count}: their share is not in these figures.</p>"
+        );
+    }
+    out
+}
+
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -471,6 +514,9 @@ svg .legend {{ font-size: 12px; fill: #1d2329; }} svg .grid {{ stroke: #edf0f3; 
             r#"<h2>Server-to-client requests</h2><p class="note">{}</p>"#,
             escape(&super::text::server_requests_line(asked))
         );
+    }
+    if let Some(rows) = &report.merged_from {
+        html.push_str(&segments_table(rows));
     }
     html.push_str("<h2>Phases</h2><table><tr><th>phase</th><th class=\"l\">status</th><th>time</th><th>sessions held</th><th>requests</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>errors</th><th class=\"l\">generator</th></tr>");
     for p in &report.phases {

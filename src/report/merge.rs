@@ -59,13 +59,23 @@ pub fn merge(reports: &[RunReport], sla_spec: &SlaSpec) -> Result<RunReport, Str
     let missing: Vec<u32> = (0..count)
         .filter(|i| !rows.iter().any(|r| r.segment.index == *i))
         .collect();
-    let earliest_ms = rows
+    // Start times on one clock: the reference's, when every segment measured its offset.
+    let corrected = rows.iter().all(|r| r.segment.clock_offset_ms.is_some());
+    let start_ms = |r: &SegmentRow| {
+        let offset = if corrected {
+            r.segment.clock_offset_ms.unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        (r.segment.started_unix_ms as f64 + offset).round() as i64
+    };
+    let earliest_ms = rows.iter().map(start_ms).min().unwrap_or(0);
+    let offsets: Vec<u64> = rows
         .iter()
-        .map(|r| r.segment.started_unix_ms)
-        .min()
-        .unwrap_or(0);
-    for row in &mut rows {
-        row.start_offset_ms = row.segment.started_unix_ms - earliest_ms;
+        .map(|r| (start_ms(r) - earliest_ms) as u64)
+        .collect();
+    for (row, offset) in rows.iter_mut().zip(offsets) {
+        row.start_offset_ms = offset;
     }
     let mut phases = Vec::with_capacity(names.len());
     for at in 0..names.len() {
@@ -714,6 +724,9 @@ mod tests {
             started_unix_ms: 1_000_000 + u64::from(index) * 7,
             late_ms: Some(0),
             host: format!("load-{index}"),
+            clock_reference: Some("127.0.0.1:7907".into()),
+            clock_offset_ms: Some(f64::from(index) * 3.0),
+            clock_rtt_ms: Some(0.1),
         });
         report.connections = 1000;
         let mut raw = Vec::new();
@@ -800,10 +813,14 @@ mod tests {
             rows.iter().map(|r| r.segment.index).collect::<Vec<_>>(),
             [0, 1, 2]
         );
-        assert_eq!(rows[2].start_offset_ms, 14);
+        // Started 7 ms apart by their clocks, which run 3 ms apart: 10 ms on the reference's.
+        assert_eq!(rows[2].start_offset_ms, 20);
         let text = crate::report::text::render(&merged);
         assert!(text.contains("merged from 3 segments"), "{text}");
         assert!(text.contains("load-2"), "{text}");
+        let html = crate::report::html::render(&merged);
+        assert!(html.contains("<h2>Segments</h2>"), "{html}");
+        assert!(html.contains("load-1"), "{html}");
     }
 
     #[test]

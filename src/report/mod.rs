@@ -668,6 +668,15 @@ pub struct SegmentInfo {
     /// rescheduled, restarted by its engine, or slow to come up), ms.
     pub late_ms: Option<u64>,
     pub host: String,
+    /// `--clock-ref`: the reference clock, and this host's offset from it (reference − this
+    /// host, ms) over the shortest round trip of its probes (the offset's error is at most
+    /// half of it). `None` offset: the reference did not answer before the start.
+    #[serde(default)]
+    pub clock_reference: Option<String>,
+    #[serde(default)]
+    pub clock_offset_ms: Option<f64>,
+    #[serde(default)]
+    pub clock_rtt_ms: Option<f64>,
 }
 
 /// A segment in a merged report: who it was and what it did, beside the merged figures.
@@ -675,7 +684,8 @@ pub struct SegmentInfo {
 pub struct SegmentRow {
     #[serde(flatten)]
     pub segment: SegmentInfo,
-    /// Its start after the earliest segment's, ms (host clocks as they are: not corrected).
+    /// Its start after the earliest segment's, ms: on the reference clock when every segment
+    /// measured its offset (`--clock-ref`), else on the hosts' clocks as they are.
     pub start_offset_ms: u64,
     pub sessions_established: u64,
     pub sessions_failed: u64,

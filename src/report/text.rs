@@ -649,6 +649,18 @@ fn segment_line(s: &super::SegmentInfo, connections: u64) -> String {
         }
         _ => {}
     }
+    match (&s.clock_reference, s.clock_offset_ms, s.clock_rtt_ms) {
+        (Some(reference), Some(offset), Some(rtt)) => {
+            let _ = write!(
+                line,
+                "; clock {offset:+.2} ms from {reference} (round trip {rtt:.2} ms)"
+            );
+        }
+        (Some(reference), _, _) => {
+            let _ = write!(line, "; clock reference {reference} did not answer");
+        }
+        _ => {}
+    }
     line.push_str(" (SLA judged on the merged run: mcpstorm merge)");
     line
 }
@@ -657,7 +669,7 @@ fn segment_line(s: &super::SegmentInfo, connections: u64) -> String {
 fn segments_table(rows: &[super::SegmentRow]) -> String {
     let mut out = format!("merged from {} segments\n", rows.len());
     out.push_str(
-        "  segment  host                   sessions   failed  start ms  sustained/s     late %  verdict\n",
+        "  segment  host                   sessions   failed  start ms  clock ms  sustained/s     late %  verdict\n",
     );
     for row in rows {
         let sustained = row.phases.iter().find(|p| p.name == "sustained");
@@ -668,12 +680,15 @@ fn segments_table(rows: &[super::SegmentRow]) -> String {
             .fold(0.0, f64::max);
         let _ = writeln!(
             out,
-            "  {:<8} {:<20} {:>10} {:>8} {:>9} {:>12} {:>10.2}  {:?}{}",
+            "  {:<8} {:<20} {:>10} {:>8} {:>9} {:>9} {:>12} {:>10.2}  {:?}{}",
             format!("{}/{}", row.segment.index, row.segment.count),
             row.segment.host,
             format_count(row.sessions_established),
             format_count(row.sessions_failed),
             row.start_offset_ms,
+            row.segment
+                .clock_offset_ms
+                .map_or("—".to_string(), |o| format!("{o:+.2}")),
             sustained
                 .and_then(|p| p.throughput_rps)
                 .map_or("—".to_string(), |t| format!("{t:.0}")),

@@ -105,6 +105,10 @@ pub struct PhasedOptions {
     pub discovery: bool,
     /// `--start-at`: the phases begin at this UNIX time (ms), the segments' common start.
     pub start_at_unix_ms: Option<u64>,
+    /// `--clock-serve PORT`: answer the segments' clock probes while the run lasts.
+    pub clock_serve: Option<u16>,
+    /// `--clock-ref HOST:PORT`: the reference this host's clock offset is measured against.
+    pub clock_ref: Option<String>,
 }
 
 /// A phase as it runs: its skeleton (status, times, extra figures) and the segments whose

@@ -7,6 +7,7 @@
 //! `config.rs` the scenario file of `run --config`; `segmented.rs` a run as one segment of
 //! many (`--segment I/N`, `--start-at`).
 
+pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod figures;

@@ -227,6 +227,13 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
     crate::sys::signal::install_stop_handler();
     // The segments' common start: everything above (the server, the plan, discovery) is
     // ready by then, so the phases begin together.
+    if let Some(port) = options.clock_serve {
+        super::segmented::serve_clock(port)?;
+    }
+    let clock = match &options.clock_ref {
+        Some(reference) => super::segmented::measure_clock(reference, options.start_at_unix_ms)?,
+        None => None,
+    };
     let late_ms = match options.start_at_unix_ms {
         Some(at) => Some(super::segmented::wait_for_start(at)?),
         None => None,
@@ -403,12 +410,7 @@ pub fn run(options: &PhasedOptions) -> Result<RunReport, RunError> {
         },
         streams,
         server_requests: super::figures::server_requests_of(&whole_run),
-        segment: super::segmented::info(
-            options,
-            options.start_at_unix_ms,
-            late_ms,
-            phases_started_unix_ms,
-        ),
+        segment: super::segmented::info(options, late_ms, phases_started_unix_ms, clock),
         merged_from: None,
         discovery,
         could_not_run,

@@ -91,12 +91,13 @@ pub fn unix_now_ms() -> u64 {
 /// What the segment's report says about the segment (None for a whole run).
 pub fn info(
     options: &PhasedOptions,
-    start_at_unix_ms: Option<u64>,
     late_ms: Option<u64>,
     started_unix_ms: u64,
+    clock: Option<super::clock::Sample>,
 ) -> Option<SegmentInfo> {
     let segment: ExecutionSegment = options.run.segment;
-    if segment.is_whole() && start_at_unix_ms.is_none() {
+    let start_at_unix_ms = options.start_at_unix_ms;
+    if segment.is_whole() && start_at_unix_ms.is_none() && options.clock_ref.is_none() {
         return None;
     }
     Some(SegmentInfo {
@@ -107,5 +108,38 @@ pub fn info(
         started_unix_ms,
         late_ms,
         host: crate::sys::facts::hostname(),
+        clock_reference: options.clock_ref.clone(),
+        clock_offset_ms: clock.map(|c| c.offset_ms),
+        clock_rtt_ms: clock.map(|c| c.rtt_ms),
     })
+}
+
+/// `--clock-serve PORT`: answers clock probes (both IP families) while the run lasts.
+pub fn serve_clock(port: u16) -> Result<(), RunError> {
+    let socket = super::clock::bind(std::net::SocketAddr::from(([0u8; 16], port)))
+        .or_else(|_| super::clock::bind(std::net::SocketAddr::from(([0u8; 4], port))))
+        .map_err(RunError::Options)?;
+    super::clock::serve(socket);
+    Ok(())
+}
+
+/// `--clock-ref HOST:PORT`: this host's clock against the reference, probed until the common
+/// start (or for two seconds without one). None when it did not answer (said in the report).
+pub fn measure_clock(
+    reference: &str,
+    start_at_unix_ms: Option<u64>,
+) -> Result<Option<super::clock::Sample>, RunError> {
+    use std::net::ToSocketAddrs;
+    let addr = reference
+        .to_socket_addrs()
+        .map_err(|e| RunError::Options(format!("--clock-ref {reference}: {e}")))?
+        .next()
+        .ok_or_else(|| RunError::Options(format!("--clock-ref {reference}: no address")))?;
+    let until = match start_at_unix_ms {
+        Some(at) if at > unix_now_ms() => {
+            std::time::Instant::now() + Duration::from_millis(at - unix_now_ms())
+        }
+        _ => std::time::Instant::now() + Duration::from_secs(2),
+    };
+    Ok(super::clock::measure(addr, until))
 }

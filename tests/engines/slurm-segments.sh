@@ -19,7 +19,7 @@ hosts=3
 port=18107
 tag=msl$$
 cleanup() {
-    for f in "$work"/slurmd-n*.pid "$work"/slurmctld.pid "$work"/serve.pid; do
+    for f in "$work"/slurmd-n*.pid "$work"/slurmctld.pid "$work"/serve.pid "$work"/clock.pid; do
         if [ -f "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
     done
     if [ -f "$work/munged.pid" ]; then kill "$(cat "$work/munged.pid")" 2>/dev/null || true; fi
@@ -47,6 +47,10 @@ for i in $(seq 1 "$hosts"); do add_host "$i" "$sub.$((10 + i))"; done
 # The target host: mcpstorm serve in its own namespace.
 nsenter --net="/run/netns/$tag-t" "$bin" serve --listen "$sub.2:$port" --shards 1 >"$work/serve.log" 2>&1 &
 echo $! >"$work/serve.pid"
+
+# The reference clock the segments measure themselves against, on the controller's host.
+"$bin" clock --listen "$sub.1:17907" >"$work/clock.log" 2>&1 &
+echo $! >"$work/clock.pid"
 
 mkdir -p /run/munge
 chown munge:munge /run/munge
@@ -105,7 +109,7 @@ submit=$(date +%s.%N)
 start_at=$(python3 -c "import time; print(f'{time.time() + 6:.3f}')")
 sla="p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off"
 job=$(sbatch --parsable --array=0-$((hosts - 1)) -n1 -o "$work/out/%a.log" --chdir "$work" --wrap \
-    "'$bin' run http://$sub.2:$port/mcp --allow-host $sub.2 --segment-from-env SLURM_ARRAY_TASK_ID --segments $hosts --start-at $start_at --connections 600 --rate 600 --shards 1 --phases sustained --duration 3s --mix ping:1,tools/call=echo:1 --no-discovery --quiet --sla $sla --json out/seg-\$SLURM_ARRAY_TASK_ID.json")
+    "'$bin' run http://$sub.2:$port/mcp --allow-host $sub.2 --segment-from-env SLURM_ARRAY_TASK_ID --segments $hosts --start-at $start_at --clock-ref $sub.1:17907 --connections 600 --rate 600 --shards 1 --phases sustained --duration 3s --mix ping:1,tools/call=echo:1 --no-discovery --quiet --sla $sla --json out/seg-\$SLURM_ARRAY_TASK_ID.json")
 sbatch --parsable --dependency="afterok:$job" -o "$work/out/merge.log" --chdir "$work" --wrap \
     "'$bin' merge out/seg-0.json out/seg-1.json out/seg-2.json --json out/merged.json --sla $sla" >/dev/null
 for _ in $(seq 1 240); do

@@ -835,10 +835,10 @@ fn ephemeral_port_range() -> (u16, u16) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn options() -> RunOptions {
+    pub(crate) fn options() -> RunOptions {
         RunOptions {
             urls: vec!["http://127.0.0.1:9000/mcp".into()],
             connections: 10,

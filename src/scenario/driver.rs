@@ -198,6 +198,10 @@ pub struct Driver<'a> {
     pub net_guard: Option<crate::netfault::guard::Guard>,
     /// The guard's answer at the heal: how long the rules were in, what the delay line did.
     pub net_heal: Option<crate::netfault::guard::Heal>,
+    /// A segmented run with a common start: each phase's scheduled start.
+    pub schedule: Option<super::segmented::Schedule>,
+    /// The phase about to begin started this late after its slot (noted when it begins).
+    boundary_late_ms: Option<u64>,
 }
 
 impl<'a> Driver<'a> {
@@ -236,7 +240,27 @@ impl<'a> Driver<'a> {
             fault_stage: crate::engine::control::FaultStage::Off,
             net_guard: None,
             net_heal: None,
+            schedule: match (options.run.segment.is_whole(), options.start_at_unix_ms) {
+                (false, Some(at)) => Some(super::segmented::Schedule::of(options, at)),
+                _ => None,
+            },
+            boundary_late_ms: None,
         }
+    }
+
+    /// A segmented run: holds (sessions kept, no load) until `phase`'s scheduled start, so
+    /// every segment begins it together; a phase already late is noted when it begins.
+    pub fn await_phase(&mut self, feed: &mut crate::engine::TimelineFeed, phase: &str) -> Step {
+        let Some(start) = self.schedule.as_ref().and_then(|s| s.start_of(phase)) else {
+            return Ok(());
+        };
+        let now = super::segmented::unix_now_ms();
+        if now < start {
+            self.pass(feed, Duration::from_millis(start - now))?;
+        } else if now - start > super::segmented::LATE_BOUNDARY_MS {
+            self.boundary_late_ms = Some(now - start);
+        }
+        Ok(())
     }
 
     /// Ends the live progress line (the report follows on stdout).
@@ -475,6 +499,12 @@ impl<'a> Driver<'a> {
         run.segments.push(segment.id());
         run.report.sessions.target = self.connections();
         self.phases.push(run);
+        if let Some(late_ms) = self.boundary_late_ms.take() {
+            self.add_note(format!(
+                "began {:.1} s after its scheduled start (the phase before ran past its slot): the segments were not in step here",
+                late_ms as f64 / 1000.0
+            ));
+        }
     }
 
     pub fn current(&mut self) -> &mut PhaseRun {

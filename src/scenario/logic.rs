@@ -39,6 +39,10 @@ pub struct CapacitySearch {
     unjudged: Option<f64>,
     /// The rate the generator could not drive twice: the search stopped there.
     pub generator_limit_rps: Option<f64>,
+    /// A run's segments (`--segment I/N`) climb the same ladder whatever each step showed
+    /// (start × factor^k for every k < steps_max): every segment offers its share of the
+    /// same rates at the same times, and the merge judges the summed steps.
+    ladder: Option<f64>,
 }
 
 /// Bisection stops when the highest pass is within this share of the lowest failure.
@@ -58,7 +62,24 @@ impl CapacitySearch {
             lowest_fail: None,
             unjudged: None,
             generator_limit_rps: None,
+            ladder: None,
         }
+    }
+
+    /// The fixed ladder of a segmented run: `steps_max` steps from `start_rps`, ×`factor` each.
+    pub fn ladder(start_rps: f64, factor: f64, steps_max: usize) -> CapacitySearch {
+        let mut search = CapacitySearch::new(start_rps, factor, steps_max);
+        search.ladder = search.next;
+        search
+    }
+
+    /// On the ladder, the next step is the one after, whatever this one showed.
+    fn climb(&mut self) -> bool {
+        let Some(start) = self.ladder else {
+            return false;
+        };
+        self.next = Some((start * self.factor.powi(self.steps as i32)).round());
+        true
     }
 
     /// The offered rate of the next step; `None` when the search is over.
@@ -74,6 +95,9 @@ impl CapacitySearch {
     /// server's, was found) and the capacity is a lower bound.
     pub fn record_unjudged(&mut self, offered_rps: f64) {
         self.steps += 1;
+        if self.climb() {
+            return;
+        }
         if self.unjudged == Some(offered_rps) {
             self.generator_limit_rps = Some(offered_rps);
             self.next = None;
@@ -97,6 +121,9 @@ impl CapacitySearch {
                 self.lowest_fail
                     .map_or(step.offered_rps, |l| l.min(step.offered_rps)),
             );
+        }
+        if self.climb() {
+            return;
         }
         self.next = match (self.highest_pass, self.lowest_fail) {
             (Some(pass), None) => Some((pass * self.factor).round()),
@@ -511,6 +538,32 @@ mod tests {
             search.record(&step(rate, rate.min(capacity), rate <= capacity));
         }
         (search.capacity(), steps)
+    }
+
+    /// Segments climb the same ladder whatever their steps show: the rates do not depend on
+    /// the verdicts (so every segment offers its share of the same step at the same time),
+    /// and the capacity is still the highest passing step below every failure.
+    #[test]
+    fn a_segmented_search_climbs_a_fixed_ladder() {
+        let rates = |capacity: f64| {
+            let mut search = CapacitySearch::ladder(100.0, 2.0, 5);
+            let mut rates = Vec::new();
+            while let Some(rate) = search.next_rate() {
+                rates.push(rate);
+                if rates.len() == 2 {
+                    search.record_unjudged(rate);
+                } else {
+                    search.record(&step(rate, rate.min(capacity), rate <= capacity));
+                }
+            }
+            (rates, search.capacity())
+        };
+        let (low, low_capacity) = rates(250.0);
+        let (high, high_capacity) = rates(10_000.0);
+        assert_eq!(low, [100.0, 200.0, 400.0, 800.0, 1600.0]);
+        assert_eq!(high, low, "the same ladder for any server");
+        assert_eq!(low_capacity, Some(100.0), "200 was not judged, 400 failed");
+        assert_eq!(high_capacity, Some(1600.0));
     }
 
     #[test]

@@ -3,10 +3,16 @@
 //! segment's report says about itself for `mcpstorm merge`. Part of `scenario/`; the shares
 //! are `engine/segment.rs`'s.
 //!
-//! Every segment runs the same phases from the same options, so their schedules agree
-//! wherever the run does not adapt to what it measures; the ramp's end, the recovery wait
-//! and the capacity search's stop are decided by each segment on its own share, and the
-//! merged report shows each segment's phase times beside the merged figures.
+//! Phase boundaries: a fixed schedule computed from the options (`Schedule`), not a control
+//! channel. With `--start-at`, every segment starts each phase at the same scheduled time —
+//! one slot per phase, sized from the options (the ramp from the connections and the connect
+//! rate, the recovery from its timeout and the fault, the capacity search from its steps) —
+//! and idles holding its sessions when a phase ends early; the capacity search climbs a fixed
+//! ladder (`CapacitySearch::ladder`). Chosen because it needs nothing between the segments
+//! (no address to know in advance, nothing to fail mid-run: a segment that dies cannot stall
+//! the others) and keeps every segment's steps at the same rates and times, so the merge adds
+//! like with like. The cost: idle time where a phase ends before its slot, and a phase that
+//! overruns its slot starts the next one late (said in that phase's note).
 
 use super::driver::PhasedOptions;
 use super::run::RunError;
@@ -142,4 +148,121 @@ pub fn measure_clock(
         _ => std::time::Instant::now() + Duration::from_secs(2),
     };
     Ok(super::clock::measure(addr, until))
+}
+
+/// The phases' scheduled starts of a segmented run (see the module's header), UNIX ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    starts: Vec<(&'static str, u64)>,
+}
+
+/// Sessions per second one process opens unpaced, at the least (measured here: 13.6K–19K/s
+/// at 100K): the ramp slot of a run without `--connect-rate`.
+const UNPACED_SESSIONS_PER_S: u64 = 10_000;
+
+/// A started phase later than this after its slot's start is noted as late.
+pub const LATE_BOUNDARY_MS: u64 = 1_000;
+
+impl Schedule {
+    /// The slots of `options`' phases from `start_at_unix_ms`; `run_connections` is the whole
+    /// run's (each segment's ramp opens its share at its share of the rate: the same time).
+    pub fn of(options: &PhasedOptions, start_at_unix_ms: u64) -> Schedule {
+        let skipped = |name: &str| options.skip.iter().any(|s| s == name);
+        let ms = |d: Duration| d.as_millis() as u64;
+        // This segment's share at its share of the connect rate (the same time for every
+        // segment); unpaced, at the 10K sessions/s a process opens at the least here.
+        let connections = options
+            .run
+            .segment
+            .share(u64::from(options.run.connections));
+        let rate = match options.run.connect_rate_per_s {
+            0 => UNPACED_SESSIONS_PER_S,
+            rate => rate,
+        };
+        // Twice the ramp's planned time and 5 s, within the ramp's own timeout.
+        let ramp_ms =
+            (connections * 2_000 / rate + 5_000).min(ms(options.run.ramp_timeout) + 1_000);
+        let fault_ms = match &options.fault {
+            super::logic::Fault::Restart { down_s } => (down_s * 1000.0) as u64,
+            super::logic::Fault::Network { duration_s, .. } => (duration_s * 1000.0) as u64,
+            _ => 0,
+        };
+        let slots: [(&'static str, u64); 6] = [
+            ("baseline", ms(options.baseline) + 2_000),
+            ("ramp_up", ramp_ms),
+            ("sustained", ms(options.sustain) + 5_000),
+            (
+                "failure_recovery",
+                fault_ms + ms(options.recovery_timeout) + 8_000,
+            ),
+            (
+                "performance",
+                options.steps_max as u64 * (ms(options.step) + 4_000) + 2_000,
+            ),
+            ("cool_down", 0),
+        ];
+        let mut at = start_at_unix_ms;
+        let mut starts = Vec::with_capacity(slots.len());
+        for (name, slot_ms) in slots {
+            starts.push((name, at));
+            if !skipped(name) {
+                at += slot_ms;
+            }
+        }
+        Schedule { starts }
+    }
+
+    pub fn start_of(&self, phase: &str) -> Option<u64> {
+        self.starts
+            .iter()
+            .find(|(name, _)| *name == phase)
+            .map(|(_, at)| *at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(skip: &[&str]) -> PhasedOptions {
+        PhasedOptions {
+            run: crate::engine::plan::RunOptions {
+                connections: 100_000,
+                connect_rate_per_s: 20_000,
+                ..crate::engine::plan::tests::options()
+            },
+            rate_per_s: Some(1000),
+            sla: Default::default(),
+            skip: skip.iter().map(|s| s.to_string()).collect(),
+            baseline: Duration::from_secs(5),
+            sustain: Duration::from_secs(30),
+            fault: super::super::logic::Fault::Restart { down_s: 2.0 },
+            recovery_timeout: Duration::from_secs(30),
+            step: Duration::from_secs(10),
+            step_factor: 1.5,
+            steps_max: 4,
+            quiet: true,
+            discovery: false,
+            start_at_unix_ms: Some(1_000_000),
+            clock_serve: None,
+            clock_ref: None,
+        }
+    }
+
+    #[test]
+    fn every_phase_has_its_slot_from_the_options() {
+        let s = Schedule::of(&options(&[]), 1_000_000);
+        assert_eq!(s.start_of("baseline"), Some(1_000_000));
+        // baseline 5 s + 2 s; ramp 100K at 20K/s: 2 × 5 s + 5 s.
+        assert_eq!(s.start_of("ramp_up"), Some(1_007_000));
+        assert_eq!(s.start_of("sustained"), Some(1_022_000));
+        assert_eq!(s.start_of("failure_recovery"), Some(1_057_000));
+        // restart down 2 s + recovery timeout 30 s + 8 s.
+        assert_eq!(s.start_of("performance"), Some(1_097_000));
+        // 4 steps × (10 s + 4 s) + 2 s.
+        assert_eq!(s.start_of("cool_down"), Some(1_155_000));
+        let skipping = Schedule::of(&options(&["failure_recovery", "performance"]), 1_000_000);
+        assert_eq!(skipping.start_of("cool_down"), Some(1_057_000));
+        assert_eq!(skipping.start_of("nothing"), None);
+    }
 }

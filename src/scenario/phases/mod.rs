@@ -31,10 +31,17 @@ pub fn run_all(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     d.server_rss_before_bytes = d.server_rss_bytes();
     d.slab_before_bytes = crate::engine::slab_bytes();
     d.leak_baseline_bytes = d.server_rss_before_bytes;
+    // A segmented run begins each phase at its scheduled start (`segmented::Schedule`).
+    d.await_phase(feed, "baseline")?;
     baseline::run(d, feed)?;
+    d.await_phase(feed, "ramp_up")?;
     ramp::run(d, feed)?;
+    d.await_phase(feed, "sustained")?;
     sustained::run(d, feed)?;
+    d.await_phase(feed, "failure_recovery")?;
     recovery::run(d, feed)?;
+    d.await_phase(feed, "performance")?;
     performance::run(d, feed)?;
+    d.await_phase(feed, "cool_down")?;
     cool_down::run(d, feed)
 }

@@ -21,7 +21,12 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
     d.begin("performance", Segment::Step(0));
     d.current().segments.clear();
     let start_rps = start_rate(d);
-    let mut search = CapacitySearch::new(start_rps, d.options.step_factor, d.options.steps_max);
+    // The segments of a run climb one fixed ladder (see `CapacitySearch::ladder`).
+    let mut search = if d.options.run.segment.is_whole() {
+        CapacitySearch::new(start_rps, d.options.step_factor, d.options.steps_max)
+    } else {
+        CapacitySearch::ladder(start_rps, d.options.step_factor, d.options.steps_max)
+    };
     let mut steps = Vec::new();
     let mut passed_segments = Vec::new();
     let mut k = 0u32;
@@ -46,11 +51,20 @@ pub fn run(d: &mut Driver<'_>, feed: &mut TimelineFeed) -> Step {
         }
         k += 1;
     };
-    let offered_from = format!(
-        "search from {start_rps:.0} req/s: ×{} per passing step until one fails, then bisection to within {:.0}%",
-        d.options.step_factor,
-        logic::CAPACITY_PRECISION * 100.0
-    );
+    let offered_from = if d.options.run.segment.is_whole() {
+        format!(
+            "search from {start_rps:.0} req/s: ×{} per passing step until one fails, then bisection to within {:.0}%",
+            d.options.step_factor,
+            logic::CAPACITY_PRECISION * 100.0
+        )
+    } else {
+        format!(
+            "segment {}: a fixed ladder from {start_rps:.0} req/s, ×{} per step, {} steps (the merge judges the summed steps)",
+            d.options.run.segment.label(),
+            d.options.step_factor,
+            d.options.steps_max
+        )
+    };
     if let Some(limit) = search.generator_limit_rps {
         d.add_note(format!(
             "the generator could not drive {limit:.0} req/s validly (twice): the capacity found is a lower bound — use more load hosts or CPUs"

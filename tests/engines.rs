@@ -6,18 +6,14 @@
 //! `tests/engines/slurm-segments.sh` does the plumbing (needs root and the Debian packages
 //! tools/test.sh installs); every namespace and daemon is gone when it exits.
 
+mod common;
+
+use common::count;
 use std::process::Command;
 
 fn json(path: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn count(value: &serde_json::Value, pointer: &str) -> u64 {
-    value
-        .pointer(pointer)
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or_else(|| panic!("{pointer} missing or not a count in {value}"))
 }
 
 #[test]

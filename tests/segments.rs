@@ -5,17 +5,10 @@
 
 mod common;
 
-use common::{Server, run_mcpstorm};
+use common::{Server, count, run_mcpstorm};
 use std::process::Command;
 
 const SLA_OFF: &str = "p95=off,errors=off,throughput=off,mem=off,recovery=off,dropped=off";
-
-fn count(value: &serde_json::Value, pointer: &str) -> u64 {
-    value
-        .pointer(pointer)
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or_else(|| panic!("{pointer} missing or not a count in {value}"))
-}
 
 fn merge(files: &[&std::path::Path], out: &std::path::Path) -> (Option<i32>, String) {
     merge_with(files, out, SLA_OFF)

@@ -333,6 +333,23 @@ fn legacy_sessions_lost_with_their_streams_come_back_after_a_restart() {
     assert!(count(&report["counters"], "legacy_endpoints_received") >= 400);
 }
 
+/// Every call of a `test_sampling` run answered, each after its one question on its response
+/// stream was answered on the reply connection, none lost: the calls sent (at least `min`).
+fn assert_every_question_answered(run: &RunOutput, min: u64, what: &str) -> u64 {
+    assert_eq!(run.code, Some(0), "{what}: {}", run.output);
+    let requests = &run.report["phases"][2]["requests"];
+    let sent = count(requests, "sent");
+    assert!(sent >= min, "{what}: {}", run.output);
+    assert_eq!(count(requests, "ok"), sent, "{what}: {}", run.output);
+    let asked = &run.report["server_requests"];
+    assert_eq!(count(asked, "received"), sent, "{what}: {asked}");
+    assert_eq!(count(asked, "on_responses"), sent, "{what}: {asked}");
+    assert_eq!(count(asked, "on_streams"), 0, "{what}: {asked}");
+    assert_eq!(count(asked, "replies_accepted"), sent, "{what}: {asked}");
+    assert_eq!(count(asked, "replies_lost"), 0, "{what}: {asked}");
+    sent
+}
+
 /// A tool that asks the client (`test_sampling`: sampling/createMessage on the call's own
 /// response stream, the answer awaited before the call is) loaded at a rate: every call
 /// completes because every question is answered on the ring's reply connection, and the
@@ -359,17 +376,7 @@ fn calls_that_ask_the_client_complete_at_load() {
         "--sla",
         SLA_OFF,
     ]);
-    assert_eq!(run.code, Some(0), "{}", run.output);
-    let requests = &run.report["phases"][2]["requests"];
-    let sent = count(requests, "sent");
-    assert!(sent >= 200, "{}", run.output);
-    assert_eq!(count(requests, "ok"), sent, "{}", run.output);
-    let asked = &run.report["server_requests"];
-    assert_eq!(count(asked, "received"), sent, "{asked}");
-    assert_eq!(count(asked, "on_responses"), sent, "{asked}");
-    assert_eq!(count(asked, "on_streams"), 0, "{asked}");
-    assert_eq!(count(asked, "replies_accepted"), sent, "{asked}");
-    assert_eq!(count(asked, "replies_lost"), 0, "{asked}");
+    let sent = assert_every_question_answered(&run, 200, "plain");
     let stats = server.stats();
     // The server's side: discovery is off, so every question it asked was one of the run's.
     assert_eq!(count(&stats, "client_requests_sent"), sent, "{stats}");
@@ -403,13 +410,6 @@ fn calls_that_ask_the_client_complete_over_tls_and_armed_receives() {
             "--sla",
             SLA_OFF,
         ]);
-        assert_eq!(run.code, Some(0), "{extra}: {}", run.output);
-        let requests = &run.report["phases"][2]["requests"];
-        let sent = count(requests, "sent");
-        assert!(sent >= 50, "{extra}: {}", run.output);
-        assert_eq!(count(requests, "ok"), sent, "{extra}: {}", run.output);
-        let asked = &run.report["server_requests"];
-        assert_eq!(count(asked, "on_responses"), sent, "{extra}: {asked}");
-        assert_eq!(count(asked, "replies_accepted"), sent, "{extra}: {asked}");
+        assert_every_question_answered(&run, 50, extra);
     }
 }

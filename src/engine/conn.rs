@@ -330,6 +330,74 @@ pub(crate) fn broken(state: State, flags: ConnFlags) -> Broken {
     }
 }
 
+/// One completion of a connect chain, as every connection machine reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainStep {
+    /// The op failed first in its chain (not cancelled by an earlier failure): its name and
+    /// errno, to count.
+    pub(crate) failure: Option<(&'static str, i32)>,
+    /// The CONNECT's completion, which ends the chain: whether it connected. `None` for the
+    /// chain's earlier ops (the CONNECT's completion decides).
+    pub(crate) connected: Option<bool>,
+}
+
+/// Reads a chain completion: a failing op marks the chain failed (`CHAIN_FAILED`, so the
+/// CONNECT's completion, cancelled by the link, fails it too), and the CONNECT's says how the
+/// chain ended.
+pub(crate) fn chain_step(conn: &mut Conn, op: crate::ring::Op, res: i32) -> ChainStep {
+    use crate::ring::Op;
+    let first_failure = res < 0 && res != -libc::ECANCELED;
+    let failure = first_failure.then(|| {
+        let name = match op {
+            Op::Socket => "socket",
+            Op::SetSockOpt => "setsockopt",
+            Op::Bind => "bind",
+            _ => "connect",
+        };
+        (name, -res)
+    });
+    if op != Op::Connect {
+        if first_failure {
+            conn.flags |= F::CHAIN_FAILED;
+        }
+        return ChainStep {
+            failure,
+            connected: None,
+        };
+    }
+    let failed = res < 0 || conn.flags.intersects(F::CHAIN_FAILED);
+    conn.flags &= !F::CHAIN_FAILED;
+    ChainStep {
+        failure,
+        connected: Some(!failed),
+    }
+}
+
+/// What kind of failure a load connection's cause is, for the machines of the connections
+/// beside it (streams, replies) that count failures by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    Tls,
+    Timeout,
+    Connect,
+    Reset,
+}
+
+pub(crate) fn failure_kind(cause: Counter) -> FailureKind {
+    match cause {
+        Counter::error_tls_certificate
+        | Counter::error_tls_alert
+        | Counter::error_tls_protocol
+        | Counter::error_tls_handshake_timeout
+        | Counter::error_tls_truncated => FailureKind::Tls,
+        Counter::error_request_timeout => FailureKind::Timeout,
+        Counter::error_connect_refused
+        | Counter::error_connect_timeout
+        | Counter::error_connect_other => FailureKind::Connect,
+        _ => FailureKind::Reset,
+    }
+}
+
 /// The timeouts a sweep checks a connection against, ns.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {

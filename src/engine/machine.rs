@@ -235,19 +235,10 @@ fn on_closed(conn: &mut Conn, ctx: &Ctx, out: &mut Vec<Action>) {
 }
 
 fn on_chain(conn: &mut Conn, op: Op, res: i32, ctx: &Ctx, out: &mut Vec<Action>) {
-    let first_failure = res < 0 && res != -libc::ECANCELED;
-    if first_failure {
-        let op_name = match op {
-            Op::Socket => "socket",
-            Op::SetSockOpt => "setsockopt",
-            Op::Bind => "bind",
-            _ => "connect",
-        };
-        out.push(Action::Errno {
-            op: op_name,
-            errno: -res,
-        });
-        let cause = match (op, -res) {
+    let step = super::conn::chain_step(conn, op, res);
+    if let Some((name, errno)) = step.failure {
+        out.push(Action::Errno { op: name, errno });
+        let cause = match (op, errno) {
             (Op::Socket, _) => Counter::error_socket,
             (Op::SetSockOpt, _) => Counter::error_setsockopt,
             (Op::Bind, _) => Counter::error_bind,
@@ -257,16 +248,11 @@ fn on_chain(conn: &mut Conn, op: Op, res: i32, ctx: &Ctx, out: &mut Vec<Action>)
         };
         out.push(Action::Count(cause));
     }
-    if op != Op::Connect {
-        // The chain's later ops complete as cancelled; the connect's completion decides.
-        if first_failure {
-            conn.flags |= F::CHAIN_FAILED;
-        }
+    // The chain's later ops complete as cancelled; the connect's completion decides.
+    let Some(connected) = step.connected else {
         return;
-    }
-    let chain_failed = res < 0 || conn.flags.intersects(F::CHAIN_FAILED);
-    conn.flags &= !F::CHAIN_FAILED;
-    if chain_failed {
+    };
+    if !connected {
         if res == -libc::ECANCELED && conn.flags.intersects(F::CONNECT_TIMED_OUT) {
             out.push(Action::Count(Counter::error_connect_timeout));
         }

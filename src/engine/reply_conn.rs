@@ -13,7 +13,7 @@
 //! `Replying` while it is in flight, `Ready` while the connection idles, `connect_failures`
 //! the failed connects in a row (the queue is given up after [`CONNECT_FAILURES_MAX`]).
 
-use super::conn::{Conn, ConnFlags as F, State};
+use super::conn::{Conn, ConnFlags as F, FailureKind, State};
 use super::machine::Event;
 use super::metrics::Counter;
 use super::response::ResponseSummary;
@@ -124,56 +124,37 @@ pub(crate) fn on_queued(conn: &mut Conn, ctx: &ReplyCtx, out: &mut Vec<ReplyActi
 }
 
 fn reply_cause(cause: Counter) -> Counter {
-    match cause {
-        Counter::error_tls_certificate
-        | Counter::error_tls_alert
-        | Counter::error_tls_protocol
-        | Counter::error_tls_handshake_timeout
-        | Counter::error_tls_truncated => Counter::client_reply_error_tls,
-        Counter::error_request_timeout => Counter::client_reply_error_timeout,
-        Counter::error_connect_refused
-        | Counter::error_connect_timeout
-        | Counter::error_connect_other => Counter::client_reply_error_connect,
-        _ => Counter::client_reply_error_reset,
+    match super::conn::failure_kind(cause) {
+        FailureKind::Tls => Counter::client_reply_error_tls,
+        FailureKind::Timeout => Counter::client_reply_error_timeout,
+        FailureKind::Connect => Counter::client_reply_error_connect,
+        FailureKind::Reset => Counter::client_reply_error_reset,
     }
 }
 
 fn on_chain(conn: &mut Conn, op: Op, res: i32, ctx: &ReplyCtx, out: &mut Vec<ReplyAction>) {
-    let first_failure = res < 0 && res != -libc::ECANCELED;
-    if first_failure {
-        let op_name = match op {
-            Op::Socket => "socket",
-            Op::SetSockOpt => "setsockopt",
-            Op::Bind => "bind",
-            _ => "connect",
-        };
-        out.push(ReplyAction::Errno {
-            op: op_name,
-            errno: -res,
-        });
+    let step = super::conn::chain_step(conn, op, res);
+    if let Some((op, errno)) = step.failure {
+        out.push(ReplyAction::Errno { op, errno });
     }
-    if op != Op::Connect {
-        if first_failure {
-            conn.flags |= F::CHAIN_FAILED;
+    match step.connected {
+        None => {}
+        Some(false) => {
+            out.push(ReplyAction::EndHandshake);
+            fail(conn, Counter::client_reply_error_connect, out);
         }
-        return;
-    }
-    let failed = res < 0 || conn.flags.intersects(F::CHAIN_FAILED);
-    conn.flags &= !F::CHAIN_FAILED;
-    if failed {
-        out.push(ReplyAction::EndHandshake);
-        fail(conn, Counter::client_reply_error_connect, out);
-        return;
-    }
-    if ctx.multishot_recv {
-        out.push(ReplyAction::ArmRecv);
-    }
-    if ctx.tls {
-        conn.state = State::TlsHandshaking;
-        conn.sent_ns = ctx.now_ns;
-        out.push(ReplyAction::StartTls);
-    } else {
-        ready(conn, ctx, out);
+        Some(true) => {
+            if ctx.multishot_recv {
+                out.push(ReplyAction::ArmRecv);
+            }
+            if ctx.tls {
+                conn.state = State::TlsHandshaking;
+                conn.sent_ns = ctx.now_ns;
+                out.push(ReplyAction::StartTls);
+            } else {
+                ready(conn, ctx, out);
+            }
+        }
     }
 }
 

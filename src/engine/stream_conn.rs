@@ -10,7 +10,7 @@
 //! open (the shard's `streams_held`), `RECONNECT` to reopen after the close, `BACKOFF` when
 //! that reopen follows a failure.
 
-use super::conn::{Conn, ConnFlags as F, State};
+use super::conn::{Conn, ConnFlags as F, FailureKind, State};
 use super::machine::Event;
 use super::metrics::Counter;
 use super::stream::{Opened, StreamError};
@@ -132,56 +132,37 @@ pub(crate) fn on_stream_end(
 
 /// A load connection's failure cause, as the stream counts it.
 fn stream_cause(cause: Counter) -> Counter {
-    match cause {
-        Counter::error_tls_certificate
-        | Counter::error_tls_alert
-        | Counter::error_tls_protocol
-        | Counter::error_tls_handshake_timeout
-        | Counter::error_tls_truncated => Counter::stream_error_tls,
-        Counter::error_request_timeout => Counter::stream_error_timeout,
-        Counter::error_connect_refused
-        | Counter::error_connect_timeout
-        | Counter::error_connect_other => Counter::stream_error_connect,
-        _ => Counter::stream_error_reset,
+    match super::conn::failure_kind(cause) {
+        FailureKind::Tls => Counter::stream_error_tls,
+        FailureKind::Timeout => Counter::stream_error_timeout,
+        FailureKind::Connect => Counter::stream_error_connect,
+        FailureKind::Reset => Counter::stream_error_reset,
     }
 }
 
 fn on_chain(conn: &mut Conn, op: Op, res: i32, ctx: &StreamCtx, out: &mut Vec<StreamAction>) {
-    let first_failure = res < 0 && res != -libc::ECANCELED;
-    if first_failure {
-        let op_name = match op {
-            Op::Socket => "socket",
-            Op::SetSockOpt => "setsockopt",
-            Op::Bind => "bind",
-            _ => "connect",
-        };
-        out.push(StreamAction::Errno {
-            op: op_name,
-            errno: -res,
-        });
+    let step = super::conn::chain_step(conn, op, res);
+    if let Some((op, errno)) = step.failure {
+        out.push(StreamAction::Errno { op, errno });
     }
-    if op != Op::Connect {
-        if first_failure {
-            conn.flags |= F::CHAIN_FAILED;
+    match step.connected {
+        None => {}
+        Some(false) => {
+            out.push(StreamAction::EndHandshake);
+            fail(conn, Counter::stream_error_connect, out);
         }
-        return;
-    }
-    let failed = res < 0 || conn.flags.intersects(F::CHAIN_FAILED);
-    conn.flags &= !F::CHAIN_FAILED;
-    if failed {
-        out.push(StreamAction::EndHandshake);
-        fail(conn, Counter::stream_error_connect, out);
-        return;
-    }
-    if ctx.multishot_recv {
-        out.push(StreamAction::ArmRecv);
-    }
-    if ctx.tls {
-        conn.state = State::TlsHandshaking;
-        conn.sent_ns = ctx.now_ns;
-        out.push(StreamAction::StartTls);
-    } else {
-        send_open(conn, ctx, out);
+        Some(true) => {
+            if ctx.multishot_recv {
+                out.push(StreamAction::ArmRecv);
+            }
+            if ctx.tls {
+                conn.state = State::TlsHandshaking;
+                conn.sent_ns = ctx.now_ns;
+                out.push(StreamAction::StartTls);
+            } else {
+                send_open(conn, ctx, out);
+            }
+        }
     }
 }
 

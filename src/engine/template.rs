@@ -150,6 +150,18 @@ pub struct TemplateConfig<'a> {
     pub client_capabilities: &'a str,
 }
 
+/// A JSON-RPC POST's head after its request target: the version, Host, the user's headers
+/// and the media types every MCP POST carries.
+fn write_post_head_rest(head: &mut Vec<u8>, config: &TemplateConfig<'_>) {
+    head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    head.extend_from_slice(config.host.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    write_user_headers(head, config);
+    head.extend_from_slice(
+        b"accept: application/json, text/event-stream\r\ncontent-type: application/json\r\n",
+    );
+}
+
 fn write_user_headers(head: &mut Vec<u8>, config: &TemplateConfig<'_>) {
     for header in config.headers {
         head.extend_from_slice(header.name.as_bytes());
@@ -242,13 +254,8 @@ pub struct ReplyTemplate {
 impl ReplyTemplate {
     pub fn new(config: &TemplateConfig<'_>) -> ReplyTemplate {
         let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        head.extend_from_slice(config.host.as_bytes());
-        head.extend_from_slice(b"\r\n");
-        write_user_headers(&mut head, config);
-        head.extend_from_slice(
-            b"accept: application/json, text/event-stream\r\ncontent-type: application/json\r\nmcp-protocol-version: ",
-        );
+        write_post_head_rest(&mut head, config);
+        head.extend_from_slice(b"mcp-protocol-version: ");
         head.extend_from_slice(config.protocol_version.as_bytes());
         head.extend_from_slice(b"\r\n");
         ReplyTemplate {
@@ -359,13 +366,7 @@ impl Template {
             head_start.extend_from_slice(b"POST ");
             head_start.extend_from_slice(config.path.as_bytes());
         }
-        head_start.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        head_start.extend_from_slice(config.host.as_bytes());
-        head_start.extend_from_slice(b"\r\n");
-        write_user_headers(&mut head_start, config);
-        head_start.extend_from_slice(
-            b"accept: application/json, text/event-stream\r\ncontent-type: application/json\r\n",
-        );
+        write_post_head_rest(&mut head_start, config);
         let modern = config.protocol_version == MODERN_PROTOCOL_VERSION;
         if modern {
             head_start.extend_from_slice(b"MCP-Protocol-Version: ");

@@ -56,9 +56,7 @@ pub fn merge(reports: &[RunReport], sla_spec: &SlaSpec) -> Result<RunReport, Str
             ));
         }
     }
-    let missing: Vec<u32> = (0..count)
-        .filter(|i| !rows.iter().any(|r| r.segment.index == *i))
-        .collect();
+    let missing = missing_segments(&rows);
     // Start times on one clock: the reference's, when every segment measured its offset.
     let corrected = rows.iter().all(|r| r.segment.clock_offset_ms.is_some());
     let start_ms = |r: &SegmentRow| {

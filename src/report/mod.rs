@@ -694,6 +694,14 @@ pub struct SegmentRow {
     pub phases: Vec<SegmentPhaseRow>,
 }
 
+/// The segments of `rows`' run that have no row (their share is not in the figures).
+pub fn missing_segments(rows: &[SegmentRow]) -> Vec<u32> {
+    let count = rows.first().map_or(0, |r| r.segment.count);
+    (0..count)
+        .filter(|i| !rows.iter().any(|r| r.segment.index == *i))
+        .collect()
+}
+
 /// One phase of one segment, in a merged report.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct SegmentPhaseRow {

@@ -698,9 +698,7 @@ fn segments_table(rows: &[super::SegmentRow]) -> String {
         );
     }
     let count = rows.first().map_or(0, |r| r.segment.count);
-    let missing: Vec<u32> = (0..count)
-        .filter(|i| !rows.iter().any(|r| r.segment.index == *i))
-        .collect();
+    let missing = super::missing_segments(rows);
     if !missing.is_empty() {
         let _ = writeln!(
             out,

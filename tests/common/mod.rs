@@ -10,6 +10,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The count at JSON pointer `pointer` of a report (or any JSON), or a panic naming it.
+pub fn count(value: &serde_json::Value, pointer: &str) -> u64 {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} missing or not a count in {value}"))
+}
+
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
